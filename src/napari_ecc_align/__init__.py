@@ -1,0 +1,17 @@
+"""Align images with OpenCV's ECC algorithm: napari plugin, Python library and CLI.
+
+The public API imports neither Qt, napari nor magicgui::
+
+    from napari_ecc_align import align, warp, difference
+    alignment = align(reference, moving, motion="affine")
+    aligned = warp(moving, alignment)
+    diff = difference(reference, aligned, alignment=alignment)
+"""
+
+from ._alignment import Alignment, AlignmentError
+from ._engine import align
+from ._warp import difference, warp
+
+__version__ = "0.1.0"
+
+__all__ = ["Alignment", "AlignmentError", "__version__", "align", "difference", "warp"]

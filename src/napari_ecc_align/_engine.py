@@ -1,0 +1,618 @@
+"""The ECC engine: coarse-to-fine inverse-compositional ECC on a Gaussian pyramid.
+
+Why not just call ``cv2.findTransformECC``? At full resolution one call costs
+seconds per iteration on a page scan and converges to the wrong pose when the
+images are a few pixels apart. Here the pose is estimated on a ``cv2.pyrDown``
+pyramid, coarse to fine. On each level we run the inverse-compositional form of
+ECC (Evangelidis & Psarakis, TPAMI 2008, section 3.2): the Jacobian of the
+*reference* is computed once per level, so each iteration only resamples the
+moving image at the sample points and solves a p×p system. On large levels the
+sample points are the pixels with the strongest x and y gradients, which carry
+almost all of ECC's information; coarse levels use every valid pixel.
+
+The matrix convention is ``cv2.findTransformECC``'s: reference (x, y, 1) →
+moving coordinates (see ``_alignment.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ._alignment import MOTIONS, Alignment, AlignmentError
+from ._images import normalise
+from ._warp import warp_plane
+
+# Parameters per motion model, in the order of the Jacobian columns below.
+_N_PARAMS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
+# The coarsest automatic level keeps at least this many pixels on its shorter side.
+_COARSEST_MIN_SIDE = 40
+_MAX_AUTO_LEVELS = 8
+# Sample points per level; more buys little accuracy for linear cost.
+_MAX_SAMPLES = 120_000
+# A level stops once an update moves every corner by less than this (level pixels).
+_STEP_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported by :func:`iter_align` after each pyramid level."""
+
+    level: int  # 0 = full resolution
+    levels: int
+    done: int  # levels finished so far
+    iterations: int
+    correlation: float
+
+
+def align(
+    reference,
+    moving,
+    *,
+    motion: str = "affine",
+    max_iterations: int = 100,
+    eps: float = 1e-6,
+    gauss_filter_size: int = 5,
+    pyramid_levels: int | None = None,
+    init=None,
+    reference_mask=None,
+    moving_mask=None,
+) -> Alignment:
+    """Estimate the transform that maps ``reference`` pixels onto ``moving`` pixels.
+
+    Parameters
+    ----------
+    reference, moving : array_like
+        2D images, grayscale ``(rows, cols)`` or colour ``(rows, cols, 3|4)``.
+        They may differ in size and dtype (bool, any integer, float in any
+        range). Estimation runs on float32 luminance scaled to [0, 1]; NaN and
+        infinite pixels, and fully transparent RGBA pixels, are masked out.
+    motion : {"translation", "euclidean", "affine", "homography"}
+        The motion model (degrees of freedom: 2, 3, 6, 8).
+    max_iterations : int
+        ECC iterations allowed on *each* pyramid level.
+    eps : float
+        ECC stops on a level when the correlation rises by less than ``eps``
+        between two iterations (or when an update moves the image corners by
+        less than 0.001 pixel). Applies per level.
+    gauss_filter_size : int
+        Size of the Gaussian blur applied to both images on every level before
+        ECC (odd; 0 or 1 disables it), as in ``cv2.findTransformECC``.
+    pyramid_levels : int or None
+        Number of pyramid levels (1 = full resolution only). None chooses it from
+        the image size so the coarsest level is about 40-80 pixels on its
+        shorter side, which tolerates misalignments of roughly 5-10 % of the image.
+    init : None, "identity" or array_like (3, 3) or (2, 3)
+        Initial reference→moving matrix (same convention as the result). It is
+        projected onto ``motion`` (e.g. rotation only for "euclidean").
+    reference_mask, moving_mask : array_like of bool, optional
+        True where a pixel counts, with each image's ``(rows, cols)`` shape.
+
+    Returns
+    -------
+    Alignment
+        ``alignment.matrix`` is the 3×3 ``cv2.findTransformECC`` warp matrix.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For invalid arguments; the message names the argument.
+    AlignmentError
+        When ECC cannot align the images (no overlap, no correlation, no
+        convergence); the message says what to try.
+
+    Examples
+    --------
+    >>> import cv2, numpy as np
+    >>> from napari_ecc_align import align
+    >>> rng = np.random.default_rng(0)
+    >>> scene = cv2.GaussianBlur(rng.random((140, 140), dtype=np.float32), (0, 0), 2)
+    >>> reference, moving = scene[10:130, 10:130], scene[7:127, 12:132]
+    >>> result = align(reference, moving, motion="translation")
+    >>> np.round(result.matrix[:2, 2], 2)  # reference (x, y) -> moving (x + 2, y + 3)
+    array([-2.,  3.])
+    """
+    result = None
+    for step in iter_align(
+        reference,
+        moving,
+        motion=motion,
+        max_iterations=max_iterations,
+        eps=eps,
+        gauss_filter_size=gauss_filter_size,
+        pyramid_levels=pyramid_levels,
+        init=init,
+        reference_mask=reference_mask,
+        moving_mask=moving_mask,
+    ):
+        result = step
+    return result
+
+
+def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
+    """Generator form of :func:`align` for progress reporting and cancellation.
+
+    Yields a :class:`Progress` after each pyramid level and finally the
+    :class:`Alignment`. Closing the generator early abandons the estimate.
+    Takes the same arguments as :func:`align`.
+    """
+    start = time.perf_counter()
+    params = _validate_params(**kwargs)
+    motion = params["motion"]
+    ref, ref_valid = normalise(reference, "reference", kwargs.get("reference_mask"), "reference_mask")
+    mov, mov_valid = normalise(moving, "moving", kwargs.get("moving_mask"), "moving_mask")
+    init_matrix, init_method = _initial_matrix(params["init"], motion)
+
+    levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
+    levels = _fit_levels(levels, ref.shape, mov.shape)
+    ref_pyr = _pyramid(ref, ref_valid, levels)
+    mov_pyr = _pyramid(mov, mov_valid, levels)
+
+    scale = 2.0 ** (levels - 1)
+    to_coarsest = np.diag([scale, scale, 1.0])
+    matrix = np.linalg.inv(to_coarsest) @ init_matrix @ to_coarsest
+    iterations = []
+    correlation = float("nan")
+    for done, level in enumerate(range(levels - 1, -1, -1)):
+        if level != levels - 1:
+            matrix = _HALF_INV @ matrix @ _HALF  # S·W·S⁻¹ with S = diag(2, 2, 1)
+        matrix, n_iter, correlation = _ecc_level(
+            ref_pyr[level], mov_pyr[level], matrix, motion, params, level
+        )
+        iterations.append(n_iter)
+        yield Progress(level, levels, done + 1, n_iter, correlation)
+
+    matrix = _normalise_matrix(matrix, motion)
+    _check_plausible(matrix, ref.shape, mov.shape)
+    corr_after = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
+    corr_before = full_correlation(ref, ref_valid, mov, mov_valid, init_matrix)
+    if not np.isfinite(corr_after):
+        raise AlignmentError(
+            "after alignment the images no longer overlap; try motion='euclidean' or "
+            "'translation', fewer pyramid_levels, or an init matrix close to the answer"
+        )
+    if np.isfinite(corr_before) and corr_after < corr_before - 0.05:
+        raise AlignmentError(
+            f"ECC made the match worse (correlation {corr_before:.3f} -> {corr_after:.3f}): "
+            "the images may be too far apart or unrelated; try an init matrix, a mask "
+            "around the common content, or a simpler motion model"
+        )
+    yield Alignment(
+        matrix=matrix,
+        motion=motion,
+        correlation=corr_after,
+        correlation_before=corr_before,
+        reference_shape=ref.shape,
+        moving_shape=mov.shape,
+        elapsed=time.perf_counter() - start,
+        levels=levels,
+        init_method=init_method,
+        iterations=tuple(iterations),
+        parameters={k: v for k, v in params.items() if k != "init"},
+    )
+
+
+# ------------------------------------------------------------------------------------ arguments
+def _validate_params(
+    *,
+    motion="affine",
+    max_iterations=100,
+    eps=1e-6,
+    gauss_filter_size=5,
+    pyramid_levels=None,
+    init=None,
+    reference_mask=None,
+    moving_mask=None,
+) -> dict:
+    if not isinstance(motion, str):
+        raise TypeError(f"motion must be a string, one of {MOTIONS}, got {type(motion).__name__}")
+    motion = motion.lower()
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
+    max_iterations = _as_int(max_iterations, "max_iterations", minimum=1)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise TypeError(f"eps must be a number, got {type(eps).__name__}")
+    eps = float(eps)
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps}")
+    gauss_filter_size = _as_int(gauss_filter_size, "gauss_filter_size", minimum=0)
+    if gauss_filter_size > 1 and gauss_filter_size % 2 == 0:
+        raise ValueError(f"gauss_filter_size must be odd (or 0 to disable), got {gauss_filter_size}")
+    if gauss_filter_size > 31:
+        raise ValueError(f"gauss_filter_size must be at most 31, got {gauss_filter_size}")
+    if pyramid_levels is not None:
+        pyramid_levels = _as_int(pyramid_levels, "pyramid_levels", minimum=1)
+        if pyramid_levels > 16:
+            raise ValueError(f"pyramid_levels must be at most 16, got {pyramid_levels}")
+    return {
+        "motion": motion,
+        "max_iterations": max_iterations,
+        "eps": eps,
+        "gauss_filter_size": gauss_filter_size,
+        "pyramid_levels": pyramid_levels,
+        "init": init,
+    }
+
+
+def _as_int(value, name: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
+    if init is None or (isinstance(init, str) and init == "identity"):
+        return np.eye(3), "identity"
+    if isinstance(init, str):
+        raise ValueError(f"init must be None, 'identity' or a 3x3 matrix, got {init!r}")
+    try:
+        matrix = np.array(init, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"init must be a 3x3 matrix, got {type(init).__name__}") from None
+    if matrix.shape == (2, 3):
+        matrix = np.vstack([matrix, [0.0, 0.0, 1.0]])
+    if matrix.shape != (3, 3):
+        raise ValueError(f"init must be a 3x3 (or 2x3) matrix, got shape {matrix.shape}")
+    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-12:
+        raise ValueError("init must be a finite, invertible matrix")
+    return project_to_motion(matrix, motion), "matrix"
+
+
+def project_to_motion(matrix: np.ndarray, motion: str) -> np.ndarray:
+    """The closest matrix of the ``motion`` family (drops what the model cannot express)."""
+    matrix = np.asarray(matrix, dtype=np.float64) / matrix[2, 2]
+    out = np.eye(3)
+    out[:2, 2] = matrix[:2, 2]
+    if motion == "euclidean":
+        u, _, vt = np.linalg.svd(matrix[:2, :2])
+        rot = u @ vt
+        if np.linalg.det(rot) < 0:  # a reflection is not a rotation
+            u[:, -1] *= -1
+            rot = u @ vt
+        out[:2, :2] = rot
+    elif motion == "affine":
+        out[:2, :2] = matrix[:2, :2]
+    elif motion == "homography":
+        out = matrix.copy()
+    return out
+
+
+def auto_levels(ref_shape, mov_shape) -> int:
+    """Pyramid depth keeping the coarsest level at least 40 px on its shorter side."""
+    side = min(min(ref_shape), min(mov_shape))
+    if side < 2 * _COARSEST_MIN_SIDE:
+        return 1
+    return min(_MAX_AUTO_LEVELS, int(math.log2(side / _COARSEST_MIN_SIDE)) + 1)
+
+
+def _fit_levels(levels: int, ref_shape, mov_shape) -> int:
+    """Reduce ``levels`` so no level is smaller than 8 px on a side."""
+    side = min(min(ref_shape), min(mov_shape))
+    while levels > 1 and side / 2 ** (levels - 1) < 8:
+        levels -= 1
+    return levels
+
+
+# ------------------------------------------------------------------------------------- pyramid
+_HALF = np.diag([0.5, 0.5, 1.0])
+_HALF_INV = np.diag([2.0, 2.0, 1.0])
+
+
+@dataclass
+class _Level:
+    image: np.ndarray  # float32, unblurred
+    valid: np.ndarray | None  # bool, None = all valid
+
+
+def _pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[_Level]:
+    """Gaussian pyramid. ``cv2.pyrDown`` centres its kernel on even pixels, so a
+    level-k pixel x sits exactly at 2x on level k-1: no half-pixel offset."""
+    out = [_Level(image, valid)]
+    for _ in range(levels - 1):
+        prev = out[-1]
+        small = cv2.pyrDown(prev.image)
+        small_valid = None
+        if prev.valid is not None:
+            # A coarse pixel is valid only if its whole 5x5 footprint was.
+            small_valid = cv2.pyrDown(prev.valid.astype(np.float32)) > 0.999
+        out.append(_Level(small, small_valid))
+    return out
+
+
+# ------------------------------------------------------------------------------- one ECC level
+def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level):
+    ksize = params["gauss_filter_size"]
+    ref_img, mov_img = ref.image, mov.image
+    if ksize > 1:
+        ref_img = cv2.GaussianBlur(ref_img, (ksize, ksize), 0)
+        mov_img = cv2.GaussianBlur(mov_img, (ksize, ksize), 0)
+    # The blur spreads masked pixels by ksize // 2 and the gradient by one more.
+    margin = max(ksize, 1) // 2 + 1
+    ref_ok = _erode(ref.valid, margin)
+    mov_ok = _erode(mov.valid, margin)
+
+    grad_x, grad_y = _central_gradients(ref_img)
+    rows, cols = ref_img.shape
+    idx = _select_samples(grad_x, grad_y, ref_ok, margin)
+    if idx.size < 4 * _N_PARAMS[motion]:
+        raise AlignmentError(
+            f"the reference has too few valid pixels on pyramid level {level} "
+            f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
+        )
+    ys, xs = np.divmod(idx, cols)
+    xs = xs.astype(np.float64)
+    ys = ys.astype(np.float64)
+    template = ref_img.ravel()[idx].astype(np.float64)
+
+    # Jacobian in normalised coordinates (centre 0, half-size 1) keeps the Hessian
+    # well conditioned; the update is mapped back to pixels by N⁻¹·ΔW·N.
+    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0
+    norm = np.array([[1 / half, 0, -cx / half], [0, 1 / half, -cy / half], [0, 0, 1]])
+    norm_inv = np.linalg.inv(norm)
+    xn, yn = (xs - cx) / half, (ys - cy) / half
+    gx = grad_x.ravel()[idx].astype(np.float64) * half
+    gy = grad_y.ravel()[idx].astype(np.float64) * half
+    jac_t = _jacobian(motion, xn, yn, gx, gy)  # (parameters, samples)
+
+    corner_pts = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], float)
+    best = (-np.inf, matrix)
+    last_corr = -np.inf
+    n_iter = 0
+    for n_iter in range(1, params["max_iterations"] + 1):
+        warped, ok = _sample_moving(mov_img, mov_ok, matrix, xs, ys, margin)
+        n_ok = int(np.count_nonzero(ok))
+        if n_ok < max(4 * _N_PARAMS[motion], idx.size // 20):
+            raise AlignmentError(
+                f"the images barely overlap at this pose (pyramid level {level}, "
+                f"{n_ok} of {idx.size} sample points inside the moving image); "
+                "give an init matrix close to the answer, or check the image order"
+            )
+        if n_ok < idx.size:
+            corr, delta = _ecc_update(template[ok], warped[ok], jac_t[:, ok], level)
+        else:
+            corr, delta = _ecc_update(template, warped, jac_t, level)
+        if corr > best[0]:
+            best = (corr, matrix)
+        step = norm_inv @ _delta_matrix(motion, delta) @ norm
+        matrix = matrix @ np.linalg.inv(step)
+        matrix = matrix / matrix[2, 2]
+        moved = _max_corner_shift(step, corner_pts)
+        if not np.isfinite(moved) or moved > 10 * max(rows, cols):
+            raise AlignmentError(
+                f"ECC diverged on pyramid level {level}; try a simpler motion model, "
+                "more pyramid_levels or an init matrix"
+            )
+        if moved < _STEP_TOLERANCE or abs(corr - last_corr) < params["eps"]:
+            break
+        last_corr = corr
+    # OpenCV reports the correlation before its last update; score the final pose.
+    warped, ok = _sample_moving(mov_img, mov_ok, matrix, xs, ys, margin)
+    final = _correlation(template[ok], warped[ok]) if np.count_nonzero(ok) > 8 else -np.inf
+
+    if final >= best[0]:
+        best = (final, matrix)
+    return best[1], n_iter, best[0]
+
+
+def _ecc_update(template, warped, jac_t, level):
+    """One inverse-compositional ECC step: the correlation now and the update Δp.
+
+    ``jac_t`` is ∂template/∂p, one row per parameter. With t and w centred,
+    Σ(g - ḡ)t = Σ g t, so only the Hessian needs the mean of g taken out.
+    (np.dot, not @: matmul on 1-D float64 takes a slow path in current numpy.)
+    """
+    n = template.size
+    t = template - template.mean()
+    w = warped - warped.mean()
+    tt, ww, tw = np.dot(t, t), np.dot(w, w), np.dot(t, w)
+    if tt <= 0 or ww <= 0:
+        raise AlignmentError(
+            f"one image is flat where they overlap (pyramid level {level}); "
+            "use a mask around the textured region or a different init"
+        )
+    corr = tw / math.sqrt(tt * ww)
+    g_mean = jac_t.mean(axis=1)
+    hessian = np.dot(jac_t, jac_t.T) - n * np.outer(g_mean, g_mean)
+    try:
+        h_inv = np.linalg.inv(hessian)
+    except np.linalg.LinAlgError:
+        raise AlignmentError(
+            f"the reference has no structure that fixes this motion on pyramid level {level}; "
+            "try a simpler motion model or fewer pyramid_levels"
+        ) from None
+    t_proj = np.dot(jac_t, t)
+    w_proj = np.dot(jac_t, w)
+    lam_num = tt - t_proj @ h_inv @ t_proj
+    lam_den = tw - t_proj @ h_inv @ w_proj
+    if lam_den <= 0:
+        raise AlignmentError(
+            f"ECC found no positive correlation on pyramid level {level} "
+            f"(correlation {corr:.3f}): the images may be unrelated, inverted or too "
+            "far apart; try an init matrix, a mask, or another motion model"
+        )
+    # Move the template towards the gain-matched warped image: Δp = H⁻¹ Gᵀ(λw - t).
+    delta = h_inv @ ((lam_num / lam_den) * w_proj - t_proj)
+    return corr, delta
+
+
+def _central_gradients(image):
+    """(I(x+1) - I(x-1)) / 2 along x and y; border pixels are never sampled.
+    (Plain slicing: about twice as fast as cv2.Sobel with ksize=1 here.)"""
+    grad_x = np.empty_like(image)
+    grad_y = np.empty_like(image)
+    np.subtract(image[:, 2:], image[:, :-2], out=grad_x[:, 1:-1])
+    np.subtract(image[2:], image[:-2], out=grad_y[1:-1])
+    grad_x[:, [0, -1]] = 0
+    grad_y[[0, -1]] = 0
+    grad_x *= 0.5
+    grad_y *= 0.5
+    return grad_x, grad_y
+
+
+def _erode(valid: np.ndarray | None, margin: int) -> np.ndarray | None:
+    if valid is None:
+        return None
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    return cv2.erode(valid.astype(np.uint8), kernel, borderValue=1).astype(bool)
+
+
+def _select_samples(grad_x, grad_y, valid, margin) -> np.ndarray:
+    """Flat indices of the pixels ECC uses on one level.
+
+    Small levels use every valid pixel away from the border; large ones the
+    strongest |gx| and the strongest |gy| pixels (about half each, so that e.g.
+    the horizontal staff lines of a score do not crowd out the stems that fix x).
+    """
+    rows, cols = grad_x.shape
+    inner = (rows - 2 * margin) * (cols - 2 * margin)
+    if inner <= 0:
+        return np.empty(0, np.intp)
+    chosen = np.zeros((rows, cols), bool)
+    if inner <= _MAX_SAMPLES:
+        chosen[margin:-margin, margin:-margin] = True
+        if valid is not None:
+            chosen &= valid
+        return np.flatnonzero(chosen)
+    rng = np.random.default_rng(0)  # deterministic: same inputs, same samples
+    probe_rows = rng.integers(margin, rows - margin, size=100_000)
+    probe_cols = rng.integers(margin, cols - margin, size=100_000)
+    keep = 0.5 * _MAX_SAMPLES / inner  # fraction of pixels each direction keeps
+    mag = np.empty_like(grad_x)
+    for grad in (grad_x, grad_y):
+        np.abs(grad, out=mag)
+        threshold = np.quantile(mag[probe_rows, probe_cols], 1.0 - keep)
+        chosen |= mag >= max(float(threshold), 1e-12)
+    for border in (chosen[:margin], chosen[-margin:], chosen[:, :margin], chosen[:, -margin:]):
+        border[...] = False
+    if valid is not None:
+        chosen &= valid
+    idx = np.flatnonzero(chosen)
+    if idx.size > _MAX_SAMPLES:  # ties, e.g. the flat gradients of a binary image
+        idx = np.sort(rng.choice(idx, size=_MAX_SAMPLES, replace=False))
+    elif idx.size < 64:  # almost flat image: use a regular grid of pixels instead
+        chosen[margin:-margin:4, margin:-margin:4] = True
+        idx = np.flatnonzero(chosen if valid is None else chosen & valid)
+    return idx
+
+
+def _jacobian(motion, x, y, gx, gy) -> np.ndarray:
+    """∂template(W(x; p))/∂p at p = 0, one column per parameter."""
+    if motion == "translation":
+        cols = [gx, gy]
+    elif motion == "euclidean":
+        cols = [x * gy - y * gx, gx, gy]
+    else:
+        cols = [x * gx, x * gy, y * gx, y * gy, gx, gy]
+        if motion == "homography":
+            radial = x * gx + y * gy
+            cols += [-x * radial, -y * radial]
+    return np.stack(cols)
+
+
+def _delta_matrix(motion, p) -> np.ndarray:
+    if motion == "translation":
+        return np.array([[1, 0, p[0]], [0, 1, p[1]], [0, 0, 1]], float)
+    if motion == "euclidean":
+        c, s = math.cos(p[0]), math.sin(p[0])
+        return np.array([[c, -s, p[1]], [s, c, p[2]], [0, 0, 1]], float)
+    bottom = [p[6], p[7], 1] if motion == "homography" else [0, 0, 1]
+    return np.array([[1 + p[0], p[2], p[4]], [p[1], 1 + p[3], p[5]], bottom], float)
+
+
+def _sample_moving(mov_img, mov_ok, matrix, xs, ys, margin):
+    """Moving-image values at W·(x, y) (bilinear) and whether each one is usable.
+
+    Points within ``margin`` pixels of the moving image's edge are not: the blur
+    there mixes in reflected pixels that the reference does not see."""
+    rows, cols = mov_img.shape
+    den = matrix[2, 0] * xs + matrix[2, 1] * ys + matrix[2, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mx = (matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]) / den
+        my = (matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]) / den
+    lo, hi_x, hi_y = margin, cols - 1 - margin, rows - 1 - margin
+    ok = (den > 1e-9) & (mx >= lo) & (mx <= hi_x) & (my >= lo) & (my <= hi_y)
+    # remap's maps must be < 32767 wide: lay the points out as a (k, 1024) block.
+    n = xs.size
+    width = min(n, 1024)
+    padded = -(-n // width) * width
+    map_x = np.zeros(padded, np.float32)
+    map_y = np.zeros(padded, np.float32)
+    map_x[:n] = np.where(ok, mx, 0)
+    map_y[:n] = np.where(ok, my, 0)
+    map_x, map_y = map_x.reshape(-1, width), map_y.reshape(-1, width)
+    values = cv2.remap(mov_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if mov_ok is not None:
+        inside = cv2.remap(
+            mov_ok.view(np.uint8), map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT
+        )
+        ok &= inside.ravel()[:n] > 0
+    return values.ravel()[:n].astype(np.float64), ok
+
+
+def _correlation(a, b) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(np.dot(a, a) * np.dot(b, b))
+    return float(np.dot(a, b)) / den if den > 0 else float("nan")
+
+
+def _max_corner_shift(step, corner_pts) -> float:
+    moved = step @ corner_pts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = moved[:2] / moved[2]
+    return float(np.max(np.abs(moved - corner_pts[:2])))
+
+
+def _normalise_matrix(matrix, motion) -> np.ndarray:
+    matrix = matrix / matrix[2, 2]
+    if motion != "homography":
+        matrix = matrix.copy()
+        matrix[2] = [0.0, 0.0, 1.0]
+    return matrix
+
+
+def _check_plausible(matrix, ref_shape, mov_shape) -> None:
+    det = np.linalg.det(matrix[:2, :2])
+    if not np.all(np.isfinite(matrix)) or det <= 1e-4 or det >= 1e4:
+        raise AlignmentError(
+            f"ECC converged to a degenerate transform (area scale {det:.3g}); try a simpler "
+            "motion model (euclidean or translation), an init matrix, or a mask"
+        )
+
+
+# ---------------------------------------------------------------------------------- correlation
+def full_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
+    """ECC of ``ref`` and ``mov`` warped by ``matrix`` over their overlap, at full resolution."""
+    rows, cols = ref.shape
+    source = mov
+    if mov_valid is not None:
+        source = mov.copy()
+        source[~mov_valid] = np.nan
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    # NaN fill marks every output pixel whose interpolation reached outside `mov`.
+    warped = warp_plane(source, matrix, (rows, cols), flags, (float("nan"),) * 4)
+    valid = warped == warped
+    if ref_valid is not None:
+        valid &= ref_valid
+    count = int(np.count_nonzero(valid))
+    if count < 16:
+        return float("nan")
+    mask = valid.view(np.uint8)
+    ref_mean, ref_std = (float(v[0, 0]) for v in cv2.meanStdDev(ref, mask=mask))
+    mov_mean, mov_std = (float(v[0, 0]) for v in cv2.meanStdDev(warped, mask=mask))
+    if ref_std == 0 or mov_std == 0:
+        return float("nan")
+    warped[~valid] = 0.0  # then a plain dot product sums over the overlap only
+    cross = float(np.dot(ref.ravel(), warped.ravel())) / count
+    return (cross - ref_mean * mov_mean) / (ref_std * mov_std)

@@ -1,0 +1,137 @@
+"""Input validation and normalisation shared by the engine, warp and difference.
+
+Everything here turns what users hand us (any numeric dtype, grayscale or
+RGB/RGBA channel-last, NaNs, masks) into what OpenCV accepts, or raises a
+``TypeError``/``ValueError`` that names the argument.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# ITU-R BT.601 luma weights, the ones cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def as_array(image, name: str) -> np.ndarray:
+    """Return ``image`` as a numeric ndarray (no copy when possible) or raise TypeError."""
+    if image is None:
+        raise TypeError(f"{name} must be an array, got None")
+    if hasattr(image, "compute") and not isinstance(image, np.ndarray):
+        image = image.compute()  # dask and similar lazy arrays
+    try:
+        arr = np.asarray(image)
+    except Exception as exc:  # e.g. ragged lists
+        raise TypeError(f"{name} must be array-like: {exc}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+    ):
+        raise TypeError(f"{name} must be a numeric or boolean array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise TypeError(
+            f"{name} has complex dtype {arr.dtype}; pass a real image, e.g. np.abs({name})"
+        )
+    return arr
+
+
+def split_channels(arr: np.ndarray, name: str) -> tuple[tuple[int, int], int]:
+    """Return the spatial ``(rows, cols)`` of a 2D image and its channel count (0 for gray).
+
+    Channel-last RGB (3) and RGBA (4) are recognised; any other third axis means a
+    stack, which this function rejects with a pointer to stack alignment.
+    """
+    if arr.ndim == 2:
+        rows, cols = arr.shape
+        channels = 0
+    elif arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        rows, cols, channels = arr.shape
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        rows, cols, channels = arr.shape
+    else:
+        raise ValueError(
+            f"{name} has shape {arr.shape}: align() takes one 2D image, grayscale (rows, cols) "
+            "or colour (rows, cols, 3|4). For stacks, time-lapses or several channels align "
+            "one plane at a time, or use stack alignment (align_stack) where available"
+        )
+    if rows < 2 or cols < 2:
+        raise ValueError(f"{name} must be at least 2x2 pixels, got {rows}x{cols}")
+    return (rows, cols), channels
+
+
+def luminance(arr: np.ndarray) -> np.ndarray:
+    """Float32 single-channel version of a gray, RGB or RGBA image (alpha ignored)."""
+    if arr.ndim == 2:
+        return arr.astype(np.float32, copy=False)
+    if arr.shape[-1] == 1:
+        return arr[..., 0].astype(np.float32, copy=False)
+    rgb = arr[..., :3].astype(np.float32, copy=False)
+    return rgb @ _LUMA
+
+
+def validate_mask(mask, shape: tuple[int, int], name: str) -> np.ndarray | None:
+    """Return ``mask`` as a boolean array of ``shape`` (or None), or raise."""
+    if mask is None:
+        return None
+    mask = as_array(mask, name)
+    if mask.shape != tuple(shape):
+        raise ValueError(
+            f"{name} must have the image's spatial shape {tuple(shape)}, got {mask.shape}"
+        )
+    if mask.dtype != np.bool_:
+        mask = mask != 0
+    return mask
+
+
+def normalise(image, name: str, mask=None, mask_name: str = "mask"):
+    """Turn one input image into ECC's working form.
+
+    Returns
+    -------
+    gray : float32 ndarray (rows, cols)
+        Luminance scaled to [0, 1] over the valid pixels; invalid pixels are 0.
+    valid : bool ndarray (rows, cols) or None
+        False where the mask excludes a pixel or the value is NaN/inf; None when
+        every pixel is valid (the common case, which lets OpenCV skip masking).
+    """
+    arr = as_array(image, name)
+    shape, channels = split_channels(arr, name)
+    valid = validate_mask(mask, shape, mask_name)
+    if channels == 4:
+        # Fully transparent pixels carry no image content.
+        alpha = arr[..., 3]
+        opaque = alpha > 0
+        if not opaque.all():
+            valid = opaque if valid is None else valid & opaque
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        # Scale float64 before the float32 cast so huge values do not overflow to inf.
+        finite_vals = arr[np.isfinite(arr)]
+        peak = float(np.abs(finite_vals).max()) if finite_vals.size else 0.0
+        if peak > 1e30:
+            arr = arr / peak
+    gray = luminance(arr)
+    if gray.dtype.kind == "f":
+        finite = np.isfinite(gray)
+        if not finite.all():
+            valid = finite if valid is None else valid & finite
+    if valid is not None and valid.all():
+        valid = None
+    values = gray if valid is None else gray[valid]
+    if values.size == 0:
+        raise ValueError(
+            f"{name} has no valid pixels: every pixel is masked out, NaN or infinite"
+        )
+    lo = float(values.min())
+    hi = float(values.max())
+    span = hi - lo
+    if not np.isfinite(span) or span <= 0:
+        from ._alignment import AlignmentError
+
+        raise AlignmentError(
+            f"{name} has no contrast (every valid pixel equals {lo:g}); ECC needs image "
+            "structure in both images: check that the right image or channel was passed"
+        )
+    out = gray - np.float32(lo)
+    out *= np.float32(1.0 / span)
+    if valid is not None:
+        out[~valid] = 0.0
+    return out, valid

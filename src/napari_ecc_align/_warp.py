@@ -163,7 +163,10 @@ def _warp_one(plane, matrix, out_shape, interpolation, fill):
         return result
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        result = np.clip(np.rint(result), info.min, info.max)
+        top = np.float64(info.max)
+        if int(top) > info.max:  # 2**63 - 1 rounds up to 2**63 in float64
+            top = np.nextafter(top, 0)
+        result = np.clip(np.rint(result), info.min, top)
     return result.astype(dtype)
 
 

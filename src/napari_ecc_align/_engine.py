@@ -30,13 +30,24 @@ from ._warp import warp_plane
 
 # Parameters per motion model, in the order of the Jacobian columns below.
 _N_PARAMS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
-# The coarsest automatic level keeps at least this many pixels on its shorter side.
-_COARSEST_MIN_SIDE = 40
+_STAGES = {
+    "translation": ("translation",),
+    "euclidean": ("translation", "euclidean"),
+    "affine": ("translation", "euclidean", "affine"),
+    "homography": ("translation", "euclidean", "affine", "homography"),
+}
+# The coarsest automatic level keeps at least this many pixels on its shorter side:
+# small enough that a shift of 10 % of the image is about a pixel there.
+_COARSEST_MIN_SIDE = 12
 _MAX_AUTO_LEVELS = 8
+# A coarsest level with fewer usable pixels than this is dropped.
+_MIN_COARSE_PIXELS = 32
 # Sample points per level; more buys little accuracy for linear cost.
 _MAX_SAMPLES = 120_000
 # A level stops once an update moves every corner by less than this (level pixels).
 _STEP_TOLERANCE = 1e-3
+# Halvings of an ECC step that lowers the correlation before the level gives up.
+_MAX_HALVINGS = 6
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,12 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     levels = _fit_levels(levels, ref.shape, mov.shape)
     ref_pyr = _pyramid(ref, ref_valid, levels)
     mov_pyr = _pyramid(mov, mov_valid, levels)
+    # Masks and NaN holes can leave a coarse level with too little to fit: drop it.
+    margin = _margin(params["gauss_filter_size"])
+    while levels > 1 and min(
+        _usable_pixels(ref_pyr[levels - 1], margin), _usable_pixels(mov_pyr[levels - 1], margin)
+    ) < _MIN_COARSE_PIXELS:
+        levels -= 1
 
     scale = 2.0 ** (levels - 1)
     to_coarsest = np.diag([scale, scale, 1.0])
@@ -161,9 +178,20 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     for done, level in enumerate(range(levels - 1, -1, -1)):
         if level != levels - 1:
             matrix = _HALF_INV @ matrix @ _HALF  # S·W·S⁻¹ with S = diag(2, 2, 1)
-        matrix, n_iter, correlation = _ecc_level(
-            ref_pyr[level], mov_pyr[level], matrix, motion, params, level
-        )
+        n_iter = 0
+        # On the coarsest level, fit the few-parameter models first: a translation
+        # has a wider capture range than six or eight free parameters.
+        stages = _STAGES[motion] if level == levels - 1 and levels > 1 else (motion,)
+        for stage in stages:
+            try:
+                matrix, stage_iter, correlation = _ecc_level(
+                    ref_pyr[level], mov_pyr[level], matrix, stage, params, level
+                )
+            except AlignmentError:
+                if level == 0:
+                    raise
+                break  # a coarse level with too little overlap or structure: refine finer
+            n_iter += stage_iter
         iterations.append(n_iter)
         yield Progress(level, levels, done + 1, n_iter, correlation)
 
@@ -324,8 +352,9 @@ def _pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[_
         small = cv2.pyrDown(prev.image)
         small_valid = None
         if prev.valid is not None:
-            # A coarse pixel is valid only if its whole 5x5 footprint was.
-            small_valid = cv2.pyrDown(prev.valid.astype(np.float32)) > 0.999
+            # Invalid pixels hold the mean value (see normalise), so a coarse pixel
+            # whose footprint is mostly valid is still a fair sample of the image.
+            small_valid = cv2.pyrDown(prev.valid.astype(np.float32)) > 0.75
         out.append(_Level(small, small_valid))
     return out
 
@@ -337,8 +366,9 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level):
     if ksize > 1:
         ref_img = cv2.GaussianBlur(ref_img, (ksize, ksize), 0)
         mov_img = cv2.GaussianBlur(mov_img, (ksize, ksize), 0)
-    # The blur spreads masked pixels by ksize // 2 and the gradient by one more.
-    margin = max(ksize, 1) // 2 + 1
+    # The blur spreads masked (and reflected border) pixels by ksize // 2 and the
+    # gradient by one more.
+    margin = _margin(ksize)
     ref_ok = _erode(ref.valid, margin)
     mov_ok = _erode(mov.valid, margin)
 
@@ -366,43 +396,45 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level):
     jac_t = _jacobian(motion, xn, yn, gx, gy)  # (parameters, samples)
 
     corner_pts = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], float)
-    best = (-np.inf, matrix)
-    last_corr = -np.inf
+    min_overlap = max(4 * _N_PARAMS[motion], idx.size // 20)
+
+    def evaluate(candidate):
+        """Correlation at ``candidate`` and the ECC update from there (None: no overlap)."""
+        warped, ok = _sample_moving(mov_img, mov_ok, candidate, xs, ys, margin)
+        n_ok = int(np.count_nonzero(ok))
+        if n_ok < min_overlap:
+            return None
+        if n_ok < idx.size:
+            return _ecc_update(template[ok], warped[ok], jac_t[:, ok], level)
+        return _ecc_update(template, warped, jac_t, level)
+
+    state = evaluate(matrix)
+    if state is None:
+        raise AlignmentError(
+            f"the images barely overlap at the initial pose (pyramid level {level}); "
+            "give an init matrix close to the answer, or check which image is which"
+        )
+    corr, delta = state
     n_iter = 0
     for n_iter in range(1, params["max_iterations"] + 1):
-        warped, ok = _sample_moving(mov_img, mov_ok, matrix, xs, ys, margin)
-        n_ok = int(np.count_nonzero(ok))
-        if n_ok < max(4 * _N_PARAMS[motion], idx.size // 20):
-            raise AlignmentError(
-                f"the images barely overlap at this pose (pyramid level {level}, "
-                f"{n_ok} of {idx.size} sample points inside the moving image); "
-                "give an init matrix close to the answer, or check the image order"
-            )
-        if n_ok < idx.size:
-            corr, delta = _ecc_update(template[ok], warped[ok], jac_t[:, ok], level)
+        # Backtracking: halve a step that lowers the correlation, so every accepted
+        # step climbs. Plain ECC overshoots on coarse levels and walks off the image.
+        for _ in range(_MAX_HALVINGS):
+            step = norm_inv @ _delta_matrix(motion, delta) @ norm
+            candidate = matrix @ np.linalg.inv(step)
+            candidate = candidate / candidate[2, 2]
+            moved = _max_corner_shift(step, corner_pts)
+            new_state = evaluate(candidate) if np.isfinite(moved) else None
+            if new_state is not None and new_state[0] >= corr - 1e-12:
+                break
+            delta = 0.5 * delta
         else:
-            corr, delta = _ecc_update(template, warped, jac_t, level)
-        if corr > best[0]:
-            best = (corr, matrix)
-        step = norm_inv @ _delta_matrix(motion, delta) @ norm
-        matrix = matrix @ np.linalg.inv(step)
-        matrix = matrix / matrix[2, 2]
-        moved = _max_corner_shift(step, corner_pts)
-        if not np.isfinite(moved) or moved > 10 * max(rows, cols):
-            raise AlignmentError(
-                f"ECC diverged on pyramid level {level}; try a simpler motion model, "
-                "more pyramid_levels or an init matrix"
-            )
-        if moved < _STEP_TOLERANCE or abs(corr - last_corr) < params["eps"]:
+            break  # no step along this direction helps: converged as far as ECC can
+        gain = new_state[0] - corr
+        matrix, (corr, delta) = candidate, new_state
+        if moved < _STEP_TOLERANCE or gain < params["eps"]:
             break
-        last_corr = corr
-    # OpenCV reports the correlation before its last update; score the final pose.
-    warped, ok = _sample_moving(mov_img, mov_ok, matrix, xs, ys, margin)
-    final = _correlation(template[ok], warped[ok]) if np.count_nonzero(ok) > 8 else -np.inf
-
-    if final >= best[0]:
-        best = (final, matrix)
-    return best[1], n_iter, best[0]
+    return matrix, n_iter, corr
 
 
 def _ecc_update(template, warped, jac_t, level):
@@ -433,16 +465,24 @@ def _ecc_update(template, warped, jac_t, level):
         ) from None
     t_proj = np.dot(jac_t, t)
     w_proj = np.dot(jac_t, w)
-    lam_num = tt - t_proj @ h_inv @ t_proj
-    lam_den = tw - t_proj @ h_inv @ w_proj
-    if lam_den <= 0:
+    # Δp = H⁻¹Gᵀ(λw - t) moves the linearised template towards the gain-matched
+    # warped image. The best λ is e/c (the paper's closed form); when c <= 0 the
+    # linearised correlation rises monotonically with λ and any λ > 0 ascends, so
+    # take the paper's fallback λ = sqrt(e / d) instead of giving up.
+    e = tt - t_proj @ h_inv @ t_proj
+    c = tw - t_proj @ h_inv @ w_proj
+    d = w_proj @ h_inv @ w_proj
+    if c > 0:
+        lam = e / c
+    elif d > 0:
+        lam = math.sqrt(max(e, 0.0) / d)
+    else:
         raise AlignmentError(
-            f"ECC found no positive correlation on pyramid level {level} "
-            f"(correlation {corr:.3f}): the images may be unrelated, inverted or too "
-            "far apart; try an init matrix, a mask, or another motion model"
+            f"ECC found no correlation on pyramid level {level} (correlation {corr:.3f}): "
+            "the images may be unrelated or too far apart; try an init matrix, a mask, "
+            "or another motion model"
         )
-    # Move the template towards the gain-matched warped image: Δp = H⁻¹ Gᵀ(λw - t).
-    delta = h_inv @ ((lam_num / lam_den) * w_proj - t_proj)
+    delta = h_inv @ (lam * w_proj - t_proj)
     return corr, delta
 
 
@@ -458,6 +498,18 @@ def _central_gradients(image):
     grad_x *= 0.5
     grad_y *= 0.5
     return grad_x, grad_y
+
+
+def _margin(ksize: int) -> int:
+    return max(ksize, 1) // 2 + 1
+
+
+def _usable_pixels(level: _Level, margin: int) -> int:
+    """Pixels of a level that ECC may sample: valid and away from the border."""
+    rows, cols = level.image.shape
+    if level.valid is None:
+        return max(0, rows - 2 * margin) * max(0, cols - 2 * margin)
+    return int(np.count_nonzero(_erode(level.valid, margin)[margin:-margin, margin:-margin]))
 
 
 def _erode(valid: np.ndarray | None, margin: int) -> np.ndarray | None:

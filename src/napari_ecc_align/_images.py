@@ -88,7 +88,8 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
     Returns
     -------
     gray : float32 ndarray (rows, cols)
-        Luminance scaled to [0, 1] over the valid pixels; invalid pixels are 0.
+        Luminance scaled to [0, 1] over the valid pixels; invalid pixels hold
+        the mean of the valid ones.
     valid : bool ndarray (rows, cols) or None
         False where the mask excludes a pixel or the value is NaN/inf; None when
         every pixel is valid (the common case, which lets OpenCV skip masking).
@@ -133,5 +134,7 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
     out = gray - np.float32(lo)
     out *= np.float32(1.0 / span)
     if valid is not None:
-        out[~valid] = 0.0
+        # The mean, not 0, so blurring and downsampling near masked pixels
+        # creates no strong false edges.
+        out[~valid] = out[valid].mean()
     return out, valid

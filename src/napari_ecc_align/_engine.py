@@ -42,6 +42,9 @@ _COARSEST_MIN_SIDE = 12
 _MAX_AUTO_LEVELS = 8
 # A coarsest level with fewer usable pixels than this is dropped.
 _MIN_COARSE_PIXELS = 32
+# Below this final correlation the "alignment" fits noise: unrelated blurred-noise
+# images reach 0.15-0.23 with an affine model by distorting one of them.
+_MIN_CORRELATION = 0.25
 # Sample points per level; more buys little accuracy for linear cost.
 _MAX_SAMPLES = 120_000
 # A level stops once an update moves every corner by less than this (level pixels).
@@ -203,6 +206,12 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         raise AlignmentError(
             "after alignment the images no longer overlap; try motion='euclidean' or "
             "'translation', fewer pyramid_levels, or an init matrix close to the answer"
+        )
+    if corr_after < _MIN_CORRELATION:
+        raise AlignmentError(
+            f"the images look unrelated: their correlation is {corr_after:.3f} even after "
+            "alignment; check that both show the same scene, then try an init matrix close "
+            "to the answer, a mask around the common content, or more pyramid_levels"
         )
     if np.isfinite(corr_before) and corr_after < corr_before - 0.05:
         raise AlignmentError(

@@ -45,6 +45,11 @@ def test_json_round_trip_is_exact(tmp_path):
     a.to_json(tmp_path / "t.json")
     c = Alignment.from_json(tmp_path / "t.json")
     np.testing.assert_array_equal(a.matrix, c.matrix)
+    odd = tmp_path / "new folder" / "{run1}.json"  # created; a name starting with "{" is still a path
+    a.to_json(odd)
+    np.testing.assert_array_equal(Alignment.from_json(str(odd)).matrix, a.matrix)
+    assert Alignment.from_json(a.to_json()).motion == "homography"
+    assert [p.name for p in odd.parent.iterdir()] == ["{run1}.json"]  # no temporary left behind
 
 
 def test_from_dict_rejects_incomplete_data():

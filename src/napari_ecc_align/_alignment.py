@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,21 +127,35 @@ class Alignment:
         return cls(**kwargs)
 
     def to_json(self, path=None, **dump_kwargs) -> str:
-        """Return the alignment as JSON text, and write it to ``path`` if given."""
+        """Return the alignment as JSON text, and write it to ``path`` if given.
+
+        The file is written to a temporary name and renamed, so a reader never
+        sees half of it; missing parent folders are created.
+        """
         text = json.dumps(self.to_dict(), indent=2, **dump_kwargs)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+            path = os.fspath(path)
+            folder = os.path.dirname(os.path.abspath(path))
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json.tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text + "\n")
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
         return text
 
     @classmethod
     def from_json(cls, path_or_text) -> Alignment:
         """Read an alignment from a JSON file path or a JSON string."""
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
+        is_text = isinstance(path_or_text, str) and path_or_text.lstrip().startswith("{")
+        if not is_text or os.path.exists(path_or_text):
             with open(path_or_text, encoding="utf-8") as fh:
-                text = fh.read()
-        return cls.from_dict(json.loads(text))
+                path_or_text = fh.read()
+        return cls.from_dict(json.loads(path_or_text))
 
     # -- geometry ------------------------------------------------------------------------------
     def inverse(self) -> Alignment:

@@ -42,7 +42,9 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
         (the image's own shape when a bare matrix is given).
     interpolation : {"linear", "nearest", "cubic"}
         Boolean images always use nearest neighbour; use "nearest" for label
-        images so no new label values appear.
+        images so no new label values appear. OpenCV's cubic kernel (a = -0.75)
+        is sharper but not exactly interpolating at sub-pixel shifts: it can
+        displace smooth ramps by a few hundredths of a pixel.
     fill_value : scalar
         Value of output pixels that fall outside the moving image. Must be
         representable in the image's dtype.

@@ -1,0 +1,432 @@
+"""The ``napari-ecc-align`` command line: ``align`` two image files, or open the ``demo``.
+
+Errors a user can fix (missing or unreadable files, bad options, a format that
+cannot hold the result) print one line ``napari-ecc-align: error: ...`` and
+exit with 2; an alignment that fails exits with 1. Only this module's ``demo``
+command imports napari, and only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import __version__
+from ._alignment import MOTIONS, Alignment, AlignmentError
+from ._engine import align
+from ._io import atomic_output, check_writable, image_format, read_image, write_image
+from ._warp import difference, warp
+
+PROG = "napari-ecc-align"
+PLUGIN_NAME = "napari-ecc-align"
+# Engine defaults, shown in --help and passed through unchanged: one source of truth.
+_DEFAULTS = {k: p.default for k, p in inspect.signature(align).parameters.items()}
+# A normalized difference (in standard deviations) written to PNG/JPEG saturates here.
+NORMALIZED_FULL_SCALE = 4.0
+# Robust value ranges (1st-99th percentile) further apart than this fraction of the
+# larger span mean the two images are not comparable pixel for pixel.
+_RANGE_TOLERANCE = 0.1
+SCREENSHOT_SIZE = (1280, 800)  # width, height of the demo window in --screenshot mode
+
+_EPILOG = f"""\
+examples:
+  {PROG} align page1.png scan1.jpg -o scan1_aligned.png --difference diff.png
+  {PROG} align ref.tif moving.tif -o aligned.tif --motion euclidean --transform t.json
+  {PROG} demo
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        0 on success, 1 when the images could not be aligned, 2 for usage,
+        input and output errors (one line on stderr, no traceback).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors: return, don't exit
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        _error("choose a command: align or demo (see --help)")
+        return 2
+    try:
+        return args.func(args)
+    except AlignmentError as exc:
+        _error(_cli_terms(str(exc)))
+        return 1
+    except (ValueError, TypeError) as exc:
+        _error(_cli_terms(str(exc)))
+        return 2
+    except OSError as exc:  # FileNotFoundError included
+        _error(exc)
+        return 2
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``napari-ecc-align`` command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Align images with OpenCV's ECC algorithm (enhanced correlation coefficient).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = commands.add_parser(
+        "align",
+        help="align MOVING onto REFERENCE and save the result",
+        description="Estimate the transform that maps REFERENCE onto MOVING, resample MOVING "
+        "onto the REFERENCE grid and save it. Formats: PNG, JPEG, TIFF (by extension).",
+    )
+    # fmt: off
+    p.add_argument("reference", metavar="REFERENCE", help="image that stays fixed")
+    p.add_argument("moving", metavar="MOVING", help="image to align onto REFERENCE")
+    p.add_argument("-o", "--output", metavar="ALIGNED", required=True,
+                   help="aligned MOVING, same dtype as MOVING, on the REFERENCE grid")
+    p.add_argument("--difference", metavar="DIFF",
+                   help="also save |REFERENCE - ALIGNED|, zero outside the overlap. Floating-point "
+                   "differences are saved as float32 in TIFF; in PNG/JPEG they are scaled so "
+                   f"{NORMALIZED_FULL_SCALE:g} standard deviations (normalized mode) or the full "
+                   "input range (absolute mode) is white: 255, or 65535 in a PNG when an input "
+                   "has more than 8 bits")
+    p.add_argument("--difference-mode", choices=("absolute", "normalized"),
+                   help="'normalized' compares z-scores (for images of different dtype, gain or "
+                   "contrast, e.g. binarised vs. grayscale); default: 'absolute' if both images "
+                   "have the same dtype, channels and value range, else 'normalized'")
+    p.add_argument("--transform", metavar="T.json",
+                   help="also save the alignment (matrix, correlation, parameters) as JSON")
+    p.add_argument("--init", metavar="T.json",
+                   help="start from the matrix of a saved --transform file (e.g. to refine it "
+                   "with another motion model) instead of the identity")
+    p.add_argument("--motion", choices=MOTIONS, default=_DEFAULTS["motion"],
+                   help="motion model (default: %(default)s)")
+    p.add_argument("--max-iterations", type=int, metavar="N", default=_DEFAULTS["max_iterations"],
+                   help="ECC iterations per pyramid level (default: %(default)s)")
+    p.add_argument("--eps", type=float, metavar="E", default=_DEFAULTS["eps"],
+                   help="stop a level when the correlation gains < E (default: %(default)g)")
+    p.add_argument("--pyramid-levels", type=int, metavar="N", default=_DEFAULTS["pyramid_levels"],
+                   help="pyramid levels, 1 = full resolution only (default: from the image size)")
+    p.add_argument("--gauss-filter-size", type=int, metavar="N",
+                   default=_DEFAULTS["gauss_filter_size"],
+                   help="Gaussian blur before ECC, odd, 0 = off (default: %(default)s)")
+    p.add_argument("--interpolation", choices=("linear", "nearest", "cubic"), default="linear",
+                   help="resampling of the aligned image (default: %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    # fmt: on
+    p.set_defaults(func=_cmd_align)
+
+    d = commands.add_parser(
+        "demo",
+        help="open napari with a misaligned sample pair",
+        description="Open napari with a misaligned sample pair (binarised score vs. grayscale\n"
+        "scan) and the alignment widget. Needs napari with a Qt binding:\n"
+        '  pip install "napari-ecc-align[all]"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("--screenshot", metavar="PATH", help="align the pair without showing a "
+                   "window, save a screenshot of the viewer to PATH and exit")  # fmt: skip
+    d.set_defaults(func=_cmd_demo)
+    return parser
+
+
+# ------------------------------------------------------------------------------------- align
+def _cmd_align(args: argparse.Namespace) -> int:
+    _check_paths(args)
+    check_writable(args.output, np.uint8)  # the extension, before reading anything
+    if args.difference:
+        image_format(args.difference)
+    reference = read_image(args.reference)
+    moving = read_image(args.moving)
+    # The aligned image has MOVING's dtype and channels on REFERENCE's grid: make sure the
+    # output format can hold it before spending time on the alignment.
+    check_writable(args.output, moving.dtype, reference.shape[:2] + moving.shape[2:])
+    mode = args.difference_mode or default_difference_mode(reference, moving)
+    if args.difference and mode == "absolute" and reference.shape[2:] != moving.shape[2:]:
+        raise ValueError(
+            f"--difference-mode absolute needs images with the same channels, got "
+            f"{reference.shape} and {moving.shape}; use --difference-mode normalized"
+        )
+
+    init = _read_init(args.init) if args.init else None
+    alignment = align(
+        reference,
+        moving,
+        init=init,
+        motion=args.motion,
+        max_iterations=args.max_iterations,
+        eps=args.eps,
+        pyramid_levels=args.pyramid_levels,
+        gauss_filter_size=args.gauss_filter_size,
+    )
+    aligned = warp(moving, alignment, interpolation=args.interpolation)
+    write_image(args.output, aligned)
+    if args.difference:
+        diff = difference(reference, aligned, mode=mode, alignment=alignment)
+        diff = difference_for_file(diff, args.difference, mode, reference, moving)
+        write_image(args.difference, diff)
+    if args.transform:
+        with atomic_output(args.transform) as tmp:
+            alignment.to_json(tmp)
+    if not args.quiet:
+        print(summarize(alignment))
+    return 0
+
+
+def _read_init(path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "no such file", path)
+    try:
+        return Alignment.from_json(path).matrix
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"--init {path} is not a --transform JSON file: {exc}") from None
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse outputs that would overwrite an input or each other."""
+    inputs = {"REFERENCE": args.reference, "MOVING": args.moving}
+    if args.init:
+        inputs["--init"] = args.init
+    outputs = {"-o": args.output, "--difference": args.difference, "--transform": args.transform}
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        if not path:
+            continue
+        for name, source in inputs.items():
+            if _same_file(path, source):
+                raise ValueError(
+                    f"{option} {path} would overwrite the input {name}; choose another output name"
+                )
+        for other, other_path in seen.items():
+            if _same_file(path, other_path):
+                raise ValueError(f"{option} and {other} both name {path}; choose two names")
+        seen[option] = path
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, case-insensitive file systems
+    except OSError:
+        return False
+
+
+def default_difference_mode(reference: np.ndarray, moving: np.ndarray) -> str:
+    """``"absolute"`` if the images are directly comparable, else ``"normalized"``.
+
+    Comparable means the same dtype, the same channels and robust value ranges
+    (1st and 99th percentiles) that agree within 10 % of the larger span.
+    """
+    if reference.dtype != moving.dtype or reference.shape[2:] != moving.shape[2:]:
+        return "normalized"
+    lo_a, hi_a = _robust_range(reference)
+    lo_b, hi_b = _robust_range(moving)
+    span = max(hi_a - lo_a, hi_b - lo_b)
+    if span <= 0:
+        return "absolute"
+    tolerance = _RANGE_TOLERANCE * span
+    close = abs(lo_a - lo_b) <= tolerance and abs(hi_a - hi_b) <= tolerance
+    return "absolute" if close else "normalized"
+
+
+def _robust_range(image: np.ndarray) -> tuple[float, float]:
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]  # alpha is not intensity
+    step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / 250_000)))  # ~250k samples
+    sample = image[::step, ::step].astype(np.float64).ravel()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 0.0
+    lo, hi = np.percentile(sample, [1, 99])
+    return float(lo), float(hi)
+
+
+def difference_for_file(
+    diff: np.ndarray, path: str, mode: str, reference: np.ndarray, moving: np.ndarray
+) -> np.ndarray:
+    """Convert a difference image to something the format of ``path`` can store.
+
+    TIFF keeps the values (floats as float32). PNG and JPEG keep uint8 (and
+    uint16 in PNG) as is; other data are scaled to uint8, or to uint16 for a
+    PNG when either input has more than 8 bits. Normalized differences map
+    ``NORMALIZED_FULL_SCALE`` (4) standard deviations to white; absolute ones
+    the full range of the inputs (their dtype's maximum, or 1.0 for float
+    images in [0, 1]).
+    """
+    fmt = image_format(path)
+    if fmt == "TIFF":
+        return diff.astype(np.float32) if diff.dtype.kind == "f" else diff
+    if fmt == "JPEG" and diff.ndim == 3 and diff.shape[-1] == 4:
+        diff = diff[..., :3]  # JPEG has no alpha; it is a picture of the difference anyway
+    if diff.dtype in (np.bool_, np.uint8) or (fmt == "PNG" and diff.dtype == np.uint16):
+        return diff
+    deep = fmt == "PNG" and any(a.dtype.itemsize > 1 for a in (reference, moving))
+    target = np.dtype(np.uint16 if deep else np.uint8)
+    if mode == "normalized":
+        full = NORMALIZED_FULL_SCALE
+    elif diff.dtype.kind in "ui":
+        full = float(np.iinfo(diff.dtype).max)
+    else:
+        full = max(_full_scale(reference), _full_scale(moving))
+    scaled = np.clip(np.nan_to_num(diff.astype(np.float64) / full), 0.0, 1.0)
+    return np.rint(scaled * np.iinfo(target).max).astype(target)
+
+
+def _full_scale(image: np.ndarray) -> float:
+    if image.dtype.kind in "ui":
+        return float(np.iinfo(image.dtype).max)
+    if image.dtype == np.bool_:
+        return 1.0
+    finite = np.abs(image[np.isfinite(image)])
+    return max(1.0, float(finite.max())) if finite.size else 1.0
+
+
+def summarize(alignment: Alignment) -> str:
+    """One line: motion, correlation before → after, time, and the matrix in plain terms.
+
+    The shift, rotation and scale are those of the reference→moving matrix
+    (its affine part for a homography).
+    """
+    m = alignment.matrix
+    linear = m[:2, :2]
+    # Rotation of the closest similarity, robust to shear; scale = sqrt(area change).
+    rotation = math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
+    scale = math.sqrt(abs(float(np.linalg.det(linear))))
+    return (
+        f"{alignment.motion}: correlation {alignment.correlation_before:.3f} -> "
+        f"{alignment.correlation:.3f} in {alignment.elapsed:.2f} s; reference->moving "
+        f"shift (x, y) = ({m[0, 2]:+.2f}, {m[1, 2]:+.2f}) px, rotation {rotation:+.3f} deg, "
+        f"scale {scale:.4f}"
+    )
+
+
+# -------------------------------------------------------------------------------------- demo
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.screenshot:
+        image_format(args.screenshot)  # a bad extension fails before napari starts
+    try:
+        import napari
+
+        viewer = napari.Viewer(show=not args.screenshot)
+    except ImportError as exc:
+        _error(
+            f"the demo needs napari and a Qt binding ({exc}); "
+            'install them with: pip install "napari-ecc-align[all]"'
+        )
+        return 2
+    try:
+        layers = [_add_layer(viewer, layer) for layer in _sample_layers()]
+        _dock_widget(viewer)
+        if not args.screenshot:
+            napari.run()
+            return 0
+        reference, moving = layers[0], layers[1]
+        alignment = align(reference.data, moving.data)
+        aligned = warp(moving.data, alignment)
+        mode = default_difference_mode(np.asarray(reference.data), np.asarray(moving.data))
+        diff = difference(reference.data, aligned, mode=mode, alignment=alignment)
+        # The aligned layer takes the moving layer's look (e.g. magenta, additive over a green
+        # reference: aligned structure turns white); the difference is there but hidden.
+        look = {k: getattr(moving, k) for k in ("colormap", "blending", "contrast_limits")}
+        aligned_layer = viewer.add_image(aligned, name=f"{moving.name} (aligned)", **look)
+        viewer.add_image(diff, name=f"{moving.name} (difference)", colormap="magma", visible=False)
+        moving.visible = False
+        viewer.layers.selection.active = aligned_layer
+        print(summarize(alignment))
+        # A hidden window is laid out only when grabbed: grab once so the canvas learns its
+        # real size, then fit the images to it and take the real screenshot.
+        viewer.window.resize(*SCREENSHOT_SIZE)
+        viewer.screenshot(canvas_only=False, flash=False)
+        viewer.reset_view()
+        shot = viewer.screenshot(canvas_only=False, flash=False)
+        if image_format(args.screenshot) == "JPEG":
+            shot = shot[..., :3]
+        write_image(args.screenshot, shot)
+        return 0
+    finally:
+        if args.screenshot:
+            viewer.close()
+
+
+def _sample_layers() -> list[tuple]:
+    """The demo pair as LayerDataTuples, reference first."""
+    try:
+        from ._sample_data import score_pair
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}._sample_data":
+            raise
+        from ._synthetic import score_pair as synthetic_pair
+
+        reference, moving, _ = synthetic_pair()
+        return [(reference, {"name": "reference"}, "image"), (moving, {"name": "moving"}, "image")]
+    return list(score_pair())
+
+
+def _add_layer(viewer, layer_data: tuple):
+    data, kwargs, layer_type = (tuple(layer_data) + ({}, "image"))[:3]
+    return getattr(viewer, f"add_{layer_type}")(data, **(kwargs or {}))
+
+
+def _dock_widget(viewer) -> None:
+    """Dock the plugin's widget as its manifest declares it, if there is one yet."""
+    try:
+        importlib.import_module(f"{__package__}._widget")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}._widget":
+            raise  # the module exists but something it imports does not: a real error
+        return
+    from npe2 import PluginManager
+
+    names = [w.display_name for w in PluginManager.instance().iter_widgets()
+             if w.plugin_name == PLUGIN_NAME]  # fmt: skip
+    if names:
+        viewer.window.add_plugin_dock_widget(PLUGIN_NAME, names[0])
+
+
+# ------------------------------------------------------------------------------------ errors
+# The engine's messages name Python arguments; on the command line, name the options.
+_TERMS = re.compile(
+    r"motion='(\w+)'|\ban init matrix\b|\b(max_iterations|eps|gauss_filter_size|pyramid_levels)\b"
+)
+
+
+def _cli_terms(message: str) -> str:
+    def option(match: re.Match) -> str:
+        if match.group(1):
+            return f"--motion {match.group(1)}"
+        if match.group(2):
+            return "--" + match.group(2).replace("_", "-")
+        return "an initial matrix (--init T.json)"
+
+    return _TERMS.sub(option, message)
+
+
+def _error(exc: BaseException | str) -> None:
+    """Print ``napari-ecc-align: error: <message>`` as one line on stderr."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        message = f"{exc.strerror}: {exc.filename}"
+    else:
+        message = str(exc) or type(exc).__name__
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)

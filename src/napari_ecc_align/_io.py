@@ -1,0 +1,352 @@
+"""Reading and writing image files: PNG, JPEG and TIFF.
+
+No Qt or napari here: the CLI and scripts use these functions directly.
+
+* Reads return the stored dtype: 8-bit files give uint8, 16-bit PNG and TIFF
+  give uint16, float TIFFs stay float. Colour comes back channel-last
+  ``(rows, cols, 3|4)``, grayscale as ``(rows, cols)``.
+* Writes check first that the array fits the format (JPEG is 8-bit only, PNG
+  8 or 16-bit) and then replace the target atomically, so an interrupted run
+  never leaves a truncated image where a good one was.
+
+PNG and JPEG go through imageio's Pillow plugin, TIFF through tifffile. The one
+exception is 16-bit *colour* PNG, which Pillow reduces to 8 bits on reading and
+cannot write: OpenCV (already a dependency) handles those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PathLike = str | os.PathLike
+
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+SUPPORTED = "PNG (.png), JPEG (.jpg, .jpeg) or TIFF (.tif, .tiff)"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow modes that are not plain L/RGB/RGBA, and what to convert them to.
+_PIL_CONVERT = {"P": "RGB", "PA": "RGBA", "LA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB"}
+_JPEG_QUALITY = 95
+
+
+def image_format(path: PathLike) -> str:
+    """Return ``"PNG"``, ``"JPEG"`` or ``"TIFF"`` from the file extension.
+
+    Raises
+    ------
+    ValueError
+        If the extension is none of .png, .jpg, .jpeg, .tif, .tiff.
+    """
+    ext = Path(path).suffix.lower()
+    if ext not in _FORMATS:
+        raise ValueError(
+            f"{os.fspath(path)}: unsupported file extension {ext or '(none)'!r}; use {SUPPORTED}"
+        )
+    return _FORMATS[ext]
+
+
+# ------------------------------------------------------------------------------------- reading
+def read_image(path: PathLike) -> np.ndarray:
+    """Read a PNG, JPEG or TIFF image with its stored dtype.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file. Its extension chooses the reader.
+
+    Returns
+    -------
+    ndarray
+        ``(rows, cols)`` for grayscale, ``(rows, cols, 3|4)`` for RGB(A).
+        8-bit files give uint8 (1-bit PNGs give bool), 16-bit PNG and TIFF give
+        uint16, TIFF keeps any stored dtype (float32, int16, ...). Palette
+        images become RGB (RGBA if they have transparency), gray+alpha becomes
+        RGBA so the alpha channel still masks pixels, CMYK becomes RGB. Planar
+        RGB TIFFs are returned channel-last. Multi-page TIFFs return the first
+        series, e.g. ``(pages, rows, cols)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the extension is not supported or the file cannot be decoded.
+    OSError
+        For other I/O failures (e.g. permission denied).
+
+    Examples
+    --------
+    >>> image = read_image("scan.png")  # doctest: +SKIP
+    >>> image.dtype, image.shape  # doctest: +SKIP
+    (dtype('uint16'), (2048, 1536))
+    """
+    name = os.fspath(path)
+    fmt = image_format(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(errno.ENOENT, "no such file", name)
+    # Opening it ourselves first surfaces permission and directory errors as OSError,
+    # so every failure of the decoders below can honestly be called "undecodable".
+    with open(name, "rb") as fh:
+        header = fh.read(32)
+    # Decode by content: a PNG saved as .tif still reads; a file that is no image at
+    # all gets a clearer message than the decoders' own.
+    content = _sniff(header)
+    if content is None:
+        what = "the file is empty" if not header else "no PNG, JPEG or TIFF signature"
+        raise ValueError(
+            f"cannot read {name}: not a valid {fmt} image ({what}); "
+            f"supported formats are {SUPPORTED}"
+        )
+    fmt = content
+    try:
+        if fmt == "TIFF":
+            image = _read_tiff(name)
+        elif fmt == "PNG" and _is_16bit_colour_png(header):
+            image = _read_png_16bit_colour(name)
+        else:
+            image = _read_pillow(name)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(
+            f"cannot read {name} as a {fmt} image ({reason}); supported formats are {SUPPORTED}"
+        ) from None
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    return image
+
+
+def _sniff(header: bytes) -> str | None:
+    """The format named by the file's first bytes, or None."""
+    if header.startswith(_PNG_SIGNATURE):
+        return "PNG"
+    if header.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if header[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
+        return "TIFF"
+    return None
+
+
+def _read_pillow(name: str) -> np.ndarray:
+    import imageio.v3 as iio
+
+    # Pillow by explicit name: imageio's fallback message on failure ("install pyav")
+    # would only confuse.
+    meta = iio.immeta(name, plugin="pillow", index=0, exclude_applied=False)
+    mode = meta.get("mode")
+    convert = _PIL_CONVERT.get(mode)
+    if mode == "P" and "transparency" in meta:
+        convert = "RGBA"
+    return np.asarray(iio.imread(name, plugin="pillow", index=0, mode=convert))
+
+
+def _is_16bit_colour_png(header: bytes) -> bool:
+    """Bit depth 16 and colour type gray+alpha (4), RGB (2) or RGBA (6), from IHDR."""
+    if not header.startswith(_PNG_SIGNATURE) or header[12:16] != b"IHDR" or len(header) < 26:
+        return False
+    return header[24] == 16 and header[25] in (2, 4, 6)
+
+
+def _read_png_16bit_colour(name: str) -> np.ndarray:
+    # np.fromfile + imdecode: cv2.imread cannot open non-ASCII paths on Windows.
+    image = cv2.imdecode(np.fromfile(name, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("OpenCV could not decode the 16-bit PNG")
+    if image.ndim == 3 and image.shape[-1] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
+def _read_tiff(name: str) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(name) as tif:
+        series = tif.series[0]
+        image = series.asarray()
+        axes = series.axes
+    # Planar-configuration RGB(A) comes as (..., S, Y, X); the rest of the package
+    # (and napari's rgb detection) expects channels last.
+    if axes.endswith("SYX") and image.ndim >= 3 and image.shape[-3] in (3, 4):
+        image = np.moveaxis(image, -3, -1)
+    return image
+
+
+# ------------------------------------------------------------------------------------- writing
+def check_writable(path: PathLike, dtype, shape=None) -> str:
+    """Check that an image of ``dtype`` (and ``shape``) can be saved to ``path``.
+
+    Call it before a long computation so that a bad output name fails early.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file; its extension chooses the format.
+    dtype : numpy dtype-like
+        dtype of the image that will be written.
+    shape : tuple of int, optional
+        Shape of that image, to check the number of channels.
+
+    Returns
+    -------
+    str
+        The format: ``"PNG"``, ``"JPEG"`` or ``"TIFF"``.
+
+    Raises
+    ------
+    ValueError
+        If the format cannot store such an image; the message says which one can.
+    """
+    fmt = image_format(path)
+    dtype = np.dtype(dtype)
+    name = os.fspath(path)
+    channels = _channels(shape) if shape is not None else None
+    if fmt != "TIFF" and shape is not None and len(tuple(shape)) not in (2, 3):
+        raise ValueError(
+            f"{name}: {fmt} stores one 2D image, got shape {tuple(shape)}; save stacks as .tif"
+        )
+    if fmt == "TIFF":
+        if not (dtype == np.bool_ or np.issubdtype(dtype, np.number)):
+            raise ValueError(f"{name}: cannot store dtype {dtype} in a TIFF file")
+        return fmt
+    if fmt == "JPEG":
+        if dtype not in (np.uint8, np.bool_):
+            raise ValueError(
+                f"{name}: JPEG stores 8-bit images only, this one is {dtype}; "
+                "save it as .png (8 or 16-bit) or .tif (any dtype) instead"
+            )
+        if channels not in (None, 0, 3):
+            raise ValueError(
+                f"{name}: JPEG stores grayscale or RGB, this image has {channels} channels; "
+                "save it as .png or .tif instead"
+            )
+        return fmt
+    # PNG
+    if dtype.kind == "f" or dtype.kind == "c":
+        raise ValueError(
+            f"{name}: PNG cannot store {dtype} (floating point) images; "
+            "save it as .tif to keep the values, or convert to uint8/uint16 first"
+        )
+    if dtype not in (np.uint8, np.uint16, np.bool_):
+        raise ValueError(
+            f"{name}: PNG stores bool, uint8 or uint16 images, this one is {dtype}; "
+            "save it as .tif to keep the values"
+        )
+    if channels is not None and channels not in (0, 2, 3, 4):
+        raise ValueError(f"{name}: PNG stores 1 to 4 channels, this image has shape {shape}")
+    if dtype == np.uint16 and channels == 2:
+        raise ValueError(f"{name}: 16-bit gray+alpha PNG is not supported; save it as .tif")
+    return fmt
+
+
+def write_image(path: PathLike, array, *, atomic: bool = True) -> None:
+    """Save an image as PNG, JPEG or TIFF, chosen by the extension of ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file. Missing parent folders are created.
+    array : array_like
+        ``(rows, cols)`` grayscale or ``(rows, cols, 3|4)`` RGB(A). PNG takes
+        bool (saved as 0/255 uint8), uint8 and uint16; JPEG uint8 (and bool)
+        only, grayscale or RGB, quality 95; TIFF any numeric dtype and shape.
+        The array is never modified.
+    atomic : bool
+        Write to a hidden temporary file in the same folder, then rename it
+        onto ``path`` (``os.replace``), so readers never see a half-written
+        file and a failed write leaves any previous file intact.
+
+    Raises
+    ------
+    ValueError
+        If the extension is unsupported or the dtype/channels do not fit the
+        format (the message suggests one that fits).
+    OSError
+        If the file cannot be written.
+
+    Examples
+    --------
+    >>> write_image("aligned.tif", aligned)  # doctest: +SKIP
+    """
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    fmt = check_writable(path, arr.dtype, arr.shape)
+    if arr.dtype == np.bool_ and fmt != "TIFF":
+        arr = np.where(arr, np.uint8(255), np.uint8(0))  # a new array: input untouched
+    ext = Path(path).suffix.lower()
+    with atomic_output(path, atomic=atomic) as target:
+        _write(target, arr, fmt, ext)
+
+
+def _write(target: str, arr: np.ndarray, fmt: str, ext: str) -> None:
+    if fmt == "TIFF":
+        import tifffile
+
+        rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+        tifffile.imwrite(target, arr, photometric="rgb" if rgb else "minisblack")
+    elif fmt == "PNG" and arr.dtype == np.uint16 and arr.ndim == 3:
+        # Pillow cannot write 16-bit colour PNG; OpenCV can (it wants BGR order).
+        code = cv2.COLOR_RGB2BGR if arr.shape[-1] == 3 else cv2.COLOR_RGBA2BGRA
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, code))
+        if not ok:
+            raise OSError(f"OpenCV could not encode {target} as PNG")
+        buf.tofile(target)
+    else:
+        import imageio.v3 as iio
+
+        kwargs = {"quality": _JPEG_QUALITY} if fmt == "JPEG" else {}
+        # The extension is passed explicitly: the temporary name must not decide.
+        iio.imwrite(target, np.ascontiguousarray(arr), plugin="pillow", extension=ext, **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike, *, atomic: bool = True) -> Iterator[str]:
+    """Context manager yielding a path to write to, moved onto ``path`` on success.
+
+    The temporary file sits in the target's folder (``os.replace`` is only
+    atomic within one file system), is hidden (name starts with ``'.'``) and
+    keeps the real extension. It is removed if the body raises. Missing
+    parent folders are created.
+
+    Examples
+    --------
+    >>> with atomic_output("result.json") as tmp:  # doctest: +SKIP
+    ...     alignment.to_json(tmp)
+    """
+    target = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    if not atomic:
+        yield target
+        return
+    base = os.path.basename(target)
+    stem, ext = os.path.splitext(base)
+    tmp = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.tmp{ext}")
+    # O_EXCL: never clobber a stranger's file; mode 0o666 lets the umask apply as for
+    # any new file (mkstemp would leave the result readable by its owner only).
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _channels(shape) -> int:
+    """0 for a 2D image, else the length of the last axis."""
+    shape = tuple(shape)
+    if len(shape) == 3 and shape[-1] == 1:
+        return 0
+    return 0 if len(shape) == 2 else int(shape[-1])

@@ -1,0 +1,54 @@
+# Developer entry points. Each target makes .venv and installs what it needs.
+#   make test    whole test suite (GUI tests run headless under Xvfb via pytest-xvfb)
+#   make demo    open napari with the plugin and a sample pair
+#   make lint    ruff check + ruff format --check
+#   make bench   benchmarks against OpenCV's own calls
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SRC    := src tests benchmarks
+
+.PHONY: venv install-test install-all test demo lint bench clean
+
+# --- environments -----------------------------------------------------------
+
+venv: $(BIN)/python
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Stamp files make re-runs quick; they are redone when pyproject.toml changes.
+$(VENV)/.testing-stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[testing]"
+	touch $@
+
+$(VENV)/.all-stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[all]" PyQt5
+	touch $@
+
+install-test: $(VENV)/.testing-stamp
+
+install-all: $(VENV)/.all-stamp
+
+# --- tasks --------------------------------------------------------------------
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install-all
+	$(BIN)/napari-ecc-align demo
+
+lint: install-test
+	$(BIN)/python -m ruff --version >/dev/null 2>&1 || $(BIN)/pip install ruff
+	$(BIN)/python -m ruff check $(SRC)
+	$(BIN)/python -m ruff format --check $(SRC)
+
+bench: install-test
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

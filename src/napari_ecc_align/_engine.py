@@ -178,23 +178,26 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     matrix = np.linalg.inv(to_coarsest) @ init_matrix @ to_coarsest
     iterations = []
     correlation = float("nan")
+    seeds = None
     for done, level in enumerate(range(levels - 1, -1, -1)):
         if level != levels - 1:
             matrix = _HALF_INV @ matrix @ _HALF  # S·W·S⁻¹ with S = diag(2, 2, 1)
         n_iter = 0
+        selected = None
         # On the coarsest level, fit the few-parameter models first: a translation
         # has a wider capture range than six or eight free parameters.
         stages = _STAGES[motion] if level == levels - 1 and levels > 1 else (motion,)
         for stage in stages:
             try:
-                matrix, stage_iter, correlation = _ecc_level(
-                    ref_pyr[level], mov_pyr[level], matrix, stage, params, level
+                matrix, stage_iter, correlation, selected = _ecc_level(
+                    ref_pyr[level], mov_pyr[level], matrix, stage, params, level, seeds
                 )
             except AlignmentError:
                 if level == 0:
                     raise
                 break  # a coarse level with too little overlap or structure: refine finer
             n_iter += stage_iter
+        seeds = selected
         iterations.append(n_iter)
         yield Progress(level, levels, done + 1, n_iter, correlation)
 
@@ -369,7 +372,17 @@ def _pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[_
 
 
 # ------------------------------------------------------------------------------- one ECC level
-def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level):
+def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level, seeds=None):
+    """Run ECC on one pyramid level from ``matrix``.
+
+    ``seeds`` are the (x, y) sample points chosen by gradient on the next coarser
+    level; when given and this level is large, the samples here are their
+    positions doubled, which spares a full-resolution gradient and selection pass.
+
+    Returns the refined matrix, the iterations run, the final correlation on the
+    samples, and this level's sample points (to seed the next finer level, or
+    None when every pixel was used).
+    """
     ksize = params["gauss_filter_size"]
     ref_img, mov_img = ref.image, mov.image
     if ksize > 1:
@@ -381,9 +394,18 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level):
     ref_ok = _erode(ref.valid, margin)
     mov_ok = _erode(mov.valid, margin)
 
-    grad_x, grad_y = _central_gradients(ref_img)
     rows, cols = ref_img.shape
-    idx = _select_samples(grad_x, grad_y, ref_ok, margin)
+    flat = ref_img.ravel()
+    inner = (rows - 2 * margin) * (cols - 2 * margin)
+    if seeds is not None and inner > _MAX_SAMPLES:
+        idx = _seeded_samples(seeds, rows, cols, margin, ref_ok)
+        # 2·gradient at the samples only (halved below with the others).
+        grad_x_s = flat[idx + 1] - flat[idx - 1]
+        grad_y_s = flat[idx + cols] - flat[idx - cols]
+    else:
+        grad_x, grad_y = _central_gradients(ref_img)
+        idx = _select_samples(grad_x, grad_y, ref_ok, margin)
+        grad_x_s, grad_y_s = grad_x.ravel()[idx], grad_y.ravel()[idx]
     if idx.size < 4 * _N_PARAMS[motion]:
         raise AlignmentError(
             f"the reference has too few valid pixels on pyramid level {level} "
@@ -392,7 +414,7 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level):
     ys, xs = np.divmod(idx, cols)
     xs = xs.astype(np.float64)
     ys = ys.astype(np.float64)
-    template = ref_img.ravel()[idx].astype(np.float64)
+    template = flat[idx].astype(np.float64)
 
     # Jacobian in normalised coordinates (centre 0, half-size 1) keeps the Hessian
     # well conditioned; the update is mapped back to pixels by N⁻¹·ΔW·N.
@@ -400,8 +422,8 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level):
     norm = np.array([[1 / half, 0, -cx / half], [0, 1 / half, -cy / half], [0, 0, 1]])
     norm_inv = np.linalg.inv(norm)
     xn, yn = (xs - cx) / half, (ys - cy) / half
-    gx = grad_x.ravel()[idx].astype(np.float64) * (0.5 * half)
-    gy = grad_y.ravel()[idx].astype(np.float64) * (0.5 * half)
+    gx = grad_x_s.astype(np.float64) * (0.5 * half)
+    gy = grad_y_s.astype(np.float64) * (0.5 * half)
     jac_t = _jacobian(motion, xn, yn, gx, gy)  # (parameters, samples)
 
     corner_pts = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], float)
@@ -443,7 +465,18 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level):
         matrix, (corr, delta) = candidate, new_state
         if moved < _STEP_TOLERANCE or gain < params["eps"]:
             break
-    return matrix, n_iter, corr
+    selected = (xs, ys) if inner > _MAX_SAMPLES else None
+    return matrix, n_iter, corr, selected
+
+
+def _seeded_samples(seeds, rows, cols, margin, valid) -> np.ndarray:
+    """Flat indices of the coarser level's samples on this level (x → 2x, exact for pyrDown)."""
+    xs, ys = (2 * seeds[0]).astype(np.intp), (2 * seeds[1]).astype(np.intp)
+    keep = (xs >= margin) & (xs < cols - margin) & (ys >= margin) & (ys < rows - margin)
+    idx = ys[keep] * cols + xs[keep]
+    if valid is not None:
+        idx = idx[valid.ravel()[idx]]
+    return idx
 
 
 def _ecc_update(template, warped, jac_t, level):

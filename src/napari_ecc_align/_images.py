@@ -7,6 +7,7 @@ RGB/RGBA channel-last, NaNs, masks) into what OpenCV accepts, or raises a
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 # ITU-R BT.601 luma weights, the ones cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
@@ -103,26 +104,31 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
         opaque = alpha > 0
         if not opaque.all():
             valid = opaque if valid is None else valid & opaque
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size:
         # Scale float64 before the float32 cast so huge values do not overflow to inf.
-        finite_vals = arr[np.isfinite(arr)]
-        peak = float(np.abs(finite_vals).max()) if finite_vals.size else 0.0
-        if peak > 1e30:
-            arr = arr / peak
-    gray = luminance(arr)
-    if gray.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            extremes = np.abs([np.nanmin(arr), np.nanmax(arr)]) if not np.isnan(arr).all() else [0]
+        if max(extremes) > 1e30:
+            finite_vals = arr[np.isfinite(arr)]
+            peak = float(np.abs(finite_vals).max()) if finite_vals.size else 0.0
+            if peak > 0:
+                arr = arr / peak
+    gray = np.ascontiguousarray(luminance(arr))
+    # A finite sum (accumulated in double) proves every pixel finite in one pass.
+    if gray.dtype.kind == "f" and not np.isfinite(cv2.sumElems(gray)[0]):
         finite = np.isfinite(gray)
-        if not finite.all():
-            valid = finite if valid is None else valid & finite
+        valid = finite if valid is None else valid & finite
     if valid is not None and valid.all():
         valid = None
-    values = gray if valid is None else gray[valid]
-    if values.size == 0:
-        raise ValueError(
-            f"{name} has no valid pixels: every pixel is masked out, NaN or infinite"
-        )
-    lo = float(values.min())
-    hi = float(values.max())
+    if valid is None:
+        lo, hi = cv2.minMaxLoc(gray)[:2]
+    else:
+        values = gray[valid]
+        if values.size == 0:
+            raise ValueError(
+                f"{name} has no valid pixels: every pixel is masked out, NaN or infinite"
+            )
+        lo, hi = float(values.min()), float(values.max())
     span = hi - lo
     if not np.isfinite(span) or span <= 0:
         from ._alignment import AlignmentError

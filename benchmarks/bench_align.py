@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import platform
 import resource
@@ -51,8 +52,9 @@ def affine_pair(megapixels: float, seed: int = 0):
     true = np.array([[c, -s * 1.001, 0], [s, c, 0], [0, 0, 1.0]])  # slight shear: really affine
     true[:2, 2] = [cx + SHIFT[0], cy + SHIFT[1]] - true[:2, :2] @ [cx, cy]
     to_scene = np.array([[1, 0, margin], [0, 1, margin], [0, 0, 1.0]])
-    reference = cv2.warpAffine(scene, (to_scene @ true)[:2], (cols, rows),
-                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    reference = cv2.warpAffine(
+        scene, (to_scene @ true)[:2], (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
     rng = np.random.default_rng(seed)
     moving = scene[margin:-margin, margin:-margin] * 0.8 + 0.1
     moving = moving + rng.normal(0, 0.01, moving.shape).astype(np.float32)
@@ -61,7 +63,9 @@ def affine_pair(megapixels: float, seed: int = 0):
 
 def page_pair():
     """3400x2400 binarised reference vs grayscale moving page (the article's case)."""
-    reference, moving, true = score_pair((3400, 2400), seed=0, angle_deg=ANGLE, shift=SHIFT, scale=SCALE)
+    reference, moving, true = score_pair(
+        (3400, 2400), seed=0, angle_deg=ANGLE, shift=SHIFT, scale=SCALE
+    )
     return "page 3400x2400 (binary vs gray)", reference, moving, true
 
 
@@ -87,16 +91,18 @@ def run_ours(reference, moving):
 def run_seed(reference, moving):
     ref32, mov32 = reference.astype(np.float32), moving.astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-7)
-    _, warp = cv2.findTransformECC(ref32, mov32, np.eye(2, 3, dtype=np.float32),
-                                   cv2.MOTION_AFFINE, criteria, None, 5)  # fmt: skip
+    _, warp = cv2.findTransformECC(
+        ref32, mov32, np.eye(2, 3, dtype=np.float32), cv2.MOTION_AFFINE, criteria, None, 5
+    )
     return warp
 
 
 def run_multiscale(reference, moving):
     params = cv2.ECCParameters()
     params.motionType = cv2.MOTION_AFFINE
-    _, warp = cv2.findTransformECCMultiScale(to_u8(reference), to_u8(moving),
-                                             np.eye(2, 3, dtype=np.float32), params)  # fmt: skip
+    _, warp = cv2.findTransformECCMultiScale(
+        to_u8(reference), to_u8(moving), np.eye(2, 3, dtype=np.float32), params
+    )
     return warp
 
 
@@ -114,7 +120,7 @@ def measure(pairs, with_seed: bool, repeats: int):
             n = repeats if label != "seed" else 1  # the seed recipe takes tens of seconds
             best = math.inf
             for _ in range(n):
-                elapsed, warp, error = timed(lambda fn=fn: fn(reference, moving))
+                elapsed, warp, error = timed(functools.partial(fn, reference, moving))
                 best = min(best, elapsed)
             err = corner_rms(warp, true, reference.shape) if warp is not None else math.nan
             entry[label] = (best, err, error)
@@ -156,15 +162,19 @@ def memory_probe(megapixels: float) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = align(reference, moving, motion="affine")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{name}: peak RSS {peak:.0f} MB (inputs and interpreter {before:.0f} MB, "
-          f"align added {peak - before:.0f} MB); corner error {result.corner_error(true):.3f} px")  # fmt: skip
+    print(
+        f"{name}: peak RSS {peak:.0f} MB (inputs and interpreter {before:.0f} MB, "
+        f"align added {peak - before:.0f} MB); corner error {result.corner_error(true):.3f} px"
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="*", default=[1, 4, 8, 16], help="megapixels")
     parser.add_argument("--no-page", action="store_true", help="skip the 3400x2400 page pair")
-    parser.add_argument("--no-seed", action="store_true", help="skip the slow full-resolution recipe")
+    parser.add_argument(
+        "--no-seed", action="store_true", help="skip the slow full-resolution recipe"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="best of N for the fast methods")
     parser.add_argument("--memory", action="store_true", help="peak RSS of align on an 8 MP pair")
     parser.add_argument("--memory-probe", type=float, help=argparse.SUPPRESS)
@@ -177,9 +187,11 @@ def main(argv=None):
         subprocess.run([sys.executable, __file__, "--memory-probe", "8"], check=True)
         return 0
 
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-          f"{cv2.getNumberOfCPUs()} cores, OpenCV {cv2.__version__}, numpy {np.__version__}, "
-          f"Python {platform.python_version()}")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"{cv2.getNumberOfCPUs()} cores, OpenCV {cv2.__version__}, numpy {np.__version__}, "
+        f"Python {platform.python_version()}"
+    )
     pairs = [affine_pair(mp) for mp in args.sizes]
     if not args.no_page:
         pairs.append(page_pair())

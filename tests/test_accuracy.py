@@ -65,11 +65,19 @@ def _small_warp(motion, rng, center):
         a = np.deg2rad(rng.uniform(-1.5, 1.5))
         m[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
     if motion in ("affine", "homography"):
-        m[:2, :2] = m[:2, :2] @ np.array([[1 + rng.uniform(-0.02, 0.02), rng.uniform(-0.01, 0.01)],
-                                          [rng.uniform(-0.01, 0.01), 1 + rng.uniform(-0.02, 0.02)]])  # fmt: skip
+        m[:2, :2] = m[:2, :2] @ np.array(
+            [
+                [1 + rng.uniform(-0.02, 0.02), rng.uniform(-0.01, 0.01)],
+                [rng.uniform(-0.01, 0.01), 1 + rng.uniform(-0.02, 0.02)],
+            ]
+        )
     if motion == "homography":
         m[2, :2] = rng.uniform(-2e-5, 2e-5, 2)
-    about = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1]]) @ m @ np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]])
+    about = (
+        np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1]])
+        @ m
+        @ np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]])
+    )
     about[:2, 2] += rng.uniform(-6, 6, 2)
     return about / about[2, 2]
 
@@ -95,7 +103,9 @@ def test_binarised_reference_vs_grayscale_moving(motion):
 
 
 def test_score_pair_with_scale_change_needs_affine():
-    reference, moving, true = score_pair((900, 700), seed=4)  # 0.2 % scale: about 1 px at the corners
+    reference, moving, true = score_pair(
+        (900, 700), seed=4
+    )  # 0.2 % scale: about 1 px at the corners
     assert align(reference, moving, motion="affine").corner_error(true) <= TOLERANCE_PX
     assert align(reference, moving, motion="euclidean").corner_error(true) > 0.5
 
@@ -130,7 +140,9 @@ def test_rgb_and_rgba():
 def test_reference_and_moving_of_different_sizes():
     scene = natural_image((700, 900), seed=7)
     rng = np.random.default_rng(7)
-    true = np.array([[1, 0, 250.0], [0, 1, 180.0], [0, 0, 1]]) @ _small_warp("affine", rng, (149.5, 199.5))
+    true = np.array([[1, 0, 250.0], [0, 1, 180.0], [0, 0, 1]]) @ _small_warp(
+        "affine", rng, (149.5, 199.5)
+    )
     reference = make_pair(scene, true, (300, 400))
     # ECC needs a rough pose for a crop this far inside the scene: give the offset.
     init = np.array([[1, 0, 250.0], [0, 1, 180.0], [0, 0, 1]])
@@ -155,8 +167,9 @@ def test_nan_pixels_and_masks_are_ignored():
 def test_reported_correlation_matches_opencv_on_the_final_warp():
     reference, scene, true, rng = _scene_pair("natural", "affine", shape=(300, 400), seed=9)
     result = align(reference, scene, motion="affine")
-    aligned = cv2.warpAffine(scene, result.matrix[:2], (400, 300),
-                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    aligned = cv2.warpAffine(
+        scene, result.matrix[:2], (400, 300), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
     inside = warp(np.ones(scene.shape, np.float32), result) > 0.999
     expected = cv2.computeECC(reference, aligned, inside.astype(np.uint8))
     assert result.correlation == pytest.approx(expected, abs=2e-3)

@@ -45,7 +45,9 @@ def test_json_round_trip_is_exact(tmp_path):
     a.to_json(tmp_path / "t.json")
     c = Alignment.from_json(tmp_path / "t.json")
     np.testing.assert_array_equal(a.matrix, c.matrix)
-    odd = tmp_path / "new folder" / "{run1}.json"  # created; a name starting with "{" is still a path
+    odd = (
+        tmp_path / "new folder" / "{run1}.json"
+    )  # created; a name starting with "{" is still a path
     a.to_json(odd)
     np.testing.assert_array_equal(Alignment.from_json(str(odd)).matrix, a.matrix)
     assert Alignment.from_json(a.to_json()).motion == "homography"
@@ -69,7 +71,9 @@ def test_invalid_motion_or_matrix_rejected():
 def test_inverse_composes_to_identity():
     a = _alignment(HOMOGRAPHY, motion="homography")
     inv = a.inverse()
-    np.testing.assert_allclose(inv.matrix @ a.matrix / (inv.matrix @ a.matrix)[2, 2], np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(
+        inv.matrix @ a.matrix / (inv.matrix @ a.matrix)[2, 2], np.eye(3), atol=1e-12
+    )
     assert inv.reference_shape == a.moving_shape and inv.moving_shape == a.reference_shape
 
 
@@ -105,7 +109,7 @@ def test_napari_affine_refuses_homography():
 
 
 def test_matrix_convention_matches_opencv_warp():
-    """warpAffine(moving, M, WARP_INVERSE_MAP) samples moving at M·(x, y) for each reference pixel."""
+    """warpAffine(moving, M, WARP_INVERSE_MAP) samples moving at M·(x, y) per reference pixel."""
     rng = np.random.default_rng(3)
     moving = cv2.GaussianBlur(rng.random((80, 90), dtype=np.float32), (0, 0), 3)
     a = _alignment([[1, 0, 4], [0, 1, 2], [0, 0, 1]], ref_shape=(60, 70), mov_shape=(80, 90))

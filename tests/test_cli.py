@@ -67,8 +67,18 @@ def _run(capsys, *args):
 # -------------------------------------------------------------------------------------- success
 def test_translation_is_recovered_to_a_twentieth_of_a_pixel(pair_files, capsys):
     d, truth = pair_files
-    code, out, err = _run(capsys, "align", d / "ref.png", d / "mov.png", "-o", d / "al.png",
-                          "--motion", "translation", "--transform", d / "t.json")  # fmt: skip
+    code, out, err = _run(
+        capsys,
+        "align",
+        d / "ref.png",
+        d / "mov.png",
+        "-o",
+        d / "al.png",
+        "--motion",
+        "translation",
+        "--transform",
+        d / "t.json",
+    )
     assert code == 0, err
     matrix = np.array(json.loads((d / "t.json").read_text())["matrix"])
     np.testing.assert_allclose(matrix[:2, 2], truth, atol=0.05)
@@ -101,15 +111,22 @@ def test_aligned_image_is_on_the_reference_grid_and_matches_it(pair_files, capsy
         (".tif", np.float32, 1.0),
         (".png", np.uint16, 65535),
         (".png", np.uint8, 255),
-    ],  # fmt: skip
+    ],
 )
 def test_output_keeps_the_moving_dtype(tmp_path, capsys, ext, dtype, top):
     reference, moving, _ = _pair()
     write_image(tmp_path / f"ref{ext}", _to(reference, np.uint8))  # reference dtype differs
     mov = moving.astype(dtype) if dtype == np.float32 else _to(moving, dtype, top)
     write_image(tmp_path / f"mov{ext}", mov)
-    code, out, err = _run(capsys, "align", tmp_path / f"ref{ext}", tmp_path / f"mov{ext}",
-                          "-o", tmp_path / f"al{ext}", "--quiet")  # fmt: skip
+    code, out, err = _run(
+        capsys,
+        "align",
+        tmp_path / f"ref{ext}",
+        tmp_path / f"mov{ext}",
+        "-o",
+        tmp_path / f"al{ext}",
+        "--quiet",
+    )
     assert code == 0, err
     assert out == ""
     aligned = read_image(tmp_path / f"al{ext}")
@@ -121,8 +138,17 @@ def test_tiff_12bit_pair_through_the_cli(tmp_path, capsys):
     reference, moving, truth = _pair(seed=3)
     tifffile.imwrite(tmp_path / "ref.tif", _to(reference, np.uint16, 4095))
     tifffile.imwrite(tmp_path / "mov.tif", _to(moving, np.uint16, 4095))
-    code, _, err = _run(capsys, "align", tmp_path / "ref.tif", tmp_path / "mov.tif", "-q",
-                        "-o", tmp_path / "al.tif", "--transform", tmp_path / "t.json")  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "align",
+        tmp_path / "ref.tif",
+        tmp_path / "mov.tif",
+        "-q",
+        "-o",
+        tmp_path / "al.tif",
+        "--transform",
+        tmp_path / "t.json",
+    )
     assert code == 0, err
     assert tifffile.imread(tmp_path / "al.tif").dtype == np.uint16
     alignment = Alignment.from_json(tmp_path / "t.json")
@@ -133,9 +159,18 @@ def test_jpeg_moving_image(tmp_path, capsys):
     reference, moving, truth = _pair(seed=1)
     write_image(tmp_path / "ref.png", _to(reference, np.uint8))
     write_image(tmp_path / "mov.jpg", _to(moving, np.uint8))
-    code, out, err = _run(capsys, "align", tmp_path / "ref.png", tmp_path / "mov.jpg",
-                          "-o", tmp_path / "al.jpg", "--motion", "euclidean",
-                          "--transform", tmp_path / "t.json")  # fmt: skip
+    code, out, err = _run(
+        capsys,
+        "align",
+        tmp_path / "ref.png",
+        tmp_path / "mov.jpg",
+        "-o",
+        tmp_path / "al.jpg",
+        "--motion",
+        "euclidean",
+        "--transform",
+        tmp_path / "t.json",
+    )
     assert code == 0, err
     assert out.startswith("euclidean:")
     assert read_image(tmp_path / "al.jpg").shape == reference.shape
@@ -145,24 +180,50 @@ def test_jpeg_moving_image(tmp_path, capsys):
 
 def test_transform_json_round_trips(pair_files, capsys):
     d, _ = pair_files
-    code, _, err = _run(capsys, "align", d / "ref.png", d / "mov.png", "-o", d / "al.png",
-                        "--transform", d / "json" / "t.json", "--motion", "affine")  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "align",
+        d / "ref.png",
+        d / "mov.png",
+        "-o",
+        d / "al.png",
+        "--transform",
+        d / "json" / "t.json",
+        "--motion",
+        "affine",
+    )
     assert code == 0, err
     alignment = Alignment.from_json(d / "json" / "t.json")
     assert alignment.motion == "affine"
     assert alignment.reference_shape == (200, 240) and alignment.moving_shape == (210, 250)
     assert alignment.correlation > 0.99 > alignment.correlation_before
     # --init with the saved transform starts at the answer: nothing left to gain
-    code, out, err = _run(capsys, "align", d / "ref.png", d / "mov.png", "-o", d / "al2.png",
-                          "--init", d / "json" / "t.json")  # fmt: skip
+    code, out, err = _run(
+        capsys,
+        "align",
+        d / "ref.png",
+        d / "mov.png",
+        "-o",
+        d / "al2.png",
+        "--init",
+        d / "json" / "t.json",
+    )
     assert code == 0, err
     assert out.split("correlation ")[1].startswith(f"{alignment.correlation:.3f}")
 
 
 def test_difference_absolute_for_comparable_images(pair_files, capsys):
     d, _ = pair_files
-    code, _, err = _run(capsys, "align", d / "ref.png", d / "mov.png", "-o", d / "al.png",
-                        "--difference", d / "diff.png")  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "align",
+        d / "ref.png",
+        d / "mov.png",
+        "-o",
+        d / "al.png",
+        "--difference",
+        d / "diff.png",
+    )
     assert code == 0, err
     diff = read_image(d / "diff.png")
     assert diff.dtype == np.uint8 and diff.shape == (200, 240)
@@ -177,8 +238,17 @@ def test_difference_normalized_for_different_dtypes(tmp_path, capsys):
     write_image(tmp_path / "ref.png", reference > 0.5)  # binarised: 0 / 255
     write_image(tmp_path / "mov.tif", _to(moving, np.uint16, 4095))
     for name in ("diff.png", "diff.tif"):
-        code, _, err = _run(capsys, "align", tmp_path / "ref.png", tmp_path / "mov.tif", "-q",
-                            "-o", tmp_path / "al.tif", "--difference", tmp_path / name)  # fmt: skip
+        code, _, err = _run(
+            capsys,
+            "align",
+            tmp_path / "ref.png",
+            tmp_path / "mov.tif",
+            "-q",
+            "-o",
+            tmp_path / "al.tif",
+            "--difference",
+            tmp_path / name,
+        )
         assert code == 0, err
     as_png = read_image(tmp_path / "diff.png")
     as_tif = read_image(tmp_path / "diff.tif")
@@ -198,9 +268,19 @@ def test_difference_is_zero_outside_the_overlap(tmp_path, capsys):
     moving = shifted[20:180, 30:230]
     write_image(tmp_path / "ref.png", _to(reference, np.uint8))
     write_image(tmp_path / "mov.png", _to(moving, np.uint8))
-    code, _, err = _run(capsys, "align", tmp_path / "ref.png", tmp_path / "mov.png", "-q",
-                        "-o", tmp_path / "al.png", "--difference", tmp_path / "diff.tif",
-                        "--motion", "translation")  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "align",
+        tmp_path / "ref.png",
+        tmp_path / "mov.png",
+        "-q",
+        "-o",
+        tmp_path / "al.png",
+        "--difference",
+        tmp_path / "diff.tif",
+        "--motion",
+        "translation",
+    )
     assert code == 0, err
     diff = read_image(tmp_path / "diff.tif")
     assert diff.shape == (200, 240)
@@ -238,8 +318,9 @@ def test_unalignable_moving_image_exits_1_with_advice(tmp_path, capsys, kind):
     rng = np.random.default_rng(7)
     bad = np.full((210, 250), 128, np.uint8) if kind == "flat" else rng.integers(0, 256, (210, 250))
     write_image(tmp_path / "bad.png", bad.astype(np.uint8))
-    code, _, err = _run(capsys, "align", tmp_path / "ref.png", tmp_path / "bad.png",
-                        "-o", tmp_path / "al.png")  # fmt: skip
+    code, _, err = _run(
+        capsys, "align", tmp_path / "ref.png", tmp_path / "bad.png", "-o", tmp_path / "al.png"
+    )
     assert code == 1
     line = _one_error_line(err)
     assert "try" in line or "check" in line  # says what to do next
@@ -255,8 +336,9 @@ def test_uint16_to_jpeg_fails_before_aligning(tmp_path, capsys, monkeypatch):
         raise AssertionError("align() ran although the output format cannot hold the result")
 
     monkeypatch.setattr(_cli, "align", must_not_run)
-    code, _, err = _run(capsys, "align", tmp_path / "ref.png", tmp_path / "mov.png",
-                        "-o", tmp_path / "out.jpg")  # fmt: skip
+    code, _, err = _run(
+        capsys, "align", tmp_path / "ref.png", tmp_path / "mov.png", "-o", tmp_path / "out.jpg"
+    )
     assert code == 2
     line = _one_error_line(err)
     assert "out.jpg" in line and "uint16" in line and ".png" in line
@@ -287,8 +369,16 @@ def test_corrupt_png(pair_files, capsys):
 
 def test_bad_option_values_name_the_option(pair_files, capsys):
     d, _ = pair_files
-    code, _, err = _run(capsys, "align", d / "ref.png", d / "mov.png", "-o", d / "al.png",
-                        "--gauss-filter-size", "4")  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "align",
+        d / "ref.png",
+        d / "mov.png",
+        "-o",
+        d / "al.png",
+        "--gauss-filter-size",
+        "4",
+    )
     assert code == 2
     assert "--gauss-filter-size" in _one_error_line(err)
 
@@ -296,8 +386,9 @@ def test_bad_option_values_name_the_option(pair_files, capsys):
 def test_init_must_be_a_transform_file(pair_files, capsys):
     d, _ = pair_files
     (d / "junk.json").write_text('{"not": "an alignment"}')
-    code, _, err = _run(capsys, "align", d / "ref.png", d / "mov.png", "-o", d / "al.png",
-                        "--init", d / "junk.json")  # fmt: skip
+    code, _, err = _run(
+        capsys, "align", d / "ref.png", d / "mov.png", "-o", d / "al.png", "--init", d / "junk.json"
+    )
     assert code == 2
     assert "junk.json" in _one_error_line(err)
 
@@ -316,10 +407,22 @@ def test_console_script(pair_files):
     script = Path(sys.executable).with_name("napari-ecc-align")
     assert script.exists(), f"console script not installed next to {sys.executable}"
     result = subprocess.run(
-        [str(script), "align", str(d / "ref.png"), str(d / "mov.png"), "-o", str(d / "al.tif"),
-         "--motion", "translation", "--difference", str(d / "diff.tif")],  # fmt: skip
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(script),
+            "align",
+            str(d / "ref.png"),
+            str(d / "mov.png"),
+            "-o",
+            str(d / "al.tif"),
+            "--motion",
+            "translation",
+            "--difference",
+            str(d / "diff.tif"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("translation: correlation")
     assert f"({truth[0]:+.2f}, {truth[1]:+.2f}) px" in result.stdout

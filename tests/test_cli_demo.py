@@ -27,8 +27,12 @@ def test_demo_screenshot(tmp_path):
     code = "import sys; from napari_ecc_align._cli import main; sys.exit(main(sys.argv[1:]))"
     result = subprocess.run(
         [sys.executable, "-c", code, "demo", "--screenshot", str(path)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "correlation" in result.stdout  # the alignment summary line
     shot = read_image(path)

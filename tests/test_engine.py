@@ -10,12 +10,17 @@ from napari_ecc_align._engine import Progress, iter_align, project_to_motion
 
 def _pair(shift=(3.0, -2.0), shape=(160, 200), seed=0):
     rng = np.random.default_rng(seed)
-    scene = cv2.GaussianBlur(rng.random((shape[0] + 40, shape[1] + 40), dtype=np.float32), (0, 0), 2.5)
+    scene = cv2.GaussianBlur(
+        rng.random((shape[0] + 40, shape[1] + 40), dtype=np.float32), (0, 0), 2.5
+    )
     reference = np.ascontiguousarray(scene[20:-20, 20:-20])
     true = np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1.0]])
-    to_scene = np.float32([[1, 0, 20 - shift[0]], [0, 1, 20 - shift[1]]])  # moving(x) = scene(x + 20 - shift)
-    moving = cv2.warpAffine(scene, to_scene, (shape[1], shape[0]),
-                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    to_scene = np.float32(
+        [[1, 0, 20 - shift[0]], [0, 1, 20 - shift[1]]]
+    )  # moving(x) = scene(x + 20 - shift)
+    moving = cv2.warpAffine(
+        scene, to_scene, (shape[1], shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
     return reference, moving, true
 
 

@@ -73,8 +73,9 @@ def test_tiff_float32_keeps_values(tmp_path):
 
 def test_planar_rgb_tiff_comes_back_channel_last(tmp_path):
     img = _gradient((20, 30, 3))
-    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(img, -1, 0), photometric="rgb",
-                     planarconfig="separate")  # fmt: skip
+    tifffile.imwrite(
+        tmp_path / "planar.tif", np.moveaxis(img, -1, 0), photometric="rgb", planarconfig="separate"
+    )
     np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), img)
 
 
@@ -192,8 +193,11 @@ def test_check_writable_without_data():
 
 
 def test_write_never_modifies_the_input(tmp_path):
-    for name, img in [("a.png", _gradient((20, 30)) > 50), ("b.png", _gradient((20, 30, 1))),
-                      ("c.tif", _gradient((20, 30, 3), dtype=np.float32))]:  # fmt: skip
+    for name, img in [
+        ("a.png", _gradient((20, 30)) > 50),
+        ("b.png", _gradient((20, 30, 1))),
+        ("c.tif", _gradient((20, 30, 3), dtype=np.float32)),
+    ]:
         before = img.copy()
         write_image(tmp_path / name, img)
         np.testing.assert_array_equal(img, before)

@@ -6,7 +6,9 @@ import pytest
 
 from napari_ecc_align import Alignment, difference, warp
 
-SHIFT = np.array([[1, 0, 2.5], [0, 1, -1.5], [0, 0, 1]])  # reference (x, y) -> moving (x+2.5, y-1.5)
+SHIFT = np.array(
+    [[1, 0, 2.5], [0, 1, -1.5], [0, 0, 1]]
+)  # reference (x, y) -> moving (x+2.5, y-1.5)
 
 
 def _alignment(matrix=SHIFT, ref_shape=(40, 50), mov_shape=(40, 50), motion="affine"):
@@ -25,7 +27,9 @@ def _smooth(shape, seed=0, dtype=np.float32, scale=1.0):
 def test_linear_warp_matches_opencv():
     img = _smooth((40, 50))
     out = warp(img, _alignment())
-    expected = cv2.warpAffine(img, SHIFT[:2], (50, 40), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    expected = cv2.warpAffine(
+        img, SHIFT[:2], (50, 40), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
     np.testing.assert_allclose(out, expected)
     # integer shift: exact copy of the moving pixels
     a = _alignment(np.array([[1, 0, 3], [0, 1, 2], [0, 0, 1.0]]))
@@ -33,8 +37,20 @@ def test_linear_warp_matches_opencv():
 
 
 @pytest.mark.parametrize(
-    "dtype", [np.uint8, np.uint16, np.int16, np.int8, np.int32, np.uint32, np.int64, np.uint64,
-              np.float16, np.float32, np.float64]  # fmt: skip
+    "dtype",
+    [
+        np.uint8,
+        np.uint16,
+        np.int16,
+        np.int8,
+        np.int32,
+        np.uint32,
+        np.int64,
+        np.uint64,
+        np.float16,
+        np.float32,
+        np.float64,
+    ],
 )
 def test_dtype_is_kept_without_overflow(dtype):
     info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
@@ -94,14 +110,17 @@ def test_output_shape_and_fill_value():
 def test_images_beyond_opencv_limit_are_tiled():
     """OpenCV's remap refuses sides >= 32767; warp tiles and matches the small-image result."""
     rng = np.random.default_rng(1)
-    long = cv2.resize(rng.random((4, 400), dtype=np.float32), (40000, 6), interpolation=cv2.INTER_LINEAR)
+    long = cv2.resize(
+        rng.random((4, 400), dtype=np.float32), (40000, 6), interpolation=cv2.INTER_LINEAR
+    )
     matrix = np.array([[1.0, 0.0, 3.25], [0.0, 1.0, 0.5], [0, 0, 1]])
     a = _alignment(matrix, ref_shape=long.shape, mov_shape=long.shape)
     out = warp(long, a)
     assert out.shape == long.shape
     # compare with a small piece warped directly by OpenCV
-    piece = cv2.warpAffine(long[:, 20000:21000], matrix[:2], (990, 6),
-                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    piece = cv2.warpAffine(
+        long[:, 20000:21000], matrix[:2], (990, 6), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
     np.testing.assert_allclose(out[:5, 20000:20990], piece[:5], atol=1e-5)
 
 

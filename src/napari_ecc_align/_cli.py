@@ -145,8 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         '  pip install "napari-ecc-align[all]"',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d.add_argument("--screenshot", metavar="PATH", help="align the pair without showing a "
-                   "window, save a screenshot of the viewer to PATH and exit")  # fmt: skip
+    d.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="align the pair without showing a "
+        "window, save a screenshot of the viewer to PATH and exit",
+    )
     d.set_defaults(func=_cmd_demo)
     return parser
 
@@ -399,8 +403,11 @@ def _dock_widget(viewer) -> None:
         return
     from npe2 import PluginManager
 
-    names = [w.display_name for w in PluginManager.instance().iter_widgets()
-             if w.plugin_name == PLUGIN_NAME]  # fmt: skip
+    names = [
+        w.display_name
+        for w in PluginManager.instance().iter_widgets()
+        if w.plugin_name == PLUGIN_NAME
+    ]
     if names:
         viewer.window.add_plugin_dock_widget(PLUGIN_NAME, names[0])
 

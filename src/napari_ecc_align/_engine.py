@@ -46,7 +46,7 @@ _MIN_COARSE_PIXELS = 32
 # images reach 0.15-0.23 with an affine model by distorting one of them.
 _MIN_CORRELATION = 0.25
 # Sample points per level; more buys little accuracy for linear cost.
-_MAX_SAMPLES = 30_000
+_MAX_SAMPLES = 20_000
 # A level stops once an update moves every corner by less than this (level pixels).
 _STEP_TOLERANCE = 1e-3
 # Halvings of an ECC step that lowers the correlation before the level gives up.
@@ -158,7 +158,9 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     start = time.perf_counter()
     params = _validate_params(**kwargs)
     motion = params["motion"]
-    ref, ref_valid = normalise(reference, "reference", kwargs.get("reference_mask"), "reference_mask")
+    ref, ref_valid = normalise(
+        reference, "reference", kwargs.get("reference_mask"), "reference_mask"
+    )
     mov, mov_valid = normalise(moving, "moving", kwargs.get("moving_mask"), "moving_mask")
     init_matrix, init_method = _initial_matrix(params["init"], motion)
 
@@ -168,9 +170,13 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     mov_pyr = _pyramid(mov, mov_valid, levels)
     # Masks and NaN holes can leave a coarse level with too little to fit: drop it.
     margin = _margin(params["gauss_filter_size"])
-    while levels > 1 and min(
-        _usable_pixels(ref_pyr[levels - 1], margin), _usable_pixels(mov_pyr[levels - 1], margin)
-    ) < _MIN_COARSE_PIXELS:
+    while (
+        levels > 1
+        and min(
+            _usable_pixels(ref_pyr[levels - 1], margin), _usable_pixels(mov_pyr[levels - 1], margin)
+        )
+        < _MIN_COARSE_PIXELS
+    ):
         levels -= 1
 
     scale = 2.0 ** (levels - 1)
@@ -262,7 +268,9 @@ def _validate_params(
         raise ValueError(f"eps must be a finite number >= 0, got {eps}")
     gauss_filter_size = _as_int(gauss_filter_size, "gauss_filter_size", minimum=0)
     if gauss_filter_size > 1 and gauss_filter_size % 2 == 0:
-        raise ValueError(f"gauss_filter_size must be odd (or 0 to disable), got {gauss_filter_size}")
+        raise ValueError(
+            f"gauss_filter_size must be odd (or 0 to disable), got {gauss_filter_size}"
+        )
     if gauss_filter_size > 31:
         raise ValueError(f"gauss_filter_size must be at most 31, got {gauss_filter_size}")
     if pyramid_levels is not None:
@@ -425,19 +433,19 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level, seeds=No
     gx = grad_x_s.astype(np.float64) * (0.5 * half)
     gy = grad_y_s.astype(np.float64) * (0.5 * half)
     jac_t = _jacobian(motion, xn, yn, gx, gy)  # (parameters, samples)
+    problem = _Samples(template, jac_t, np.stack([xs, ys, np.ones_like(xs)]), level)
 
-    corner_pts = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], float)
+    corner_pts = np.array(
+        [[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], float
+    )
     min_overlap = max(4 * _N_PARAMS[motion], idx.size // 20)
 
     def evaluate(candidate):
         """Correlation at ``candidate`` and the ECC update from there (None: no overlap)."""
-        warped, ok = _sample_moving(mov_img, mov_ok, candidate, xs, ys, margin)
-        n_ok = int(np.count_nonzero(ok))
-        if n_ok < min_overlap:
+        warped, ok = problem.sample_moving(mov_img, mov_ok, candidate, margin)
+        if ok is not None and int(np.count_nonzero(ok)) < min_overlap:
             return None
-        if n_ok < idx.size:
-            return _ecc_update(template[ok], warped[ok], jac_t[:, ok], level)
-        return _ecc_update(template, warped, jac_t, level)
+        return problem.update(warped, ok)
 
     state = evaluate(matrix)
     if state is None:
@@ -447,7 +455,8 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level, seeds=No
         )
     corr, delta = state
     n_iter = 0
-    for n_iter in range(1, params["max_iterations"] + 1):
+    while n_iter < params["max_iterations"]:
+        n_iter += 1
         # Backtracking: halve a step that lowers the correlation, so every accepted
         # step climbs. Plain ECC overshoots on coarse levels and walks off the image.
         for _ in range(_MAX_HALVINGS):
@@ -479,53 +488,108 @@ def _seeded_samples(seeds, rows, cols, margin, valid) -> np.ndarray:
     return idx
 
 
-def _ecc_update(template, warped, jac_t, level):
-    """One inverse-compositional ECC step: the correlation now and the update Δp.
+class _Samples:
+    """One level's sample points with what inverse-compositional ECC precomputes.
 
-    ``jac_t`` is ∂template/∂p, one row per parameter. With t and w centred,
-    Σ(g - ḡ)t = Σ g t, so only the Hessian needs the mean of g taken out.
+    The Jacobian of the reference (``jac_t``, one row per parameter) and its Gram
+    matrix are fixed for the level; when some points fall outside the moving
+    image, their contribution is subtracted instead of re-forming the sums.
     (np.dot, not @: matmul on 1-D float64 takes a slow path in current numpy.)
     """
-    n = template.size
-    t = template - template.mean()
-    w = warped - warped.mean()
-    tt, ww, tw = np.dot(t, t), np.dot(w, w), np.dot(t, w)
-    if tt <= 0 or ww <= 0:
-        raise AlignmentError(
-            f"one image is flat where they overlap (pyramid level {level}); "
-            "use a mask around the textured region or a different init"
-        )
-    corr = tw / math.sqrt(tt * ww)
-    g_mean = jac_t.mean(axis=1)
-    hessian = np.dot(jac_t, jac_t.T) - n * np.outer(g_mean, g_mean)
-    try:
-        h_inv = np.linalg.inv(hessian)
-    except np.linalg.LinAlgError:
-        raise AlignmentError(
-            f"the reference has no structure that fixes this motion on pyramid level {level}; "
-            "try a simpler motion model or fewer pyramid_levels"
-        ) from None
-    t_proj = np.dot(jac_t, t)
-    w_proj = np.dot(jac_t, w)
-    # Δp = H⁻¹Gᵀ(λw - t) moves the linearised template towards the gain-matched
-    # warped image. The best λ is e/c (the paper's closed form); when c <= 0 the
-    # linearised correlation rises monotonically with λ and any λ > 0 ascends, so
-    # take the paper's fallback λ = sqrt(e / d) instead of giving up.
-    e = tt - t_proj @ h_inv @ t_proj
-    c = tw - t_proj @ h_inv @ w_proj
-    d = w_proj @ h_inv @ w_proj
-    if c > 0:
-        lam = e / c
-    elif d > 0:
-        lam = math.sqrt(max(e, 0.0) / d)
-    else:
-        raise AlignmentError(
-            f"ECC found no correlation on pyramid level {level} (correlation {corr:.3f}): "
-            "the images may be unrelated or too far apart; try an init matrix, a mask, "
-            "or another motion model"
-        )
-    delta = h_inv @ (lam * w_proj - t_proj)
-    return corr, delta
+
+    def __init__(self, template, jac_t, points, level):
+        self.template = template
+        self.jac_t = jac_t
+        self.points = points  # (3, n): x, y, 1
+        self.level = level
+        self.gram = np.dot(jac_t, jac_t.T)
+        self.jac_sum = jac_t.sum(axis=1)
+
+    def sample_moving(self, mov_img, mov_ok, matrix, margin):
+        """Moving-image values at W·(x, y) (bilinear), and a mask of the usable ones
+        (None when all are). Points within ``margin`` pixels of the moving image's
+        edge are not usable: the blur there mixes in reflected pixels."""
+        rows, cols = mov_img.shape
+        mapped = np.dot(matrix, self.points)
+        if matrix[2, 0] != 0 or matrix[2, 1] != 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mapped = mapped / mapped[2]
+            mapped[:, ~(mapped[2] > 0) | ~np.isfinite(mapped[0]) | ~np.isfinite(mapped[1])] = -1
+        mx, my = mapped[0], mapped[1]
+        ok = (mx >= margin) & (mx <= cols - 1 - margin) & (my >= margin) & (my <= rows - 1 - margin)
+        maps = _remap_layout(mx, my)
+        values = cv2.remap(mov_img, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if mov_ok is not None:
+            inside = cv2.remap(mov_ok.view(np.uint8), *maps, cv2.INTER_NEAREST)
+            ok &= inside.ravel()[: mx.size] > 0
+        values = values.ravel()[: mx.size].astype(np.float64)
+        return values, (None if ok.all() else ok)
+
+    def update(self, warped, ok):
+        """The correlation now and the ECC parameter update Δp."""
+        template, jac_t, level = self.template, self.jac_t, self.level
+        if ok is None:
+            n, jac_sum, gram = template.size, self.jac_sum, self.gram
+            t = template - template.mean()
+            w = warped - warped.mean()
+        else:
+            bad = jac_t[:, np.flatnonzero(~ok)]
+            n = int(np.count_nonzero(ok))
+            jac_sum = self.jac_sum - bad.sum(axis=1)
+            gram = self.gram - np.dot(bad, bad.T)
+            # Centre over the usable points and zero the rest: then full-length dot
+            # products with jac_t sum over the usable points only.
+            t = np.where(ok, template - template[ok].mean(), 0.0)
+            w = np.where(ok, warped - warped[ok].mean(), 0.0)
+        tt, ww, tw = np.dot(t, t), np.dot(w, w), np.dot(t, w)
+        if tt <= 0 or ww <= 0:
+            raise AlignmentError(
+                f"one image is flat where they overlap (pyramid level {level}); "
+                "use a mask around the textured region or a different init"
+            )
+        corr = tw / math.sqrt(tt * ww)
+        # With t and w centred, Σ(g - ḡ)t = Σ g t: only the Hessian needs ḡ taken out.
+        hessian = gram - np.outer(jac_sum, jac_sum) / n
+        try:
+            h_inv = np.linalg.inv(hessian)
+        except np.linalg.LinAlgError:
+            raise AlignmentError(
+                f"the reference has no structure that fixes this motion on pyramid level "
+                f"{level}; try a simpler motion model or fewer pyramid_levels"
+            ) from None
+        t_proj = np.dot(jac_t, t)
+        w_proj = np.dot(jac_t, w)
+        # Δp = H⁻¹Gᵀ(λw - t) moves the linearised template towards the gain-matched
+        # warped image. The best λ is e/c (the paper's closed form); when c <= 0 the
+        # linearised correlation rises monotonically with λ and any λ > 0 ascends, so
+        # take the paper's fallback λ = sqrt(e / d) instead of giving up.
+        e = tt - t_proj @ h_inv @ t_proj
+        c = tw - t_proj @ h_inv @ w_proj
+        d = w_proj @ h_inv @ w_proj
+        if c > 0:
+            lam = e / c
+        elif d > 0:
+            lam = math.sqrt(max(e, 0.0) / d)
+        else:
+            raise AlignmentError(
+                f"ECC found no correlation on pyramid level {level} (correlation {corr:.3f}): "
+                "the images may be unrelated or too far apart; try an init matrix, a mask, "
+                "or another motion model"
+            )
+        return corr, h_inv @ (lam * w_proj - t_proj)
+
+
+def _remap_layout(mx, my):
+    """float32 maps for cv2.remap, which refuses maps 32767 or more wide."""
+    n = mx.size
+    if n < 32767:
+        return mx.astype(np.float32)[None], my.astype(np.float32)[None]
+    width = 1024
+    rows = -(-n // width)
+    map_x = np.zeros(rows * width, np.float32)
+    map_y = np.zeros(rows * width, np.float32)
+    map_x[:n], map_y[:n] = mx, my
+    return map_x.reshape(rows, width), map_y.reshape(rows, width)
 
 
 def _central_gradients(image):
@@ -625,43 +689,6 @@ def _delta_matrix(motion, p) -> np.ndarray:
         return np.array([[c, -s, p[1]], [s, c, p[2]], [0, 0, 1]], float)
     bottom = [p[6], p[7], 1] if motion == "homography" else [0, 0, 1]
     return np.array([[1 + p[0], p[2], p[4]], [p[1], 1 + p[3], p[5]], bottom], float)
-
-
-def _sample_moving(mov_img, mov_ok, matrix, xs, ys, margin):
-    """Moving-image values at W·(x, y) (bilinear) and whether each one is usable.
-
-    Points within ``margin`` pixels of the moving image's edge are not: the blur
-    there mixes in reflected pixels that the reference does not see."""
-    rows, cols = mov_img.shape
-    den = matrix[2, 0] * xs + matrix[2, 1] * ys + matrix[2, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mx = (matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]) / den
-        my = (matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]) / den
-    lo, hi_x, hi_y = margin, cols - 1 - margin, rows - 1 - margin
-    ok = (den > 1e-9) & (mx >= lo) & (mx <= hi_x) & (my >= lo) & (my <= hi_y)
-    # remap's maps must be < 32767 wide: lay the points out as a (k, 1024) block.
-    n = xs.size
-    width = min(n, 1024)
-    padded = -(-n // width) * width
-    map_x = np.zeros(padded, np.float32)
-    map_y = np.zeros(padded, np.float32)
-    map_x[:n] = np.where(ok, mx, 0)
-    map_y[:n] = np.where(ok, my, 0)
-    map_x, map_y = map_x.reshape(-1, width), map_y.reshape(-1, width)
-    values = cv2.remap(mov_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if mov_ok is not None:
-        inside = cv2.remap(
-            mov_ok.view(np.uint8), map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT
-        )
-        ok &= inside.ravel()[:n] > 0
-    return values.ravel()[:n].astype(np.float64), ok
-
-
-def _correlation(a, b) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    den = math.sqrt(np.dot(a, a) * np.dot(b, b))
-    return float(np.dot(a, b)) / den if den > 0 else float("nan")
 
 
 def _max_corner_shift(step, corner_pts) -> float:

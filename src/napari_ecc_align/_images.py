@@ -24,9 +24,7 @@ def as_array(image, name: str) -> np.ndarray:
         arr = np.asarray(image)
     except Exception as exc:  # e.g. ragged lists
         raise TypeError(f"{name} must be array-like: {exc}") from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"{name} must be a numeric or boolean array, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise TypeError(

@@ -274,9 +274,15 @@ def text_page(shape: Shape = (1200, 900), seed: int = 0) -> np.ndarray:
             cv2.line(page, (int(x0), y), (int(x1), y), ink, lw, cv2.LINE_AA)
         # Clef-like glyph at the start of the staff.
         cv2.putText(
-            page, str(rng.choice(letters)), (int(x0 + 0.3 * sp), int(y0 + 3.5 * sp)),
-            font, 4.5 * sp / 22, ink, max(1, lw + 1), cv2.LINE_AA,
-        )  # fmt: skip
+            page,
+            str(rng.choice(letters)),
+            (int(x0 + 0.3 * sp), int(y0 + 3.5 * sp)),
+            font,
+            4.5 * sp / 22,
+            ink,
+            max(1, lw + 1),
+            cv2.LINE_AA,
+        )
         # Bar lines split the staff into measures of random width.
         n_bars = int(rng.integers(2, 6))
         inner = np.sort(rng.uniform(x0 + 3 * sp, x1, n_bars - 1))
@@ -292,9 +298,16 @@ def text_page(shape: Shape = (1200, 900), seed: int = 0) -> np.ndarray:
                 y = y0 + 4 * sp - pitch * sp / 2
                 hollow = rng.random() < 0.2
                 cv2.ellipse(
-                    page, (int(round(x)), int(round(y))), head, -20, 0, 360, ink,
-                    lw if hollow else -1, cv2.LINE_AA,
-                )  # fmt: skip
+                    page,
+                    (int(round(x)), int(round(y))),
+                    head,
+                    -20,
+                    0,
+                    360,
+                    ink,
+                    lw if hollow else -1,
+                    cv2.LINE_AA,
+                )
                 for p in range(-2, pitch - 1, -2) if pitch < -1 else range(10, pitch + 1, 2):
                     yl = int(round(y0 + 4 * sp - p * sp / 2))
                     cv2.line(page, (int(x - sp), yl), (int(x + sp), yl), ink, lw, cv2.LINE_AA)
@@ -306,9 +319,13 @@ def text_page(shape: Shape = (1200, 900), seed: int = 0) -> np.ndarray:
                 if prev is not None and prev[2] == up and rng.random() < 0.35:
                     beam = max(lw + 1, int(round(0.45 * sp)))
                     cv2.line(
-                        page, (int(prev[0]), int(prev[1])), (int(xs), int(y_end)), ink, beam,
+                        page,
+                        (int(prev[0]), int(prev[1])),
+                        (int(xs), int(y_end)),
+                        ink,
+                        beam,
                         cv2.LINE_AA,
-                    )  # fmt: skip
+                    )
                     prev = None
                 else:
                     prev = (xs, y_end, up)
@@ -590,9 +607,11 @@ def make_pair(image: np.ndarray, matrix: np.ndarray, template_shape: Shape) -> n
         m = np.vstack([m, [0.0, 0.0, 1.0]])
     rows, cols = (int(v) for v in template_shape[:2])
     return cv2.warpPerspective(
-        np.asarray(image, dtype=np.float32), m, (cols, rows),
+        np.asarray(image, dtype=np.float32),
+        m,
+        (cols, rows),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-    )  # fmt: skip
+    )
 
 
 def _margin(shape: Shape, angle_deg: float, shift, scale: float) -> int:

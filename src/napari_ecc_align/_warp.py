@@ -119,7 +119,9 @@ def _check_output_shape(output_shape):
     except (TypeError, ValueError):
         raise TypeError(f"output_shape must be (rows, cols), got {output_shape!r}") from None
     if len(tuple(output_shape)) != 2 or rows < 1 or cols < 1:
-        raise ValueError(f"output_shape must be (rows, cols) of positive ints, got {output_shape!r}")
+        raise ValueError(
+            f"output_shape must be (rows, cols) of positive ints, got {output_shape!r}"
+        )
     return rows, cols
 
 
@@ -183,7 +185,9 @@ def warp_plane(src, matrix, out_shape, flags, border_value):
     for y0 in range(0, rows, _TILE):
         for x0 in range(0, cols, _TILE):
             y1, x1 = min(rows, y0 + _TILE), min(cols, x0 + _TILE)
-            out[y0:y1, x0:x1] = _warp_tile(src, matrix, (y0, y1, x0, x1), flags, border_value, affine)
+            out[y0:y1, x0:x1] = _warp_tile(
+                src, matrix, (y0, y1, x0, x1), flags, border_value, affine
+            )
     return out
 
 
@@ -224,13 +228,21 @@ def _cv_warp(src, matrix, out_shape, flags, border_value, affine):
     rows, cols = out_shape
     if affine:
         return cv2.warpAffine(
-            src, matrix[:2], (cols, rows), flags=flags,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=border_value,
-        )  # fmt: skip
+            src,
+            matrix[:2],
+            (cols, rows),
+            flags=flags,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=border_value,
+        )
     return cv2.warpPerspective(
-        src, matrix, (cols, rows), flags=flags,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=border_value,
-    )  # fmt: skip
+        src,
+        matrix,
+        (cols, rows),
+        flags=flags,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border_value,
+    )
 
 
 def _warp_nearest_gather(plane, matrix, out_shape, fill):

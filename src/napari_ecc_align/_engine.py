@@ -46,7 +46,7 @@ _MIN_COARSE_PIXELS = 32
 # images reach 0.15-0.23 with an affine model by distorting one of them.
 _MIN_CORRELATION = 0.25
 # Sample points per level; more buys little accuracy for linear cost.
-_MAX_SAMPLES = 20_000
+_MAX_SAMPLES = 30_000
 # A level stops once an update moves every corner by less than this (level pixels).
 _STEP_TOLERANCE = 1e-3
 # Halvings of an ECC step that lowers the correlation before the level gives up.

@@ -13,6 +13,7 @@ import tifffile
 from napari_ecc_align import Alignment, __version__, _cli
 from napari_ecc_align._cli import main
 from napari_ecc_align._io import read_image, write_image
+from napari_ecc_align._warp import default_difference_mode
 
 SHIFT = (3.5, -2.25)  # content of the moving image is displaced by this (dx, dy)
 REF_BOX = (20, 220, 30, 270)  # rows 20:220, cols 30:270 of the scene: 200 x 240
@@ -290,9 +291,9 @@ def test_difference_is_zero_outside_the_overlap(tmp_path, capsys):
 
 def test_difference_mode_choice():
     a = np.linspace(0, 255, 10000).reshape(100, 100).astype(np.uint8)
-    assert _cli.default_difference_mode(a, a[::-1].copy()) == "absolute"
-    assert _cli.default_difference_mode(a, (a // 2 + 60).astype(np.uint8)) == "normalized"
-    assert _cli.default_difference_mode(a, a.astype(np.uint16)) == "normalized"
+    assert default_difference_mode(a, a[::-1].copy()) == "absolute"
+    assert default_difference_mode(a, (a // 2 + 60).astype(np.uint8)) == "normalized"
+    assert default_difference_mode(a, a.astype(np.uint16)) == "normalized"
 
 
 # -------------------------------------------------------------------------------------- failures

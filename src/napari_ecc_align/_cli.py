@@ -23,7 +23,7 @@ from . import __version__
 from ._alignment import MOTIONS, Alignment, AlignmentError
 from ._engine import align
 from ._io import atomic_output, check_writable, image_format, read_image, write_image
-from ._warp import difference, warp
+from ._warp import default_difference_mode, difference, warp
 
 PROG = "napari-ecc-align"
 PLUGIN_NAME = "napari-ecc-align"
@@ -31,9 +31,6 @@ PLUGIN_NAME = "napari-ecc-align"
 _DEFAULTS = {k: p.default for k, p in inspect.signature(align).parameters.items()}
 # A normalized difference (in standard deviations) written to PNG/JPEG saturates here.
 NORMALIZED_FULL_SCALE = 4.0
-# Robust value ranges (1st-99th percentile) further apart than this fraction of the
-# larger span mean the two images are not comparable pixel for pixel.
-_RANGE_TOLERANCE = 0.1
 SCREENSHOT_SIZE = (1280, 800)  # width, height of the demo window in --screenshot mode
 
 _EPILOG = f"""\
@@ -235,36 +232,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)  # hard links, case-insensitive file systems
     except OSError:
         return False
-
-
-def default_difference_mode(reference: np.ndarray, moving: np.ndarray) -> str:
-    """``"absolute"`` if the images are directly comparable, else ``"normalized"``.
-
-    Comparable means the same dtype, the same channels and robust value ranges
-    (1st and 99th percentiles) that agree within 10 % of the larger span.
-    """
-    if reference.dtype != moving.dtype or reference.shape[2:] != moving.shape[2:]:
-        return "normalized"
-    lo_a, hi_a = _robust_range(reference)
-    lo_b, hi_b = _robust_range(moving)
-    span = max(hi_a - lo_a, hi_b - lo_b)
-    if span <= 0:
-        return "absolute"
-    tolerance = _RANGE_TOLERANCE * span
-    close = abs(lo_a - lo_b) <= tolerance and abs(hi_a - hi_b) <= tolerance
-    return "absolute" if close else "normalized"
-
-
-def _robust_range(image: np.ndarray) -> tuple[float, float]:
-    if image.ndim == 3 and image.shape[-1] == 4:
-        image = image[..., :3]  # alpha is not intensity
-    step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / 250_000)))  # ~250k samples
-    sample = image[::step, ::step].astype(np.float64).ravel()
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return 0.0, 0.0
-    lo, hi = np.percentile(sample, [1, 99])
-    return float(lo), float(hi)
 
 
 def difference_for_file(

@@ -8,6 +8,8 @@ tiles.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -23,6 +25,8 @@ _INTERPOLATION = {
 _CV_NATIVE = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}
 _CV_LIMIT = 32767  # SHRT_MAX: OpenCV's remap refuses larger source or output sides
 _TILE = 8192
+# Robust value ranges closer than this share of the span count as "the same range".
+_RANGE_TOLERANCE = 0.1
 
 
 def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_value=0):
@@ -375,3 +379,33 @@ def _normalized_difference(ref, ali, valid):
     b = (b - b.mean()) / (b_std if b_std > 0 else 1.0)
     out[region] = np.abs(a - b)
     return out
+
+
+def default_difference_mode(reference: np.ndarray, moving: np.ndarray) -> str:
+    """``"absolute"`` if the images are directly comparable, else ``"normalized"``.
+
+    Comparable means the same dtype, the same channels and robust value ranges
+    (1st and 99th percentiles) that agree within 10 % of the larger span.
+    """
+    if reference.dtype != moving.dtype or reference.shape[2:] != moving.shape[2:]:
+        return "normalized"
+    lo_a, hi_a = _robust_range(reference)
+    lo_b, hi_b = _robust_range(moving)
+    span = max(hi_a - lo_a, hi_b - lo_b)
+    if span <= 0:
+        return "absolute"
+    tolerance = _RANGE_TOLERANCE * span
+    close = abs(lo_a - lo_b) <= tolerance and abs(hi_a - hi_b) <= tolerance
+    return "absolute" if close else "normalized"
+
+
+def _robust_range(image: np.ndarray) -> tuple[float, float]:
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]  # alpha is not intensity
+    step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / 250_000)))  # ~250k samples
+    sample = image[::step, ::step].astype(np.float64).ravel()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 0.0
+    lo, hi = np.percentile(sample, [1, 99])
+    return float(lo), float(hi)

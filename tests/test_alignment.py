@@ -39,6 +39,7 @@ def test_json_round_trip_is_exact(tmp_path):
     a = _alignment(HOMOGRAPHY, motion="homography")
     text = json.dumps(a.to_dict())  # JSON-safe, numpy scalars included
     b = Alignment.from_dict(json.loads(text))
+    assert a == b and a != a.inverse()
     np.testing.assert_array_equal(a.matrix, b.matrix)
     assert (b.motion, b.reference_shape, b.moving_shape) == ("homography", (100, 120), (110, 130))
     assert b.parameters["max_iterations"] == 100
@@ -64,6 +65,8 @@ def test_from_dict_rejects_incomplete_data():
 def test_invalid_motion_or_matrix_rejected():
     with pytest.raises(ValueError, match="motion"):
         _alignment(AFFINE, motion="similarity")
+    with pytest.raises(ValueError, match="0, 0, 1"):
+        _alignment(HOMOGRAPHY, motion="affine")
     with pytest.raises(ValueError, match="finite"):
         _alignment(np.full((3, 3), np.nan))
 

@@ -33,7 +33,7 @@ class AlignmentError(RuntimeError):
     """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Alignment:
     """The transform found by :func:`napari_ecc_align.align` and how well it fits.
 
@@ -87,11 +87,23 @@ class Alignment:
             raise ValueError("matrix must be finite")
         if self.motion not in MOTIONS:
             raise ValueError(f"motion must be one of {MOTIONS}, got {self.motion!r}")
+        if self.motion != "homography" and not np.allclose(matrix[2], [0.0, 0.0, 1.0]):
+            raise ValueError(
+                f"a {self.motion} matrix must end with the row [0, 0, 1], got {matrix[2].tolist()}"
+            )
         matrix.setflags(write=False)
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "reference_shape", tuple(int(n) for n in self.reference_shape))
         object.__setattr__(self, "moving_shape", tuple(int(n) for n in self.moving_shape))
         object.__setattr__(self, "iterations", tuple(int(n) for n in self.iterations))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Alignment):
+            return NotImplemented
+        mine, theirs = self.to_dict(), other.to_dict()
+        return mine == theirs
+
+    __hash__ = None  # mutable-looking contents (an array): not hashable
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -9,12 +9,12 @@ command imports napari, and only when it runs.
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import math
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,14 +23,12 @@ from . import __version__
 from ._alignment import MOTIONS, Alignment, AlignmentError
 from ._engine import align
 from ._io import atomic_output, check_writable, image_format, read_image, write_image
-from ._warp import default_difference_mode, difference, warp
+from ._warp import NORMALIZED_FULL_SCALE, default_difference_mode, difference, warp
 
 PROG = "napari-ecc-align"
 PLUGIN_NAME = "napari-ecc-align"
 # Engine defaults, shown in --help and passed through unchanged: one source of truth.
 _DEFAULTS = {k: p.default for k, p in inspect.signature(align).parameters.items()}
-# A normalized difference (in standard deviations) written to PNG/JPEG saturates here.
-NORMALIZED_FULL_SCALE = 4.0
 SCREENSHOT_SIZE = (1280, 800)  # width, height of the demo window in --screenshot mode
 
 _EPILOG = f"""\
@@ -309,36 +307,49 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
     try:
         layers = [_add_layer(viewer, layer) for layer in _sample_layers()]
-        _dock_widget(viewer)
+        widget = _dock_widget(viewer)
+        widget.reference.value, widget.moving.value = layers[0], layers[1]
         if not args.screenshot:
             napari.run()
             return 0
-        reference, moving = layers[0], layers[1]
-        alignment = align(reference.data, moving.data)
-        aligned = warp(moving.data, alignment)
-        mode = default_difference_mode(np.asarray(reference.data), np.asarray(moving.data))
-        diff = difference(reference.data, aligned, mode=mode, alignment=alignment)
-        # The aligned layer takes the moving layer's look (e.g. magenta, additive over a green
-        # reference: aligned structure turns white); the difference is there but hidden.
-        look = {k: getattr(moving, k) for k in ("colormap", "blending", "contrast_limits")}
-        aligned_layer = viewer.add_image(aligned, name=f"{moving.name} (aligned)", **look)
-        viewer.add_image(diff, name=f"{moving.name} (difference)", colormap="magma", visible=False)
-        moving.visible = False
-        viewer.layers.selection.active = aligned_layer
-        print(summarize(alignment))
-        # A hidden window is laid out only when grabbed: grab once so the canvas learns its
-        # real size, then fit the images to it and take the real screenshot.
-        viewer.window.resize(*SCREENSHOT_SIZE)
-        viewer.screenshot(canvas_only=False, flash=False)
-        viewer.reset_view()
-        shot = viewer.screenshot(canvas_only=False, flash=False)
-        if image_format(args.screenshot) == "JPEG":
-            shot = shot[..., :3]
-        write_image(args.screenshot, shot)
-        return 0
+        return _screenshot(viewer, widget, args.screenshot)
     finally:
         if args.screenshot:
             viewer.close()
+
+
+def _screenshot(viewer, widget, path: str, timeout: float = 120.0) -> int:
+    """Press Align, wait for the result, save a picture of the whole window."""
+    from qtpy.QtWidgets import QApplication
+
+    widget.run()
+    deadline = time.monotonic() + timeout
+    while widget.running:  # the worker thread reports back through the event loop
+        QApplication.processEvents()
+        if time.monotonic() > deadline:
+            widget.cancel()
+            _error(f"the alignment did not finish within {timeout:.0f} s")
+            return 1
+        time.sleep(0.01)
+    if widget.last_alignment is None:
+        _error(f"alignment failed: {widget.message.value}")
+        return 1
+    print(summarize(widget.last_alignment))
+    moving = widget.moving.value
+    # Show the reference with the aligned image over it (aligned structure turns white);
+    # the difference layer stays in the layer list, hidden.
+    moving.visible = False
+    viewer.layers[f"{moving.name} (difference)"].visible = False
+    # A hidden window is laid out only when grabbed: grab once so the canvas learns its
+    # real size, then fit the images to it and take the real screenshot.
+    viewer.window.resize(*SCREENSHOT_SIZE)
+    viewer.screenshot(canvas_only=False, flash=False)
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    if image_format(path) == "JPEG":
+        shot = shot[..., :3]
+    write_image(path, shot)
+    return 0
 
 
 def _sample_layers() -> list[tuple]:
@@ -360,23 +371,10 @@ def _add_layer(viewer, layer_data: tuple):
     return getattr(viewer, f"add_{layer_type}")(data, **(kwargs or {}))
 
 
-def _dock_widget(viewer) -> None:
-    """Dock the plugin's widget as its manifest declares it, if there is one yet."""
-    try:
-        importlib.import_module(f"{__package__}._widget")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}._widget":
-            raise  # the module exists but something it imports does not: a real error
-        return
-    from npe2 import PluginManager
-
-    names = [
-        w.display_name
-        for w in PluginManager.instance().iter_widgets()
-        if w.plugin_name == PLUGIN_NAME
-    ]
-    if names:
-        viewer.window.add_plugin_dock_widget(PLUGIN_NAME, names[0])
+def _dock_widget(viewer):
+    """Dock the plugin's widget as napari would from the Plugins menu; return it."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "ECC Align")
+    return widget
 
 
 # ------------------------------------------------------------------------------------ errors

@@ -25,6 +25,8 @@ _INTERPOLATION = {
 _CV_NATIVE = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}
 _CV_LIMIT = 32767  # SHRT_MAX: OpenCV's remap refuses larger source or output sides
 _TILE = 8192
+# A normalized difference (in standard deviations) is shown or saved at full scale here.
+NORMALIZED_FULL_SCALE = 4.0
 # Robust value ranges closer than this share of the span count as "the same range".
 _RANGE_TOLERANCE = 0.1
 

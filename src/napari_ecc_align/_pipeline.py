@@ -1,0 +1,90 @@
+"""What one press of *Align* computes, without Qt: estimate (or reuse) a transform,
+then build the output arrays. The widget runs :func:`run_job` in a napari
+``thread_worker`` and turns its result into layers on the main thread; tests and
+scripts can run it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._alignment import Alignment
+from ._engine import Progress, iter_align
+from ._warp import default_difference_mode, difference, warp
+
+
+@dataclass
+class Job:
+    """Inputs of one alignment run (arrays, not layers)."""
+
+    reference: np.ndarray
+    moving: np.ndarray
+    align_kwargs: dict[str, Any] = field(default_factory=dict)
+    alignment: Alignment | None = None  # given: apply it, do not estimate
+    interpolation: str = "linear"
+    difference_mode: str = "auto"  # "absolute", "normalized" or "auto"
+    want_aligned: bool = True
+    want_difference: bool = True
+    # Each carrier maps an Alignment to a napari LayerDataTuple (other layers).
+    carriers: list[Callable[[Alignment], tuple]] = field(default_factory=list)
+
+
+@dataclass
+class JobResult:
+    alignment: Alignment
+    aligned: np.ndarray | None
+    difference: np.ndarray | None
+    difference_mode: str
+    carried: list[tuple]
+
+
+def run_job(job: Job) -> Generator[Progress | str, None, JobResult]:
+    """Generator: yields :class:`Progress` per pyramid level, then a short string
+    per output step, and returns a :class:`JobResult`. Close it to cancel."""
+    alignment = job.alignment
+    if alignment is None:
+        for step in iter_align(job.reference, job.moving, **job.align_kwargs):
+            if isinstance(step, Alignment):
+                alignment = step
+            else:
+                yield step
+    else:
+        check_applicable(alignment, job.moving)
+    aligned = None
+    if job.want_aligned or job.want_difference:
+        yield "resampling"
+        aligned = warp(job.moving, alignment, interpolation=job.interpolation)
+    diff = None
+    mode = job.difference_mode
+    if job.want_difference:
+        yield "difference"
+        if mode == "auto":
+            mode = default_difference_mode(job.reference, job.moving)
+        diff = difference(job.reference, aligned, mode=mode, alignment=alignment)
+    carried = []
+    for carry in job.carriers:
+        yield "carrying"
+        carried.append(carry(alignment))
+    return JobResult(alignment, aligned if job.want_aligned else None, diff, mode, carried)
+
+
+def check_applicable(alignment: Alignment, moving: np.ndarray) -> None:
+    """Refuse to apply a saved transform to an image of another size."""
+    rows, cols = np.shape(moving)[:2]
+    if (rows, cols) != tuple(alignment.moving_shape):
+        raise ValueError(
+            f"the transform was estimated for a moving image of {alignment.moving_shape[0]}x"
+            f"{alignment.moving_shape[1]} pixels, but this one is {rows}x{cols}; "
+            "choose the matching moving layer or estimate a new transform"
+        )
+
+
+def steps_expected(job: Job, levels: int) -> int:
+    """Progress-bar length: pyramid levels plus output steps."""
+    n = 0 if job.alignment is not None else levels
+    n += int(job.want_aligned or job.want_difference) + int(job.want_difference)
+    return n + len(job.carriers)

@@ -1,0 +1,467 @@
+"""The "ECC Align" dock widget.
+
+Thin by design: it gathers parameters, snapshots the layers' arrays, runs
+:func:`napari_ecc_align._pipeline.run_job` in a napari ``thread_worker`` and,
+back on the main thread, turns the result into layers. No layer or Qt object is
+touched inside the worker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    Label,
+    LineEdit,
+    PushButton,
+    Select,
+    TextEdit,
+)
+
+from ._alignment import MOTIONS, Alignment
+from ._engine import Progress, auto_levels
+from ._layers import (
+    aligned_layer_kwargs,
+    alignment_metadata,
+    carry_layer,
+    image_for_alignment,
+    move_layer_onto_reference,
+)
+from ._pipeline import Job, JobResult, run_job, steps_expected
+from ._warp import NORMALIZED_FULL_SCALE
+
+if TYPE_CHECKING:
+    import napari
+
+CARRY_TYPES = ("Image", "Labels", "Points", "Shapes", "Vectors", "Tracks")
+HOMOGRAPHY_TIP = "napari's affine transforms cannot express a homography; use Aligned image"
+
+
+class AlignWidget(Container):
+    """Align a moving image layer onto a reference image layer with ECC."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._progress = None
+        self._expected_levels = 0
+        self.last_alignment: Alignment | None = None
+
+        # -- inputs
+        self.reference = ComboBox(label="Reference", choices=self._image_layers)
+        self.moving = ComboBox(label="Moving", choices=self._image_layers)
+        self.message = Label(value="")
+        self.motion = ComboBox(label="Motion", choices=list(MOTIONS), value="affine")
+        self.max_iterations = LineEdit(label="Max iterations", value="100")
+        self.eps = LineEdit(label="Eps", value="1e-06")
+        self.show_advanced = CheckBox(text="Advanced", value=False)
+        self.pyramid_levels = ComboBox(
+            label="Pyramid levels", choices=["auto"] + [str(n) for n in range(1, 11)]
+        )
+        self.gauss_filter_size = ComboBox(
+            label="Gaussian filter", choices=["0", "3", "5", "7", "9", "11"], value="5"
+        )
+        self.init = ComboBox(label="Initialisation", choices=["identity", "last result"])
+        self.mask = ComboBox(label="Mask", choices=self._mask_layers, nullable=True, value=None)
+        self.interpolation = ComboBox(
+            label="Interpolation", choices=["nearest", "linear", "cubic"], value="linear"
+        )
+        self.advanced = Container(
+            widgets=[
+                self.pyramid_levels,
+                self.gauss_filter_size,
+                self.init,
+                self.mask,
+                self.interpolation,
+            ],
+            labels=True,
+            visible=False,
+        )
+        # -- outputs
+        self.out_aligned = CheckBox(text="Aligned image", value=True)
+        self.out_difference = CheckBox(text="Difference", value=True)
+        self.difference_mode = ComboBox(
+            label="Difference mode", choices=["auto", "absolute", "normalized"], value="auto"
+        )
+        self.move_only = CheckBox(text="Move layer only", value=False)
+        self.also = Select(label="Also transform", choices=self._other_layers, value=[])
+        # -- actions and results
+        self.align_button = PushButton(text="Align")
+        self.cancel_button = PushButton(text="Cancel", enabled=False, visible=False)
+        self.result = Label(value="")
+        self.matrix_view = TextEdit(value="", enabled=True, visible=False)
+        self.matrix_view.native.setReadOnly(True)
+        self.save_button = PushButton(text="Save transform…", enabled=False)
+        self.apply_button = PushButton(text="Apply transform…")
+        self.extend(
+            [
+                self.reference,
+                self.moving,
+                self.message,
+                self.motion,
+                self.max_iterations,
+                self.eps,
+                self.show_advanced,
+                self.advanced,
+                self.out_aligned,
+                self.out_difference,
+                self.difference_mode,
+                self.move_only,
+                self.also,
+                self.align_button,
+                self.cancel_button,
+                self.result,
+                self.matrix_view,
+                self.save_button,
+                self.apply_button,
+            ]
+        )
+
+        self.show_advanced.changed.connect(lambda v: setattr(self.advanced, "visible", v))
+        self.motion.changed.connect(self._on_motion)
+        self.reference.changed.connect(self._validate)
+        self.moving.changed.connect(self._validate)
+        self.align_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.save_button.changed.connect(lambda: self.save_transform())
+        self.apply_button.changed.connect(lambda: self.apply_transform())
+        events = viewer.layers.events
+        for event in (events.inserted, events.removed, events.reordered, events.renamed):
+            event.connect(self._on_layers_changed)
+        self._on_layers_changed()
+
+    # ------------------------------------------------------------------ layer lists
+    def _image_layers(self, _widget=None):
+        return [(layer.name, layer) for layer in self._viewer.layers if _kind(layer) == "Image"]
+
+    def _mask_layers(self, _widget=None):
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if _kind(layer) in ("Labels", "Shapes")
+        ]
+
+    def _other_layers(self, _widget=None):
+        chosen = {id(self.reference.value), id(self.moving.value)}
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if _kind(layer) in CARRY_TYPES
+            and id(layer) not in chosen
+            and not layer.name.endswith((" (aligned)", " (difference)"))
+        ]
+
+    def _on_layers_changed(self, event=None):
+        self.reset_choices()
+        images = self._image_layers()
+        if len(images) >= 2 and self.moving.value is self.reference.value:
+            others = [layer for _, layer in images if layer is not self.reference.value]
+            self.moving.value = others[0]
+        self._validate()
+
+    def _validate(self, _value=None) -> bool:
+        """Inline hint when there is nothing to align; returns whether Align may run."""
+        if len(self._image_layers()) < 2:
+            text = "Open two image layers: a reference and a moving image."
+        elif self.reference.value is self.moving.value:
+            text = "Reference and Moving are the same layer: pick two different ones."
+        else:
+            text = ""
+        self.message.value = text
+        self.message.visible = bool(text)
+        self.also.reset_choices()
+        return not text
+
+    def _on_motion(self, motion):
+        homography = motion == "homography"
+        if homography:
+            self.move_only.value = False
+        self.move_only.enabled = not homography
+        self.move_only.tooltip = (
+            HOMOGRAPHY_TIP
+            if homography
+            else ("Set the moving layer's affine so it overlays the reference (no resampling)")
+        )
+
+    # ------------------------------------------------------------------ running
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def parameters(self) -> dict:
+        """``align`` keyword arguments from the controls (raises ValueError on bad text)."""
+        try:
+            max_iterations = int(self.max_iterations.value)
+        except ValueError:
+            raise ValueError(
+                f"max iterations must be a whole number, got {self.max_iterations.value!r}"
+            ) from None
+        try:
+            eps = float(self.eps.value)
+        except ValueError:
+            raise ValueError(f"eps must be a number such as 1e-6, got {self.eps.value!r}") from None
+        levels = self.pyramid_levels.value
+        init = None
+        if self.init.value == "last result":
+            if self.last_alignment is None:
+                raise ValueError("there is no last result yet: align once, or choose identity")
+            init = self.last_alignment.matrix
+        return {
+            "motion": self.motion.value,
+            "max_iterations": max_iterations,
+            "eps": eps,
+            "gauss_filter_size": int(self.gauss_filter_size.value),
+            "pyramid_levels": None if levels == "auto" else int(levels),
+            "init": init,
+        }
+
+    def run(self, alignment: Alignment | None = None) -> None:
+        """Start an alignment (or apply ``alignment``) in a worker thread."""
+        if self.running:
+            return  # a second press while running does nothing
+        if not self._validate():
+            self._notify(self.message.value)
+            return
+        try:
+            job = self._make_job(alignment if isinstance(alignment, Alignment) else None)
+        except (ValueError, TypeError) as exc:
+            self._notify(str(exc))
+            return
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        reference, moving = self.reference.value, self.moving.value
+        levels = job.align_kwargs.get("pyramid_levels") or auto_levels(
+            job.reference.shape[:2], job.moving.shape[:2]
+        )
+        self._expected_levels = levels
+        self._progress = progress(total=steps_expected(job, levels), desc="ECC align")
+        worker = create_worker(_guarded, job, _start_thread=False)
+        worker.yielded.connect(self._on_step)
+        worker.returned.connect(lambda result: self._on_returned(result, reference, moving, job))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop the running alignment at its next step; no layer is changed."""
+        if self._worker is not None:
+            self._worker.quit()
+
+    def _make_job(self, alignment: Alignment | None) -> Job:
+        reference, moving = self.reference.value, self.moving.value
+        ref_data = image_for_alignment(reference, "Reference")
+        mov_data = image_for_alignment(moving, "Moving")
+        align_kwargs = {} if alignment is not None else self.parameters()
+        if alignment is None and self.mask.value is not None:
+            align_kwargs["reference_mask"] = _rasterise_mask(self.mask.value, ref_data.shape[:2])
+        interpolation = self.interpolation.value
+        carriers = [_carrier(layer, reference, moving, interpolation) for layer in self.also.value]
+        return Job(
+            reference=ref_data,
+            moving=mov_data,
+            align_kwargs=align_kwargs,
+            alignment=alignment,
+            interpolation=interpolation,
+            difference_mode=self.difference_mode.value,
+            want_aligned=self.out_aligned.value,
+            want_difference=self.out_difference.value,
+            carriers=carriers,
+        )
+
+    def _on_step(self, step) -> None:
+        pbar = self._progress  # local: a progress event may run _on_finished meanwhile
+        if pbar is None:
+            return
+        if isinstance(step, Progress):
+            if step.done == 1:  # the engine may use fewer levels than the size suggests
+                pbar.total += step.levels - self._expected_levels
+            pbar.set_description(f"ECC align: level {step.level} done")
+        else:
+            pbar.set_description(f"ECC align: {step}")
+        pbar.update(1)
+
+    def _on_returned(self, result, reference, moving, job: Job) -> None:
+        if isinstance(result, _Failure):
+            self._on_error(result.error)
+        else:
+            self._on_result(result, reference, moving, job)
+
+    def _on_result(self, result: JobResult, reference, moving, job: Job) -> None:
+        alignment = result.alignment
+        self.last_alignment = alignment
+        meta = {
+            "ecc_alignment": alignment_metadata(
+                alignment,
+                interpolation=job.interpolation,
+                difference_mode=result.difference_mode,
+                reference=reference.name,
+                moving=moving.name,
+            )
+        }
+        base = aligned_layer_kwargs(reference, moving)
+        if result.aligned is not None:
+            self._put_image(f"{moving.name} (aligned)", result.aligned, {**base, "metadata": meta})
+        if result.difference is not None:
+            kwargs = {k: base[k] for k in ("scale", "translate", "rotate", "shear", "affine")}
+            kwargs.update(colormap="inferno", blending="translucent", metadata=meta)
+            if result.difference_mode == "normalized":
+                # In standard deviations; full scale at 4, as the CLI writes it.
+                kwargs["contrast_limits"] = (0.0, NORMALIZED_FULL_SCALE)
+            self._put_image(f"{moving.name} (difference)", result.difference, kwargs)
+        for data, layer_meta, layer_type in result.carried:
+            self._put_layer(data, {**layer_meta, "metadata": meta}, layer_type)
+        if self.move_only.value and alignment.motion != "homography":
+            move_layer_onto_reference(moving, reference, alignment)
+        self._show_result(alignment)
+
+    def _on_error(self, exc: Exception) -> None:
+        self._notify(str(exc), error=True)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        self.align_button.enabled = not running
+        self.apply_button.enabled = not running
+        self.cancel_button.visible = running
+        self.cancel_button.enabled = running
+
+    # ------------------------------------------------------------------ results
+    def _put_image(self, name: str, data: np.ndarray, kwargs: dict) -> None:
+        """Update the layer called ``name`` in place, or add it."""
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if name in self._viewer.layers and _kind(self._viewer.layers[name]) == "Image":
+            layer = self._viewer.layers[name]
+            layer.data = data
+            for key, value in kwargs.items():
+                if key != "rgb":
+                    setattr(layer, key, value)
+            if "contrast_limits" not in kwargs:
+                layer.reset_contrast_limits()
+        else:
+            self._viewer.add_image(data, name=name, **kwargs)
+
+    def _put_layer(self, data, meta: dict, layer_type: str) -> None:
+        from napari.layers import Layer
+
+        name = meta["name"]
+        new = Layer.create(data, meta, layer_type)
+        if name in self._viewer.layers:
+            index = self._viewer.layers.index(name)
+            self._viewer.layers.pop(index)
+            self._viewer.layers.insert(index, new)
+        else:
+            self._viewer.add_layer(new)
+
+    def _show_result(self, alignment: Alignment) -> None:
+        self.result.value = (
+            f"correlation {alignment.correlation_before:.3f} → {alignment.correlation:.3f}\n"
+            f"{alignment.motion}, init: {alignment.init_method}, levels: {alignment.levels}, "
+            f"{alignment.elapsed:.2f} s"
+        )
+        self.matrix_view.value = np.array2string(alignment.matrix, precision=5, suppress_small=True)
+        self.matrix_view.visible = True
+        self.save_button.enabled = True
+
+    def save_transform(self, path: str | None = None) -> str | None:
+        """Write the last alignment as JSON (asks for a file name when ``path`` is None)."""
+        if self.last_alignment is None:
+            self._notify("Nothing to save yet: align first.")
+            return None
+        if path is None:
+            path = _file_dialog(save=True)
+            if not path:
+                return None
+        self.last_alignment.to_json(path)
+        return path
+
+    def apply_transform(self, path: str | None = None) -> None:
+        """Apply a saved JSON transform to the current Moving layer without estimating."""
+        if path is None:
+            path = _file_dialog(save=False)
+            if not path:
+                return
+        try:
+            alignment = Alignment.from_json(path)
+        except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            self._notify(f"cannot load the transform from {path}: {exc}", error=True)
+            return
+        self.run(alignment)
+
+    def _notify(self, text: str, error: bool = False) -> None:
+        from napari.utils.notifications import show_error, show_warning
+
+        self.message.value = text
+        self.message.visible = True
+        (show_error if error else show_warning)(text)
+
+
+# ---------------------------------------------------------------------- helpers
+@dataclass
+class _Failure:
+    error: Exception
+
+
+def _guarded(job: Job):
+    """run_job, with its exception handed back as a value.
+
+    superqt's workers treat a RuntimeError raised in the thread as "the worker
+    was deleted" and swallow it without emitting ``errored`` or ``finished``;
+    AlignmentError is a RuntimeError, so it must not propagate there.
+    """
+    try:
+        return (yield from run_job(job))
+    except Exception as exc:  # reported on the main thread by _on_returned
+        return _Failure(exc)
+
+
+def _kind(layer) -> str:
+    return type(layer).__name__
+
+
+def _carrier(layer, reference, moving, interpolation):
+    def carry(alignment: Alignment) -> tuple:
+        return carry_layer(layer, alignment, reference, moving, interpolation=interpolation)
+
+    return carry
+
+
+def _rasterise_mask(layer, shape) -> np.ndarray:
+    """A Labels or Shapes layer as a boolean mask on the reference grid."""
+    if _kind(layer) == "Labels":
+        data = np.asarray(layer.data)
+        if data.shape != tuple(shape):
+            raise ValueError(
+                f"mask layer '{layer.name}' has shape {data.shape}, the reference {tuple(shape)}; "
+                "draw the mask on the reference grid"
+            )
+        return data != 0
+    if len(layer.data) == 0:
+        raise ValueError(f"mask layer '{layer.name}' has no shapes")
+    return np.asarray(layer.to_masks(mask_shape=tuple(shape))).any(axis=0)
+
+
+def _file_dialog(save: bool) -> str:
+    from qtpy.QtWidgets import QFileDialog
+
+    if save:
+        path, _ = QFileDialog.getSaveFileName(
+            None, "Save transform", "transform.json", "JSON (*.json)"
+        )
+    else:
+        path, _ = QFileDialog.getOpenFileName(None, "Apply transform", "", "JSON (*.json)")
+    return path

@@ -1,0 +1,228 @@
+"""The dock widget in a real napari viewer (Xvfb on CI)."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+from napari_ecc_align import Alignment
+from napari_ecc_align._alignment import corner_rms
+from napari_ecc_align._sample_data import score_pair
+from napari_ecc_align._synthetic import natural_image
+from napari_ecc_align._widget import AlignWidget
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="ECC Align")
+    return viewer, widget
+
+
+def _load_score(viewer):
+    return [viewer.add_image(data, **meta) for data, meta, _ in score_pair()]
+
+
+def _digest(layer) -> str:
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(layer.data)).tobytes()).hexdigest()
+
+
+def _press_align(qtbot, widget):
+    widget.align_button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+
+def _natural_pair(shift=(3.0, -2.0), shape=(240, 320)):
+    scene = natural_image((shape[0] + 40, shape[1] + 40), seed=3)
+    reference = np.ascontiguousarray(scene[20:-20, 20:-20])
+    dy, dx = int(shift[1]), int(shift[0])
+    moving = np.ascontiguousarray(scene[20 - dy : 20 - dy + shape[0], 20 - dx : 20 - dx + shape[1]])
+    # reference pixel (x, y) shows scene (x+20, y+20) = moving (x + dx, y + dy)
+    true = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]])
+    return reference, moving, true
+
+
+def test_align_button_on_score_sample(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    reference, moving = _load_score(viewer)
+    assert widget.reference.value is reference and widget.moving.value is moving
+    hashes = (_digest(reference), _digest(moving))
+    _press_align(qtbot, widget)
+
+    aligned = viewer.layers[f"{moving.name} (aligned)"]
+    diff = viewer.layers[f"{moving.name} (difference)"]
+    alignment = widget.last_alignment
+    assert alignment.correlation > alignment.correlation_before + 0.3
+    true = np.array(moving.metadata["ecc_true_matrix"])
+    assert corner_rms(alignment.matrix, true, reference.data.shape) <= 0.1
+    saved = Alignment.from_dict(aligned.metadata["ecc_alignment"])
+    np.testing.assert_allclose(saved.matrix, alignment.matrix)
+    json.dumps(diff.metadata["ecc_alignment"])  # JSON-safe
+    assert aligned.data.dtype == moving.data.dtype and aligned.data.shape == reference.data.shape
+    assert "→" in widget.result.value and widget.save_button.enabled
+    assert (_digest(reference), _digest(moving)) == hashes  # inputs untouched
+    # a nearly empty normalized difference inside the overlap
+    assert np.median(diff.data) < 0.2
+
+    # re-running updates the same layers in place
+    n_layers = len(viewer.layers)
+    _press_align(qtbot, widget)
+    assert len(viewer.layers) == n_layers
+    assert viewer.layers[f"{moving.name} (aligned)"] is aligned
+
+
+def test_pickers_follow_the_layer_list(viewer_widget):
+    viewer, widget = viewer_widget
+    assert "two image layers" in widget.message.value
+    a = viewer.add_image(np.zeros((8, 8)), name="a")
+    assert widget.message.visible
+    b = viewer.add_image(np.ones((8, 8)), name="b")
+    assert widget.reference.value is a and widget.moving.value is b
+    assert not widget.message.visible
+    b.name = "renamed"
+    assert "renamed" in [name for name, _ in widget._image_layers()]
+    assert "renamed" in widget.moving.native.currentText()
+    widget.moving.value = a
+    assert "same layer" in widget.message.value
+    viewer.layers.remove(b)
+    assert b not in widget.moving.choices
+
+
+def test_homography_disables_move_layer_only(viewer_widget):
+    _, widget = viewer_widget
+    widget.move_only.value = True
+    widget.motion.value = "homography"
+    assert not widget.move_only.enabled and not widget.move_only.value
+    assert "homography" in widget.move_only.tooltip
+    widget.motion.value = "affine"
+    assert widget.move_only.enabled
+
+
+def test_event_loop_runs_while_aligning(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    big = natural_image((1400, 1800), seed=5)
+    viewer.add_image(big[:-8, :-8], name="ref")
+    viewer.add_image(big[5:-3, 3:-5], name="mov")
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(widget.running))
+    timer.start(5)
+    widget.align_button.native.click()
+    assert widget.running and not widget.align_button.enabled
+    widget.align_button.native.click()  # a second press while running starts nothing
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    timer.stop()
+    assert sum(ticks) >= 3  # the timer kept firing while the worker ran
+    assert widget.align_button.enabled
+    assert [layer.name for layer in viewer.layers].count("mov (aligned)") == 1
+
+
+def test_cancel_leaves_layers_untouched(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    big = natural_image((2000, 2600), seed=6)
+    ref = viewer.add_image(big[:-8, :-8], name="ref")
+    mov = viewer.add_image(big[5:-3, 3:-5], name="mov")
+    names = [layer.name for layer in viewer.layers]
+    widget.align_button.native.click()
+    assert widget.cancel_button.visible
+    widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=5_000)  # stops within seconds
+    assert [layer.name for layer in viewer.layers] == names
+    assert widget.align_button.enabled and not widget.cancel_button.visible
+    assert ref.affine.affine_matrix.tolist() == mov.affine.affine_matrix.tolist()
+
+
+def test_error_is_notified_and_nothing_added(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((120, 120)), name="noise a")
+    viewer.add_image(rng.random((120, 120)), name="noise b")
+    _press_align(qtbot, widget)
+    assert len(viewer.layers) == 2
+    assert widget.last_alignment is None
+    assert "unrelated" in widget.message.value or "correlation" in widget.message.value
+    assert widget.align_button.enabled
+
+
+def test_stack_layer_gives_clear_message(viewer_widget):
+    viewer, widget = viewer_widget
+    viewer.add_image(np.zeros((3, 20, 20)), name="stack")
+    viewer.add_image(np.zeros((20, 20)), name="flat")
+    widget.reference.value = viewer.layers["stack"]
+    widget.moving.value = viewer.layers["flat"]
+    widget.run()
+    assert not widget.running
+    assert "stack" in widget.message.value
+
+
+def test_move_layer_only_and_reference_scale(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    reference, moving, true = _natural_pair(shift=(4.0, -3.0))
+    ref = viewer.add_image(reference, name="ref", scale=(0.5, 0.5), translate=(10, -5))
+    mov = viewer.add_image(moving, name="mov", scale=(2.0, 2.0))
+    widget.motion.value = "translation"
+    widget.move_only.value = True
+    _press_align(qtbot, widget)
+    aligned = viewer.layers["mov (aligned)"]
+    np.testing.assert_allclose(aligned.scale, ref.scale)
+    np.testing.assert_allclose(aligned.translate, ref.translate)
+    # landmark: reference pixel (row 50, col 60) is moving pixel (50 + dy, 60 + dx)
+    ref_world = np.asarray(ref.data_to_world((50, 60)))
+    mov_world = np.asarray(mov.data_to_world((50 + true[1, 2], 60 + true[0, 2])))
+    np.testing.assert_allclose(mov_world, ref_world, atol=0.05)
+    np.testing.assert_allclose(np.asarray(aligned.data_to_world((50, 60))), ref_world)
+
+
+def test_points_and_labels_are_carried(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    reference, moving, true = _natural_pair(shift=(5.0, 2.0))
+    viewer.add_image(reference, name="ref")
+    viewer.add_image(moving, name="mov")
+    labels = np.zeros(moving.shape, np.uint16)
+    labels[100:120, 150:170] = 7
+    viewer.add_labels(labels, name="cells")
+    pts = viewer.add_points([[110.0, 160.0]], name="spots", features={"id": [42]})
+    widget.motion.value = "translation"
+    widget.also.value = [viewer.layers["cells"], pts]
+    _press_align(qtbot, widget)
+    carried_pts = viewer.layers["spots (aligned)"]
+    # moving (row, col) -> reference (row - dy, col - dx)
+    np.testing.assert_allclose(carried_pts.data[0], [110 - 2, 160 - 5], atol=0.05)
+    assert carried_pts.features["id"].tolist() == [42]
+    carried_labels = viewer.layers["cells (aligned)"]
+    assert carried_labels.data.dtype == np.uint16
+    assert set(np.unique(carried_labels.data)) == {0, 7}
+    assert carried_labels.data[100 - 2, 150 - 5] == 7 and carried_labels.data[99 - 2, 150 - 5] == 0
+
+
+def test_save_and_apply_transform(qtbot, viewer_widget, tmp_path):
+    viewer, widget = viewer_widget
+    reference, moving, true = _natural_pair()
+    viewer.add_image(reference, name="ref")
+    viewer.add_image(moving, name="mov")
+    widget.out_difference.value = False
+    _press_align(qtbot, widget)
+    path = widget.save_transform(str(tmp_path / "t.json"))
+    saved = Alignment.from_json(path)
+    viewer.layers.remove("mov (aligned)")
+    widget.apply_transform(path)
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    np.testing.assert_allclose(
+        viewer.layers["mov (aligned)"].metadata["ecc_alignment"]["matrix"], saved.matrix
+    )
+    assert "mov (difference)" not in viewer.layers
+
+
+def test_plain_function_returns_layer_data():
+    from napari_ecc_align._commands import align_images
+
+    reference, moving, true = _natural_pair()
+    (aligned, meta, kind), (diff, diff_meta, _) = align_images(reference, moving)
+    assert kind == "image" and aligned.shape == reference.shape
+    matrix = np.array(meta["metadata"]["ecc_alignment"]["matrix"])
+    assert corner_rms(matrix, true, reference.shape) < 0.05

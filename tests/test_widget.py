@@ -226,3 +226,29 @@ def test_plain_function_returns_layer_data():
     assert kind == "image" and aligned.shape == reference.shape
     matrix = np.array(meta["metadata"]["ecc_alignment"]["matrix"])
     assert corner_rms(matrix, true, reference.shape) < 0.05
+
+
+def test_rgb_stays_rgb_and_takes_moving_look(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    reference, moving, true = _natural_pair()
+    viewer.add_image(reference, name="ref")
+    rgb = (np.stack([moving, 0.8 * moving, 0.6 * moving], axis=-1) * 255).astype(np.uint8)
+    mov = viewer.add_image(rgb, name="mov", rgb=True, opacity=0.7, blending="additive")
+    widget.out_difference.value = False
+    _press_align(qtbot, widget)
+    aligned = viewer.layers["mov (aligned)"]
+    assert aligned.rgb and aligned.data.shape == reference.shape + (3,)
+    assert aligned.data.dtype == np.uint8
+    assert aligned.opacity == mov.opacity and aligned.blending == "additive"
+    assert corner_rms(widget.last_alignment.matrix, true, reference.shape) < 0.05
+
+
+def test_widget_is_in_the_layers_register_menu(make_napari_viewer):
+    from npe2 import PluginManager
+
+    manifest = PluginManager.instance().get_manifest("napari-ecc-align")
+    menu = manifest.contributions.menus["napari/layers/register"]
+    assert [item.command for item in menu] == ["napari-ecc-align.make_align_widget"]
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-ecc-align", "ECC Align")
+    assert isinstance(widget, AlignWidget)

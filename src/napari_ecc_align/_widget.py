@@ -52,6 +52,7 @@ class AlignWidget(Container):
         self._worker = None
         self._progress = None
         self._expected_levels = 0
+        self._pending: list = []  # layer updates still to apply, one per event-loop turn
         self.last_alignment: Alignment | None = None
 
         # -- inputs
@@ -193,7 +194,8 @@ class AlignWidget(Container):
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        """True from Align until the last output layer is in place."""
+        return self._worker is not None or bool(self._pending)
 
     def parameters(self) -> dict:
         """``align`` keyword arguments from the controls (raises ValueError on bad text)."""
@@ -309,20 +311,45 @@ class AlignWidget(Container):
             )
         }
         base = aligned_layer_kwargs(reference, moving)
+        steps = []
         if result.aligned is not None:
-            self._put_image(f"{moving.name} (aligned)", result.aligned, {**base, "metadata": meta})
+            name = f"{moving.name} (aligned)"
+            kwargs = {**base, "metadata": meta}
+            steps.append(lambda: self._put_image(name, result.aligned, kwargs))
         if result.difference is not None:
-            kwargs = {k: base[k] for k in ("scale", "translate", "rotate", "shear", "affine")}
-            kwargs.update(colormap="inferno", blending="translucent", metadata=meta)
+            diff_name = f"{moving.name} (difference)"
+            diff_kwargs = {k: base[k] for k in ("scale", "translate", "rotate", "shear", "affine")}
+            diff_kwargs.update(colormap="inferno", blending="translucent", metadata=meta)
             if result.difference_mode == "normalized":
                 # In standard deviations; full scale at 4, as the CLI writes it.
-                kwargs["contrast_limits"] = (0.0, NORMALIZED_FULL_SCALE)
-            self._put_image(f"{moving.name} (difference)", result.difference, kwargs)
+                diff_kwargs["contrast_limits"] = (0.0, NORMALIZED_FULL_SCALE)
+            steps.append(lambda: self._put_image(diff_name, result.difference, diff_kwargs))
         for data, layer_meta, layer_type in result.carried:
-            self._put_layer(data, {**layer_meta, "metadata": meta}, layer_type)
+            steps.append(
+                lambda d=data, m=layer_meta, t=layer_type: self._put_layer(
+                    d, {**m, "metadata": meta}, t
+                )
+            )
         if self.move_only.value and alignment.motion != "homography":
-            move_layer_onto_reference(moving, reference, alignment)
-        self._show_result(alignment)
+            steps.append(lambda: move_layer_onto_reference(moving, reference, alignment))
+        steps.append(lambda: self._show_result(alignment))
+        self._pending = steps
+        self._next_update()
+
+    def _next_update(self) -> None:
+        """Apply one layer update per event-loop turn: uploading several large
+        layers at once would freeze the viewer for their sum."""
+        from qtpy.QtCore import QTimer
+
+        if self._pending:
+            try:
+                self._pending.pop(0)()
+            except Exception as exc:  # a layer napari refused: report, keep the rest
+                self._notify(f"could not update an output layer: {exc}", error=True)
+        if self._pending:
+            QTimer.singleShot(0, self._next_update)
+        elif self._worker is None:
+            self._set_running(False)
 
     def _on_error(self, exc: Exception) -> None:
         self._notify(str(exc), error=True)
@@ -332,7 +359,8 @@ class AlignWidget(Container):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
-        self._set_running(False)
+        if not self._pending:  # else the last layer update re-enables the buttons
+            self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
         self.align_button.enabled = not running
@@ -348,7 +376,8 @@ class AlignWidget(Container):
             layer = self._viewer.layers[name]
             layer.data = data
             for key, value in kwargs.items():
-                if key != "rgb":
+                # each change re-renders a possibly large layer: set only what differs
+                if key != "rgb" and not _same(getattr(layer, key), value):
                     setattr(layer, key, value)
             if "contrast_limits" not in kwargs:
                 layer.reset_contrast_limits()
@@ -431,6 +460,19 @@ def _guarded(job: Job):
 
 def _kind(layer) -> str:
     return type(layer).__name__
+
+
+def _same(current, value) -> bool:
+    if isinstance(value, str):
+        return getattr(current, "name", current) == value
+    if hasattr(current, "affine_matrix"):
+        current = current.affine_matrix
+    if hasattr(value, "affine_matrix"):
+        value = value.affine_matrix
+    try:
+        return bool(np.array_equal(np.asarray(current), np.asarray(value)))
+    except (TypeError, ValueError):
+        return current == value
 
 
 def _carrier(layer, reference, moving, interpolation):

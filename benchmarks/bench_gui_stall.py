@@ -1,0 +1,87 @@
+"""Longest stall of napari's event loop while the widget aligns an 8 MP pair.
+
+A QTimer asks for a tick every 2 ms; the longest gap between ticks while the
+worker runs is how long the viewer would have been frozen. Needs a display
+(run under ``xvfb-run`` on a headless machine)::
+
+    xvfb-run -a python benchmarks/bench_gui_stall.py [--megapixels 8] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megapixels", type=float, default=8.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    import napari
+    from bench_align import affine_pair
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_ecc_align._widget import AlignWidget
+
+    name, reference, moving, _ = affine_pair(args.megapixels)
+    viewer = napari.Viewer(show=True)
+    viewer.add_image(reference, name="reference")
+    viewer.add_image(moving, name="moving")
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    app = QApplication.instance()
+    for _ in range(20):  # let the window settle before measuring
+        app.processEvents()
+        time.sleep(0.01)
+
+    print(f"{name}: event-loop stall while the widget aligns (timer every 2 ms)")
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(2)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    start = time.perf_counter()
+    while time.perf_counter() - start < 1.0:  # the same viewer, idle: the baseline
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    idle = np.diff([start, *ticks]) * 1000
+    print(f"idle viewer for 1 s: longest stall {idle.max():.0f} ms")
+    for run in range(args.runs):
+        ticks: list[float] = []
+        timer = QTimer()
+        timer.setInterval(2)
+        timer.timeout.connect(lambda ticks=ticks: ticks.append(time.perf_counter()))
+        timer.start()
+        start = time.perf_counter()
+        widget.run()
+        returned: list[float] = []
+        widget._worker.returned.connect(lambda _, r=returned: r.append(time.perf_counter()))
+        while widget.running:
+            app.processEvents()
+            time.sleep(0.001)
+        end = time.perf_counter()
+        timer.stop()
+        times = np.array([start, *ticks, end])
+        gaps = np.diff(times) * 1000
+        # gaps that end before the result arrived: the worker was computing
+        split = returned[0] if returned else end
+        working = gaps[times[1:] <= split]
+        updating = gaps[times[1:] > split]
+        print(
+            f"run {run + 1}: worker {split - start:.2f} s, longest stall {working.max():.0f} ms "
+            f"(99th percentile {np.percentile(working, 99):.0f} ms); layer update on the main "
+            f"thread {end - split:.2f} s, longest stall {updating.max():.0f} ms"
+        )
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

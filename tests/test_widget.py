@@ -252,3 +252,19 @@ def test_widget_is_in_the_layers_register_menu(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-ecc-align", "ECC Align")
     assert isinstance(widget, AlignWidget)
+
+
+def test_labels_mask_excludes_a_corrupted_region(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    reference, moving, true = _natural_pair(shift=(3.0, 2.0))
+    corrupted = reference.copy()
+    corrupted[:, :90] = np.random.default_rng(1).random((reference.shape[0], 90))
+    viewer.add_image(corrupted, name="ref")
+    viewer.add_image(moving, name="mov")
+    mask = np.ones(reference.shape, np.uint8)
+    mask[:, :90] = 0
+    viewer.add_labels(mask, name="valid region")
+    widget.mask.reset_choices()
+    widget.mask.value = viewer.layers["valid region"]
+    _press_align(qtbot, widget)
+    assert corner_rms(widget.last_alignment.matrix, true, reference.shape) < 0.05

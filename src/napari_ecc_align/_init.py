@@ -1,0 +1,322 @@
+"""Global initialisation: a rough pose for ECC to refine.
+
+ECC only refines; from the identity it fails beyond a few pixels or a degree or
+two. Here candidate poses come from three classic estimators, all run on small
+(``cv2.pyrDown``) versions of the images:
+
+* ``"phase"``: windowed phase correlation for translation. The cross-power
+  spectrum's strongest peaks are tried with every wrap-around reading.
+* ``"fourier-mellin"``: phase correlation of the log-polar resampled magnitude
+  spectra gives rotation and scale (``cv2.warpPolar``); both readings of the
+  spectrum's 180° symmetry are tried, each followed by phase correlation for
+  the translation.
+* ``"features"``: ORB keypoints, ratio-tested matches and a RANSAC fit
+  (``estimateAffinePartial2D``/``estimateAffine2D``/``findHomography``) for
+  large rotations, perspective and low overlap.
+
+Every candidate, the identity included, is refined briefly by ECC on the small
+images and ranked by the correlation it reaches; the best one seeds the full
+pyramid. Matrices follow the project convention: reference (x, y, 1) → moving.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ._alignment import AlignmentError
+from ._ecc import from_level, full_correlation, project_to_motion, run_levels
+
+# Long side of the images the global estimators work on.
+_SMALL_SIDE = 256
+# Features want more detail than the spectral methods.
+_FEATURE_SIDE = 512
+_PHASE_PEAKS = 3
+_ORB_FEATURES = 800
+_RATIO = 0.8
+METHODS = ("phase", "fourier-mellin", "features")
+SEARCHES = ("auto", *METHODS)
+# Candidates per estimator that get an ECC refinement (ranked by raw correlation first).
+_REFINE_PER_METHOD = 2
+# Iterations for refining a candidate on the small levels.
+_REFINE_ITERATIONS = 30
+
+
+@dataclass
+class Candidate:
+    """A rough pose and how well ECC could refine it."""
+
+    method: str
+    matrix: np.ndarray  # 3×3, full-resolution pixel coordinates
+    correlation: float = float("nan")
+    error: str = ""
+
+    refined: np.ndarray | None = None
+    duplicate_of: Candidate | None = None
+
+    def describe(self) -> str:
+        if self.error:
+            return f"{self.method} (failed: {self.error})"
+        return f"{self.method} (correlation {self.correlation:.3f})"
+
+
+@dataclass
+class Initialisation:
+    """The pose the pyramid starts from, and on which level."""
+
+    matrix: np.ndarray  # full resolution
+    method: str
+    level: int
+    tried: list[Candidate] = field(default_factory=list)
+
+
+def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> Initialisation:
+    """Run the global estimators named by ``search`` ("auto" = all, with the identity)
+    on a small pyramid level, refine the candidates there and return the best."""
+    small = _level_at_most(ref_pyr, mov_pyr, levels, _SMALL_SIDE)
+    ref, mov = ref_pyr[small].image, mov_pyr[small].image
+    methods = METHODS if search == "auto" else (search,)
+    tried = [Candidate("identity", np.eye(3))] if search == "auto" else []
+    for method in methods:
+        try:
+            if method == "phase":
+                found = phase_candidates(ref, mov)
+            elif method == "fourier-mellin":
+                found = fourier_mellin(ref, mov)
+            else:
+                level = _level_at_most(ref_pyr, mov_pyr, levels, _FEATURE_SIDE)
+                found = [to_small(features(ref_pyr[level].image, mov_pyr[level].image, motion),
+                                  small - level)]  # fmt: skip
+        except _NoEstimate as exc:
+            tried.append(Candidate(method, np.eye(3), error=str(exc)))
+            continue
+        found = [project_to_motion(m, motion) for m in found]
+        found.sort(key=lambda m: -_score(ref, mov, m))
+        tried.extend(Candidate(method, from_level(m, small)) for m in found[:_REFINE_PER_METHOD])
+
+    refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
+    top = small
+    _mark_duplicates(tried, ref.shape, small)
+    for cand in tried:
+        if cand.error:
+            continue
+        try:
+            steps = run_levels(ref_pyr, mov_pyr, cand.matrix, motion, refine, top, small, False)
+            while True:
+                next(steps)
+        except StopIteration as stop:
+            cand.refined, _, cand.correlation = stop.value
+        except AlignmentError as exc:
+            cand.error = str(exc).split(";")[0]
+    for cand in tried:
+        if cand.duplicate_of is not None:
+            cand.error = f"same pose as {cand.duplicate_of.method}"
+    usable = [c for c in tried if not c.error and np.isfinite(c.correlation)]
+    if not usable:
+        raise AlignmentError(
+            "no initialisation worked: tried "
+            + ", ".join(c.describe() for c in tried)
+            + "; check that both images show the same scene, or give an init matrix"
+        )
+    best = max(usable, key=lambda c: c.correlation)
+    return Initialisation(best.refined, best.method, small, tried)
+
+
+def _mark_duplicates(cands, shape, level) -> None:
+    """Candidates within a pixel of an earlier one (on the small level) need no
+    refinement of their own: ECC would end in the same place."""
+    corners = np.array([[0, shape[1] - 1, 0, shape[1] - 1], [0, 0, shape[0] - 1, shape[0] - 1],
+                        [1, 1, 1, 1]], float)  # fmt: skip
+    kept = []
+    for cand in cands:
+        if cand.error:
+            continue
+        small = to_small(cand.matrix, level) @ corners
+        small = small[:2] / small[2]
+        twin = next((k for k, pts in kept if np.abs(pts - small).max() < 1.0), None)
+        if twin is None:
+            kept.append((cand, small))
+        else:
+            cand.error = "duplicate"
+            cand.duplicate_of = twin
+
+
+def _level_at_most(ref_pyr, mov_pyr, levels, side) -> int:
+    """The finest pyramid level whose images are at most ``side`` pixels long."""
+    for k in range(levels):
+        if max(*ref_pyr[k].image.shape, *mov_pyr[k].image.shape) <= side:
+            return k
+    return levels - 1
+
+
+def to_small(matrix, times) -> np.ndarray:
+    """A matrix of one level on the level ``times`` halvings coarser."""
+    s = 2.0**times
+    return np.diag([1 / s, 1 / s, 1.0]) @ matrix @ np.diag([s, s, 1.0])
+
+
+def _score(ref, mov, matrix) -> float:
+    value = full_correlation(ref, None, mov, None, matrix)
+    return value if np.isfinite(value) else -1.0
+
+
+class _NoEstimate(Exception):
+    """An estimator found nothing usable (said in the final error message)."""
+
+
+def _spectrum(image: np.ndarray, shape) -> np.ndarray:
+    """Windowed, mean-padded FFT on a common ``shape``."""
+    rows, cols = shape
+    padded = np.full((rows, cols), float(image.mean()), np.float32)
+    padded[: image.shape[0], : image.shape[1]] = image
+    padded -= padded.mean()
+    window = cv2.createHanningWindow((cols, rows), cv2.CV_32F)
+    return np.fft.rfft2(padded * window)
+
+
+def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
+    """Translations (dx, dy) with mov(x + d) ≈ ref(x), strongest first, every
+    wrap-around reading of each of the ``peaks`` strongest correlation peaks."""
+    rows = max(ref.shape[0], mov.shape[0])
+    cols = max(ref.shape[1], mov.shape[1])
+    cross = _spectrum(mov, (rows, cols)) * np.conj(_spectrum(ref, (rows, cols)))
+    cross /= np.abs(cross) + 1e-12
+    surface = np.fft.irfft2(cross, s=(rows, cols))
+    surface = cv2.GaussianBlur(surface.astype(np.float32), (3, 3), 0)  # merge split peaks
+    shifts = []
+    for _ in range(peaks):
+        py, px = np.unravel_index(int(np.argmax(surface)), surface.shape)
+        # sub-pixel: centroid of the 3x3 neighbourhood (wrapping)
+        ys = [(py + k) % rows for k in (-1, 0, 1)]
+        xs = [(px + k) % cols for k in (-1, 0, 1)]
+        patch = np.clip(surface[np.ix_(ys, xs)], 0, None)
+        total = patch.sum() or 1.0
+        fy = py + float((patch.sum(axis=1) * [-1, 0, 1]).sum() / total)
+        fx = px + float((patch.sum(axis=0) * [-1, 0, 1]).sum() / total)
+        for dy in (fy, fy - rows):
+            for dx in (fx, fx - cols):
+                shifts.append((dx, dy))
+        surface[
+            np.ix_([(py + k) % rows for k in range(-3, 4)], [(px + k) % cols for k in range(-3, 4)])
+        ] = -np.inf
+    return shifts
+
+
+def phase_candidates(ref, mov) -> list[np.ndarray]:
+    return [_translation(dx, dy) for dx, dy in _plausible(shift_peaks(ref, mov), ref, mov)]
+
+
+def _plausible(shifts, ref, mov):
+    """Keep shifts that leave at least a tenth of the reference overlapping."""
+    keep = []
+    for dx, dy in shifts:
+        w = min(ref.shape[1], mov.shape[1] - dx) - max(0, -dx)
+        h = min(ref.shape[0], mov.shape[0] - dy) - max(0, -dy)
+        if w > 0 and h > 0 and w * h >= 0.1 * ref.size:
+            keep.append((dx, dy))
+    return keep
+
+
+def _translation(dx, dy) -> np.ndarray:
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+# ------------------------------------------------------------------------------- Fourier–Mellin
+def _log_polar_magnitude(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    padded = np.full((size, size), float(image.mean()), np.float32)
+    padded[: image.shape[0], : image.shape[1]] = image
+    padded -= padded.mean()
+    window = cv2.createHanningWindow((size, size), cv2.CV_32F)
+    magnitude = np.abs(np.fft.fftshift(np.fft.fft2(padded * window))).astype(np.float32)
+    magnitude = np.log1p(magnitude)
+    # Emphasise mid frequencies: the DC peak and the noise floor carry no rotation.
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - size / 2
+    radius = np.hypot(xx, yy) / (size / 2)
+    magnitude *= np.clip(radius, 0, 1) * (1 - np.clip(radius, 0, 1)) * 4
+    max_radius = size / 2
+    polar = cv2.warpPolar(
+        magnitude,
+        (size, size),  # (log-radius samples, angle samples)
+        (size / 2, size / 2),
+        max_radius,
+        cv2.WARP_POLAR_LOG | cv2.INTER_LINEAR,
+    )
+    return polar, max_radius
+
+
+def fourier_mellin(ref, mov) -> list[np.ndarray]:
+    """Similarity candidates (rotation, scale, then translation) reference → moving."""
+    size = int(2 ** math.ceil(math.log2(max(*ref.shape, *mov.shape))))
+    polar_ref, max_radius = _log_polar_magnitude(ref, size)
+    polar_mov, _ = _log_polar_magnitude(mov, size)
+    (d_rho, d_phi), response = cv2.phaseCorrelate(polar_ref, polar_mov)
+    if not np.isfinite(response) or response <= 0:
+        raise _NoEstimate("no log-polar correlation peak")
+    angle = 360.0 * d_phi / size  # rows of the log-polar image span 360°
+    scale = math.exp(-d_rho * math.log(max_radius) / size)  # the spectrum scales by 1/s
+    if not 0.25 < scale < 4:
+        raise _NoEstimate(f"implausible scale {scale:.2f}")
+    out = []
+    center = ((mov.shape[1] - 1) / 2, (mov.shape[0] - 1) / 2)
+    for theta in (angle, angle + 180.0):
+        # A moving image rotated by theta and scaled by s about its centre: undo it,
+        # then phase correlation finds the remaining translation.
+        linear = _rotation_scale(theta, scale)
+        about = _about(linear, center)
+        upright = cv2.warpPerspective(
+            mov, about, (ref.shape[1], ref.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        )
+        for dx, dy in _plausible(shift_peaks(ref, upright, peaks=1), ref, upright)[:4]:
+            out.append(about @ _translation(dx, dy))
+    if not out:
+        raise _NoEstimate("no overlapping translation after rotation")
+    return out
+
+
+def _rotation_scale(angle_deg: float, scale: float) -> np.ndarray:
+    a = math.radians(angle_deg)
+    return np.array(
+        [
+            [scale * math.cos(a), -scale * math.sin(a), 0],
+            [scale * math.sin(a), scale * math.cos(a), 0],
+            [0, 0, 1.0],
+        ]
+    )
+
+
+def _about(linear: np.ndarray, center) -> np.ndarray:
+    cx, cy = center
+    return _translation(cx, cy) @ linear @ _translation(-cx, -cy)
+
+
+# ------------------------------------------------------------------------------------ features
+def features(ref, mov, motion: str) -> np.ndarray:
+    """ORB keypoints, ratio-tested matches and a RANSAC fit of ``motion``."""
+    orb = cv2.ORB_create(nfeatures=_ORB_FEATURES, fastThreshold=5)
+    kp_ref, des_ref = orb.detectAndCompute(_to_u8(ref), None)
+    kp_mov, des_mov = orb.detectAndCompute(_to_u8(mov), None)
+    if des_ref is None or des_mov is None or len(kp_ref) < 8 or len(kp_mov) < 8:
+        raise _NoEstimate("too few keypoints")
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(des_ref, des_mov, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < _RATIO * m[1].distance]
+    if len(good) < 8:
+        raise _NoEstimate(f"{len(good)} distinctive matches")
+    src = np.float32([kp_ref[m.queryIdx].pt for m in good])
+    dst = np.float32([kp_mov[m.trainIdx].pt for m in good])
+    if motion == "homography":
+        matrix, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+    else:
+        fit = cv2.estimateAffine2D if motion == "affine" else cv2.estimateAffinePartial2D
+        matrix, inliers = fit(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+        if matrix is not None:
+            matrix = np.vstack([matrix, [0, 0, 1]])
+    if matrix is None or inliers is None or int(inliers.sum()) < 6:
+        raise _NoEstimate("no consistent set of matches")
+    return np.asarray(matrix, np.float64)
+
+
+def _to_u8(image: np.ndarray) -> np.ndarray:
+    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)

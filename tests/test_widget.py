@@ -3,6 +3,7 @@
 import hashlib
 import json
 
+import cv2
 import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
@@ -268,3 +269,27 @@ def test_labels_mask_excludes_a_corrupted_region(qtbot, viewer_widget):
     widget.mask.value = viewer.layers["valid region"]
     _press_align(qtbot, widget)
     assert corner_rms(widget.last_alignment.matrix, true, reference.shape) < 0.05
+
+
+def test_initialisation_choice_and_result_panel(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    scene = natural_image((600, 600), seed=8)
+    c = 299.5
+    a = np.deg2rad(35)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    true = (
+        np.array([[1, 0, c], [0, 1, c], [0, 0, 1]])
+        @ rot
+        @ np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]])
+    )
+    moving = cv2.warpPerspective(scene, np.linalg.inv(true), (600, 600),
+                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    viewer.add_image(scene[150:450, 150:450], name="ref")
+    viewer.add_image(moving, name="mov")
+    widget.motion.value = "euclidean"
+    widget.init.value = "fourier-mellin"
+    _press_align(qtbot, widget)
+    assert widget.last_alignment.init_method == "fourier-mellin"
+    assert "init: fourier-mellin" in widget.result.value
+    offset = np.array([[1, 0, 150], [0, 1, 150], [0, 0, 1.0]])
+    assert corner_rms(widget.last_alignment.matrix, true @ offset, (300, 300)) < 0.1

@@ -179,11 +179,12 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         levels -= 1
 
     init = params["init"]
-    top, staged = levels - 1, True
+    top, staged, tried = levels - 1, True, ""
     if isinstance(init, str) and init in SEARCHES:
         # A global search on a small level, then the pyramid from that level down.
         found = choose_initialisation(ref_pyr, mov_pyr, levels, init, motion, params)
         init_matrix, init_method, top = found.matrix, found.method, found.level
+        tried = ", ".join(c.describe() for c in found.tried)
         staged = False
         before_matrix = np.eye(3)
     else:
@@ -214,6 +215,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
             f"the images look unrelated: their correlation is {corr_after:.3f} even after "
             "alignment; check that both show the same scene, then try an init matrix close "
             "to the answer, a mask around the common content, or more pyramid_levels"
+            + (f" (initialisations tried: {tried})" if tried else "")
         )
     if np.isfinite(corr_before) and corr_after < corr_before - 0.05:
         raise AlignmentError(

@@ -42,7 +42,7 @@ SEARCHES = ("auto", *METHODS)
 # Candidates per estimator that get an ECC refinement (ranked by raw correlation first).
 _REFINE_PER_METHOD = 2
 # Iterations for refining a candidate on the small levels.
-_REFINE_ITERATIONS = 30
+_REFINE_ITERATIONS = 10
 
 
 @dataclass

@@ -69,7 +69,13 @@ class AlignWidget(Container):
         self.gauss_filter_size = ComboBox(
             label="Gaussian filter", choices=["0", "3", "5", "7", "9", "11"], value="5"
         )
-        self.init = ComboBox(label="Initialisation", choices=["identity", "last result"])
+        self.init = ComboBox(
+            label="Initialisation",
+            choices=["auto", "identity", "phase", "fourier-mellin", "features", "last result"],
+            value="auto",
+            tooltip="auto: try phase correlation, Fourier-Mellin, features and the identity "
+            "on a small copy and keep the best; last result: refine the previous alignment",
+        )
         self.mask = ComboBox(label="Mask", choices=self._mask_layers, nullable=True, value=None)
         self.interpolation = ComboBox(
             label="Interpolation", choices=["nearest", "linear", "cubic"], value="linear"
@@ -210,10 +216,10 @@ class AlignWidget(Container):
         except ValueError:
             raise ValueError(f"eps must be a number such as 1e-6, got {self.eps.value!r}") from None
         levels = self.pyramid_levels.value
-        init = None
-        if self.init.value == "last result":
+        init = self.init.value
+        if init == "last result":
             if self.last_alignment is None:
-                raise ValueError("there is no last result yet: align once, or choose identity")
+                raise ValueError("there is no last result yet: align once, or choose auto")
             init = self.last_alignment.matrix
         return {
             "motion": self.motion.value,

@@ -43,6 +43,8 @@ SEARCHES = ("auto", *METHODS)
 _REFINE_PER_METHOD = 2
 # Iterations for refining a candidate on the small levels.
 _REFINE_ITERATIONS = 10
+# "auto" stops searching once a candidate refines to this correlation.
+_GOOD_CORRELATION = 0.95
 
 
 @dataclass
@@ -55,7 +57,6 @@ class Candidate:
     error: str = ""
 
     refined: np.ndarray | None = None
-    duplicate_of: Candidate | None = None
 
     def describe(self) -> str:
         if self.error:
@@ -74,46 +75,35 @@ class Initialisation:
 
 
 def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> Initialisation:
-    """Run the global estimators named by ``search`` ("auto" = all, with the identity)
-    on a small pyramid level, refine the candidates there and return the best."""
+    """Run the global estimators named by ``search`` on a small pyramid level, refine
+    their candidates there and return the best.
+
+    ``"auto"`` tries the identity, then phase correlation, Fourier–Mellin and
+    features, cheapest first, and stops as soon as a candidate refines to a
+    correlation of at least 0.95: nothing else could do visibly better, and most
+    pairs (a few pixels apart) need no more than the first step.
+    """
     small = _level_at_most(ref_pyr, mov_pyr, levels, _SMALL_SIDE)
     ref, mov = ref_pyr[small].image, mov_pyr[small].image
-    methods = METHODS if search == "auto" else (search,)
-    tried = [Candidate("identity", np.eye(3))] if search == "auto" else []
-    for method in methods:
+    refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
+    auto = search == "auto"
+    tried = [Candidate("identity", np.eye(3))] if auto else []
+    if auto:
+        _refine(tried, ref_pyr, mov_pyr, small, motion, refine)
+    for method in METHODS if auto else (search,):
+        if auto and _good_enough(tried):
+            break
         try:
-            if method == "phase":
-                found = phase_candidates(ref, mov)
-            elif method == "fourier-mellin":
-                found = fourier_mellin(ref, mov)
-            else:
-                level = _level_at_most(ref_pyr, mov_pyr, levels, _FEATURE_SIDE)
-                found = [to_small(features(ref_pyr[level].image, mov_pyr[level].image, motion),
-                                  small - level)]  # fmt: skip
+            found = _estimate(method, ref_pyr, mov_pyr, levels, small, motion)
         except _NoEstimate as exc:
             tried.append(Candidate(method, np.eye(3), error=str(exc)))
             continue
         found = [project_to_motion(m, motion) for m in found]
         found.sort(key=lambda m: -_score(ref, mov, m))
-        tried.extend(Candidate(method, from_level(m, small)) for m in found[:_REFINE_PER_METHOD])
-
-    refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
-    top = small
-    _mark_duplicates(tried, ref.shape, small)
-    for cand in tried:
-        if cand.error:
-            continue
-        try:
-            steps = run_levels(ref_pyr, mov_pyr, cand.matrix, motion, refine, top, small, False)
-            while True:
-                next(steps)
-        except StopIteration as stop:
-            cand.refined, _, cand.correlation = stop.value
-        except AlignmentError as exc:
-            cand.error = str(exc).split(";")[0]
-    for cand in tried:
-        if cand.duplicate_of is not None:
-            cand.error = f"same pose as {cand.duplicate_of.method}"
+        new = [Candidate(method, from_level(m, small)) for m in found[:_REFINE_PER_METHOD]]
+        tried.extend(new)
+        _mark_duplicates(tried, ref.shape, small)
+        _refine(new, ref_pyr, mov_pyr, small, motion, refine)
     usable = [c for c in tried if not c.error and np.isfinite(c.correlation)]
     if not usable:
         raise AlignmentError(
@@ -123,6 +113,36 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
         )
     best = max(usable, key=lambda c: c.correlation)
     return Initialisation(best.refined, best.method, small, tried)
+
+
+def _estimate(method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarray]:
+    """Candidate matrices on level ``small`` from one estimator."""
+    if method == "phase":
+        return phase_candidates(ref_pyr[small].image, mov_pyr[small].image)
+    if method == "fourier-mellin":
+        return fourier_mellin(ref_pyr[small].image, mov_pyr[small].image)
+    level = _level_at_most(ref_pyr, mov_pyr, levels, _FEATURE_SIDE)
+    matrix = features(ref_pyr[level].image, mov_pyr[level].image, motion)
+    return [to_small(matrix, small - level)]
+
+
+def _refine(cands, ref_pyr, mov_pyr, small, motion, params) -> None:
+    """A short ECC run on level ``small`` from each candidate; records the correlation."""
+    for cand in cands:
+        if cand.error:
+            continue
+        try:
+            steps = run_levels(ref_pyr, mov_pyr, cand.matrix, motion, params, small, small, False)
+            while True:
+                next(steps)
+        except StopIteration as stop:
+            cand.refined, _, cand.correlation = stop.value
+        except AlignmentError as exc:
+            cand.error = str(exc).split(";")[0]
+
+
+def _good_enough(cands) -> bool:
+    return any(not c.error and c.correlation >= _GOOD_CORRELATION for c in cands)
 
 
 def _mark_duplicates(cands, shape, level) -> None:
@@ -140,8 +160,7 @@ def _mark_duplicates(cands, shape, level) -> None:
         if twin is None:
             kept.append((cand, small))
         else:
-            cand.error = "duplicate"
-            cand.duplicate_of = twin
+            cand.error = f"same pose as {twin.method}"
 
 
 def _level_at_most(ref_pyr, mov_pyr, levels, side) -> int:

@@ -88,3 +88,32 @@ def steps_expected(job: Job, levels: int) -> int:
     n = 0 if job.alignment is not None else levels
     n += int(job.want_aligned or job.want_difference) + int(job.want_difference)
     return n + len(job.carriers)
+
+
+@dataclass
+class StackJob:
+    """Inputs of one stack alignment: the stack (any array-like, read frame by frame)."""
+
+    stack: Any
+    stack_kwargs: dict[str, Any] = field(default_factory=dict)
+    interpolation: str = "linear"
+    want_aligned: bool = True
+
+
+@dataclass
+class StackJobResult:
+    stack_alignment: Any  # StackAlignment
+    aligned: Any  # numpy or lazy dask array, or None
+
+
+def run_stack_job(job: StackJob) -> Generator[Any, None, StackJobResult]:
+    """Generator: yields one ``FrameProgress`` per frame, then ``"resampling"``, and
+    returns a :class:`StackJobResult`. Closing it stops the frames still to come."""
+    from ._stack import iter_align_stack, warp_stack
+
+    stack_alignment = yield from iter_align_stack(job.stack, **job.stack_kwargs)
+    aligned = None
+    if job.want_aligned:
+        yield "resampling"
+        aligned = warp_stack(job.stack, stack_alignment, interpolation=job.interpolation)
+    return StackJobResult(stack_alignment, aligned)

@@ -29,11 +29,12 @@ from ._engine import Progress, auto_levels
 from ._layers import (
     aligned_layer_kwargs,
     alignment_metadata,
-    carry_layer,
     image_for_alignment,
     move_layer_onto_reference,
 )
-from ._pipeline import Job, JobResult, run_job, steps_expected
+from ._outputs import carrier, file_dialog, kind, put_image, put_layer, rasterise_mask
+from ._pipeline import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
+from ._stack_controls import StackControls, is_stack
 from ._warp import NORMALIZED_FULL_SCALE
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class AlignWidget(Container):
         self._expected_levels = 0
         self._pending: list = []  # layer updates still to apply, one per event-loop turn
         self.last_alignment: Alignment | None = None
+        self.last_stack_alignment = None
 
         # -- inputs
         self.reference = ComboBox(label="Reference", choices=self._image_layers)
@@ -91,6 +93,7 @@ class AlignWidget(Container):
             labels=True,
             visible=False,
         )
+        self.stack = StackControls()
         # -- outputs
         self.out_aligned = CheckBox(text="Aligned image", value=True)
         self.out_difference = CheckBox(text="Difference", value=True)
@@ -117,6 +120,7 @@ class AlignWidget(Container):
                 self.eps,
                 self.show_advanced,
                 self.advanced,
+                self.stack,
                 self.out_aligned,
                 self.out_difference,
                 self.difference_mode,
@@ -133,8 +137,12 @@ class AlignWidget(Container):
 
         self.show_advanced.changed.connect(lambda v: setattr(self.advanced, "visible", v))
         self.motion.changed.connect(self._on_motion)
+        self._motion_touched = False
+        self.motion.native.activated.connect(lambda *_: setattr(self, "_motion_touched", True))
         self.reference.changed.connect(self._validate)
         self.moving.changed.connect(self._validate)
+        self.moving.changed.connect(self._on_moving)
+        self.drift_plot = None  # created on the first stack result (imports matplotlib)
         self.align_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(lambda: self.save_transform())
@@ -146,13 +154,13 @@ class AlignWidget(Container):
 
     # ------------------------------------------------------------------ layer lists
     def _image_layers(self, _widget=None):
-        return [(layer.name, layer) for layer in self._viewer.layers if _kind(layer) == "Image"]
+        return [(layer.name, layer) for layer in self._viewer.layers if kind(layer) == "Image"]
 
     def _mask_layers(self, _widget=None):
         return [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if _kind(layer) in ("Labels", "Shapes")
+            if kind(layer) in ("Labels", "Shapes")
         ]
 
     def _other_layers(self, _widget=None):
@@ -160,7 +168,7 @@ class AlignWidget(Container):
         return [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if _kind(layer) in CARRY_TYPES
+            if kind(layer) in CARRY_TYPES
             and id(layer) not in chosen
             and not layer.name.endswith((" (aligned)", " (difference)"))
         ]
@@ -171,11 +179,14 @@ class AlignWidget(Container):
         if len(images) >= 2 and self.moving.value is self.reference.value:
             others = [layer for _, layer in images if layer is not self.reference.value]
             self.moving.value = others[0]
+        self._on_moving()
         self._validate()
 
     def _validate(self, _value=None) -> bool:
         """Inline hint when there is nothing to align; returns whether Align may run."""
-        if len(self._image_layers()) < 2:
+        if self.stack_mode:
+            text = ""  # a stack is aligned to its own frames
+        elif len(self._image_layers()) < 2:
             text = "Open two image layers: a reference and a moving image."
         elif self.reference.value is self.moving.value:
             text = "Reference and Moving are the same layer: pick two different ones."
@@ -185,6 +196,20 @@ class AlignWidget(Container):
         self.message.visible = bool(text)
         self.also.reset_choices()
         return not text
+
+    @property
+    def stack_mode(self) -> bool:
+        """The moving layer is a stack: align its frames to each other."""
+        return is_stack(self.moving.value)
+
+    def _on_moving(self, layer=None) -> None:
+        self.stack.follow(self.moving.value)
+        stack = self.stack_mode
+        self.reference.enabled = not stack
+        for widget in (self.out_difference, self.difference_mode, self.move_only, self.also):
+            widget.visible = not stack
+        if stack and self.motion.value == "affine" and not self._motion_touched:
+            self.motion.value = "euclidean"  # drift is rigid; affine fits noise on stacks
 
     def _on_motion(self, motion):
         homography = motion == "homography"
@@ -237,8 +262,12 @@ class AlignWidget(Container):
         if not self._validate():
             self._notify(self.message.value)
             return
+        stack = self.stack_mode and not isinstance(alignment, Alignment)
         try:
-            job = self._make_job(alignment if isinstance(alignment, Alignment) else None)
+            if stack:
+                job = self._make_stack_job()
+            else:
+                job = self._make_job(alignment if isinstance(alignment, Alignment) else None)
         except (ValueError, TypeError) as exc:
             self._notify(str(exc))
             return
@@ -246,11 +275,17 @@ class AlignWidget(Container):
         from napari.utils import progress
 
         reference, moving = self.reference.value, self.moving.value
-        levels = job.align_kwargs.get("pyramid_levels") or auto_levels(
-            job.reference.shape[:2], job.moving.shape[:2]
-        )
-        self._expected_levels = levels
-        self._progress = progress(total=steps_expected(job, levels), desc="ECC align")
+        if stack:
+            frames = np.shape(job.stack)[job.stack_kwargs["axis"]]
+            self._expected_levels = 0
+            total = frames + int(job.want_aligned)
+        else:
+            levels = job.align_kwargs.get("pyramid_levels") or auto_levels(
+                job.reference.shape[:2], job.moving.shape[:2]
+            )
+            self._expected_levels = levels
+            total = steps_expected(job, levels)
+        self._progress = progress(total=total, desc="ECC align")
         worker = create_worker(_guarded, job, _start_thread=False)
         worker.yielded.connect(self._on_step)
         worker.returned.connect(lambda result: self._on_returned(result, reference, moving, job))
@@ -265,15 +300,26 @@ class AlignWidget(Container):
         if self._worker is not None:
             self._worker.quit()
 
+    def _make_stack_job(self) -> StackJob:
+        params = self.parameters()
+        if params["init"] is not None and not isinstance(params["init"], str):
+            raise ValueError("stacks start each frame from auto or identity, not a last result")
+        return StackJob(
+            stack=self.moving.value.data,
+            stack_kwargs={**params, **self.stack.kwargs()},
+            interpolation=self.interpolation.value,
+            want_aligned=self.out_aligned.value,
+        )
+
     def _make_job(self, alignment: Alignment | None) -> Job:
         reference, moving = self.reference.value, self.moving.value
         ref_data = image_for_alignment(reference, "Reference")
         mov_data = image_for_alignment(moving, "Moving")
         align_kwargs = {} if alignment is not None else self.parameters()
         if alignment is None and self.mask.value is not None:
-            align_kwargs["reference_mask"] = _rasterise_mask(self.mask.value, ref_data.shape[:2])
+            align_kwargs["reference_mask"] = rasterise_mask(self.mask.value, ref_data.shape[:2])
         interpolation = self.interpolation.value
-        carriers = [_carrier(layer, reference, moving, interpolation) for layer in self.also.value]
+        carriers = [carrier(layer, reference, moving, interpolation) for layer in self.also.value]
         return Job(
             reference=ref_data,
             moving=mov_data,
@@ -294,6 +340,11 @@ class AlignWidget(Container):
             if step.done == 1:  # the engine may use fewer levels than the size suggests
                 pbar.total += step.levels - self._expected_levels
             pbar.set_description(f"ECC align: level {step.level} done")
+        elif hasattr(step, "total"):  # a stack frame
+            state = "failed" if step.error else "done"
+            pbar.set_description(
+                f"ECC align: frame {step.index} {state} ({step.done}/{step.total})"
+            )
         else:
             pbar.set_description(f"ECC align: {step}")
         pbar.update(1)
@@ -301,8 +352,56 @@ class AlignWidget(Container):
     def _on_returned(self, result, reference, moving, job: Job) -> None:
         if isinstance(result, _Failure):
             self._on_error(result.error)
+        elif isinstance(job, StackJob):
+            self._on_stack_result(result, moving)
         else:
             self._on_result(result, reference, moving, job)
+
+    def _on_stack_result(self, result, moving) -> None:
+        stack_alignment = result.stack_alignment
+        meta = {"ecc_stack_alignment": stack_alignment.to_dict()}
+        steps = []
+        if result.aligned is not None:
+            kwargs = {k: getattr(moving, k) for k in ("scale", "translate", "rotate", "shear")}
+            kwargs.update(
+                affine=moving.affine,
+                colormap=moving.colormap.name,
+                contrast_limits=moving.contrast_limits,
+                blending=moving.blending,
+                rgb=moving.rgb,
+                metadata=meta,
+            )
+            name = f"{moving.name} (aligned)"
+            steps.append(lambda: put_image(self._viewer, name, result.aligned, kwargs))
+        steps.append(lambda: self._show_stack_result(stack_alignment))
+        self._pending = steps
+        self._next_update()
+
+    def _show_stack_result(self, stack_alignment) -> None:
+        self.last_stack_alignment = stack_alignment
+        rows = stack_alignment.table()
+        failed = [r["frame"] for r in rows if not r["ok"]]
+        corr = [r["correlation"] for r in rows if r["ok"]]
+        self.result.value = (
+            f"{len(rows)} frames aligned to {stack_alignment.reference!r}, "
+            f"{len(failed)} failed{(': ' + ', '.join(map(str, failed[:10]))) if failed else ''}\n"
+            f"median correlation {np.median(corr) if corr else float('nan'):.3f}, "
+            f"{stack_alignment.elapsed:.1f} s"
+        )
+        if self.drift_plot is None:
+            from ._drift_plot import DriftPlot
+
+            self.drift_plot = DriftPlot(on_frame=self._go_to_frame)
+            self.native.layout().addWidget(self.drift_plot.native)
+        self.drift_plot.show_table(rows)
+        self.save_button.enabled = True
+
+    def _go_to_frame(self, frame: int) -> None:
+        """Move the viewer's slider for the frame axis to ``frame``."""
+        layer = self.moving.value
+        axis = self.last_stack_alignment.axis
+        world_axis = self._viewer.dims.ndim - layer.ndim + axis
+        self._viewer.dims.set_current_step(world_axis, frame)
 
     def _on_result(self, result: JobResult, reference, moving, job: Job) -> None:
         alignment = result.alignment
@@ -321,7 +420,7 @@ class AlignWidget(Container):
         if result.aligned is not None:
             name = f"{moving.name} (aligned)"
             kwargs = {**base, "metadata": meta}
-            steps.append(lambda: self._put_image(name, result.aligned, kwargs))
+            steps.append(lambda: put_image(self._viewer, name, result.aligned, kwargs))
         if result.difference is not None:
             diff_name = f"{moving.name} (difference)"
             diff_kwargs = {k: base[k] for k in ("scale", "translate", "rotate", "shear", "affine")}
@@ -329,11 +428,11 @@ class AlignWidget(Container):
             if result.difference_mode == "normalized":
                 # In standard deviations; full scale at 4, as the CLI writes it.
                 diff_kwargs["contrast_limits"] = (0.0, NORMALIZED_FULL_SCALE)
-            steps.append(lambda: self._put_image(diff_name, result.difference, diff_kwargs))
+            steps.append(lambda: put_image(self._viewer, diff_name, result.difference, diff_kwargs))
         for data, layer_meta, layer_type in result.carried:
             steps.append(
-                lambda d=data, m=layer_meta, t=layer_type: self._put_layer(
-                    d, {**m, "metadata": meta}, t
+                lambda d=data, m=layer_meta, t=layer_type: put_layer(
+                    self._viewer, d, {**m, "metadata": meta}, t
                 )
             )
         if self.move_only.value and alignment.motion != "homography":
@@ -375,33 +474,6 @@ class AlignWidget(Container):
         self.cancel_button.enabled = running
 
     # ------------------------------------------------------------------ results
-    def _put_image(self, name: str, data: np.ndarray, kwargs: dict) -> None:
-        """Update the layer called ``name`` in place, or add it."""
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        if name in self._viewer.layers and _kind(self._viewer.layers[name]) == "Image":
-            layer = self._viewer.layers[name]
-            layer.data = data
-            for key, value in kwargs.items():
-                # each change re-renders a possibly large layer: set only what differs
-                if key != "rgb" and not _same(getattr(layer, key), value):
-                    setattr(layer, key, value)
-            if "contrast_limits" not in kwargs:
-                layer.reset_contrast_limits()
-        else:
-            self._viewer.add_image(data, name=name, **kwargs)
-
-    def _put_layer(self, data, meta: dict, layer_type: str) -> None:
-        from napari.layers import Layer
-
-        name = meta["name"]
-        new = Layer.create(data, meta, layer_type)
-        if name in self._viewer.layers:
-            index = self._viewer.layers.index(name)
-            self._viewer.layers.pop(index)
-            self._viewer.layers.insert(index, new)
-        else:
-            self._viewer.add_layer(new)
-
     def _show_result(self, alignment: Alignment) -> None:
         self.result.value = (
             f"correlation {alignment.correlation_before:.3f} → {alignment.correlation:.3f}\n"
@@ -414,20 +486,23 @@ class AlignWidget(Container):
 
     def save_transform(self, path: str | None = None) -> str | None:
         """Write the last alignment as JSON (asks for a file name when ``path`` is None)."""
-        if self.last_alignment is None:
+        result = self.last_alignment
+        if self.stack_mode and self.last_stack_alignment is not None:
+            result = self.last_stack_alignment
+        if result is None:
             self._notify("Nothing to save yet: align first.")
             return None
         if path is None:
-            path = _file_dialog(save=True)
+            path = file_dialog(save=True)
             if not path:
                 return None
-        self.last_alignment.to_json(path)
+        result.to_json(path)
         return path
 
     def apply_transform(self, path: str | None = None) -> None:
         """Apply a saved JSON transform to the current Moving layer without estimating."""
         if path is None:
-            path = _file_dialog(save=False)
+            path = file_dialog(save=False)
             if not path:
                 return
         try:
@@ -451,7 +526,7 @@ class _Failure:
     error: Exception
 
 
-def _guarded(job: Job):
+def _guarded(job: Job | StackJob):
     """run_job, with its exception handed back as a value.
 
     superqt's workers treat a RuntimeError raised in the thread as "the worker
@@ -459,57 +534,8 @@ def _guarded(job: Job):
     AlignmentError is a RuntimeError, so it must not propagate there.
     """
     try:
+        if isinstance(job, StackJob):
+            return (yield from run_stack_job(job))
         return (yield from run_job(job))
     except Exception as exc:  # reported on the main thread by _on_returned
         return _Failure(exc)
-
-
-def _kind(layer) -> str:
-    return type(layer).__name__
-
-
-def _same(current, value) -> bool:
-    if isinstance(value, str):
-        return getattr(current, "name", current) == value
-    if hasattr(current, "affine_matrix"):
-        current = current.affine_matrix
-    if hasattr(value, "affine_matrix"):
-        value = value.affine_matrix
-    try:
-        return bool(np.array_equal(np.asarray(current), np.asarray(value)))
-    except (TypeError, ValueError):
-        return current == value
-
-
-def _carrier(layer, reference, moving, interpolation):
-    def carry(alignment: Alignment) -> tuple:
-        return carry_layer(layer, alignment, reference, moving, interpolation=interpolation)
-
-    return carry
-
-
-def _rasterise_mask(layer, shape) -> np.ndarray:
-    """A Labels or Shapes layer as a boolean mask on the reference grid."""
-    if _kind(layer) == "Labels":
-        data = np.asarray(layer.data)
-        if data.shape != tuple(shape):
-            raise ValueError(
-                f"mask layer '{layer.name}' has shape {data.shape}, the reference {tuple(shape)}; "
-                "draw the mask on the reference grid"
-            )
-        return data != 0
-    if len(layer.data) == 0:
-        raise ValueError(f"mask layer '{layer.name}' has no shapes")
-    return np.asarray(layer.to_masks(mask_shape=tuple(shape))).any(axis=0)
-
-
-def _file_dialog(save: bool) -> str:
-    from qtpy.QtWidgets import QFileDialog
-
-    if save:
-        path, _ = QFileDialog.getSaveFileName(
-            None, "Save transform", "transform.json", "JSON (*.json)"
-        )
-    else:
-        path, _ = QFileDialog.getOpenFileName(None, "Apply transform", "", "JSON (*.json)")
-    return path

@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="align the pair without showing a "
         "window, save a screenshot of the viewer to PATH and exit",
     )
+    d.add_argument(
+        "--stack",
+        action="store_true",
+        help="use the drifting time-lapse sample (stack alignment and its drift plot) instead",
+    )
     d.set_defaults(func=_cmd_demo)
     return parser
 
@@ -306,9 +311,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        layers = [_add_layer(viewer, layer) for layer in _sample_layers()]
+        layers = [_add_layer(viewer, layer) for layer in _sample_layers(args.stack)]
         widget = _dock_widget(viewer)
-        widget.reference.value, widget.moving.value = layers[0], layers[1]
+        widget.reference.value, widget.moving.value = layers[0], layers[-1]
         if not args.screenshot:
             napari.run()
             return 0
@@ -331,6 +336,8 @@ def _screenshot(viewer, widget, path: str, timeout: float = 120.0) -> int:
             _error(f"the alignment did not finish within {timeout:.0f} s")
             return 1
         time.sleep(0.01)
+    if widget.stack_mode:
+        return _stack_screenshot(viewer, widget, path)
     if widget.last_alignment is None:
         _error(f"alignment failed: {widget.message.value}")
         return 1
@@ -352,18 +359,29 @@ def _screenshot(viewer, widget, path: str, timeout: float = 120.0) -> int:
     return 0
 
 
-def _sample_layers() -> list[tuple]:
-    """The demo pair as LayerDataTuples, reference first."""
-    try:
-        from ._sample_data import score_pair
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}._sample_data":
-            raise
-        from ._synthetic import score_pair as synthetic_pair
+def _stack_screenshot(viewer, widget, path: str) -> int:
+    result = widget.last_stack_alignment
+    if result is None:
+        _error(f"stack alignment failed: {widget.message.value}")
+        return 1
+    print(f"{len(result)} frames aligned, {int((~result.ok).sum())} failed")
+    widget.moving.value.visible = False  # show the aligned stack
+    viewer.window.resize(*SCREENSHOT_SIZE)
+    viewer.screenshot(canvas_only=False, flash=False)
+    viewer.reset_view()
+    widget._go_to_frame(len(result) - 1)
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    if image_format(path) == "JPEG":
+        shot = shot[..., :3]
+    write_image(path, shot)
+    return 0
 
-        reference, moving, _ = synthetic_pair()
-        return [(reference, {"name": "reference"}, "image"), (moving, {"name": "moving"}, "image")]
-    return list(score_pair())
+
+def _sample_layers(stack: bool = False) -> list[tuple]:
+    """The demo data as LayerDataTuples: the score pair (reference first) or a stack."""
+    from ._sample_data import drift_stack, score_pair
+
+    return list(drift_stack() if stack else score_pair())
 
 
 def _add_layer(viewer, layer_data: tuple):

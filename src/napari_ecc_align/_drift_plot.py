@@ -36,6 +36,9 @@ class DriftPlot:
     def _style(self) -> None:
         for ax in (self.axes, self.corr_axes):
             ax.tick_params(labelsize=7)
+        # clear() puts a twin axis back on the left: keep the correlation on the right
+        self.corr_axes.yaxis.tick_right()
+        self.corr_axes.yaxis.set_label_position("right")
         self.axes.set_xlabel("frame", fontsize=8)
         self.axes.set_ylabel("drift (px)", fontsize=8)
         self.corr_axes.set_ylabel("correlation", fontsize=8)

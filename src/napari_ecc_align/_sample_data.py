@@ -98,3 +98,44 @@ def natural_pair(shape: tuple[int, int] = (512, 512), seed: int = 1) -> list[Lay
     """
     reference, moving, matrix = _synthetic.natural_pair(shape, seed)
     return _layers(reference, moving, matrix, ("natural reference", "natural moving"), (0.0, 1.0))
+
+
+def drift_stack(
+    frames: int = 40, shape: tuple[int, int] = (256, 320), seed: int = 3
+) -> list[LayerDataTuple]:
+    """A time-lapse of one fluorescence-like scene drifting by a slow random walk.
+
+    Frame t shows the scene moved by a translation and a small rotation; the true
+    reference-grid (frame 0) → frame-t matrices travel in
+    ``metadata["ecc_true_matrices"]``.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    rows, cols = shape
+    margin = 40
+    scene = _synthetic.natural_image((rows + 2 * margin, cols + 2 * margin), seed=seed)
+    spots = _synthetic.fluorescence_spots((rows + 2 * margin, cols + 2 * margin), seed=seed)
+    scene = 0.35 * scene + spots
+    steps = rng.normal(0, [0.8, 0.8, 0.05], (frames, 3))
+    steps[0] = 0
+    walk = np.cumsum(steps, axis=0)  # dx, dy (pixels), angle (degrees)
+    center = ((cols - 1) / 2, (rows - 1) / 2)
+    stack = np.empty((frames, rows, cols), np.float32)
+    matrices = []
+    for t, (dx, dy, angle) in enumerate(walk):
+        rot = cv2.getRotationMatrix2D(center, float(angle), 1.0)
+        true = np.vstack([rot, [0, 0, 1]])
+        true[:2, 2] += (dx, dy)
+        to_scene = np.array([[1, 0, margin], [0, 1, margin], [0, 0, 1.0]]) @ np.linalg.inv(true)
+        stack[t] = cv2.warpAffine(
+            scene, to_scene[:2], (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        )
+        matrices.append(true.tolist())
+    stack += rng.normal(0, 0.01, stack.shape).astype(np.float32)
+    meta = {
+        "name": "drifting time-lapse",
+        "colormap": "magma",
+        "metadata": {"ecc_true_matrices": matrices},
+    }
+    return [(stack, meta, "image")]

@@ -168,17 +168,20 @@ class AlignWidget(Container):
         return [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if kind(layer) in CARRY_TYPES
-            and id(layer) not in chosen
-            and not layer.name.endswith((" (aligned)", " (difference)"))
+            if kind(layer) in CARRY_TYPES and id(layer) not in chosen and not _is_output(layer)
         ]
 
     def _on_layers_changed(self, event=None):
         self.reset_choices()
         images = self._image_layers()
-        if len(images) >= 2 and self.moving.value is self.reference.value:
-            others = [layer for _, layer in images if layer is not self.reference.value]
-            self.moving.value = others[0]
+        if len(images) >= 2 and self.moving.value is self.reference.value and not self.stack_mode:
+            others = [
+                layer
+                for _, layer in images
+                if layer is not self.reference.value and not _is_output(layer)
+            ]
+            if others:
+                self.moving.value = others[0]
         self._on_moving()
         self._validate()
 
@@ -539,3 +542,8 @@ def _guarded(job: Job | StackJob):
         return (yield from run_job(job))
     except Exception as exc:  # reported on the main thread by _on_returned
         return _Failure(exc)
+
+
+def _is_output(layer) -> bool:
+    """A layer this widget made (it would be odd to pick or carry it again)."""
+    return layer.name.endswith((" (aligned)", " (difference)"))

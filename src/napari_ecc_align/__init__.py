@@ -10,8 +10,19 @@ The public API imports neither Qt, napari nor magicgui::
 
 from ._alignment import Alignment, AlignmentError
 from ._engine import align
+from ._stack import StackAlignment, align_stack, warp_stack
 from ._warp import difference, warp
 
 __version__ = "0.1.0"
 
-__all__ = ["Alignment", "AlignmentError", "__version__", "align", "difference", "warp"]
+__all__ = [
+    "Alignment",
+    "AlignmentError",
+    "StackAlignment",
+    "__version__",
+    "align",
+    "align_stack",
+    "difference",
+    "warp",
+    "warp_stack",
+]

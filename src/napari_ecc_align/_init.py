@@ -89,7 +89,9 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
     auto = search == "auto"
     tried = [Candidate("identity", np.eye(3))] if auto else []
     if auto:
-        _refine(tried, ref_pyr, mov_pyr, small, motion, refine)
+        # The identity goes through the coarse levels too, as init="identity" would:
+        # that deep pyramid alone captures shifts of ~10 % of the image.
+        _refine(tried, ref_pyr, mov_pyr, small, motion, refine, top=levels - 1)
     for method in METHODS if auto else (search,):
         if auto and _good_enough(tried):
             break
@@ -126,13 +128,17 @@ def _estimate(method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarra
     return [to_small(matrix, small - level)]
 
 
-def _refine(cands, ref_pyr, mov_pyr, small, motion, params) -> None:
-    """A short ECC run on level ``small`` from each candidate; records the correlation."""
+def _refine(cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> None:
+    """A short ECC run from each candidate, from level ``top`` (default: ``small``) down to
+    ``small``; records the correlation reached."""
+    top = small if top is None else top
     for cand in cands:
         if cand.error:
             continue
         try:
-            steps = run_levels(ref_pyr, mov_pyr, cand.matrix, motion, params, small, small, False)
+            steps = run_levels(
+                ref_pyr, mov_pyr, cand.matrix, motion, params, top, small, staged=top > small
+            )
             while True:
                 next(steps)
         except StopIteration as stop:

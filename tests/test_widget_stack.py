@@ -1,0 +1,74 @@
+"""Stack alignment from the dock widget, in a real viewer."""
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_ecc_align._synthetic import natural_image
+from napari_ecc_align._widget import AlignWidget
+
+TIMEOUT_MS = 120_000
+
+
+def _drift_stack(frames=16, shape=(96, 128), seed=0):
+    """Frames of one scene drifting by a known translation; returns (stack, shifts)."""
+    scene = natural_image((shape[0] + 60, shape[1] + 60), seed=seed)
+    rng = np.random.default_rng(seed)
+    shifts = np.cumsum(rng.uniform(-1.5, 1.5, (frames, 2)), axis=0)
+    shifts -= shifts[0]
+    stack = np.empty((frames, *shape), np.float32)
+    for t, (dx, dy) in enumerate(shifts):
+        # frame t shows scene(x + 30 + shift)
+        m = np.float32([[1, 0, 30 + dx], [0, 1, 30 + dy]])
+        stack[t] = cv2.warpAffine(
+            scene, m, shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        )
+    return stack, shifts
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="ECC Align")
+    return viewer, widget
+
+
+def test_stack_is_aligned_with_plot_and_slider(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    stack, shifts = _drift_stack()
+    stack[9] = 0.5  # a blank frame: it must fail alone and be flagged
+    layer = viewer.add_image(stack, name="movie")
+    before = stack.copy()
+    assert widget.stack_mode and widget.stack.visible
+    assert not widget.message.visible  # one stack layer is enough
+    widget.stack.reference.value = "first"
+    widget.align_button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+    aligned = viewer.layers["movie (aligned)"]
+    assert np.asarray(aligned.data).shape == stack.shape
+    result = widget.last_stack_alignment
+    assert result.ok.sum() == len(stack) - 1 and not result.ok[9]
+    rows = result.table()
+    # frame t shows the scene moved by -shift: a reference pixel x is frame pixel x - shift
+    for row, (dx, dy) in zip(rows, shifts, strict=True):
+        if row["ok"]:
+            assert abs(row["dx"] + dx) < 0.1 and abs(row["dy"] + dy) < 0.1
+    assert "1 failed: 9" in widget.result.value
+    assert widget.drift_plot is not None and widget.drift_plot.frames.size == len(stack)
+    widget._go_to_frame(5)
+    assert viewer.dims.current_step[0] == 5
+    np.testing.assert_array_equal(layer.data, before)  # the input stack is untouched
+    assert "ecc_stack_alignment" in aligned.metadata
+
+
+def test_stack_cancel_leaves_the_viewer_untouched(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    stack, _ = _drift_stack(frames=60, shape=(256, 320), seed=1)
+    viewer.add_image(stack, name="movie")
+    widget.align_button.native.click()
+    widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=10_000)
+    assert [layer.name for layer in viewer.layers] == ["movie"]
+    assert widget.align_button.enabled

@@ -146,18 +146,7 @@ class Alignment:
         """
         text = json.dumps(self.to_dict(), indent=2, **dump_kwargs)
         if path is not None:
-            path = os.fspath(path)
-            folder = os.path.dirname(os.path.abspath(path))
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json.tmp", dir=folder)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            write_text_atomic(path, text + "\n", ".json.tmp")
         return text
 
     @classmethod
@@ -262,3 +251,19 @@ def _json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return str(obj)
+
+
+def write_text_atomic(path, text: str, suffix: str = ".tmp") -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``:
+    a reader never sees half a file. Missing parent folders are created."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=suffix, dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -93,7 +93,7 @@ def align(
         ECC (odd; 0 or 1 disables it), as in ``cv2.findTransformECC``.
     pyramid_levels : int or None
         Number of pyramid levels (1 = full resolution only). None chooses it from
-        the image size so the coarsest level is about 40-80 pixels on its
+        the image size so the coarsest level is about 12-25 pixels on its
         shorter side, which tolerates misalignments of roughly 5-10 % of the image.
     init : "auto", "identity", "phase", "fourier-mellin", "features", None or array_like
         Where ECC starts. ``"auto"`` (default) estimates candidate poses on a
@@ -315,7 +315,7 @@ def _initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
 
 
 def auto_levels(ref_shape, mov_shape) -> int:
-    """Pyramid depth keeping the coarsest level at least 40 px on its shorter side."""
+    """Pyramid depth keeping the coarsest level at least 12 px on its shorter side."""
     side = min(min(ref_shape), min(mov_shape))
     if side < 2 * _COARSEST_MIN_SIDE:
         return 1

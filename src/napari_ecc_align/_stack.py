@@ -16,7 +16,6 @@ import functools
 import io
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -29,7 +28,7 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ._alignment import Alignment, AlignmentError
+from ._alignment import Alignment, AlignmentError, write_text_atomic
 from ._ecc import project_to_motion
 from ._engine import _initial_matrix, _validate_params, align
 from ._images import luminance
@@ -122,7 +121,7 @@ class StackAlignment:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _cell(v) for k, v in row.items()})
-        _write_atomic(path, buffer.getvalue(), ".csv.tmp")
+        write_text_atomic(path, buffer.getvalue(), ".csv.tmp")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dictionary; :meth:`from_dict` restores it."""
@@ -150,7 +149,7 @@ class StackAlignment:
         """Return the JSON text, and write it to ``path`` (atomically) if given."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            _write_atomic(path, text + "\n", ".json.tmp")
+            write_text_atomic(path, text + "\n", ".json.tmp")
         return text
 
     @classmethod
@@ -165,21 +164,6 @@ class StackAlignment:
 
 def _cell(value):
     return format(value, ".12g") if isinstance(value, float) else value
-
-
-def _write_atomic(path, text: str, suffix: str) -> None:
-    """Write to a temporary file in the target folder, then rename it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=suffix, dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------------- stack layout

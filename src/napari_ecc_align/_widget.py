@@ -53,6 +53,7 @@ class AlignWidget(Container):
         self._worker = None
         self._progress = None
         self._expected_levels = 0
+        self._expected_frames = 0
         self._pending: list = []  # layer updates still to apply, one per event-loop turn
         self.last_alignment: Alignment | None = None
         self.last_stack_alignment = None
@@ -281,6 +282,7 @@ class AlignWidget(Container):
         if stack:
             frames = np.shape(job.stack)[job.stack_kwargs["axis"]]
             self._expected_levels = 0
+            self._expected_frames = frames
             total = frames + int(job.want_aligned)
         else:
             levels = job.align_kwargs.get("pyramid_levels") or auto_levels(
@@ -343,7 +345,9 @@ class AlignWidget(Container):
             if step.done == 1:  # the engine may use fewer levels than the size suggests
                 pbar.total += step.levels - self._expected_levels
             pbar.set_description(f"ECC align: level {step.level} done")
-        elif hasattr(step, "total"):  # a stack frame
+        elif hasattr(step, "total"):  # a stack frame ("mean" reports each frame per pass)
+            if step.done == 1:
+                pbar.total += step.total - self._expected_frames
             state = "failed" if step.error else "done"
             pbar.set_description(
                 f"ECC align: frame {step.index} {state} ({step.done}/{step.total})"

@@ -1,4 +1,5 @@
-"""The ``napari-ecc-align`` command line: ``align`` two image files, or open the ``demo``.
+"""The ``napari-ecc-align`` command line: ``align`` two image files, ``batch``-align two
+folders on Dask, or open the ``demo``.
 
 Errors a user can fix (missing or unreadable files, bad options, a format that
 cannot hold the result) print one line ``napari-ecc-align: error: ...`` and
@@ -35,6 +36,7 @@ _EPILOG = f"""\
 examples:
   {PROG} align page1.png scan1.jpg -o scan1_aligned.png --difference diff.png
   {PROG} align ref.tif moving.tif -o aligned.tif --motion euclidean --transform t.json
+  {PROG} batch references/ scans/ aligned/ --workers 2 --difference
   {PROG} demo
 """
 
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _error("choose a command: align or demo (see --help)")
+        _error("choose a command: align, batch or demo (see --help)")
         return 2
     try:
         return args.func(args)
@@ -152,7 +154,98 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the drifting time-lapse sample (stack alignment and its drift plot) instead",
     )
     d.set_defaults(func=_cmd_demo)
+    _add_batch_parser(commands)
     return parser
+
+
+# ------------------------------------------------------------------------------------- batch
+def _add_batch_parser(commands) -> None:
+    from ._init import SEARCHES
+
+    b = commands.add_parser(
+        "batch",
+        help="align every image of a folder onto its partner in another, on Dask",
+        description="Align every image under MOVING_DIR onto the file with the same relative "
+        "path under REFERENCE_DIR (or the pairs listed by --pairs) and write, per pair, the "
+        "aligned image, <stem>.transform.json (written last: it marks a complete pair) and "
+        "with --difference <stem>.difference.png, then OUTPUT_DIR/alignment.csv. Runs one "
+        "Dask task per pair on a local cluster, or on --scheduler. Pairs already complete are "
+        "skipped (resume after an interruption); pairs that fail are listed in the CSV and "
+        "the others go on. Exit status: 0 if every pair is aligned, 1 if any failed, 2 for "
+        "bad arguments (nothing written).",
+    )
+    # fmt: off
+    b.add_argument("reference_dir", metavar="REFERENCE_DIR", help="folder of reference images")
+    b.add_argument("moving_dir", metavar="MOVING_DIR", help="folder of images to align")
+    b.add_argument("output_dir", metavar="OUTPUT_DIR",
+                   help="where results go (sub-folders kept); not inside an input folder")
+    b.add_argument("--pattern", metavar="GLOB",
+                   help="moving files to take, e.g. '*.tif' (file name) or 'day1/*.png' (relative "
+                   "path), case-insensitive (default: every .png .jpg .jpeg .tif .tiff, recursive)")
+    b.add_argument("--pairs", metavar="PAIRS.csv",
+                   help="CSV with a header reference,moving[,output] listing the pairs instead; "
+                   "paths relative to REFERENCE_DIR, MOVING_DIR and OUTPUT_DIR, or absolute")
+    b.add_argument("--motion", choices=MOTIONS, default=_DEFAULTS["motion"],
+                   help="motion model (default: %(default)s)")
+    b.add_argument("--init", metavar="I", default=_DEFAULTS["init"],
+                   help=f"initialisation: {', '.join(('identity', *SEARCHES))}, or a T.json "
+                   "transform whose matrix starts every pair (default: %(default)s)")
+    b.add_argument("--difference", action="store_true",
+                   help="also save <stem>.difference.png (.tif if an input is floating point)")
+    b.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default: one per CPU)")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786; its workers "
+                   "must see the same paths")
+    b.add_argument("--overwrite", action="store_true",
+                   help="align every pair again, even those whose outputs are complete")
+    b.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first failed pair and cancel the rest")
+    b.add_argument("--keep-jpeg", action="store_true",
+                   help="save aligned JPEGs as JPEG (lossy) instead of lossless PNG")
+    b.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar; print only failures")
+    # fmt: on
+    b.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from ._batch import batch_align
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers is not None and args.scheduler:
+        raise ValueError("--workers and --scheduler exclude each other: a cluster has its workers")
+    if args.pattern is not None and args.pairs is not None:
+        raise ValueError("--pattern and --pairs exclude each other: the CSV lists the pairs")
+    report = batch_align(
+        args.reference_dir,
+        args.moving_dir,
+        args.output_dir,
+        pattern=args.pattern,
+        pairs_csv=args.pairs,
+        motion=args.motion,
+        init=args.init,
+        difference=args.difference,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        fail_fast=args.fail_fast,
+        keep_jpeg=args.keep_jpeg,
+        progress=not args.quiet,
+    )
+    if report.ok:
+        if not args.quiet:
+            print(report.summary())
+        return 0
+    first = report.failed[0] if report.failed else None
+    if report.stopped and first is not None:
+        _error(
+            f"stopped at the first failure ({first['pair']}: {first['error']}); {report.summary()}"
+        )
+    else:
+        _error(report.summary())
+    return 1
 
 
 # ------------------------------------------------------------------------------------- align
@@ -420,3 +513,7 @@ def _error(exc: BaseException | str) -> None:
     else:
         message = str(exc) or type(exc).__name__
     print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

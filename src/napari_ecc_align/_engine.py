@@ -25,14 +25,16 @@ import numpy as np
 
 from ._alignment import MOTIONS, Alignment, AlignmentError
 from ._ecc import (  # noqa: F401  (full_correlation, project_to_motion: re-exported)
+    from_level,
     full_correlation,
     level_margin,
     project_to_motion,
     pyramid,
     run_levels,
+    to_level,
     usable_pixels,
 )
-from ._images import normalise
+from ._images import as_array, normalise, shrink, split_channels
 from ._init import SEARCHES, choose_initialisation
 
 # Parameters per motion model, in the order of the Jacobian columns below.
@@ -45,6 +47,8 @@ _MIN_COARSE_PIXELS = 32
 # Below this final correlation the "alignment" fits noise: unrelated blurred-noise
 # images reach 0.15-0.23 with an affine model by distorting one of them.
 _MIN_CORRELATION = 0.25
+# Larger images are estimated on a copy halved (in their own dtype) until they fit.
+_MAX_WORK_PIXELS = 40_000_000
 
 
 @dataclass(frozen=True)
@@ -159,10 +163,18 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     start = time.perf_counter()
     params = _validate_params(**kwargs)
     motion = params["motion"]
-    ref, ref_valid = normalise(
-        reference, "reference", kwargs.get("reference_mask"), "reference_mask"
-    )
-    mov, mov_valid = normalise(moving, "moving", kwargs.get("moving_mask"), "moving_mask")
+    reference, moving = as_array(reference, "reference"), as_array(moving, "moving")
+    ref_full, _ = split_channels(reference, "reference")
+    mov_full, _ = split_channels(moving, "moving")
+    ref_mask, mov_mask = kwargs.get("reference_mask"), kwargs.get("moving_mask")
+    # Images too large for float32 work within the memory budget are estimated on a
+    # reduced copy (halved in their own dtype); the matrix is scaled back exactly.
+    halvings = _halvings_for_budget(ref_full, mov_full)
+    if halvings:
+        reference, ref_mask = shrink(reference, ref_mask, halvings)
+        moving, mov_mask = shrink(moving, mov_mask, halvings)
+    ref, ref_valid = normalise(reference, "reference", ref_mask, "reference_mask")
+    mov, mov_valid = normalise(moving, "moving", mov_mask, "moving_mask")
     levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
     levels = _fit_levels(levels, ref.shape, mov.shape)
     ref_pyr = pyramid(ref, ref_valid, levels)
@@ -179,6 +191,8 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         levels -= 1
 
     init = params["init"]
+    if halvings and init is not None and not isinstance(init, str):
+        init = to_level(_initial_matrix(init, motion)[0], halvings)  # full-res matrix given
     top, staged, tried = levels - 1, True, ""
     if isinstance(init, str) and init in SEARCHES:
         # A global search on a small level, then the pyramid from that level down.
@@ -223,18 +237,22 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
             "the images may be too far apart or unrelated; try an init matrix, a mask "
             "around the common content, or a simpler motion model"
         )
+    parameters = {k: v for k, v in params.items() if k != "init"}
+    if halvings:
+        matrix = from_level(matrix, halvings)
+        parameters["estimated_at_scale"] = 0.5**halvings  # correlations are from there too
     yield Alignment(
         matrix=matrix,
         motion=motion,
         correlation=corr_after,
         correlation_before=corr_before,
-        reference_shape=ref.shape,
-        moving_shape=mov.shape,
+        reference_shape=ref_full,
+        moving_shape=mov_full,
         elapsed=time.perf_counter() - start,
-        levels=top + 1,
+        levels=top + 1 + halvings,
         init_method=init_method,
         iterations=tuple(iterations),
-        parameters={k: v for k, v in params.items() if k != "init"},
+        parameters=parameters,
     )
 
 
@@ -312,6 +330,20 @@ def _initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
     if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-12:
         raise ValueError("init must be a finite, invertible matrix")
     return project_to_motion(matrix, motion), "matrix"
+
+
+def _halvings_for_budget(ref_shape, mov_shape) -> int:
+    """How often to halve both images so each has at most ``_MAX_WORK_PIXELS`` pixels.
+
+    The engine keeps about eight float32 copies of each image (normalised, blurred,
+    gradients, pyramid); 40 MP per image keeps that near 1.5 GB in all.
+    """
+    pixels = max(ref_shape[0] * ref_shape[1], mov_shape[0] * mov_shape[1])
+    halvings = 0
+    while pixels > _MAX_WORK_PIXELS:
+        pixels /= 4
+        halvings += 1
+    return halvings
 
 
 def auto_levels(ref_shape, mov_shape) -> int:

@@ -142,3 +142,26 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
         # creates no strong false edges.
         out[~valid] = out[valid].mean()
     return out, valid
+
+
+def shrink(arr: np.ndarray, mask, halvings: int):
+    """Halve an image (and its mask) ``halvings`` times in its own dtype.
+
+    Used for images too large to normalise to float32 within the memory budget:
+    ``cv2.pyrDown`` keeps x → x/2 exact (as the engine's pyramid does) and works
+    in uint8/uint16/int16/float32/float64 without a float copy of the whole image.
+    Other dtypes are decimated first (every second pixel).
+    """
+    for _ in range(halvings):
+        channels = arr.shape[2] if arr.ndim == 3 else 1
+        if arr.dtype in _PYRDOWN_DTYPES and channels <= 4 and min(arr.shape[:2]) >= 2:
+            arr = cv2.pyrDown(np.ascontiguousarray(arr))
+        else:
+            arr = np.ascontiguousarray(arr[::2, ::2])
+        if mask is not None:
+            mask = np.ascontiguousarray(np.asarray(mask)[::2, ::2])
+            mask = mask[: arr.shape[0], : arr.shape[1]]
+    return arr, mask
+
+
+_PYRDOWN_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}

@@ -50,6 +50,7 @@ class AlignWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self._viewer = viewer
+        self._closed = False
         self._worker = None
         self._progress = None
         self._expected_levels = 0
@@ -151,6 +152,7 @@ class AlignWidget(Container):
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered, events.renamed):
             event.connect(self._on_layers_changed)
+        self.native.destroyed.connect(self._on_destroyed)
         self._on_layers_changed()
 
     # ------------------------------------------------------------------ layer lists
@@ -357,8 +359,14 @@ class AlignWidget(Container):
         pbar.update(1)
 
     def _on_returned(self, result, reference, moving, job: Job) -> None:
+        if self._closed:
+            return
+        inputs = (moving,) if isinstance(job, StackJob) else (reference, moving)
+        gone = [layer.name for layer in inputs if layer not in self._viewer.layers]
         if isinstance(result, _Failure):
             self._on_error(result.error)
+        elif gone:  # a layer was deleted meanwhile: its outputs would be orphans
+            self._notify(f"'{gone[0]}' was removed while aligning; no layer was added")
         elif isinstance(job, StackJob):
             self._on_stack_result(result, moving)
         else:
@@ -453,6 +461,8 @@ class AlignWidget(Container):
         layers at once would freeze the viewer for their sum."""
         from qtpy.QtCore import QTimer
 
+        if self._closed:
+            return
         if self._pending:
             try:
                 self._pending.pop(0)()
@@ -471,8 +481,16 @@ class AlignWidget(Container):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
+        if self._closed:
+            return
         if not self._pending:  # else the last layer update re-enables the buttons
             self._set_running(False)
+
+    def _on_destroyed(self, *_) -> None:
+        """The dock (or napari) is closing: stop the worker, touch no widget again."""
+        self._closed = True
+        self._pending = []
+        self.cancel()
 
     def _set_running(self, running: bool) -> None:
         self.align_button.enabled = not running

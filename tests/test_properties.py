@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from napari_ecc_align import AlignmentError, align, align_stack, difference, warp
 from napari_ecc_align._alignment import Alignment

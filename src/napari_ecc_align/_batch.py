@@ -566,45 +566,78 @@ def batch_align(
         raise ValueError(f"--pairs {os.fspath(pairs_csv)} would be overwritten by the results")
     jobs = [replace(job, difference=difference, **options) for job in jobs]
 
-    os.makedirs(output_dir, exist_ok=True)
-    with _locked(os.fspath(output_dir)):
-        remove_temporary_files(output_dir)
-        rows: dict[int, dict[str, Any]] = {}
-        todo: list[int] = []
-        for i, job in enumerate(jobs):
-            done = None if overwrite or job.problem else _complete(job, difference)
-            if done is not None:
-                rows[i] = job.result_row(done, "skipped")
-            elif job.problem:
-                rows[i] = align_pair(job)
-            else:
-                todo.append(i)
-        stopped = fail_fast and any(row["status"] == "failed" for row in rows.values())
-        bar = _ProgressBar(len(jobs), rows.values(), enabled=progress)
-        try:
-            if todo and not stopped:
-                stopped = _run(jobs, todo, rows, bar, workers, scheduler, fail_fast)
-        finally:
-            bar.close()
-            for i in todo:  # fail-fast, Ctrl-C: what did not finish is listed too
-                if i not in rows:
-                    done = _complete(jobs[i], difference)
-                    rows[i] = (
-                        jobs[i].result_row(done, "ok")
-                        if done is not None
-                        else jobs[i].row("cancelled", "not run: the batch stopped early")
-                    )
-            if scheduler is None:
-                remove_temporary_files(output_dir)  # our own workers are gone: tidy up
-            report = BatchReport(
-                rows=[rows[i] for i in range(len(jobs))],
-                output_dir=os.fspath(output_dir),
-                csv_path=csv_path,
-                elapsed=time.perf_counter() - start,
-                stopped=bool(stopped),
-            )
-            write_csv(csv_path, report.rows)
+    rows, todo = _triage(jobs, overwrite, difference)
+    stopped = fail_fast and any(row["status"] == "failed" for row in rows.values())
+    bar = _ProgressBar(len(jobs), rows.values(), enabled=progress)
+    cluster = contextlib.ExitStack()
+    with cluster:
+        # The cluster first: an unreachable scheduler fails before anything is written.
+        n_workers = min(workers or os.cpu_count() or 1, len(todo))
+        needed = todo and not stopped
+        client = cluster.enter_context(_client(scheduler, n_workers, bar)) if needed else None
+        os.makedirs(output_dir, exist_ok=True)
+        with _locked(os.fspath(output_dir)):
+            remove_temporary_files(output_dir)
+            started, error = time.time(), None
+            try:
+                if client is not None:
+                    stopped = _run(client, jobs, todo, rows, bar, fail_fast)
+            except BaseException as exc:  # Ctrl-C, a lost cluster: list the pairs, re-raise
+                error = exc
+                raise
+            finally:
+                bar.close()
+                cluster.close()  # our own workers stop before the tidy-up below
+                why_not = _why_not_run(rows, stopped, error)
+                for i in todo:
+                    if i not in rows:  # fail-fast or an error: what did not finish is listed
+                        rows[i] = _unfinished_row(jobs[i], difference, started, why_not)
+                if scheduler is None:
+                    remove_temporary_files(output_dir)
+                report = BatchReport(
+                    rows=[rows[i] for i in range(len(jobs))],
+                    output_dir=os.fspath(output_dir),
+                    csv_path=csv_path,
+                    elapsed=time.perf_counter() - start,
+                    stopped=bool(stopped),
+                )
+                write_csv(csv_path, report.rows)
     return report
+
+
+def _triage(jobs, overwrite: bool, difference: bool):
+    """Rows of the pairs decided without running (complete, or failed before starting)
+    and the indices of those to run. Reads only."""
+    rows: dict[int, dict[str, Any]] = {}
+    todo: list[int] = []
+    for i, job in enumerate(jobs):
+        done = None if overwrite or job.problem else _complete(job, difference)
+        if done is not None:
+            rows[i] = job.result_row(done, "skipped")
+        elif job.problem:
+            rows[i] = align_pair(job)
+        else:
+            todo.append(i)
+    return rows, todo
+
+
+def _why_not_run(rows, stopped: bool, error: BaseException | None) -> str:
+    first = next((row for row in rows.values() if row["status"] == "failed"), None)
+    if stopped and first is not None:
+        return f"not run: fail-fast stopped the batch after {first['pair']} failed"
+    if error is None or isinstance(error, KeyboardInterrupt):
+        return "not run: the batch was interrupted"
+    return f"not run: {_describe(error)}"
+
+
+def _unfinished_row(job: PairJob, difference: bool, started: float, why_not: str):
+    """A pair whose result never came back: ok if this run completed it anyway (its task
+    finished after the stop), else cancelled."""
+    done = _complete(job, difference)
+    with contextlib.suppress(OSError):
+        if done is not None and os.stat(job.transform).st_mtime >= started - 1.0:
+            return job.result_row(done, "ok")
+    return job.row("cancelled", why_not)
 
 
 def _check_folders(reference_dir, moving_dir, output_dir) -> None:
@@ -738,27 +771,25 @@ def _cell(key: str, value) -> str:
 
 
 # ------------------------------------------------------------------------------------ on Dask
-def _run(jobs, todo, rows, bar, workers, scheduler, fail_fast) -> bool:
+def _run(client, jobs, todo, rows, bar, fail_fast) -> bool:
     """Run the pairs ``todo`` as Dask tasks; fill ``rows``. True if stopped by ``fail_fast``."""
     from distributed import as_completed
 
-    n_workers = min(workers or os.cpu_count() or 1, len(todo))
-    with _client(scheduler, n_workers, bar) as client:
-        token = secrets.token_hex(4)
-        futures = {
-            client.submit(align_pair, jobs[i], key=f"ecc-align-{token}-{i}", pure=False): i
-            for i in todo
-        }
-        bar.start()
-        try:
-            for future in as_completed(list(futures), loop=client.loop):
-                i = futures[future]
-                rows[i] = _result(future, jobs[i])
-                bar.update(rows[i])
-                if fail_fast and rows[i]["status"] == "failed":
-                    return True
-        finally:
-            client.cancel([f for f in futures if not f.done()])
+    token = secrets.token_hex(4)
+    futures = {
+        client.submit(align_pair, jobs[i], key=f"ecc-align-{token}-{i}", pure=False): i
+        for i in todo
+    }
+    bar.start()
+    try:
+        for future in as_completed(list(futures), loop=client.loop):
+            i = futures[future]
+            rows[i] = _result(future, jobs[i])
+            bar.update(rows[i])
+            if fail_fast and rows[i]["status"] == "failed":
+                return True
+    finally:
+        client.cancel([f for f in futures if not f.done()])
     return False
 
 
@@ -790,16 +821,23 @@ def _client(scheduler, n_workers: int, bar):
         finally:
             client.close()
         return
-    # Loopback only, no dashboard (and so no bokeh), one single-threaded process per worker.
-    cluster = distributed.LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        worker_dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
+    # One single-threaded process per worker, loopback only, no dashboard (so no bokeh).
+    # The scheduler and workers start an HTTP server even then: give it no routes and a
+    # random loopback port (not 8787, which a user's own dashboard may hold).
+    import dask
+
+    no_http = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+    with dask.config.set(no_http):
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            worker_dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
     try:
         with distributed.Client(cluster, set_as_default=False) as client:
             yield client

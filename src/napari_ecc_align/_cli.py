@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # fmt: on
     p.set_defaults(func=_cmd_align)
+    _add_batch_parser(commands)
 
     d = commands.add_parser(
         "demo",
@@ -154,7 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the drifting time-lapse sample (stack alignment and its drift plot) instead",
     )
     d.set_defaults(func=_cmd_demo)
-    _add_batch_parser(commands)
     return parser
 
 

@@ -16,3 +16,14 @@ import pytest
 def rng() -> np.random.Generator:
     """A seeded random generator: same numbers on every run."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    """A shown napari viewer with the ECC Align widget docked: (viewer, widget)."""
+    from napari_ecc_align._widget import AlignWidget  # Qt only for the GUI tests
+
+    viewer = make_napari_viewer(show=True)
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="ECC Align")
+    return viewer, widget

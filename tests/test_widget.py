@@ -5,7 +5,6 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 from qtpy.QtCore import QTimer
 
 from napari_ecc_align import Alignment
@@ -15,14 +14,6 @@ from napari_ecc_align._synthetic import natural_image
 from napari_ecc_align._widget import AlignWidget
 
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer):
-    viewer = make_napari_viewer(show=True)
-    widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="ECC Align")
-    return viewer, widget
 
 
 def _load_score(viewer):

@@ -17,14 +17,6 @@ def _digest(layer) -> str:
     return hashlib.sha1(np.ascontiguousarray(np.asarray(layer.data)).tobytes()).hexdigest()
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer):
-    viewer = make_napari_viewer(show=True)
-    widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="ECC Align")
-    return viewer, widget
-
-
 def _pair(viewer, shape=(300, 400), seed=0):
     scene = natural_image((shape[0] + 20, shape[1] + 20), seed=seed)
     ref = viewer.add_image(scene[10:-10, 10:-10], name="ref")

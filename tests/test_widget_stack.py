@@ -2,10 +2,8 @@
 
 import cv2
 import numpy as np
-import pytest
 
 from napari_ecc_align._synthetic import natural_image
-from napari_ecc_align._widget import AlignWidget
 
 TIMEOUT_MS = 120_000
 
@@ -24,14 +22,6 @@ def _drift_stack(frames=16, shape=(96, 128), seed=0):
             scene, m, shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         )
     return stack, shifts
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer):
-    viewer = make_napari_viewer(show=True)
-    widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="ECC Align")
-    return viewer, widget
 
 
 def test_stack_is_aligned_with_plot_and_slider(qtbot, viewer_widget):

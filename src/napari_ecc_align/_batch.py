@@ -242,7 +242,8 @@ def _pairs_from_folders(reference_dir, moving_dir, output_dir, pattern, keep_jpe
 def _image_files(root: str, pattern: str | None) -> list[str]:
     """Relative POSIX paths of the PNG/JPEG/TIFF files under ``root``, sorted.
 
-    Hidden files and folders (name starting with '.') are left out. ``pattern``
+    Hidden files and folders (name starting with '.') are left out, and links to
+    folders are not followed. ``pattern``
     is matched, case-insensitively, against the file name when it contains no
     '/', else against the relative path.
     """
@@ -350,7 +351,9 @@ def _flag_conflicts(jobs: list[PairJob], reference_dir, moving_dir) -> list[Pair
     for path, users in owners.items():
         if path in inputs or any(_inside(path, root) for root in roots):
             for i in users:
-                problems.setdefault(i, f"its output {path} would overwrite an input; not aligned")
+                problems.setdefault(
+                    i, f"its output {path} would land in an input folder or on an input file"
+                )
         if len(set(users)) > 1:
             names = ", ".join(jobs[i].pair for i in sorted(set(users)))
             for i in users:

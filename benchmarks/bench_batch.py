@@ -19,7 +19,10 @@ machine anything above ~0.1 eats into the 2-worker speed-up.
 Usage::
 
     python benchmarks/bench_batch.py                  # 200 pairs, workers 1 and 2
-    python benchmarks/bench_batch.py --pairs 40 --data /tmp/pages40
+    python benchmarks/bench_batch.py --pairs 40 --data /tmp/pages40 --repeats 3
+
+With ``--repeats`` the worker counts run interleaved and the best run of each is shown:
+the speed of a shared cloud machine drifts by tens of percent over minutes.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", help="folder for the generated pairs, reused if present")
     parser.add_argument("--workers", default="1,2", help="worker counts to time (default 1,2)")
     parser.add_argument("--difference", action="store_true", help="also write differences")
+    parser.add_argument("--repeats", type=int, default=1, help="best of R interleaved runs")
     args = parser.parse_args(argv)
 
     data = args.data or os.path.join(tempfile.gettempdir(), f"bench_batch_pages_{args.pairs}")
@@ -153,23 +157,29 @@ def main(argv=None) -> int:
     print("| workers | seconds | pairs/min | 1000 pages | failed | corner err median / max px "
           "| others (cores) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    seconds = {}
-    for workers in (int(w) for w in args.workers.split(",")):
-        run = run_batch(data, workers, args.difference)
+    counts = [int(w) for w in args.workers.split(",")]
+    best: dict[int, dict] = {}
+    for _ in range(args.repeats):  # interleaved: the machine's speed drifts over minutes
+        for workers in counts:
+            run = run_batch(data, workers, args.difference)
+            if workers not in best or run["seconds"] < best[workers]["seconds"]:
+                best[workers] = run
+    for workers in counts:
+        run = best[workers]
         failed = sum(row["status"] != "ok" for row in run["rows"])
         errs = [corner_rms(a.matrix, truth[pair], SHAPE) for pair, a in run["alignments"]]
         for (pair, a), err in zip(run["alignments"], errs, strict=True):
             if err > 1.0:  # reported as aligned, but wrong
                 print(f"  {pair}: corner error {err:.1f} px at correlation {a.correlation:.3f}")
-        seconds[workers] = t = run["seconds"]
+        t = run["seconds"]
         print(
             f"| {workers} | {t:.1f} | {len(truth) / t * 60:.1f} | "
             f"{t / len(truth) * 1000 / 60:.1f} min | {failed} | "
             f"{np.median(errs):.3f} / {max(errs):.3f} | {run['others']:.2f} |",
             flush=True,
         )
-    if 1 in seconds and 2 in seconds:
-        print(f"speed-up 2 workers vs 1: {seconds[1] / seconds[2]:.2f}x")
+    if 1 in best and 2 in best:
+        print(f"speed-up 2 workers vs 1: {best[1]['seconds'] / best[2]['seconds']:.2f}x")
     return 0
 
 

@@ -22,6 +22,7 @@ from napari_ecc_align import Alignment
 from napari_ecc_align._alignment import corner_rms
 from napari_ecc_align._batch import (
     BatchReport,
+    PairJob,
     batch_align,
     find_pairs,
     remove_temporary_files,
@@ -375,3 +376,12 @@ def test_find_pairs_pattern_jpeg_names_and_clashes(tmp_path):
     (tmp_path / "ref" / "z" / "d.tif").unlink()
     (orphan,) = find_pairs(ref, mov, out, pattern="d.*")
     assert orphan.reference is None and orphan.problem.startswith("no reference partner")
+
+
+def test_rows_warn_when_the_correlation_fell():
+    job = PairJob("p.png", "/r/p.png", "/m/p.png", "/o/p.png", "p.png", "p.png")
+    common = dict(matrix=np.eye(3), motion="affine", reference_shape=SHAPE, moving_shape=SHAPE)
+    fell = job.result_row(Alignment(correlation=0.438, correlation_before=0.467, **common), "ok")
+    assert fell["error"] == "warning: the correlation fell (0.467 -> 0.438); check this pair"
+    rose = job.result_row(Alignment(correlation=0.97, correlation_before=0.6, **common), "ok")
+    assert rose["error"] == "" and rose["correlation_after"] == 0.97

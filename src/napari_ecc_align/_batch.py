@@ -81,7 +81,8 @@ class BatchReport:
         Keys :data:`CSV_COLUMNS`. ``status`` is ``"ok"`` (aligned in this run),
         ``"skipped"`` (complete from an earlier run; the values come from its
         JSON), ``"failed"`` (``error`` says why) or ``"cancelled"`` (not run
-        because ``fail_fast`` stopped the batch, or it was interrupted).
+        because ``fail_fast`` stopped the batch, or it was interrupted). For an
+        aligned pair whose correlation fell, ``error`` holds a warning: check it.
     output_dir : str
         The output folder, as given.
     csv_path : str
@@ -170,11 +171,15 @@ class PairJob:
         }
 
     def result_row(self, alignment: Alignment, status: str) -> dict[str, Any]:
-        row = self.row(status, elapsed=float(alignment.elapsed))
+        before, after = float(alignment.correlation_before), float(alignment.correlation)
+        # align() accepts a small drop; a correct alignment from the identity (or from
+        # "auto") virtually always raises the correlation, a wrong one may not.
+        warning = f"warning: the correlation fell ({before:.3f} -> {after:.3f}); check this pair"
+        row = self.row(status, warning if after < before else "", float(alignment.elapsed))
         row.update(
             motion=alignment.motion,
-            correlation_before=float(alignment.correlation_before),
-            correlation_after=float(alignment.correlation),
+            correlation_before=before,
+            correlation_after=after,
             init_method=alignment.init_method,
         )
         return row
@@ -546,6 +551,12 @@ def batch_align(
         Nothing is written in these cases.
     ConnectionError
         If the scheduler cannot be reached.
+
+    Notes
+    -----
+    The local cluster starts its workers with multiprocessing's spawn, which
+    imports the calling script again: in a script, call this under
+    ``if __name__ == "__main__":``.
 
     Examples
     --------

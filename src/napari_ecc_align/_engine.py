@@ -49,6 +49,8 @@ _MIN_COARSE_PIXELS = 32
 _MIN_CORRELATION = 0.25
 # Larger images are estimated on a copy halved (in their own dtype) until they fit.
 _MAX_WORK_PIXELS = 40_000_000
+# Runner-up starts of init="auto" tried at full resolution when the chosen one ends badly.
+_RUNNERS_UP = 3
 
 
 @dataclass(frozen=True)
@@ -206,15 +208,31 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         before_matrix = init_matrix
     steps = run_levels(ref_pyr, mov_pyr, init_matrix, motion, params, top, 0, staged)
     done = 0
+    failure = None
+    matrix, iterations = init_matrix, []
     while True:
         try:
             level, n_iter, correlation = next(steps)
         except StopIteration as stop:
             matrix, iterations, correlation = stop.value
             break
+        except AlignmentError as exc:
+            if not tried:
+                raise
+            failure = exc
+            break
         done += 1
         yield Progress(level, top + 1, done, n_iter, correlation)
 
+    if tried:
+        # The small level can prefer a start that the full-resolution levels then make
+        # worse than doing nothing: try the runner-up starts and keep the best finish.
+        matrix, init_method, iterations, failure = _best_finish(
+            (matrix, init_method, iterations, failure),
+            found, ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params,
+        )  # fmt: skip
+        if failure is not None:
+            raise failure
     matrix = _normalise_matrix(matrix, motion)
     _check_plausible(matrix, ref.shape, mov.shape)
     corr_after = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
@@ -330,6 +348,46 @@ def _initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
     if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-12:
         raise ValueError("init must be a finite, invertible matrix")
     return project_to_motion(matrix, motion), "matrix"
+
+
+def _best_finish(first, found, ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params):
+    """Keep the auto start's result unless it failed or ended below the unaligned
+    correlation; then run the other refined candidates to full resolution too and keep
+    the one that ends with the highest full-resolution correlation."""
+    matrix, method, iterations, failure = first
+    before = full_correlation(ref, ref_valid, mov, mov_valid, np.eye(3))
+
+    def score(m):
+        value = full_correlation(ref, ref_valid, mov, mov_valid, _normalise_matrix(m, motion))
+        return value if np.isfinite(value) else -np.inf
+
+    best_score = -np.inf if failure is not None else score(matrix)
+    if failure is None and (not np.isfinite(before) or best_score >= before):
+        return first
+    others = sorted(
+        (
+            c
+            for c in found.tried
+            if not c.error and c.refined is not None and c.refined is not found.matrix
+        ),
+        key=lambda c: -c.correlation,
+    )
+    best = first
+    for cand in others[:_RUNNERS_UP]:
+        try:
+            steps = run_levels(
+                ref_pyr, mov_pyr, cand.refined, motion, params, found.level, 0, False
+            )
+            while True:
+                next(steps)
+        except StopIteration as stop:
+            m, its, _ = stop.value
+        except AlignmentError:
+            continue
+        value = score(m)
+        if value > best_score:
+            best, best_score = (m, cand.method, its, None), value
+    return best
 
 
 def _halvings_for_budget(ref_shape, mov_shape) -> int:

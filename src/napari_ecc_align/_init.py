@@ -153,12 +153,14 @@ def _good_enough(cands) -> bool:
 
 def _mark_duplicates(cands, shape, level) -> None:
     """Candidates within a pixel of an earlier one (on the small level) need no
-    refinement of their own: ECC would end in the same place."""
+    refinement of their own: ECC would end in the same place. The identity is no
+    twin: it was refined through the coarse levels, a different path that can end
+    elsewhere (on repetitive pages, one staff spacing off)."""
     corners = np.array([[0, shape[1] - 1, 0, shape[1] - 1], [0, 0, shape[0] - 1, shape[0] - 1],
                         [1, 1, 1, 1]], float)  # fmt: skip
     kept = []
     for cand in cands:
-        if cand.error:
+        if cand.error or cand.method == "identity":
             continue
         small = to_small(cand.matrix, level) @ corners
         small = small[:2] / small[2]

@@ -46,7 +46,10 @@ lint: install-test
 	$(BIN)/python -m ruff format --check $(SRC)
 
 bench: install-test
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_align.py
+	$(BIN)/python benchmarks/bench_init.py
+	$(BIN)/python benchmarks/bench_stack.py
+	$(BIN)/python benchmarks/bench_batch.py --pairs 40
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis

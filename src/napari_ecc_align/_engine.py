@@ -224,19 +224,22 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         done += 1
         yield Progress(level, top + 1, done, n_iter, correlation)
 
-    if tried:
-        # The small level can prefer a start that the full-resolution levels then make
-        # worse than doing nothing: try the runner-up starts and keep the best finish.
-        matrix, init_method, iterations, failure = _best_finish(
-            (matrix, init_method, iterations, failure),
-            found, ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params,
-        )  # fmt: skip
-        if failure is not None:
-            raise failure
-    matrix = _normalise_matrix(matrix, motion)
-    _check_plausible(matrix, ref.shape, mov.shape)
-    corr_after = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
     corr_before = full_correlation(ref, ref_valid, mov, mov_valid, before_matrix)
+    corr_after = -np.inf
+    if failure is None:
+        matrix = _normalise_matrix(matrix, motion)
+        corr_after = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
+        corr_after = corr_after if np.isfinite(corr_after) else -np.inf  # no overlap left
+    if tried and not corr_after >= corr_before:
+        # The small level can prefer a start that the full-resolution levels then make
+        # worse than doing nothing: finish the runner-up starts and keep the best.
+        matrix, init_method, iterations, corr_after = _finish_runner_ups(
+            found, (matrix, init_method, iterations, corr_after),
+            ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params,
+        )  # fmt: skip
+        if not np.isfinite(corr_after) and failure is not None:
+            raise failure
+    _check_plausible(matrix, ref.shape, mov.shape)
     if not np.isfinite(corr_after):
         raise AlignmentError(
             "after alignment the images no longer overlap; try motion='euclidean' or "
@@ -350,20 +353,11 @@ def _initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
     return project_to_motion(matrix, motion), "matrix"
 
 
-def _best_finish(first, found, ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params):
-    """Keep the auto start's result unless it failed or ended below the unaligned
-    correlation; then run the other refined candidates to full resolution too and keep
-    the one that ends with the highest full-resolution correlation."""
-    matrix, method, iterations, failure = first
-    before = full_correlation(ref, ref_valid, mov, mov_valid, np.eye(3))
-
-    def score(m):
-        value = full_correlation(ref, ref_valid, mov, mov_valid, _normalise_matrix(m, motion))
-        return value if np.isfinite(value) else -np.inf
-
-    best_score = -np.inf if failure is not None else score(matrix)
-    if failure is None and (not np.isfinite(before) or best_score >= before):
-        return first
+def _finish_runner_ups(
+    found, best, ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params
+):
+    """Run the other refined candidates of init="auto" to full resolution and return
+    (matrix, method, iterations, correlation) of the best full-resolution finish."""
     others = sorted(
         (
             c
@@ -372,7 +366,6 @@ def _best_finish(first, found, ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr,
         ),
         key=lambda c: -c.correlation,
     )
-    best = first
     for cand in others[:_RUNNERS_UP]:
         try:
             steps = run_levels(
@@ -381,12 +374,13 @@ def _best_finish(first, found, ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr,
             while True:
                 next(steps)
         except StopIteration as stop:
-            m, its, _ = stop.value
+            matrix, iterations, _ = stop.value
         except AlignmentError:
             continue
-        value = score(m)
-        if value > best_score:
-            best, best_score = (m, cand.method, its, None), value
+        matrix = _normalise_matrix(matrix, motion)
+        value = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
+        if np.isfinite(value) and value > best[3]:
+            best = (matrix, cand.method, iterations, value)
     return best
 
 

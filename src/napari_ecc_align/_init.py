@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from ._alignment import AlignmentError
-from ._ecc import from_level, full_correlation, project_to_motion, run_levels
+from ._ecc import from_level, full_correlation, project_to_motion, run_levels, to_level
 
 # Long side of the images the global estimators work on.
 _SMALL_SIDE = 256
@@ -125,7 +125,7 @@ def _estimate(method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarra
         return fourier_mellin(ref_pyr[small].image, mov_pyr[small].image)
     level = _level_at_most(ref_pyr, mov_pyr, levels, _FEATURE_SIDE)
     matrix = features(ref_pyr[level].image, mov_pyr[level].image, motion)
-    return [to_small(matrix, small - level)]
+    return [to_level(matrix, small - level)]
 
 
 def _refine(cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> None:
@@ -162,7 +162,7 @@ def _mark_duplicates(cands, shape, level) -> None:
     for cand in cands:
         if cand.error or cand.method == "identity":
             continue
-        small = to_small(cand.matrix, level) @ corners
+        small = to_level(cand.matrix, level) @ corners
         small = small[:2] / small[2]
         twin = next((k for k, pts in kept if np.abs(pts - small).max() < 1.0), None)
         if twin is None:
@@ -177,12 +177,6 @@ def _level_at_most(ref_pyr, mov_pyr, levels, side) -> int:
         if max(*ref_pyr[k].image.shape, *mov_pyr[k].image.shape) <= side:
             return k
     return levels - 1
-
-
-def to_small(matrix, times) -> np.ndarray:
-    """A matrix of one level on the level ``times`` halvings coarser."""
-    s = 2.0**times
-    return np.diag([1 / s, 1 / s, 1.0]) @ matrix @ np.diag([s, s, 1.0])
 
 
 def _score(ref, mov, matrix) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -94,6 +94,9 @@ _HALF_INV = np.diag([2.0, 2.0, 1.0])
 class _Level:
     image: np.ndarray  # float32, unblurred
     valid: np.ndarray | None  # bool, None = all valid
+    # The reference side of ECC on this level (samples, Jacobians), filled on first
+    # use: a pyramid kept for many moving images (a stack) computes it once.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[_Level]:
@@ -125,60 +128,29 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level, seeds=No
     None when every pixel was used).
     """
     ksize = params["gauss_filter_size"]
-    ref_img, mov_img = ref.image, mov.image
+    problem, selected = _reference_side(ref, ksize, motion, level, seeds)
+    mov_img = mov.image
     if ksize > 1:
-        ref_img = cv2.GaussianBlur(ref_img, (ksize, ksize), 0)
         mov_img = cv2.GaussianBlur(mov_img, (ksize, ksize), 0)
-    # The blur spreads masked (and reflected border) pixels by ksize // 2 and the
-    # gradient by one more.
     margin = level_margin(ksize)
-    ref_ok = _erode(ref.valid, margin)
     mov_ok = _erode(mov.valid, margin)
-
-    rows, cols = ref_img.shape
-    flat = ref_img.ravel()
-    inner = (rows - 2 * margin) * (cols - 2 * margin)
-    if seeds is not None and inner > _MAX_SAMPLES:
-        idx = _seeded_samples(seeds, rows, cols, margin, ref_ok)
-        # 2·gradient at the samples only (halved below with the others).
-        grad_x_s = flat[idx + 1] - flat[idx - 1]
-        grad_y_s = flat[idx + cols] - flat[idx - cols]
-    else:
-        grad_x, grad_y = _central_gradients(ref_img)
-        idx = _select_samples(grad_x, grad_y, ref_ok, margin)
-        grad_x_s, grad_y_s = grad_x.ravel()[idx], grad_y.ravel()[idx]
-    if idx.size < 4 * _N_PARAMS[motion]:
-        raise AlignmentError(
-            f"the reference has too few valid pixels on pyramid level {level} "
-            f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
-        )
-    ys, xs = np.divmod(idx, cols)
-    xs = xs.astype(np.float64)
-    ys = ys.astype(np.float64)
-    template = flat[idx].astype(np.float64)
-
-    # Jacobian in normalised coordinates (centre 0, half-size 1) keeps the Hessian
-    # well conditioned; the update is mapped back to pixels by N⁻¹·ΔW·N.
-    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0
-    norm = np.array([[1 / half, 0, -cx / half], [0, 1 / half, -cy / half], [0, 0, 1]])
-    norm_inv = np.linalg.inv(norm)
-    xn, yn = (xs - cx) / half, (ys - cy) / half
-    gx = grad_x_s.astype(np.float64) * (0.5 * half)
-    gy = grad_y_s.astype(np.float64) * (0.5 * half)
-    jac_t = _jacobian(motion, xn, yn, gx, gy)  # (parameters, samples)
-    problem = _Samples(template, jac_t, np.stack([xs, ys, np.ones_like(xs)]), level)
+    rows, cols = ref.image.shape
+    n_samples = problem.template.size
+    # Jacobian in normalised coordinates (see _reference_side); updates map back by N⁻¹·ΔW·N.
+    norm = _normaliser(rows, cols)
+    norm_inv = cv2.invert(norm)[1]
 
     corner_pts = np.array(
         [[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], float
     )
-    min_overlap = max(4 * _N_PARAMS[motion], idx.size // 20)
+    min_overlap = max(4 * _N_PARAMS[motion], n_samples // 20)
 
     def evaluate(candidate):
         """Correlation at ``candidate`` and the ECC update from there (None: no overlap)."""
-        warped, ok = problem.sample_moving(mov_img, mov_ok, candidate, margin)
-        if ok is not None and int(np.count_nonzero(ok)) < min_overlap:
+        warped, bad = problem.sample_moving(mov_img, mov_ok, candidate, margin)
+        if bad is not None and n_samples - bad.size < min_overlap:
             return None
-        return problem.update(warped, ok)
+        return problem.update(warped, bad)
 
     state = evaluate(matrix)
     if state is None:
@@ -194,10 +166,11 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level, seeds=No
         # step climbs. Plain ECC overshoots on coarse levels and walks off the image.
         for _ in range(_MAX_HALVINGS):
             step = norm_inv @ _delta_matrix(motion, delta) @ norm
-            candidate = matrix @ np.linalg.inv(step)
-            candidate = candidate / candidate[2, 2]
-            moved = _max_corner_shift(step, corner_pts)
-            new_state = evaluate(candidate) if np.isfinite(moved) else None
+            invertible, step_inv = cv2.invert(step)
+            candidate = matrix @ step_inv
+            candidate /= candidate[2, 2]
+            moved = _max_corner_shift(step, corner_pts) if invertible else math.inf
+            new_state = evaluate(candidate) if math.isfinite(moved) else None
             if new_state is not None and new_state[0] >= corr - 1e-12:
                 break
             delta = 0.5 * delta
@@ -207,8 +180,85 @@ def _ecc_level(ref: _Level, mov: _Level, matrix, motion, params, level, seeds=No
         matrix, (corr, delta) = candidate, new_state
         if moved < _STEP_TOLERANCE or gain < params["eps"]:
             break
-    selected = (xs, ys) if inner > _MAX_SAMPLES else None
     return matrix, n_iter, corr, selected
+
+
+def _normaliser(rows: int, cols: int) -> np.ndarray:
+    """Pixel → normalised coordinates (centre 0, half-size 1): keeps the Hessian well
+    conditioned."""
+    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0
+    return np.array([[1 / half, 0, -cx / half], [0, 1 / half, -cy / half], [0, 0, 1]])
+
+
+def _reference_side(ref: _Level, ksize: int, motion: str, level: int, seeds):
+    """The level's :class:`_Samples` for ``motion`` and its sample points (to seed the next
+    finer level; None when every pixel is used), memoised on ``ref``.
+
+    Everything here depends on the reference alone, so a stack aligned to one frame
+    computes it once per level. Memo keys hold ``id(seeds)``; the entry keeps ``seeds``
+    alive, so the id cannot be reused while the entry exists. Two threads may compute
+    an entry at once; ``setdefault`` keeps the first, so both use the same objects.
+    """
+    seeds_key = None if seeds is None else id(seeds)
+    key = ("problem", ksize, motion, seeds_key)
+    found = ref.memo.get(key)
+    if found is not None:
+        return found[0], found[1]
+    points = _reference_points(ref, ksize, level, seeds)
+    idx, xs, ys, template, grad_x_s, grad_y_s, selected = points
+    if idx.size < 4 * _N_PARAMS[motion]:
+        raise AlignmentError(
+            f"the reference has too few valid pixels on pyramid level {level} "
+            f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
+        )
+    rows, cols = ref.image.shape
+    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0  # as _normaliser
+    xn, yn = (xs - cx) / half, (ys - cy) / half
+    gx = grad_x_s.astype(np.float64) * (0.5 * half)
+    gy = grad_y_s.astype(np.float64) * (0.5 * half)
+    jac_t = _jacobian(motion, xn, yn, gx, gy)  # (parameters, samples)
+    problem = _Samples(template, jac_t, xs, ys, level)
+    found = ref.memo.setdefault(key, (problem, selected, seeds))
+    return found[0], found[1]
+
+
+def _reference_points(ref: _Level, ksize: int, level: int, seeds):
+    """Sample points of one reference level (motion-independent part), memoised on ``ref``.
+
+    ``seeds`` are the (x, y) points chosen by gradient on the next coarser level; when
+    given and this level is large, the samples here are their positions doubled, which
+    spares a full-resolution gradient and selection pass.
+    """
+    key = ("points", ksize, None if seeds is None else id(seeds))
+    found = ref.memo.get(key)
+    if found is not None:
+        return found[0]
+    ref_img = ref.image
+    if ksize > 1:
+        ref_img = cv2.GaussianBlur(ref_img, (ksize, ksize), 0)
+    # The blur spreads masked (and reflected border) pixels by ksize // 2 and the
+    # gradient by one more.
+    margin = level_margin(ksize)
+    ref_ok = _erode(ref.valid, margin)
+    rows, cols = ref_img.shape
+    flat = ref_img.ravel()
+    inner = (rows - 2 * margin) * (cols - 2 * margin)
+    if seeds is not None and inner > _MAX_SAMPLES:
+        idx = _seeded_samples(seeds, rows, cols, margin, ref_ok)
+        # 2·gradient at the samples only (halved with the Jacobian).
+        grad_x_s = flat[idx + 1] - flat[idx - 1]
+        grad_y_s = flat[idx + cols] - flat[idx - cols]
+    else:
+        grad_x, grad_y = _central_gradients(ref_img)
+        idx = _select_samples(grad_x, grad_y, ref_ok, margin)
+        grad_x_s, grad_y_s = grad_x.ravel()[idx], grad_y.ravel()[idx]
+    ys, xs = np.divmod(idx, cols)
+    xs = xs.astype(np.float64)
+    ys = ys.astype(np.float64)
+    template = flat[idx].astype(np.float64)
+    selected = (xs, ys) if inner > _MAX_SAMPLES else None
+    points = (idx, xs, ys, template, grad_x_s, grad_y_s, selected)
+    return ref.memo.setdefault(key, (points, seeds))[0]
 
 
 def _seeded_samples(seeds, rows, cols, margin, valid) -> np.ndarray:
@@ -224,105 +274,120 @@ def _seeded_samples(seeds, rows, cols, margin, valid) -> np.ndarray:
 class _Samples:
     """One level's sample points with what inverse-compositional ECC precomputes.
 
-    The Jacobian of the reference (``jac_t``, one row per parameter) and its Gram
-    matrix are fixed for the level; when some points fall outside the moving
-    image, their contribution is subtracted instead of re-forming the sums.
-    (np.dot, not @: matmul on 1-D float64 takes a slow path in current numpy.)
+    The rows r = (g₁ … g_p, t, 1) per point (Jacobian of the reference, template
+    value, one) hold everything fixed for the level: their moment matrix Σrrᵀ
+    contains Σggᵀ, Σg·t, Σg, Σt², Σt and n. Each iteration needs one product
+    Σr·w (Σg·w, Σt·w, Σw) and Σw². When some points fall outside the moving image,
+    their share of the moments (one small product) is subtracted. Few, large numpy
+    and OpenCV calls per iteration matter when stack frames run in threads: the
+    Python between them holds the GIL. (np.dot, not @: matmul on 1-D float64 takes a
+    slow path in numpy 2.)
     """
 
-    def __init__(self, template, jac_t, points, level):
-        self.template = template
-        self.jac_t = jac_t
-        self.points = points  # (3, n): x, y, 1
-        self.level = level
-        self.gram = np.dot(jac_t, jac_t.T)
-        self.jac_sum = jac_t.sum(axis=1)
+    def __init__(self, template, jac_t, xs, ys, level):
+        n = template.size
+        self.n, self.level, self.n_params = n, level, jac_t.shape[0]
+        self.rows = np.vstack([jac_t, template, np.ones(n)])
+        self.moments = np.dot(self.rows, self.rows.T)
+        # cv2.remap takes one (rows, width, 2) float32 map; it refuses sides of 32767+.
+        self.width = n if n < 32767 else 1024
+        padded = -(-n // self.width) * self.width
+        self.points = np.zeros((padded, 3))  # x, y, 1 per row; the padding is ignored
+        self.points[:n, 0], self.points[:n, 1], self.points[:, 2] = xs, ys, 1.0
+        # With every point usable, the Hessian and the template terms are fixed too.
+        self.full = self._fixed_terms(self.moments)
+
+    @property
+    def template(self) -> np.ndarray:
+        return self.rows[-2]
 
     def sample_moving(self, mov_img, mov_ok, matrix, margin):
-        """Moving-image values at W·(x, y) (bilinear), and a mask of the usable ones
-        (None when all are). Points within ``margin`` pixels of the moving image's
-        edge are not usable: the blur there mixes in reflected pixels."""
+        """Moving-image values at W·(x, y) (bilinear), and the indices of the unusable
+        points (None when all are usable). Points within ``margin`` pixels of the moving
+        image's edge are not usable: the blur there mixes in reflected pixels."""
         rows, cols = mov_img.shape
-        mapped = np.dot(matrix, self.points)
         if matrix[2, 0] != 0 or matrix[2, 1] != 0:
+            mapped = np.dot(self.points, matrix.T)
             with np.errstate(divide="ignore", invalid="ignore"):
-                mapped = mapped / mapped[2]
-            mapped[:, ~(mapped[2] > 0) | ~np.isfinite(mapped[0]) | ~np.isfinite(mapped[1])] = -1
-        mx, my = mapped[0], mapped[1]
-        ok = (mx >= margin) & (mx <= cols - 1 - margin) & (my >= margin) & (my <= rows - 1 - margin)
-        maps = _remap_layout(mx, my)
-        values = cv2.remap(mov_img, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if mov_ok is not None:
-            inside = cv2.remap(mov_ok.view(np.uint8), *maps, cv2.INTER_NEAREST)
-            ok &= inside.ravel()[: mx.size] > 0
-        values = values.ravel()[: mx.size].astype(np.float64)
-        return values, (None if ok.all() else ok)
-
-    def update(self, warped, ok):
-        """The correlation now and the ECC parameter update Δp."""
-        template, jac_t, level = self.template, self.jac_t, self.level
-        if ok is None:
-            n, jac_sum, gram = template.size, self.jac_sum, self.gram
-            t = template - template.mean()
-            w = warped - warped.mean()
+                xy = mapped[:, :2] / mapped[:, 2:]
+            xy[~(mapped[:, 2] > 0) | ~np.isfinite(xy).all(axis=1)] = -1  # never usable
         else:
-            bad = jac_t[:, np.flatnonzero(~ok)]
-            n = int(np.count_nonzero(ok))
-            jac_sum = self.jac_sum - bad.sum(axis=1)
-            gram = self.gram - np.dot(bad, bad.T)
-            # Centre over the usable points and zero the rest: then full-length dot
-            # products with jac_t sum over the usable points only.
-            t = np.where(ok, template - template[ok].mean(), 0.0)
-            w = np.where(ok, warped - warped[ok].mean(), 0.0)
-        tt, ww, tw = np.dot(t, t), np.dot(w, w), np.dot(t, w)
-        if tt <= 0 or ww <= 0:
+            xy = np.dot(self.points, matrix[:2].T)
+        xy = xy.astype(np.float32).reshape(-1, self.width, 2)
+        values = cv2.remap(mov_img, xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        inside = cv2.inRange(xy, (margin, margin), (cols - 1 - margin, rows - 1 - margin))
+        if mov_ok is not None:
+            inside &= cv2.remap(mov_ok.view(np.uint8), xy, None, cv2.INTER_NEAREST)
+        inside = inside.reshape(-1)[: self.n]
+        bad = None if cv2.countNonZero(inside) == self.n else np.flatnonzero(inside == 0)
+        return values.reshape(-1)[: self.n].astype(np.float64), bad
+
+    def _fixed_terms(self, moments):
+        """What the template side contributes, from the moments of the usable points:
+        Σg(t - t̄), Σ(t - t̄)², H⁻¹, H⁻¹Σg(t - t̄), the paper's e, Σr and n."""
+        p = self.n_params
+        sums = moments[-1]  # Σg, Σt, n
+        n = sums[-1]
+        centred = moments - sums[:, None] * (sums / n)  # Σ(r - r̄)(r - r̄)ᵀ
+        tt = centred[p, p]
+        if not tt > 1e-10 * moments[p, p]:  # relative: rounding error of a flat template
             raise AlignmentError(
-                f"one image is flat where they overlap (pyramid level {level}); "
+                f"one image is flat where they overlap (pyramid level {self.level}); "
                 "use a mask around the textured region or a different init"
             )
-        corr = tw / math.sqrt(tt * ww)
-        # With t and w centred, Σ(g - ḡ)t = Σ g t: only the Hessian needs ḡ taken out.
-        hessian = gram - np.outer(jac_sum, jac_sum) / n
-        try:
-            h_inv = np.linalg.inv(hessian)
-        except np.linalg.LinAlgError:
+        t_proj = centred[:p, p]
+        invertible, h_inv = cv2.invert(centred[:p, :p].copy())  # LU, as np.linalg.inv
+        if not invertible:
             raise AlignmentError(
                 f"the reference has no structure that fixes this motion on pyramid level "
-                f"{level}; try a simpler motion model or fewer pyramid_levels"
-            ) from None
-        t_proj = np.dot(jac_t, t)
-        w_proj = np.dot(jac_t, w)
+                f"{self.level}; try a simpler motion model or fewer pyramid_levels"
+            )
+        h_t = np.dot(h_inv, t_proj)
+        return t_proj, tt, h_inv, h_t, tt - np.dot(t_proj, h_t), sums, n
+
+    def update(self, warped, bad):
+        """The correlation now and the ECC parameter update Δp.
+
+        ``bad`` indexes the points to leave out (None: use all); ``warped`` is changed.
+        """
+        if bad is None:
+            terms = self.full
+        else:
+            warped[bad] = 0.0  # so the products below sum over the usable points only
+            left_out = self.rows[:, bad]
+            terms = self._fixed_terms(self.moments - np.dot(left_out, left_out.T))
+        t_proj, tt, h_inv, h_t, e, sums, n = terms
+        p = self.n_params
+        products = np.dot(self.rows, warped)  # Σg·w, Σt·w, Σw
+        w_sum = products[-1]
+        centred = products - sums * (w_sum / n)  # Σg(w - w̄), Σt(w - w̄), 0
+        ww_sum = float(np.dot(warped, warped))
+        ww = ww_sum - w_sum * w_sum / n
+        if not ww > 1e-10 * ww_sum:
+            raise AlignmentError(
+                f"one image is flat where they overlap (pyramid level {self.level}); "
+                "use a mask around the textured region or a different init"
+            )
+        tw, w_proj = centred[p], centred[:p]
+        corr = float(tw / math.sqrt(tt * ww))
         # Δp = H⁻¹Gᵀ(λw - t) moves the linearised template towards the gain-matched
         # warped image. The best λ is e/c (the paper's closed form); when c <= 0 the
         # linearised correlation rises monotonically with λ and any λ > 0 ascends, so
         # take the paper's fallback λ = sqrt(e / d) instead of giving up.
-        e = tt - t_proj @ h_inv @ t_proj
-        c = tw - t_proj @ h_inv @ w_proj
-        d = w_proj @ h_inv @ w_proj
+        h_w = np.dot(h_inv, w_proj)
+        c = tw - np.dot(t_proj, h_w)
+        d = np.dot(w_proj, h_w)
         if c > 0:
             lam = e / c
         elif d > 0:
             lam = math.sqrt(max(e, 0.0) / d)
         else:
             raise AlignmentError(
-                f"ECC found no correlation on pyramid level {level} (correlation {corr:.3f}): "
-                "the images may be unrelated or too far apart; try an init matrix, a mask, "
-                "or another motion model"
+                f"ECC found no correlation on pyramid level {self.level} (correlation "
+                f"{corr:.3f}): the images may be unrelated or too far apart; try an init "
+                "matrix, a mask, or another motion model"
             )
-        return corr, h_inv @ (lam * w_proj - t_proj)
-
-
-def _remap_layout(mx, my):
-    """float32 maps for cv2.remap, which refuses maps 32767 or more wide."""
-    n = mx.size
-    if n < 32767:
-        return mx.astype(np.float32)[None], my.astype(np.float32)[None]
-    width = 1024
-    rows = -(-n // width)
-    map_x = np.zeros(rows * width, np.float32)
-    map_y = np.zeros(rows * width, np.float32)
-    map_x[:n], map_y[:n] = mx, my
-    return map_x.reshape(rows, width), map_y.reshape(rows, width)
+        return corr, lam * h_w - h_t
 
 
 def _central_gradients(image):
@@ -425,10 +490,13 @@ def _delta_matrix(motion, p) -> np.ndarray:
 
 
 def _max_corner_shift(step, corner_pts) -> float:
-    moved = step @ corner_pts
-    with np.errstate(divide="ignore", invalid="ignore"):
-        moved = moved[:2] / moved[2]
-    return float(np.max(np.abs(moved - corner_pts[:2])))
+    """How far ``step`` moves the level's corners at most (inf: to infinity)."""
+    moved = np.dot(step, corner_pts)
+    if step[2, 0] != 0 or step[2, 1] != 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            moved = moved / moved[2]
+    shift = float(np.abs(moved[:2] - corner_pts[:2]).max())
+    return shift if shift == shift else math.inf  # NaN: a corner at infinity
 
 
 def project_to_motion(matrix: np.ndarray, motion: str) -> np.ndarray:

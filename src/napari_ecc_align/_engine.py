@@ -17,6 +17,7 @@ moving coordinates (see ``_alignment.py``).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,21 +166,24 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     start = time.perf_counter()
     params = _validate_params(**kwargs)
     motion = params["motion"]
-    reference, moving = as_array(reference, "reference"), as_array(moving, "moving")
-    ref_full, _ = split_channels(reference, "reference")
+    if isinstance(reference, PreparedReference):
+        prepared = reference  # its own mask; kwargs' reference_mask is not used
+    else:
+        prepared = PreparedReference(reference, kwargs.get("reference_mask"))
+    moving = as_array(moving, "moving")
+    ref_full = prepared.shape
     mov_full, _ = split_channels(moving, "moving")
-    ref_mask, mov_mask = kwargs.get("reference_mask"), kwargs.get("moving_mask")
+    mov_mask = kwargs.get("moving_mask")
     # Images too large for float32 work within the memory budget are estimated on a
     # reduced copy (halved in their own dtype); the matrix is scaled back exactly.
     halvings = _halvings_for_budget(ref_full, mov_full)
     if halvings:
-        reference, ref_mask = shrink(reference, ref_mask, halvings)
         moving, mov_mask = shrink(moving, mov_mask, halvings)
-    ref, ref_valid = normalise(reference, "reference", ref_mask, "reference_mask")
+    ref, ref_valid = prepared.normalised(halvings)
     mov, mov_valid = normalise(moving, "moving", mov_mask, "moving_mask")
     levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
     levels = _fit_levels(levels, ref.shape, mov.shape)
-    ref_pyr = pyramid(ref, ref_valid, levels)
+    ref_pyr = prepared.pyramid(halvings, levels)
     mov_pyr = pyramid(mov, mov_valid, levels)
     # Masks and NaN holes can leave a coarse level with too little to fit: drop it.
     margin = level_margin(params["gauss_filter_size"])
@@ -275,6 +279,44 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         iterations=tuple(iterations),
         parameters=parameters,
     )
+
+
+class PreparedReference:
+    """A reference image made ready once for many :func:`iter_align` calls against it.
+
+    Holds the normalised reference and its pyramid; the pyramid levels memoise the
+    reference side of ECC (sample points, Jacobians, Gram matrices), so aligning a
+    stack to one frame or to a mean image does that work once, not once per frame.
+    Safe to share between threads. Pass it as ``reference``; its mask is the one
+    given here.
+    """
+
+    def __init__(self, reference, reference_mask=None):
+        self.array = as_array(reference, "reference")
+        self.shape, _ = split_channels(self.array, "reference")
+        self.mask = reference_mask
+        self._lock = threading.Lock()
+        self._normalised: dict[int, tuple] = {}
+        self._pyramids: dict[int, list] = {}
+
+    def normalised(self, halvings: int = 0):
+        """The reference as ECC works on it (see ``normalise``), halved ``halvings`` times."""
+        with self._lock:
+            if halvings not in self._normalised:
+                arr, mask = self.array, self.mask
+                if halvings:
+                    arr, mask = shrink(arr, mask, halvings)
+                self._normalised[halvings] = normalise(arr, "reference", mask, "reference_mask")
+            return self._normalised[halvings]
+
+    def pyramid(self, halvings: int, levels: int) -> list:
+        """The first ``levels`` levels of the reference's pyramid (shared level objects)."""
+        ref, valid = self.normalised(halvings)
+        with self._lock:
+            pyr = self._pyramids.get(halvings)
+            if pyr is None or len(pyr) < levels:
+                pyr = self._pyramids[halvings] = pyramid(ref, valid, levels)
+            return pyr[:levels]
 
 
 # ------------------------------------------------------------------------------------ arguments

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from ._alignment import Alignment, AlignmentError, write_text_atomic
 from ._ecc import project_to_motion
-from ._engine import _initial_matrix, _validate_params, align
+from ._engine import PreparedReference, _initial_matrix, _validate_params, align
 from ._images import luminance
 from ._init import SEARCHES
 from ._warp import warp
@@ -357,7 +357,7 @@ def _identity(plan: _Plan) -> Alignment:
 def _fixed(plan: _Plan, alignments, errors):
     """Every frame aligned to frame ``k`` (independent: parallel)."""
     n, k = plan.layout.frames, 0 if plan.reference == "first" else plan.reference
-    ref = plan.read(k)
+    ref = PreparedReference(plan.read(k))  # its samples and Jacobians: once per stack
     alignments[k] = _identity(plan)
     yield FrameProgress(k, 1, n, alignments[k], "")
     tasks = ((t, lambda t=t: plan.align(ref, plan.read(t))) for t in range(n) if t != k)
@@ -426,11 +426,12 @@ def _mean(plan: _Plan, alignments, errors):
     for i in range(passes):
         last = i == passes - 1
         acc, weight = np.zeros(shape, np.float64), np.zeros(shape, np.float64)
+        ref = PreparedReference(mean, mask)  # this pass's samples and Jacobians: once
 
-        def task(t, mean=mean, mask=mask, coverage=not last):
+        def task(t, ref=ref, coverage=not last):
             prior = alignments[t]  # this frame's result of the previous pass
             init = plan.params["init"] if prior is None else prior.matrix
-            return plan.align(mean, plan.read(t), coverage, init=init, reference_mask=mask)
+            return plan.align(ref, plan.read(t), coverage, init=init)
 
         tasks = ((t, functools.partial(task, t)) for t in range(n))
         with closing(_run(tasks, plan.workers)) as results:

@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from ._alignment import Alignment
+from ._alignment import Alignment, is_affine
 from ._images import as_array, luminance
 
 _INTERPOLATION = {
@@ -184,7 +184,7 @@ def warp_plane(src, matrix, out_shape, flags, border_value):
     """``cv2.warpAffine``/``warpPerspective`` with WARP_INVERSE_MAP semantics, tiled
     when the source or the output is beyond OpenCV's 32767-pixel limit."""
     rows, cols = out_shape
-    affine = np.allclose(matrix[2], [0, 0, 1])
+    affine = is_affine(matrix)
     if max(rows, cols, src.shape[0], src.shape[1]) < _CV_LIMIT:
         return _cv_warp(src, matrix, (rows, cols), flags, border_value, affine)
     out = np.empty((rows, cols) + src.shape[2:], dtype=src.dtype)

@@ -96,6 +96,13 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
     arr = as_array(image, name)
     shape, channels = split_channels(arr, name)
     valid = validate_mask(mask, shape, mask_name)
+    if valid is None and arr.ndim == 2 and arr.dtype in _CV_INTEGER_DTYPES:
+        # The common stack frame (8/16-bit, no mask): no NaN to look for, and OpenCV
+        # scales it to float32 in one call instead of four full-size numpy passes.
+        lo, hi = cv2.minMaxLoc(arr)[:2]
+        if hi <= lo:
+            _no_contrast(name, lo)
+        return cv2.normalize(arr, None, 0.0, 1.0, cv2.NORM_MINMAX, cv2.CV_32F), None
     if channels == 4:
         # Fully transparent pixels carry no image content.
         alpha = arr[..., 3]
@@ -129,12 +136,7 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
         lo, hi = float(values.min()), float(values.max())
     span = hi - lo
     if not np.isfinite(span) or span <= 0:
-        from ._alignment import AlignmentError
-
-        raise AlignmentError(
-            f"{name} has no contrast (every valid pixel equals {lo:g}); ECC needs image "
-            "structure in both images: check that the right image or channel was passed"
-        )
+        _no_contrast(name, lo)
     out = gray - np.float32(lo)
     out *= np.float32(1.0 / span)
     if valid is not None:
@@ -142,6 +144,18 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
         # creates no strong false edges.
         out[~valid] = out[valid].mean()
     return out, valid
+
+
+_CV_INTEGER_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32)}
+
+
+def _no_contrast(name: str, value: float):
+    from ._alignment import AlignmentError
+
+    raise AlignmentError(
+        f"{name} has no contrast (every valid pixel equals {value:g}); ECC needs image "
+        "structure in both images: check that the right image or channel was passed"
+    )
 
 
 def shrink(arr: np.ndarray, mask, halvings: int):

@@ -520,9 +520,17 @@ def _delta_matrix(motion, p) -> np.ndarray:
 
 def _max_corner_shift(step, corner_pts) -> float:
     """How far ``step`` moves the level's corners at most (inf: to infinity)."""
-    if step[2, 0] == 0 and step[2, 1] == 0:  # affine: two OpenCV calls, no temporaries
-        xy = corner_pts[:2].T.reshape(1, 4, 2)
-        return cv2.norm(cv2.transform(xy, step[:2] / step[2, 2]), xy, cv2.NORM_INF)
+    if step[2, 0] == 0 and step[2, 1] == 0:
+        # Affine: plain float arithmetic; numpy or OpenCV calls on 3x4 arrays cost more
+        # in call overhead (with the GIL held) than the sums themselves.
+        (a, b, c), (d, e, f) = (step[:2] / step[2, 2]).tolist()
+        width, height = float(corner_pts[0, -1]), float(corner_pts[1, -1])
+        dx, dy = (a - 1.0) * width, d * width  # the corner shift is affine in (x, y)
+        ex, ey = b * height, (e - 1.0) * height
+        if not math.isfinite(a + b + c + d + e + f):
+            return math.inf
+        return max(abs(c), abs(c + dx), abs(c + ex), abs(c + dx + ex),
+                   abs(f), abs(f + dy), abs(f + ey), abs(f + dy + ey))  # fmt: skip
     moved = np.dot(step, corner_pts)
     with np.errstate(divide="ignore", invalid="ignore"):
         moved = moved / moved[2]

@@ -39,8 +39,9 @@ _STEP_TOLERANCE = 1e-3
 # here is 0.1 px there, well inside ECC's capture range. Most of a stack frame's
 # iterations were spent polishing coarse levels to 0.001 px.
 _COARSE_STEP_TOLERANCE = 0.05
-# Levels with at most this many samples run one thread at a time (see _ecc_level).
-_SERIAL_SAMPLES = 4096
+# Levels with at most this many samples (128x128 px) run one thread at a time (see
+# _ecc_level): they barely gain from a second thread and lose a lot to GIL ping-pong.
+_SERIAL_SAMPLES = 20_000
 _SMALL_LEVEL_LOCK = threading.Lock()
 # Halvings of an ECC step that lowers the correlation before the level gives up.
 _MAX_HALVINGS = 6

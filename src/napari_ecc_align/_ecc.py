@@ -13,6 +13,7 @@ Matrices follow ``cv2.findTransformECC``: reference (x, y, 1) → moving.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 from collections.abc import Generator
@@ -49,14 +50,20 @@ _MAX_HALVINGS = 6
 
 def to_level(matrix: np.ndarray, level: int) -> np.ndarray:
     """A full-resolution matrix on pyramid level ``level`` (S⁻¹·W·S, S = diag(2^k, 2^k, 1))."""
-    s = 2.0**level
-    return np.diag([1 / s, 1 / s, 1.0]) @ matrix @ np.diag([s, s, 1.0])
+    return _rescale(matrix, 2.0**-level)
 
 
 def from_level(matrix: np.ndarray, level: int) -> np.ndarray:
     """A matrix on pyramid level ``level`` at full resolution."""
-    s = 2.0**level
-    return np.diag([s, s, 1.0]) @ matrix @ np.diag([1 / s, 1 / s, 1.0])
+    return _rescale(matrix, 2.0**level)
+
+
+def _rescale(matrix, s: float) -> np.ndarray:
+    """D·W·D⁻¹ with D = diag(s, s, 1), elementwise (two 3x3 products cost more)."""
+    out = np.array(matrix, dtype=np.float64)
+    out[:2, 2] *= s
+    out[2, :2] /= s
+    return out
 
 
 def run_levels(
@@ -75,7 +82,7 @@ def run_levels(
     seeds = None
     for level in range(top, bottom - 1, -1):
         if level != top:
-            matrix = _HALF_INV @ matrix @ _HALF  # S·W·S⁻¹ with S = diag(2, 2, 1)
+            matrix = from_level(matrix, 1)  # one level finer: S·W·S⁻¹, S = diag(2, 2, 1)
         n_iter = 0
         selected = None
         stages = _STAGES[motion] if staged and level == top and top > bottom else (motion,)
@@ -97,10 +104,6 @@ def run_levels(
 
 
 # ------------------------------------------------------------------------------------- pyramid
-_HALF = np.diag([0.5, 0.5, 1.0])
-_HALF_INV = np.diag([2.0, 2.0, 1.0])
-
-
 @dataclass
 class _Level:
     image: np.ndarray  # float32, unblurred
@@ -151,8 +154,7 @@ def _ecc_level(
     rows, cols = ref.image.shape
     n_samples = problem.template.size
     # Jacobian in normalised coordinates (see _reference_side); updates map back by N⁻¹·ΔW·N.
-    norm = _normaliser(rows, cols)
-    norm_inv = cv2.invert(norm)[1]
+    norm, norm_inv = _normaliser(rows, cols)
 
     corner_pts = np.array(
         [[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], float
@@ -205,11 +207,15 @@ def _ecc_level(
     return matrix, n_iter, corr, selected
 
 
-def _normaliser(rows: int, cols: int) -> np.ndarray:
-    """Pixel → normalised coordinates (centre 0, half-size 1): keeps the Hessian well
-    conditioned."""
+@functools.lru_cache(maxsize=64)
+def _normaliser(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel → normalised coordinates (centre 0, half-size 1), which keeps the Hessian
+    well conditioned, and its inverse (read-only: shared between calls)."""
     cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0
-    return np.array([[1 / half, 0, -cx / half], [0, 1 / half, -cy / half], [0, 0, 1]])
+    norm = np.array([[1 / half, 0, -cx / half], [0, 1 / half, -cy / half], [0, 0, 1]])
+    norm_inv = np.array([[half, 0, cx], [0, half, cy], [0, 0, 1.0]])
+    norm.flags.writeable = norm_inv.flags.writeable = False
+    return norm, norm_inv
 
 
 def _reference_side(ref: _Level, ksize: int, motion: str, level: int, seeds):
@@ -559,10 +565,10 @@ def project_to_motion(matrix: np.ndarray, motion: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- correlation
-# full_correlation works in bands of rows this size: a band's warp, mask and sums stay
-# in a core's L2 cache (1.5x faster than whole-image passes for 1 MP, and the two
-# threads of a stack alignment no longer compete for memory bandwidth as much).
-_BAND_BYTES = 1 << 20
+# full_correlation works in bands of rows this size, so a band's warp, mask and sums
+# stay in cache between the passes (about 10 % faster than whole-image passes at 1 MP).
+_BAND_BYTES = 2 << 20
+_IDENTITY = np.eye(3)
 
 
 def full_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
@@ -573,7 +579,7 @@ def full_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
     (5-10x faster than cv2.mean or cv2.meanStdDev with a mask).
     """
     rows, cols = ref.shape
-    identity = mov.shape == ref.shape and np.array_equal(matrix, np.eye(3))
+    identity = mov.shape == ref.shape and (matrix == _IDENTITY).all()
     source = mov
     if not identity and mov_valid is not None:
         source = mov.copy()

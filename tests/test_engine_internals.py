@@ -1,0 +1,133 @@
+"""The engine's shortcuts give what the plain computation gives: prepared references,
+the moment-matrix ECC update, banded correlation, the integer normalise path."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_ecc_align import AlignmentError, align, align_stack
+from napari_ecc_align._ecc import _max_corner_shift, full_correlation
+from napari_ecc_align._engine import PreparedReference
+from napari_ecc_align._images import normalise
+from napari_ecc_align._synthetic import natural_image
+
+
+def _shifted(scene, dx, dy, angle, shape):
+    """A ``shape`` view of ``scene`` shifted by (dx, dy) and rotated by ``angle`` degrees."""
+    rows, cols = shape
+    matrix = cv2.getRotationMatrix2D(((cols - 1) / 2, (rows - 1) / 2), angle, 1.0)
+    matrix[:, 2] += (20 + dx, 20 + dy)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(scene, matrix, (cols, rows), flags=flags)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    scene = natural_image((300, 340), seed=3)
+    poses = [(0, 0, 0), (2.5, -1.5, 0.3), (-4.0, 3.0, -0.5), (6.0, 1.0, 0.8), (-1.0, -5.0, 0.2)]
+    return [(_shifted(scene, *pose, (256, 300)) * 255).astype(np.uint8) for pose in poses]
+
+
+def test_prepared_reference_gives_the_same_result_and_reuses_its_work(frames):
+    reference, movings = frames[0], frames[1:]
+    prepared = PreparedReference(reference)
+    plain = [align(reference, m, motion="euclidean") for m in movings]
+    first = align(prepared, movings[0], motion="euclidean")
+    pyramid = prepared.pyramid(0, plain[0].levels)
+    memo_sizes = [len(level.memo) for level in pyramid]
+    assert sum(memo_sizes) > 0  # the reference side was kept
+    rest = [align(prepared, m, motion="euclidean") for m in movings[1:]]
+    for a, b in zip(plain, [first, *rest], strict=True):
+        np.testing.assert_array_equal(a.matrix, b.matrix)
+        assert a.correlation == b.correlation and a.correlation_before == b.correlation_before
+    # later frames found everything they needed in the memo: nothing new was computed
+    assert [len(level.memo) for level in prepared.pyramid(0, plain[0].levels)] == memo_sizes
+
+
+def test_prepared_reference_keeps_its_mask(frames):
+    mask = np.ones(frames[0].shape, bool)
+    mask[:, :40] = False
+    prepared = PreparedReference(frames[0], mask)
+    a = align(prepared, frames[2], motion="euclidean")
+    b = align(frames[0], frames[2], motion="euclidean", reference_mask=mask)
+    np.testing.assert_array_equal(a.matrix, b.matrix)
+
+
+def test_two_workers_give_bit_identical_matrices(frames):
+    # The shared memo and the small-level lock must not make results depend on timing.
+    stack = np.stack(frames * 3)
+    one = align_stack(stack, reference="first", workers=1)
+    two = align_stack(stack, reference="first", workers=2)
+    np.testing.assert_array_equal(one.matrices, two.matrices)
+
+
+def _plain_correlation(ref, ref_valid, mov, mov_valid, matrix):
+    """The textbook computation: warp everything, mask, centre, correlate (float64)."""
+    rows, cols = ref.shape
+    source = mov.astype(np.float32).copy()
+    if mov_valid is not None:
+        source[~mov_valid] = np.nan
+    args = (cols, rows), None, cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_CONSTANT
+    if np.array_equal(matrix, np.eye(3)):
+        warped = source  # no resampling, so a masked pixel does not spread to its neighbours
+    elif matrix[2, 0] == 0 and matrix[2, 1] == 0:
+        warped = cv2.warpAffine(source, matrix[:2], *args, float("nan"))
+    else:
+        warped = cv2.warpPerspective(source, matrix, *args, float("nan"))
+    ok = np.isfinite(warped)
+    if ref_valid is not None:
+        ok &= ref_valid
+    r, w = ref[ok].astype(np.float64), warped[ok].astype(np.float64)
+    r, w = r - r.mean(), w - w.mean()
+    return float(np.dot(r, w) / math.sqrt(np.dot(r, r) * np.dot(w, w)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_banded_correlation_matches_the_textbook_one(seed):
+    rng = np.random.default_rng(seed)
+    rows, cols = int(rng.integers(40, 700)), int(rng.integers(40, 1400))
+    ref = cv2.GaussianBlur(rng.random((rows, cols), dtype=np.float32), (0, 0), 2)
+    mov = np.clip(ref * 0.8 + rng.normal(0, 0.05, ref.shape), 0, 1).astype(np.float32)
+    ref_valid = rng.random(ref.shape) > 0.1 if seed % 2 else None
+    mov_valid = rng.random(ref.shape) > 0.1 if seed % 3 == 0 else None
+    angle = math.radians(rng.uniform(-3, 3))
+    matrix = np.array(
+        [[math.cos(angle), -math.sin(angle), rng.uniform(-9, 9)],
+         [math.sin(angle), math.cos(angle), rng.uniform(-9, 9)],
+         [1e-5 if seed == 5 else 0.0, 0.0, 1.0]]
+    )  # fmt: skip
+    expected = _plain_correlation(ref, ref_valid, mov, mov_valid, matrix)
+    got = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
+    assert got == pytest.approx(expected, abs=1e-5)
+    identity = full_correlation(ref, ref_valid, mov, mov_valid, np.eye(3))
+    assert identity == pytest.approx(
+        _plain_correlation(ref, ref_valid, mov, mov_valid, np.eye(3)), abs=1e-5
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32])
+def test_integer_images_normalise_like_their_float_copy(dtype):
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(1)
+    image = rng.integers(max(info.min, -20000), min(info.max, 20000), (90, 120)).astype(dtype)
+    fast, valid = normalise(image, "image")
+    slow, _ = normalise(image.astype(np.float64), "image")
+    assert valid is None and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, slow, atol=1e-6)
+    with pytest.raises(AlignmentError, match="no contrast"):
+        normalise(np.full((20, 20), 7, dtype), "flat")
+
+
+def test_corner_shift_of_affine_steps_matches_numpy():
+    rng = np.random.default_rng(0)
+    corners = np.array([[0, 99, 0, 99], [0, 0, 49, 49], [1, 1, 1, 1]], float)
+    for _ in range(50):
+        step = np.eye(3)
+        step[:2] += rng.normal(0, 0.05, (2, 3)) * [1, 1, 20]
+        expected = np.abs((step @ corners)[:2] - corners[:2]).max()
+        assert _max_corner_shift(step, corners) == pytest.approx(expected, rel=1e-12)
+    step = np.eye(3)
+    step[0, 2] = np.nan
+    assert _max_corner_shift(step, corners) == math.inf

@@ -199,14 +199,11 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     init = params["init"]
     if halvings and init is not None and not isinstance(init, str):
         init = to_level(_initial_matrix(init, motion)[0], halvings)  # full-res matrix given
-    top, staged, tried, done_before = levels - 1, True, "", []
+    top, staged, tried = levels - 1, True, ""
     if isinstance(init, str) and init in SEARCHES:
         # A global search on a small level, then the pyramid from that level down.
         found = choose_initialisation(ref_pyr, mov_pyr, levels, init, motion, params)
         init_matrix, init_method, top = found.matrix, found.method, found.level
-        if found.settled and top > 0:
-            # ECC already converged on that level from this start: go on one finer.
-            done_before, top = [found.iterations], top - 1
         tried = ", ".join(c.describe() for c in found.tried)
         staged = False
         before_matrix = np.eye(3)
@@ -222,7 +219,6 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
             level, n_iter, correlation = next(steps)
         except StopIteration as stop:
             matrix, iterations, correlation = stop.value
-            iterations = done_before + iterations
             break
         except AlignmentError as exc:
             if not tried:
@@ -278,7 +274,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         reference_shape=ref_full,
         moving_shape=mov_full,
         elapsed=time.perf_counter() - start,
-        levels=top + 1 + len(done_before) + halvings,
+        levels=top + 1 + halvings,
         init_method=init_method,
         iterations=tuple(iterations),
         parameters=parameters,

@@ -57,9 +57,6 @@ class Candidate:
     error: str = ""
 
     refined: np.ndarray | None = None
-    # ECC iterations on the small level, and whether it converged there within them
-    iterations: int = 0
-    settled: bool = False
 
     def describe(self) -> str:
         if self.error:
@@ -75,8 +72,6 @@ class Initialisation:
     method: str
     level: int
     tried: list[Candidate] = field(default_factory=list)
-    iterations: int = 0  # ECC iterations on ``level`` from the chosen start
-    settled: bool = False  # ECC converged on ``level``: the pyramid can go on one finer
 
 
 def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> Initialisation:
@@ -119,7 +114,7 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
             + "; check that both images show the same scene, or give an init matrix"
         )
     best = max(usable, key=lambda c: c.correlation)
-    return Initialisation(best.refined, best.method, small, tried, best.iterations, best.settled)
+    return Initialisation(best.refined, best.method, small, tried)
 
 
 def _estimate(method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarray]:
@@ -147,9 +142,7 @@ def _refine(cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> None:
             while True:
                 next(steps)
         except StopIteration as stop:
-            cand.refined, iterations, cand.correlation = stop.value
-            cand.iterations = iterations[-1]
-            cand.settled = iterations[-1] < params["max_iterations"]
+            cand.refined, _, cand.correlation = stop.value
         except AlignmentError as exc:
             cand.error = str(exc).split(";")[0]
 

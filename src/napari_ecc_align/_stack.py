@@ -5,7 +5,10 @@ memory-mapped TIFFs and dask arrays larger than memory all work. Every frame's
 matrix maps a pixel of the common reference grid to that frame's pixel (the
 :class:`~napari_ecc_align.Alignment` convention), so ``warp(frame, matrix)``
 puts the frame on the grid. Frames are aligned in a thread pool: OpenCV and
-numpy release the GIL for most of ECC's work. No Qt here.
+numpy release the GIL for about 80 % of ECC's work. For a fixed reference (first,
+an index, or each pass's mean) the reference side of ECC (pyramid, samples,
+Jacobians) is prepared once and shared by all frames (``PreparedReference``).
+No Qt here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,313 @@
+"""The reference side of one ECC level, and the sums each iteration needs.
+
+Inverse-compositional ECC (Evangelidis & Psarakis, TPAMI 2008, section 3.2) takes
+the Jacobian from the *reference*, so everything here is computed once per
+pyramid level and memoised on the level (``_Level.memo`` in ``_ecc``): the sample
+points (on large levels the pixels with the strongest x and y gradients, which
+carry almost all of ECC's information; on coarse levels every valid pixel), their
+Jacobian rows and moment matrix. :class:`Samples` then turns a moving image and a
+matrix into the correlation and the ECC update with a handful of large numpy and
+OpenCV calls, which matters when stack frames run in threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ._alignment import AlignmentError
+
+N_PARAMS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
+# Sample points per level; more buys little accuracy for linear cost.
+_MAX_SAMPLES = 30_000
+
+
+def reference_side(ref, ksize: int, motion: str, level: int, seeds):
+    """The level's :class:`Samples` for ``motion`` and its sample points (to seed the next
+    finer level; None when every pixel is used), memoised on ``ref``.
+
+    Everything here depends on the reference alone, so a stack aligned to one frame
+    computes it once per level. Memo keys hold ``id(seeds)``; the entry keeps ``seeds``
+    alive, so the id cannot be reused while the entry exists. Two threads may compute
+    an entry at once; ``setdefault`` keeps the first, so both use the same objects.
+    """
+    seeds_key = None if seeds is None else id(seeds)
+    key = ("problem", ksize, motion, seeds_key)
+    found = ref.memo.get(key)
+    if found is not None:
+        return found[0], found[1]
+    points = _reference_points(ref, ksize, level, seeds)
+    idx, xs, ys, template, grad_x_s, grad_y_s, selected = points
+    if idx.size < 4 * N_PARAMS[motion]:
+        raise AlignmentError(
+            f"the reference has too few valid pixels on pyramid level {level} "
+            f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
+        )
+    rows, cols = ref.image.shape
+    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0  # as _normaliser
+    xn, yn = (xs - cx) / half, (ys - cy) / half
+    gx = grad_x_s.astype(np.float64) * (0.5 * half)
+    gy = grad_y_s.astype(np.float64) * (0.5 * half)
+    jac_t = _jacobian(motion, xn, yn, gx, gy)  # (parameters, samples)
+    problem = Samples(template, jac_t, xs, ys, level)
+    found = ref.memo.setdefault(key, (problem, selected, seeds))
+    return found[0], found[1]
+
+
+def _reference_points(ref, ksize: int, level: int, seeds):
+    """Sample points of one reference level (motion-independent part), memoised on ``ref``.
+
+    ``seeds`` are the (x, y) points chosen by gradient on the next coarser level; when
+    given and this level is large, the samples here are their positions doubled, which
+    spares a full-resolution gradient and selection pass.
+    """
+    key = ("points", ksize, None if seeds is None else id(seeds))
+    found = ref.memo.get(key)
+    if found is not None:
+        return found[0]
+    ref_img = ref.image
+    if ksize > 1:
+        ref_img = cv2.GaussianBlur(ref_img, (ksize, ksize), 0)
+    # The blur spreads masked (and reflected border) pixels by ksize // 2 and the
+    # gradient by one more.
+    margin = level_margin(ksize)
+    ref_ok = erode(ref.valid, margin)
+    rows, cols = ref_img.shape
+    flat = ref_img.ravel()
+    inner = (rows - 2 * margin) * (cols - 2 * margin)
+    if seeds is not None and inner > _MAX_SAMPLES:
+        idx = _seeded_samples(seeds, rows, cols, margin, ref_ok)
+        # 2·gradient at the samples only (halved with the Jacobian).
+        grad_x_s = flat[idx + 1] - flat[idx - 1]
+        grad_y_s = flat[idx + cols] - flat[idx - cols]
+    else:
+        grad_x, grad_y = _central_gradients(ref_img)
+        idx = _select_samples(grad_x, grad_y, ref_ok, margin)
+        grad_x_s, grad_y_s = grad_x.ravel()[idx], grad_y.ravel()[idx]
+    ys, xs = np.divmod(idx, cols)
+    xs = xs.astype(np.float64)
+    ys = ys.astype(np.float64)
+    template = flat[idx].astype(np.float64)
+    selected = (xs, ys) if inner > _MAX_SAMPLES else None
+    points = (idx, xs, ys, template, grad_x_s, grad_y_s, selected)
+    return ref.memo.setdefault(key, (points, seeds))[0]
+
+
+def _seeded_samples(seeds, rows, cols, margin, valid) -> np.ndarray:
+    """Flat indices of the coarser level's samples on this level (x → 2x, exact for pyrDown)."""
+    xs, ys = (2 * seeds[0]).astype(np.intp), (2 * seeds[1]).astype(np.intp)
+    keep = (xs >= margin) & (xs < cols - margin) & (ys >= margin) & (ys < rows - margin)
+    idx = ys[keep] * cols + xs[keep]
+    if valid is not None:
+        idx = idx[valid.ravel()[idx]]
+    return idx
+
+
+class Samples:
+    """One level's sample points with what inverse-compositional ECC precomputes.
+
+    The rows r = (g₁ … g_p, t, 1) per point (Jacobian of the reference, template
+    value, one) hold everything fixed for the level: their moment matrix Σrrᵀ
+    contains Σggᵀ, Σg·t, Σg, Σt², Σt and n. Each iteration needs one product
+    Σr·w (Σg·w, Σt·w, Σw) and Σw². When some points fall outside the moving image,
+    their share of the moments is subtracted (one small product). Few, large numpy
+    and OpenCV calls per iteration matter when stack frames run in threads: the
+    Python between them holds the GIL. (np.dot, not @: matmul on 1-D float64 takes a
+    slow path in numpy 2.)
+    """
+
+    def __init__(self, template, jac_t, xs, ys, level):
+        n = template.size
+        self.n, self.level, self.n_params = n, level, jac_t.shape[0]
+        self.rows = np.vstack([jac_t, template, np.ones(n)])
+        self.moments = np.dot(self.rows, self.rows.T)
+        # cv2.remap takes one (rows, width, 2) float32 map; it refuses sides of 32767+.
+        self.width = n if n < 32767 else 1024
+        padded = -(-n // self.width) * self.width
+        self.points = np.zeros((padded, 3))  # x, y, 1 per row; the padding is ignored
+        self.points[:n, 0], self.points[:n, 1], self.points[:, 2] = xs, ys, 1.0
+        # The same points as a float32 map for cv2.transform (exact: integer pixels).
+        # float32 keeps 5e-4 px at 8000 px; cv2.remap rounds positions to 1/32 px anyway.
+        self.map = self.points[:, :2].astype(np.float32).reshape(-1, self.width, 2)
+        # With every point usable, the Hessian and the template terms are fixed too.
+        self.full = self._fixed_terms(self.moments)
+
+    @property
+    def template(self) -> np.ndarray:
+        return self.rows[-2]
+
+    def sample_moving(self, mov_img, mov_ok, matrix, margin):
+        """Moving-image values at W·(x, y) (bilinear, float64), a uint8 mask of the usable
+        points (nonzero) and their count. Points within ``margin`` pixels of the moving
+        image's edge are not usable: the blur there mixes in reflected pixels."""
+        rows, cols = mov_img.shape
+        if matrix[2, 0] != 0 or matrix[2, 1] != 0:
+            mapped = np.dot(self.points, matrix.T)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                xy = mapped[:, :2] / mapped[:, 2:]
+            xy[~(mapped[:, 2] > 0) | ~np.isfinite(xy).all(axis=1)] = -1  # never usable
+            xy = xy.astype(np.float32).reshape(self.map.shape)
+        else:
+            xy = cv2.transform(self.map, matrix[:2])
+        values = cv2.remap(mov_img, xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        inside = cv2.inRange(xy, (margin, margin), (cols - 1 - margin, rows - 1 - margin))
+        if mov_ok is not None:
+            valid = cv2.remap(mov_ok.view(np.uint8), xy, None, cv2.INTER_NEAREST)
+            inside = cv2.bitwise_and(inside, inside, mask=valid)
+        inside = inside.reshape(-1)[: self.n]
+        values = values.reshape(-1)[: self.n].astype(np.float64)
+        return values, inside, cv2.countNonZero(inside)
+
+    def _fixed_terms(self, moments):
+        """What the template side contributes, from the moments of the usable points:
+        Σg(t - t̄), Σ(t - t̄)², H⁻¹, H⁻¹Σg(t - t̄), the paper's e, Σr and n."""
+        p = self.n_params
+        sums = moments[-1]  # Σg, Σt, n
+        n = sums[-1]
+        centred = moments - sums[:, None] * (sums / n)  # Σ(r - r̄)(r - r̄)ᵀ
+        tt = centred[p, p]
+        if not tt > 1e-10 * moments[p, p]:  # relative: rounding error of a flat template
+            raise AlignmentError(
+                f"one image is flat where they overlap (pyramid level {self.level}); "
+                "use a mask around the textured region or a different init"
+            )
+        t_proj = centred[:p, p]
+        invertible, h_inv = cv2.invert(centred[:p, :p].copy())  # LU, as np.linalg.inv
+        if not invertible:
+            raise AlignmentError(
+                f"the reference has no structure that fixes this motion on pyramid level "
+                f"{self.level}; try a simpler motion model or fewer pyramid_levels"
+            )
+        h_t = np.dot(h_inv, t_proj)
+        return t_proj, tt, h_inv, h_t, tt - np.dot(t_proj, h_t), sums, n
+
+    def update(self, warped, inside, usable):
+        """The correlation now and the ECC parameter update Δp, over the points where
+        ``inside`` is nonzero (``usable`` of them). ``warped`` may be changed."""
+        rows = self.rows
+        if usable == self.n:
+            terms = self.full
+        elif 2 * usable >= self.n:  # a few points lost: subtract their share
+            bad = np.flatnonzero(inside == 0)
+            warped[bad] = 0.0  # so the products below sum over the usable points only
+            left_out = rows[:, bad]
+            terms = self._fixed_terms(self.moments - np.dot(left_out, left_out.T))
+        else:  # most points lost: sum over the usable ones
+            good = np.flatnonzero(inside)
+            rows, warped = rows[:, good], warped[good]
+            terms = self._fixed_terms(np.dot(rows, rows.T))
+        t_proj, tt, h_inv, h_t, e, sums, n = terms
+        p = self.n_params
+        products = np.dot(rows, warped)  # Σg·w, Σt·w, Σw
+        w_sum = products[-1]
+        centred = products - sums * (w_sum / n)  # Σg(w - w̄), Σt(w - w̄), 0
+        ww_sum = float(np.dot(warped, warped))
+        ww = ww_sum - w_sum * w_sum / n
+        if not ww > 1e-10 * ww_sum:
+            raise AlignmentError(
+                f"one image is flat where they overlap (pyramid level {self.level}); "
+                "use a mask around the textured region or a different init"
+            )
+        tw, w_proj = centred[p], centred[:p]
+        corr = float(tw / math.sqrt(tt * ww))
+        # Δp = H⁻¹Gᵀ(λw - t) moves the linearised template towards the gain-matched
+        # warped image. The best λ is e/c (the paper's closed form); when c <= 0 the
+        # linearised correlation rises monotonically with λ and any λ > 0 ascends, so
+        # take the paper's fallback λ = sqrt(e / d) instead of giving up.
+        h_w = np.dot(h_inv, w_proj)
+        c = tw - np.dot(t_proj, h_w)
+        d = np.dot(w_proj, h_w)
+        if c > 0:
+            lam = e / c
+        elif d > 0:
+            lam = math.sqrt(max(e, 0.0) / d)
+        else:
+            raise AlignmentError(
+                f"ECC found no correlation on pyramid level {self.level} (correlation "
+                f"{corr:.3f}): the images may be unrelated or too far apart; try an init "
+                "matrix, a mask, or another motion model"
+            )
+        return corr, lam * h_w - h_t
+
+
+def _central_gradients(image):
+    """Twice the central-difference gradient, I(x+1) - I(x-1), along x and y.
+
+    The factor 1/2 is applied to the sampled values only, which saves two passes
+    over a full-resolution image. Border pixels are never sampled.
+    """
+    grad_x = np.empty_like(image)
+    grad_y = np.empty_like(image)
+    np.subtract(image[:, 2:], image[:, :-2], out=grad_x[:, 1:-1])
+    np.subtract(image[2:], image[:-2], out=grad_y[1:-1])
+    grad_x[:, [0, -1]] = 0
+    grad_y[[0, -1]] = 0
+    return grad_x, grad_y
+
+
+def level_margin(ksize: int) -> int:
+    return max(ksize, 1) // 2 + 1
+
+
+def erode(valid: np.ndarray | None, margin: int) -> np.ndarray | None:
+    if valid is None:
+        return None
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    return cv2.erode(valid.astype(np.uint8), kernel, borderValue=1).astype(bool)
+
+
+def _select_samples(grad_x, grad_y, valid, margin) -> np.ndarray:
+    """Flat indices of the pixels ECC uses on one level.
+
+    Small levels use every valid pixel away from the border; large ones the
+    strongest |gx| and the strongest |gy| pixels (about half each, so that e.g.
+    the horizontal staff lines of a score do not crowd out the stems that fix x).
+    """
+    rows, cols = grad_x.shape
+    inner = (rows - 2 * margin) * (cols - 2 * margin)
+    if inner <= 0:
+        return np.empty(0, np.intp)
+    chosen = np.zeros((rows, cols), bool)
+    if inner <= _MAX_SAMPLES:
+        chosen[margin:-margin, margin:-margin] = True
+        if valid is not None:
+            chosen &= valid
+        return np.flatnonzero(chosen)
+    rng = np.random.default_rng(0)  # deterministic: same inputs, same samples
+    n_probe = 30_000
+    probe_rows = rng.integers(margin, rows - margin, size=n_probe)
+    probe_cols = rng.integers(margin, cols - margin, size=n_probe)
+    keep = 0.5 * _MAX_SAMPLES / inner  # fraction of pixels each direction keeps
+    kth = min(n_probe - 1, int(n_probe * (1.0 - keep)))
+    mag = np.empty_like(grad_x)
+    for grad in (grad_x, grad_y):
+        np.abs(grad, out=mag)
+        threshold = np.partition(mag[probe_rows, probe_cols], kth)[kth]
+        chosen |= mag >= max(float(threshold), 1e-12)
+    for border in (chosen[:margin], chosen[-margin:], chosen[:, :margin], chosen[:, -margin:]):
+        border[...] = False
+    if valid is not None:
+        chosen &= valid
+    idx = np.flatnonzero(chosen)
+    if idx.size > _MAX_SAMPLES:  # ties, e.g. the flat gradients of a binary image
+        idx = np.sort(rng.choice(idx, size=_MAX_SAMPLES, replace=False))
+    elif idx.size < 64:  # almost flat image: use a regular grid of pixels instead
+        chosen[margin:-margin:4, margin:-margin:4] = True
+        idx = np.flatnonzero(chosen if valid is None else chosen & valid)
+    return idx
+
+
+def _jacobian(motion, x, y, gx, gy) -> np.ndarray:
+    """∂template(W(x; p))/∂p at p = 0, one column per parameter."""
+    if motion == "translation":
+        cols = [gx, gy]
+    elif motion == "euclidean":
+        cols = [x * gy - y * gx, gx, gy]
+    else:
+        cols = [x * gx, x * gy, y * gx, y * gy, gx, gy]
+        if motion == "homography":
+            radial = x * gx + y * gy
+            cols += [-x * radial, -y * radial]
+    return np.stack(cols)

@@ -184,12 +184,14 @@ def _ecc_level(
             for _ in range(_MAX_HALVINGS):
                 step = norm_inv @ _delta_matrix(motion, delta) @ norm
                 invertible, step_inv = cv2.invert(step)
-                candidate = matrix @ step_inv
-                candidate /= candidate[2, 2]
                 moved = _max_corner_shift(step, corner_pts) if invertible else math.inf
                 if moved < tolerance:
                     break  # what is left of the step is below the tolerance
-                new_state = evaluate(candidate) if math.isfinite(moved) else None
+                new_state = None
+                if math.isfinite(moved):
+                    candidate = matrix @ step_inv
+                    candidate /= candidate[2, 2]
+                    new_state = evaluate(candidate)
                 if new_state is not None and new_state[0] >= corr - 1e-12:
                     break
                 delta = 0.5 * delta

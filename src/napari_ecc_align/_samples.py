@@ -46,7 +46,7 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds):
             f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
         )
     rows, cols = ref.image.shape
-    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0  # as _normaliser
+    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0  # as _ecc._normaliser
     xn, yn = (xs - cx) / half, (ys - cy) / half
     gx = grad_x_s.astype(np.float64) * (0.5 * half)
     gy = grad_y_s.astype(np.float64) * (0.5 * half)

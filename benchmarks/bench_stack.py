@@ -109,11 +109,12 @@ def run_multiscale(stack, workers=None):
     return np.array(out), failed
 
 
-def _child(path, go, results):
-    """One independent process: load the stack, wait for ``go``, align it on one worker."""
+def _child(path, start_line, results):
+    """One independent process: load the stack, warm up, wait at ``start_line`` until
+    every process is ready, then align the stack on one worker."""
     stack = np.load(path)
     align_stack(stack[:3], reference="first", motion="euclidean", workers=1)  # warm caches
-    go.wait()
+    start_line.wait()
     start = time.perf_counter()
     align_stack(stack, reference="first", motion="euclidean", workers=1)
     results.put(time.perf_counter() - start)
@@ -122,14 +123,11 @@ def _child(path, go, results):
 def run_processes(path: str, count: int) -> float:
     """Wall time of ``count`` processes aligning the whole stack at once (slowest one)."""
     ctx = multiprocessing.get_context("spawn")
-    go, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_child, args=(path, go, results)) for _ in range(count)]
+    start_line, results = ctx.Barrier(count + 1), ctx.Queue()
+    procs = [ctx.Process(target=_child, args=(path, start_line, results)) for _ in range(count)]
     for proc in procs:
         proc.start()
-    time.sleep(0.5)
-    while any(proc.is_alive() for proc in procs) and not go.is_set():
-        time.sleep(2.0)  # generous: each child imports, loads and warms up first
-        go.set()
+    start_line.wait(timeout=600)  # all children imported, loaded and warmed up
     times = [results.get(timeout=600) for _ in procs]
     for proc in procs:
         proc.join()

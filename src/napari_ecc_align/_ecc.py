@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ._alignment import AlignmentError
-from ._samples import N_PARAMS, erode, level_margin, reference_side
+from ._samples import N_PARAMS, centre_and_half_size, erode, level_margin, reference_side
 from ._warp import warp_plane
 
 _STAGES = {
@@ -208,9 +208,9 @@ def _ecc_level(
 
 @functools.lru_cache(maxsize=64)
 def _normaliser(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel → normalised coordinates (centre 0, half-size 1), which keeps the Hessian
-    well conditioned, and its inverse (read-only: shared between calls)."""
-    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0
+    """Pixel → normalised coordinates (see ``centre_and_half_size``) as a matrix N, and
+    N⁻¹ (read-only: shared between calls)."""
+    cx, cy, half = centre_and_half_size(rows, cols)
     norm = np.array([[1 / half, 0, -cx / half], [0, 1 / half, -cy / half], [0, 0, 1]])
     norm_inv = np.array([[half, 0, cx], [0, half, cy], [0, 0, 1.0]])
     norm.flags.writeable = norm_inv.flags.writeable = False

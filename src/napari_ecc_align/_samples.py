@@ -45,8 +45,7 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds):
             f"the reference has too few valid pixels on pyramid level {level} "
             f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
         )
-    rows, cols = ref.image.shape
-    cx, cy, half = (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0  # as _ecc._normaliser
+    cx, cy, half = centre_and_half_size(*ref.image.shape)
     xn, yn = (xs - cx) / half, (ys - cy) / half
     gx = grad_x_s.astype(np.float64) * (0.5 * half)
     gy = grad_y_s.astype(np.float64) * (0.5 * half)
@@ -54,6 +53,19 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds):
     problem = Samples(template, jac_t, xs, ys, level)
     found = ref.memo.setdefault(key, (problem, selected, seeds))
     return found[0], found[1]
+
+
+def centre_and_half_size(rows: int, cols: int) -> tuple[float, float, float]:
+    """The normalised coordinates the Jacobian uses: pixel (x, y) → ((x - cx) / half,
+    (y - cy) / half), centre 0 and half-size 1, which keeps the Hessian well conditioned."""
+    return (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0
+
+
+def _flat(level: int) -> AlignmentError:
+    return AlignmentError(
+        f"one image is flat where they overlap (pyramid level {level}); "
+        "use a mask around the textured region or a different init"
+    )
 
 
 def _reference_points(ref, ksize: int, level: int, seeds):
@@ -169,10 +181,7 @@ class Samples:
         centred = moments - sums[:, None] * (sums / n)  # Σ(r - r̄)(r - r̄)ᵀ
         tt = centred[p, p]
         if not tt > 1e-10 * moments[p, p]:  # relative: rounding error of a flat template
-            raise AlignmentError(
-                f"one image is flat where they overlap (pyramid level {self.level}); "
-                "use a mask around the textured region or a different init"
-            )
+            raise _flat(self.level)
         t_proj = centred[:p, p]
         invertible, h_inv = cv2.invert(centred[:p, :p].copy())  # LU, as np.linalg.inv
         if not invertible:
@@ -206,10 +215,7 @@ class Samples:
         ww_sum = float(np.dot(warped, warped))
         ww = ww_sum - w_sum * w_sum / n
         if not ww > 1e-10 * ww_sum:
-            raise AlignmentError(
-                f"one image is flat where they overlap (pyramid level {self.level}); "
-                "use a mask around the textured region or a different init"
-            )
+            raise _flat(self.level)
         tw, w_proj = centred[p], centred[:p]
         corr = float(tw / math.sqrt(tt * ww))
         # Δp = H⁻¹Gᵀ(λw - t) moves the linearised template towards the gain-matched

@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from napari_ecc_align import align
-from napari_ecc_align._alignment import corner_rms
-from napari_ecc_align._synthetic import natural_image, score_pair
+from napari_ecc_align.data.synthetic import natural_image, score_pair
+from napari_ecc_align.engine.alignment import corner_rms
 
 # The article's misalignment: 0.3 degrees, 6.5 px, 0.2 % scale (about the centre).
 ANGLE, SHIFT, SCALE = 0.3, (6.5, -4.0), 1.002

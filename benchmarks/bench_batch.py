@@ -1,7 +1,7 @@
 """Batch speed end to end: ``napari-ecc-align batch`` on N page pairs with 1 and 2 workers.
 
 The data set is N pairs of 3400x2400 PNG pages made by
-:func:`napari_ecc_align._synthetic.score_pair`: a binarised reference and a grayscale
+:func:`napari_ecc_align.data.synthetic.score_pair`: a binarised reference and a grayscale
 "scan" misaligned by a small random similarity per pair (rotation within ±0.5°, shift
 within ±8 px, scale within ±0.5 %). Generating them is not timed and takes a few
 seconds per pair; ``--data DIR`` keeps them for the next run.
@@ -44,9 +44,9 @@ import cv2
 import numpy as np
 
 from napari_ecc_align import Alignment
-from napari_ecc_align._alignment import corner_rms
-from napari_ecc_align._batch import save_image
-from napari_ecc_align._synthetic import score_pair
+from napari_ecc_align.batch.batch import save_image
+from napari_ecc_align.data.synthetic import score_pair
+from napari_ecc_align.engine.alignment import corner_rms
 
 SHAPE = (3400, 2400)  # rows, cols
 
@@ -96,7 +96,7 @@ def _busy_jiffies() -> tuple[int, int]:
 
 def run_batch(data: str, workers: int, difference: bool) -> dict:
     out = tempfile.mkdtemp(prefix=f"bench_batch_out_w{workers}_")
-    cmd = [sys.executable, "-m", "napari_ecc_align._cli", "batch"]
+    cmd = [sys.executable, "-m", "napari_ecc_align.cli.commands", "batch"]
     cmd += [os.path.join(data, "reference"), os.path.join(data, "moving"), out]
     cmd += ["--workers", str(workers), "-q"] + (["--difference"] if difference else [])
     ticks = os.sysconf("SC_CLK_TCK")

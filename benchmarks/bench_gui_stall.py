@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_ecc_align._widget import AlignWidget
+    from napari_ecc_align.plugin._qt.widget import AlignWidget
 
     name, reference, moving, _ = affine_pair(args.megapixels)
     viewer = napari.Viewer(show=True)

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from napari_ecc_align import AlignmentError, align
-from napari_ecc_align._alignment import corner_rms
-from napari_ecc_align._synthetic import KINDS
+from napari_ecc_align.data.synthetic import KINDS
+from napari_ecc_align.engine.alignment import corner_rms
 
 SUCCESS_PX = 0.25
 

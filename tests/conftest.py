@@ -21,7 +21,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def viewer_widget(make_napari_viewer):
     """A shown napari viewer with the ECC Align widget docked: (viewer, widget)."""
-    from napari_ecc_align._widget import AlignWidget  # Qt only for the GUI tests
+    from napari_ecc_align.plugin._qt.widget import AlignWidget  # Qt only for the GUI tests
 
     viewer = make_napari_viewer(show=True)
     widget = AlignWidget(viewer)

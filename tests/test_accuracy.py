@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import align, warp
-from napari_ecc_align._alignment import MOTIONS, corner_rms
-from napari_ecc_align._engine import full_correlation
-from napari_ecc_align._images import normalise
-from napari_ecc_align._synthetic import KINDS, make_pair, natural_image, random_warp, score_pair
+from napari_ecc_align.data.synthetic import KINDS, make_pair, natural_image, random_warp, score_pair
+from napari_ecc_align.engine.alignment import MOTIONS, corner_rms
+from napari_ecc_align.engine.estimate import full_correlation
+from napari_ecc_align.engine.preprocess import normalise
 
 TOLERANCE_PX = 0.1
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import Alignment
-from napari_ecc_align._alignment import corner_rms
+from napari_ecc_align.engine.alignment import corner_rms
 
 
 def _alignment(matrix, motion="affine", ref_shape=(100, 120), mov_shape=(110, 130)):

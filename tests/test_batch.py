@@ -19,17 +19,17 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import Alignment
-from napari_ecc_align._alignment import corner_rms
-from napari_ecc_align._batch import (
+from napari_ecc_align.batch.batch import (
     BatchReport,
     PairJob,
     batch_align,
     find_pairs,
     remove_temporary_files,
 )
-from napari_ecc_align._cli import main
-from napari_ecc_align._io import read_image, write_image
-from napari_ecc_align._synthetic import natural_pair
+from napari_ecc_align.cli.commands import main
+from napari_ecc_align.data.synthetic import natural_pair
+from napari_ecc_align.engine.alignment import corner_rms
+from napari_ecc_align.io.images import read_image, write_image
 
 SHAPE = (160, 200)
 SHIFT = (2.5, -1.5)  # known small misalignment (dx, dy) of every pair
@@ -137,7 +137,7 @@ def test_batch_local_cluster_outputs_csv_and_untouched_inputs(dataset, capsys):
 
 
 def _cli(*args):
-    return [sys.executable, "-m", "napari_ecc_align._cli", "batch", *map(str, args)]
+    return [sys.executable, "-m", "napari_ecc_align.cli.commands", "batch", *map(str, args)]
 
 
 def test_batch_resumes_after_sigkill(tmp_path):

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_ecc_align import Alignment
-from napari_ecc_align._cli import main
-from napari_ecc_align._io import read_image, write_image
-from napari_ecc_align._synthetic import natural_pair
+from napari_ecc_align.cli.commands import main
+from napari_ecc_align.data.synthetic import natural_pair
+from napari_ecc_align.io.images import read_image, write_image
 
 PAIRS = 16
 
@@ -48,7 +48,7 @@ def test_kill_then_resume_equals_a_clean_run(tmp_path):
     args = [str(tmp_path / "ref"), str(tmp_path / "mov")]
     assert main(["batch", *args, str(clean), "--workers", "1", "-q"]) == 0
 
-    cmd = [sys.executable, "-m", "napari_ecc_align._cli", "batch", *args, str(resumed)]
+    cmd = [sys.executable, "-m", "napari_ecc_align.cli.commands", "batch", *args, str(resumed)]
     proc = subprocess.Popen([*cmd, "--workers", "1", "-q"], start_new_session=True)
     try:
         deadline = time.monotonic() + 120

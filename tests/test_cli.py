@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_ecc_align import Alignment, __version__, _cli
-from napari_ecc_align._cli import main
-from napari_ecc_align._io import read_image, write_image
-from napari_ecc_align._warp import default_difference_mode
+from napari_ecc_align import Alignment, __version__
+from napari_ecc_align.cli import commands as _cli
+from napari_ecc_align.cli.commands import main
+from napari_ecc_align.engine.warping import default_difference_mode
+from napari_ecc_align.io.images import read_image, write_image
 
 SHIFT = (3.5, -2.25)  # content of the moving image is displaced by this (dx, dy)
 REF_BOX = (20, 220, 30, 270)  # rows 20:220, cols 30:270 of the scene: 200 x 240

@@ -12,11 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from napari_ecc_align._io import read_image
+from napari_ecc_align.io.images import read_image
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("napari_ecc_align._sample_data") is None,
-    reason="napari_ecc_align._sample_data is not written yet",
+    importlib.util.find_spec("napari_ecc_align.plugin.sample_data") is None,
+    reason="napari_ecc_align.plugin.sample_data is not written yet",
 )
 
 
@@ -24,7 +24,9 @@ def test_demo_screenshot(tmp_path):
     path = tmp_path / "shots" / "demo.png"
     env = dict(os.environ)
     env.pop("QT_QPA_PLATFORM", None)  # "offscreen" has no OpenGL for napari's canvas
-    code = "import sys; from napari_ecc_align._cli import main; sys.exit(main(sys.argv[1:]))"
+    code = (
+        "import sys; from napari_ecc_align.cli.commands import main; sys.exit(main(sys.argv[1:]))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code, "demo", "--screenshot", str(path)],
         capture_output=True,

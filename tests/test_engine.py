@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import Alignment, AlignmentError, align
-from napari_ecc_align._engine import Progress, iter_align, project_to_motion
+from napari_ecc_align.engine.estimate import Progress, iter_align, project_to_motion
 
 
 def _pair(shift=(3.0, -2.0), shape=(160, 200), seed=0):

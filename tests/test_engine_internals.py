@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import AlignmentError, align, align_stack
-from napari_ecc_align._ecc import _max_corner_shift, full_correlation
-from napari_ecc_align._engine import PreparedReference
-from napari_ecc_align._images import normalise
-from napari_ecc_align._synthetic import natural_image
+from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align.engine.ecc import _max_corner_shift, full_correlation
+from napari_ecc_align.engine.estimate import PreparedReference
+from napari_ecc_align.engine.preprocess import normalise
 
 
 def _shifted(scene, dx, dy, angle, shape):

@@ -9,8 +9,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_ecc_align import _io
-from napari_ecc_align._io import check_writable, read_image, write_image
+from napari_ecc_align.io import images as _io
+from napari_ecc_align.io.images import check_writable, read_image, write_image
 
 
 def _gradient(shape=(48, 64), top=255, dtype=np.uint8):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import Alignment
-from napari_ecc_align._layers import (
+from napari_ecc_align.plugin.layers import (
     aligned_layer_kwargs,
     alignment_metadata,
     carry_coordinates,

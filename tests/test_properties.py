@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from napari_ecc_align import AlignmentError, align, align_stack, difference, warp
-from napari_ecc_align._alignment import Alignment
+from napari_ecc_align.engine.alignment import Alignment
 
 ALLOWED = (ValueError, TypeError, AlignmentError)
 DTYPES = [

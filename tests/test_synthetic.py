@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_ecc_align import _sample_data, _synthetic
-from napari_ecc_align._alignment import MOTIONS, corner_rms
+from napari_ecc_align.data import synthetic as _synthetic
+from napari_ecc_align.engine.alignment import MOTIONS, corner_rms
+from napari_ecc_align.plugin import sample_data as _sample_data
 
 CV_MOTION = {
     "translation": cv2.MOTION_TRANSLATION,

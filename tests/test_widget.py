@@ -8,10 +8,10 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from napari_ecc_align import Alignment
-from napari_ecc_align._alignment import corner_rms
-from napari_ecc_align._sample_data import score_pair
-from napari_ecc_align._synthetic import natural_image
-from napari_ecc_align._widget import AlignWidget
+from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align.engine.alignment import corner_rms
+from napari_ecc_align.plugin._qt.widget import AlignWidget
+from napari_ecc_align.plugin.sample_data import score_pair
 
 TIMEOUT_MS = 60_000
 
@@ -211,7 +211,7 @@ def test_save_and_apply_transform(qtbot, viewer_widget, tmp_path):
 
 
 def test_plain_function_returns_layer_data():
-    from napari_ecc_align._commands import align_images
+    from napari_ecc_align.plugin.commands import align_images
 
     reference, moving, true = _natural_pair()
     (aligned, meta, kind), (diff, diff_meta, _) = align_images(reference, moving)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QThreadPool
 
-from napari_ecc_align._synthetic import natural_image
-from napari_ecc_align._widget import AlignWidget
+from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align.plugin._qt.widget import AlignWidget
 
 TIMEOUT_MS = 60_000
 

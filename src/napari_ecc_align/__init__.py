@@ -8,10 +8,10 @@ The public API imports neither Qt, napari nor magicgui::
     diff = difference(reference, aligned, alignment=alignment)
 """
 
-from ._alignment import Alignment, AlignmentError
-from ._engine import align
-from ._stack import StackAlignment, align_stack, warp_stack
-from ._warp import difference, warp
+from .engine.alignment import Alignment, AlignmentError
+from .engine.estimate import align
+from .engine.warping import difference, warp
+from .stack.stack import StackAlignment, align_stack, warp_stack
 
 __version__ = "0.1.0"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._alignment import Alignment
-from ._layers import carry_layer
+from ..engine.alignment import Alignment
+from .layers import carry_layer
 
 
 def put_image(viewer, name: str, data, kwargs: dict) -> None:

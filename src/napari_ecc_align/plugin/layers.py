@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._alignment import Alignment
-from ._warp import warp
+from ..engine.alignment import Alignment
+from ..engine.warping import warp
 
 if TYPE_CHECKING:
     from napari.layers import Layer

@@ -150,7 +150,7 @@ _CV_INTEGER_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int
 
 
 def _no_contrast(name: str, value: float):
-    from ._alignment import AlignmentError
+    from .alignment import AlignmentError
 
     raise AlignmentError(
         f"{name} has no contrast (every valid pixel equals {value:g}); ECC needs image "

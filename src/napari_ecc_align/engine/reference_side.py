@@ -17,7 +17,7 @@ import math
 import cv2
 import numpy as np
 
-from ._alignment import AlignmentError
+from .alignment import AlignmentError
 
 N_PARAMS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
 # Sample points per level; more buys little accuracy for linear cost.

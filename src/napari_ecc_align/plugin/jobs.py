@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ._alignment import Alignment
-from ._engine import Progress, iter_align
-from ._warp import default_difference_mode, difference, warp
+from ..engine.alignment import Alignment
+from ..engine.estimate import Progress, iter_align
+from ..engine.warping import default_difference_mode, difference, warp
 
 
 @dataclass
@@ -109,7 +109,7 @@ class StackJobResult:
 def run_stack_job(job: StackJob) -> Generator[Any, None, StackJobResult]:
     """Generator: yields one ``FrameProgress`` per frame, then ``"resampling"``, and
     returns a :class:`StackJobResult`. Closing it stops the frames still to come."""
-    from ._stack import iter_align_stack, warp_stack
+    from ..stack.stack import iter_align_stack, warp_stack
 
     stack_alignment = yield from iter_align_stack(job.stack, **job.stack_kwargs)
     aligned = None

@@ -4,7 +4,7 @@ Nothing is downloaded. Each function returns napari ``LayerDataTuple``\\ s,
 reference first, moving second. The moving layer is drawn in magenta with
 additive blending over the green reference, so aligned structure looks grey or
 white and misalignment shows as green/magenta fringes. The true
-reference→moving matrix (see :mod:`napari_ecc_align._synthetic`) travels in
+reference→moving matrix (see :mod:`napari_ecc_align.data`) travels in
 each layer's ``metadata["ecc_true_matrix"]``.
 
 This module does not import napari: the manifest refers to these functions by
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _synthetic
+from ..data import synthetic
 
 LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
 
@@ -74,7 +74,7 @@ def score_pair(shape: tuple[int, int] = (1200, 900), seed: int = 0) -> list[Laye
         ``"score moving (grayscale)"`` (uint8); the moving page is rotated by
         0.3°, scaled by 1.002 about its centre and shifted by (6.5, -3.0) px.
     """
-    reference, moving, matrix = _synthetic.score_pair(shape, seed)
+    reference, moving, matrix = synthetic.score_pair(shape, seed)
     names = ("score reference (binarised)", "score moving (grayscale)")
     return _layers(reference, moving, matrix, names, (0, 255))
 
@@ -96,7 +96,7 @@ def natural_pair(shape: tuple[int, int] = (512, 512), seed: int = 1) -> list[Lay
         the moving view is rotated by 0.5°, scaled by 1.003 about its centre
         and shifted by (4.0, -2.5) px.
     """
-    reference, moving, matrix = _synthetic.natural_pair(shape, seed)
+    reference, moving, matrix = synthetic.natural_pair(shape, seed)
     return _layers(reference, moving, matrix, ("natural reference", "natural moving"), (0.0, 1.0))
 
 
@@ -114,8 +114,8 @@ def drift_stack(
     rng = np.random.default_rng(seed)
     rows, cols = shape
     margin = 40
-    scene = _synthetic.natural_image((rows + 2 * margin, cols + 2 * margin), seed=seed)
-    spots = _synthetic.fluorescence_spots((rows + 2 * margin, cols + 2 * margin), seed=seed)
+    scene = synthetic.natural_image((rows + 2 * margin, cols + 2 * margin), seed=seed)
+    spots = synthetic.fluorescence_spots((rows + 2 * margin, cols + 2 * margin), seed=seed)
     scene = 0.35 * scene + spots
     steps = rng.normal(0, [0.8, 0.8, 0.05], (frames, 3))
     steps[0] = 0

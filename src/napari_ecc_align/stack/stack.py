@@ -31,12 +31,12 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ._alignment import Alignment, AlignmentError, write_text_atomic
-from ._ecc import project_to_motion
-from ._engine import PreparedReference, _initial_matrix, _validate_params, align
-from ._images import luminance
-from ._init import SEARCHES
-from ._warp import warp
+from ..engine.alignment import Alignment, AlignmentError, write_text_atomic
+from ..engine.ecc import project_to_motion
+from ..engine.estimate import PreparedReference, align, initial_matrix, validate_params
+from ..engine.initialisation import SEARCHES
+from ..engine.preprocess import luminance
+from ..engine.warping import warp
 
 REFERENCES = ("previous", "first", "mean")
 _FAILURES = (AlignmentError, ValueError)  # a frame that cannot be aligned; anything else raises
@@ -279,7 +279,7 @@ _limit_state: dict[str, Any] = {"users": 0}
 
 
 @contextmanager
-def _single_threaded():
+def single_threaded():
     """OpenBLAS and OpenCV on one thread each while stack alignments run: the frame
     workers are the parallelism. Reference-counted; the old values come back after.
 
@@ -343,7 +343,7 @@ def _iterate(plan: _Plan) -> Generator[FrameProgress, None, StackAlignment]:
     alignments: list[Alignment | None] = [None] * n
     errors = [""] * n
     mode = {"previous": _previous, "mean": _mean}.get(plan.reference, _fixed)
-    with _single_threaded():
+    with single_threaded():
         yield from mode(plan, alignments, errors)
     return StackAlignment(
         alignments, errors, plan.reference, layout.axis, layout.channel_axis, plan.channel,
@@ -472,12 +472,12 @@ def iter_align_stack(
     """
     layout = _layout(stack, axis, channel_axis)
     n = layout.frames
-    params = _validate_params(
+    params = validate_params(
         motion=motion, max_iterations=max_iterations, eps=eps, init=init,
         gauss_filter_size=gauss_filter_size, pyramid_levels=pyramid_levels,
     )  # fmt: skip
     if not (isinstance(init, str) and init in SEARCHES):
-        _initial_matrix(init, params["motion"])  # raises for an invalid init
+        initial_matrix(init, params["motion"])  # raises for an invalid init
     if _is_int(reference) and -n <= reference < n:
         reference = int(reference) % n
     elif not (isinstance(reference, str) and reference in REFERENCES):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from ._engine import align
-from ._warp import default_difference_mode, difference, warp
+from ..engine.estimate import align
+from ..engine.warping import default_difference_mode, difference, warp
 
 if TYPE_CHECKING:
     import napari

@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..engine.warping import NORMALIZED_FULL_SCALE
+
 PathLike = str | os.PathLike
 
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -350,3 +352,43 @@ def _channels(shape) -> int:
     if len(shape) == 3 and shape[-1] == 1:
         return 0
     return 0 if len(shape) == 2 else int(shape[-1])
+
+
+def difference_for_file(
+    diff: np.ndarray, path: str, mode: str, reference: np.ndarray, moving: np.ndarray
+) -> np.ndarray:
+    """Convert a difference image to something the format of ``path`` can store.
+
+    TIFF keeps the values (floats as float32). PNG and JPEG keep uint8 (and
+    uint16 in PNG) as is; other data are scaled to uint8, or to uint16 for a
+    PNG when either input has more than 8 bits. Normalized differences map
+    ``NORMALIZED_FULL_SCALE`` (4) standard deviations to white; absolute ones
+    the full range of the inputs (their dtype's maximum, or 1.0 for float
+    images in [0, 1]).
+    """
+    fmt = image_format(path)
+    if fmt == "TIFF":
+        return diff.astype(np.float32) if diff.dtype.kind == "f" else diff
+    if fmt == "JPEG" and diff.ndim == 3 and diff.shape[-1] == 4:
+        diff = diff[..., :3]  # JPEG has no alpha; it is a picture of the difference anyway
+    if diff.dtype in (np.bool_, np.uint8) or (fmt == "PNG" and diff.dtype == np.uint16):
+        return diff
+    deep = fmt == "PNG" and any(a.dtype.itemsize > 1 for a in (reference, moving))
+    target = np.dtype(np.uint16 if deep else np.uint8)
+    if mode == "normalized":
+        full = NORMALIZED_FULL_SCALE
+    elif diff.dtype.kind in "ui":
+        full = float(np.iinfo(diff.dtype).max)
+    else:
+        full = max(_full_scale(reference), _full_scale(moving))
+    scaled = np.clip(np.nan_to_num(diff.astype(np.float64) / full), 0.0, 1.0)
+    return np.rint(scaled * np.iinfo(target).max).astype(target)
+
+
+def _full_scale(image: np.ndarray) -> float:
+    if image.dtype.kind in "ui":
+        return float(np.iinfo(image.dtype).max)
+    if image.dtype == np.bool_:
+        return 1.0
+    finite = np.abs(image[np.isfinite(image)])
+    return max(1.0, float(finite.max())) if finite.size else 1.0

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ._alignment import AlignmentError
-from ._ecc import from_level, full_correlation, project_to_motion, run_levels, to_level
+from .alignment import AlignmentError
+from .ecc import from_level, full_correlation, project_to_motion, run_levels, to_level
 
 # Long side of the images the global estimators work on.
 _SMALL_SIDE = 256

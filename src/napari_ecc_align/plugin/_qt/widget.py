@@ -24,18 +24,18 @@ from magicgui.widgets import (
     TextEdit,
 )
 
-from ._alignment import MOTIONS, Alignment
-from ._engine import Progress, auto_levels
-from ._layers import (
+from ...engine.alignment import MOTIONS, Alignment
+from ...engine.estimate import Progress, auto_levels
+from ...engine.warping import NORMALIZED_FULL_SCALE
+from ..jobs import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
+from ..layers import (
     aligned_layer_kwargs,
     alignment_metadata,
     image_for_alignment,
     move_layer_onto_reference,
 )
-from ._outputs import carrier, file_dialog, kind, put_image, put_layer, rasterise_mask
-from ._pipeline import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
-from ._stack_controls import StackControls, is_stack
-from ._warp import NORMALIZED_FULL_SCALE
+from ..outputs import carrier, file_dialog, kind, put_image, put_layer, rasterise_mask
+from .stack_controls import StackControls, is_stack
 
 if TYPE_CHECKING:
     import napari
@@ -404,7 +404,7 @@ class AlignWidget(Container):
             f"{stack_alignment.elapsed:.1f} s"
         )
         if self.drift_plot is None:
-            from ._drift_plot import DriftPlot
+            from .drift_plot import DriftPlot
 
             self.drift_plot = DriftPlot(on_frame=self._go_to_frame)
             self.native.layout().addWidget(self.drift_plot.native)

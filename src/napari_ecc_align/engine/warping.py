@@ -13,8 +13,8 @@ import math
 import cv2
 import numpy as np
 
-from ._alignment import Alignment, is_affine
-from ._images import as_array, luminance
+from .alignment import Alignment, is_affine
+from .preprocess import as_array, luminance
 
 _INTERPOLATION = {
     "nearest": cv2.INTER_NEAREST,

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from ._alignment import MOTIONS
+from ..engine.alignment import MOTIONS
 
 __all__ = [
     "KINDS",

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._alignment import MOTIONS, Alignment, AlignmentError
-from ._ecc import (  # noqa: F401  (full_correlation, project_to_motion: re-exported)
+from .alignment import MOTIONS, Alignment, AlignmentError
+from .ecc import (  # noqa: F401  (full_correlation, project_to_motion: re-exported)
     from_level,
     full_correlation,
     level_margin,
@@ -35,8 +35,8 @@ from ._ecc import (  # noqa: F401  (full_correlation, project_to_motion: re-expo
     to_level,
     usable_pixels,
 )
-from ._images import as_array, normalise, shrink, split_channels
-from ._init import SEARCHES, choose_initialisation
+from .initialisation import SEARCHES, choose_initialisation
+from .preprocess import as_array, normalise, shrink, split_channels
 
 # Parameters per motion model, in the order of the Jacobian columns below.
 # The coarsest automatic level keeps at least this many pixels on its shorter side:
@@ -164,7 +164,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     Takes the same arguments as :func:`align`.
     """
     start = time.perf_counter()
-    params = _validate_params(**kwargs)
+    params = validate_params(**kwargs)
     motion = params["motion"]
     if isinstance(reference, PreparedReference):
         prepared = reference  # its own mask; kwargs' reference_mask is not used
@@ -198,7 +198,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
 
     init = params["init"]
     if halvings and init is not None and not isinstance(init, str):
-        init = to_level(_initial_matrix(init, motion)[0], halvings)  # full-res matrix given
+        init = to_level(initial_matrix(init, motion)[0], halvings)  # full-res matrix given
     top, staged, tried = levels - 1, True, ""
     if isinstance(init, str) and init in SEARCHES:
         # A global search on a small level, then the pyramid from that level down.
@@ -208,7 +208,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         staged = False
         before_matrix = np.eye(3)
     else:
-        init_matrix, init_method = _initial_matrix(init, motion)
+        init_matrix, init_method = initial_matrix(init, motion)
         before_matrix = init_matrix
     steps = run_levels(ref_pyr, mov_pyr, init_matrix, motion, params, top, 0, staged)
     done = 0
@@ -320,7 +320,7 @@ class PreparedReference:
 
 
 # ------------------------------------------------------------------------------------ arguments
-def _validate_params(
+def validate_params(
     *,
     motion="affine",
     max_iterations=100,
@@ -375,7 +375,7 @@ def _as_int(value, name: str, *, minimum: int) -> int:
     return value
 
 
-def _initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
+def initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
     if init is None or (isinstance(init, str) and init == "identity"):
         return np.eye(3), "identity"
     if isinstance(init, str):

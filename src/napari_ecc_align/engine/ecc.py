@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ._alignment import AlignmentError
-from ._samples import N_PARAMS, centre_and_half_size, erode, level_margin, reference_side
-from ._warp import warp_plane
+from .alignment import AlignmentError
+from .reference_side import N_PARAMS, centre_and_half_size, erode, level_margin, reference_side
+from .warping import warp_plane
 
 _STAGES = {
     "translation": ("translation",),

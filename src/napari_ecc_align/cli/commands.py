@@ -20,11 +20,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import __version__
-from ._alignment import MOTIONS, Alignment, AlignmentError
-from ._engine import align
-from ._io import atomic_output, check_writable, image_format, read_image, write_image
-from ._warp import NORMALIZED_FULL_SCALE, default_difference_mode, difference, warp
+from .. import __version__
+from ..engine.alignment import MOTIONS, Alignment, AlignmentError
+from ..engine.estimate import align
+from ..engine.warping import NORMALIZED_FULL_SCALE, default_difference_mode, difference, warp
+from ..io.images import (
+    atomic_output,
+    check_writable,
+    difference_for_file,
+    image_format,
+    read_image,
+    write_image,
+)
 
 PROG = "napari-ecc-align"
 PLUGIN_NAME = "napari-ecc-align"
@@ -160,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------- batch
 def _add_batch_parser(commands) -> None:
-    from ._init import SEARCHES
+    from ..engine.initialisation import SEARCHES
 
     b = commands.add_parser(
         "batch",
@@ -210,7 +217,7 @@ def _add_batch_parser(commands) -> None:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from ._batch import batch_align
+    from ..batch.batch import batch_align
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
@@ -330,46 +337,6 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def difference_for_file(
-    diff: np.ndarray, path: str, mode: str, reference: np.ndarray, moving: np.ndarray
-) -> np.ndarray:
-    """Convert a difference image to something the format of ``path`` can store.
-
-    TIFF keeps the values (floats as float32). PNG and JPEG keep uint8 (and
-    uint16 in PNG) as is; other data are scaled to uint8, or to uint16 for a
-    PNG when either input has more than 8 bits. Normalized differences map
-    ``NORMALIZED_FULL_SCALE`` (4) standard deviations to white; absolute ones
-    the full range of the inputs (their dtype's maximum, or 1.0 for float
-    images in [0, 1]).
-    """
-    fmt = image_format(path)
-    if fmt == "TIFF":
-        return diff.astype(np.float32) if diff.dtype.kind == "f" else diff
-    if fmt == "JPEG" and diff.ndim == 3 and diff.shape[-1] == 4:
-        diff = diff[..., :3]  # JPEG has no alpha; it is a picture of the difference anyway
-    if diff.dtype in (np.bool_, np.uint8) or (fmt == "PNG" and diff.dtype == np.uint16):
-        return diff
-    deep = fmt == "PNG" and any(a.dtype.itemsize > 1 for a in (reference, moving))
-    target = np.dtype(np.uint16 if deep else np.uint8)
-    if mode == "normalized":
-        full = NORMALIZED_FULL_SCALE
-    elif diff.dtype.kind in "ui":
-        full = float(np.iinfo(diff.dtype).max)
-    else:
-        full = max(_full_scale(reference), _full_scale(moving))
-    scaled = np.clip(np.nan_to_num(diff.astype(np.float64) / full), 0.0, 1.0)
-    return np.rint(scaled * np.iinfo(target).max).astype(target)
-
-
-def _full_scale(image: np.ndarray) -> float:
-    if image.dtype.kind in "ui":
-        return float(np.iinfo(image.dtype).max)
-    if image.dtype == np.bool_:
-        return 1.0
-    finite = np.abs(image[np.isfinite(image)])
-    return max(1.0, float(finite.max())) if finite.size else 1.0
-
-
 def summarize(alignment: Alignment) -> str:
     """One line: motion, correlation before → after, time, and the matrix in plain terms.
 
@@ -472,7 +439,7 @@ def _stack_screenshot(viewer, widget, path: str) -> int:
 
 def _sample_layers(stack: bool = False) -> list[tuple]:
     """The demo data as LayerDataTuples: the score pair (reference first) or a stack."""
-    from ._sample_data import drift_stack, score_pair
+    from ..plugin.sample_data import drift_stack, score_pair
 
     return list(drift_stack() if stack else score_pair())
 

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from napari_ecc_align import align
-from napari_ecc_align.data.synthetic import natural_image, score_pair
+from napari_ecc_align.data import natural_image, score_pair
 from napari_ecc_align.engine.alignment import corner_rms
 
 # The article's misalignment: 0.3 degrees, 6.5 px, 0.2 % scale (about the centre).

@@ -1,7 +1,7 @@
 """Batch speed end to end: ``napari-ecc-align batch`` on N page pairs with 1 and 2 workers.
 
 The data set is N pairs of 3400x2400 PNG pages made by
-:func:`napari_ecc_align.data.synthetic.score_pair`: a binarised reference and a grayscale
+:func:`napari_ecc_align.data.score_pair`: a binarised reference and a grayscale
 "scan" misaligned by a small random similarity per pair (rotation within ±0.5°, shift
 within ±8 px, scale within ±0.5 %). Generating them is not timed and takes a few
 seconds per pair; ``--data DIR`` keeps them for the next run.
@@ -44,8 +44,8 @@ import cv2
 import numpy as np
 
 from napari_ecc_align import Alignment
-from napari_ecc_align.batch.batch import save_image
-from napari_ecc_align.data.synthetic import score_pair
+from napari_ecc_align.batch import save_image
+from napari_ecc_align.data import score_pair
 from napari_ecc_align.engine.alignment import corner_rms
 
 SHAPE = (3400, 2400)  # rows, cols

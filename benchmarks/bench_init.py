@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from napari_ecc_align import AlignmentError, align
-from napari_ecc_align.data.synthetic import KINDS
+from napari_ecc_align.data import KINDS
 from napari_ecc_align.engine.alignment import corner_rms
 
 SUCCESS_PX = 0.25

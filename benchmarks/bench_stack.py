@@ -45,9 +45,9 @@ import time
 import cv2
 import numpy as np
 
-from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align.data import natural_image
 from napari_ecc_align.engine.alignment import corner_rms
-from napari_ecc_align.stack.stack import align_stack
+from napari_ecc_align.stack import align_stack
 
 
 def drift_stack(frames: int, size: int, seed: int = 0):

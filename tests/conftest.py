@@ -6,10 +6,27 @@ GUI fixtures come from plugins, not from here:
   module ``napari.utils._testsupport``), active whenever napari is installed.
 * ``qtbot`` -- pytest-qt.
 * A display -- pytest-xvfb runs the session on its own Xvfb display whenever Xvfb is installed.
+
+The folders mirror the package (engine/, stack/, io/, batch/, cli/, data/, plugin/). Every
+test that needs Qt (it uses a viewer or ``qtbot``, or lives in plugin/) is marked ``gui``,
+so ``pytest -m "not gui" -p no:pytestqt -p no:xvfb`` runs the library tests without Qt
+(``make test-lib``).
 """
+
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+_GUI_FIXTURES = {"qtbot", "make_napari_viewer", "viewer_widget"}
+_PLUGIN_TESTS = Path(__file__).parent / "plugin"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        in_plugin = _PLUGIN_TESTS in Path(str(item.fspath)).parents
+        if in_plugin or _GUI_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.gui)
 
 
 @pytest.fixture

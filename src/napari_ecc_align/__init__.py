@@ -6,23 +6,51 @@ The public API imports neither Qt, napari nor magicgui::
     alignment = align(reference, moving, motion="affine")
     aligned = warp(moving, alignment)
     diff = difference(reference, aligned, alignment=alignment)
+
+Pairs: :func:`align` (and its generator form :func:`iter_align`, which yields
+:class:`Progress`), :class:`Template` for many images against one reference,
+:func:`warp`, :func:`difference`, the result :class:`Alignment` and the error
+:class:`AlignmentError`. Stacks: :func:`align_stack`, :func:`iter_align_stack`
+(:class:`FrameProgress`), :func:`warp_stack`, :class:`StackAlignment`. Files:
+:func:`read_image`, :func:`write_image`, and :func:`batch_align` with its
+:class:`BatchReport`. Synthetic test images with known transforms are in
+:mod:`napari_ecc_align.data`.
 """
 
-from .engine.alignment import Alignment, AlignmentError
-from .engine.estimate import align
-from .engine.warping import difference, warp
-from .stack.stack import StackAlignment, align_stack, warp_stack
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+from .batch import BatchReport, batch_align
+from .engine.alignment import MOTIONS, Alignment, AlignmentError
+from .engine.difference import difference
+from .engine.estimate import Progress, align, iter_align
+from .engine.template import Template
+from .engine.warping import warp
+from .io import read_image, write_image
+from .stack import FrameProgress, StackAlignment, align_stack, iter_align_stack, warp_stack
+
+try:
+    __version__ = version("napari-ecc-align")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
+    "MOTIONS",
     "Alignment",
     "AlignmentError",
+    "BatchReport",
+    "FrameProgress",
+    "Progress",
     "StackAlignment",
+    "Template",
     "__version__",
     "align",
     "align_stack",
+    "batch_align",
     "difference",
+    "iter_align",
+    "iter_align_stack",
+    "read_image",
     "warp",
     "warp_stack",
+    "write_image",
 ]

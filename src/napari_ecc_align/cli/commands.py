@@ -3,27 +3,25 @@ folders on Dask, or open the ``demo``.
 
 Errors a user can fix (missing or unreadable files, bad options, a format that
 cannot hold the result) print one line ``napari-ecc-align: error: ...`` and
-exit with 2; an alignment that fails exits with 1. Only this module's ``demo``
-command imports napari, and only when it runs.
+exit with 2; an alignment that fails exits with 1. Only ``demo`` imports napari,
+and only when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
-import math
 import os
-import re
 import sys
-import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from .. import __version__
 from ..engine.alignment import MOTIONS, Alignment, AlignmentError
+from ..engine.difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
 from ..engine.estimate import align
-from ..engine.warping import NORMALIZED_FULL_SCALE, default_difference_mode, difference, warp
+from ..engine.warping import warp
 from ..io.images import (
     atomic_output,
     check_writable,
@@ -32,12 +30,12 @@ from ..io.images import (
     read_image,
     write_image,
 )
+from .demo import run_demo
+from .messages import PROG, in_cli_terms, print_error, summarize
 
-PROG = "napari-ecc-align"
-PLUGIN_NAME = "napari-ecc-align"
 # Engine defaults, shown in --help and passed through unchanged: one source of truth.
 _DEFAULTS = {k: p.default for k, p in inspect.signature(align).parameters.items()}
-SCREENSHOT_SIZE = (1280, 800)  # width, height of the demo window in --screenshot mode
+
 
 _EPILOG = f"""\
 examples:
@@ -69,21 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _error("choose a command: align, batch or demo (see --help)")
+        print_error("choose a command: align, batch or demo (see --help)")
         return 2
     try:
         return args.func(args)
     except AlignmentError as exc:
-        _error(_cli_terms(str(exc)))
+        print_error(in_cli_terms(str(exc)))
         return 1
     except (ValueError, TypeError) as exc:
-        _error(_cli_terms(str(exc)))
+        print_error(in_cli_terms(str(exc)))
         return 2
     except OSError as exc:  # FileNotFoundError included
-        _error(exc)
+        print_error(exc)
         return 2
     except KeyboardInterrupt:
-        _error("interrupted")
+        print_error("interrupted")
         return 130
 
 
@@ -161,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the drifting time-lapse sample (stack alignment and its drift plot) instead",
     )
-    d.set_defaults(func=_cmd_demo)
+    d.set_defaults(func=run_demo)
     return parser
 
 
@@ -217,7 +215,7 @@ def _add_batch_parser(commands) -> None:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from ..batch.batch import batch_align
+    from ..batch import batch_align
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
@@ -247,11 +245,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         return 0
     first = report.failed[0] if report.failed else None
     if report.stopped and first is not None:
-        _error(
+        print_error(
             f"stopped at the first failure ({first['pair']}: {first['error']}); {report.summary()}"
         )
     else:
-        _error(report.summary())
+        print_error(report.summary())
     return 1
 
 
@@ -335,151 +333,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)  # hard links, case-insensitive file systems
     except OSError:
         return False
-
-
-def summarize(alignment: Alignment) -> str:
-    """One line: motion, correlation before → after, time, and the matrix in plain terms.
-
-    The shift, rotation and scale are those of the reference→moving matrix
-    (its affine part for a homography).
-    """
-    m = alignment.matrix
-    linear = m[:2, :2]
-    # Rotation of the closest similarity, robust to shear; scale = sqrt(area change).
-    rotation = math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
-    scale = math.sqrt(abs(float(np.linalg.det(linear))))
-    return (
-        f"{alignment.motion}: correlation {alignment.correlation_before:.3f} -> "
-        f"{alignment.correlation:.3f} in {alignment.elapsed:.2f} s; reference->moving "
-        f"shift (x, y) = ({m[0, 2]:+.2f}, {m[1, 2]:+.2f}) px, rotation {rotation:+.3f} deg, "
-        f"scale {scale:.4f}"
-    )
-
-
-# -------------------------------------------------------------------------------------- demo
-def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.screenshot:
-        image_format(args.screenshot)  # a bad extension fails before napari starts
-    try:
-        import napari
-
-        viewer = napari.Viewer(show=not args.screenshot)
-    except ImportError as exc:
-        _error(
-            f"the demo needs napari and a Qt binding ({exc}); "
-            'install them with: pip install "napari-ecc-align[all]"'
-        )
-        return 2
-    try:
-        layers = [_add_layer(viewer, layer) for layer in _sample_layers(args.stack)]
-        widget = _dock_widget(viewer)
-        widget.reference.value, widget.moving.value = layers[0], layers[-1]
-        if not args.screenshot:
-            napari.run()
-            return 0
-        return _screenshot(viewer, widget, args.screenshot)
-    finally:
-        if args.screenshot:
-            viewer.close()
-
-
-def _screenshot(viewer, widget, path: str, timeout: float = 120.0) -> int:
-    """Press Align, wait for the result, save a picture of the whole window."""
-    from qtpy.QtWidgets import QApplication
-
-    widget.run()
-    deadline = time.monotonic() + timeout
-    while widget.running:  # the worker thread reports back through the event loop
-        QApplication.processEvents()
-        if time.monotonic() > deadline:
-            widget.cancel()
-            _error(f"the alignment did not finish within {timeout:.0f} s")
-            return 1
-        time.sleep(0.01)
-    if widget.stack_mode:
-        return _stack_screenshot(viewer, widget, path)
-    if widget.last_alignment is None:
-        _error(f"alignment failed: {widget.message.value}")
-        return 1
-    print(summarize(widget.last_alignment))
-    moving = widget.moving.value
-    # Show the reference with the aligned image over it (aligned structure turns white);
-    # the difference layer stays in the layer list, hidden.
-    moving.visible = False
-    viewer.layers[f"{moving.name} (difference)"].visible = False
-    # A hidden window is laid out only when grabbed: grab once so the canvas learns its
-    # real size, then fit the images to it and take the real screenshot.
-    viewer.window.resize(*SCREENSHOT_SIZE)
-    viewer.screenshot(canvas_only=False, flash=False)
-    viewer.reset_view()
-    shot = viewer.screenshot(canvas_only=False, flash=False)
-    if image_format(path) == "JPEG":
-        shot = shot[..., :3]
-    write_image(path, shot)
-    return 0
-
-
-def _stack_screenshot(viewer, widget, path: str) -> int:
-    result = widget.last_stack_alignment
-    if result is None:
-        _error(f"stack alignment failed: {widget.message.value}")
-        return 1
-    print(f"{len(result)} frames aligned, {int((~result.ok).sum())} failed")
-    widget.moving.value.visible = False  # show the aligned stack
-    viewer.window.resize(*SCREENSHOT_SIZE)
-    viewer.screenshot(canvas_only=False, flash=False)
-    viewer.reset_view()
-    widget._go_to_frame(len(result) - 1)
-    shot = viewer.screenshot(canvas_only=False, flash=False)
-    if image_format(path) == "JPEG":
-        shot = shot[..., :3]
-    write_image(path, shot)
-    return 0
-
-
-def _sample_layers(stack: bool = False) -> list[tuple]:
-    """The demo data as LayerDataTuples: the score pair (reference first) or a stack."""
-    from ..plugin.sample_data import drift_stack, score_pair
-
-    return list(drift_stack() if stack else score_pair())
-
-
-def _add_layer(viewer, layer_data: tuple):
-    data, kwargs, layer_type = (tuple(layer_data) + ({}, "image"))[:3]
-    return getattr(viewer, f"add_{layer_type}")(data, **(kwargs or {}))
-
-
-def _dock_widget(viewer):
-    """Dock the plugin's widget as napari would from the Plugins menu; return it."""
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "ECC Align")
-    return widget
-
-
-# ------------------------------------------------------------------------------------ errors
-# The engine's messages name Python arguments; on the command line, name the options.
-_TERMS = re.compile(
-    r"motion='(\w+)'|\ban init matrix\b|\b(max_iterations|eps|gauss_filter_size|pyramid_levels)\b"
-)
-
-
-def _cli_terms(message: str) -> str:
-    def option(match: re.Match) -> str:
-        if match.group(1):
-            return f"--motion {match.group(1)}"
-        if match.group(2):
-            return "--" + match.group(2).replace("_", "-")
-        return "an initial matrix (--init T.json)"
-
-    return _TERMS.sub(option, message)
-
-
-def _error(exc: BaseException | str) -> None:
-    """Print ``napari-ecc-align: error: <message>`` as one line on stderr."""
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        message = f"{exc.strerror}: {exc.filename}"
-    else:
-        message = str(exc) or type(exc).__name__
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 full-resolution correlation.
 
 On each level the Jacobian of the *reference* is computed once (Evangelidis &
-Psarakis, TPAMI 2008, section 3.2; see ``_samples``), so each iteration only
+Psarakis, TPAMI 2008, section 3.2; see :mod:`.reference_side`), so each iteration only
 resamples the moving image at the sample points and solves a p×p system. Every
 accepted step raises the correlation (a step that does not is halved).
 
@@ -150,7 +150,7 @@ def _ecc_level(
     mov_ok = erode(mov.valid, margin)
     rows, cols = ref.image.shape
     n_samples = problem.template.size
-    # The Jacobian is in normalised coordinates (see _samples); updates map back by N⁻¹·ΔW·N.
+    # The Jacobian is in normalised coordinates (see reference_side); updates map back by N⁻¹·ΔW·N.
     norm, norm_inv = _normaliser(rows, cols)
 
     corner_pts = np.array(

@@ -11,13 +11,12 @@ sample points are the pixels with the strongest x and y gradients, which carry
 almost all of ECC's information; coarse levels use every valid pixel.
 
 The matrix convention is ``cv2.findTransformECC``'s: reference (x, y, 1) →
-moving coordinates (see ``_alignment.py``).
+moving coordinates (see :mod:`.alignment`).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from .ecc import (  # noqa: F401  (full_correlation, project_to_motion: re-expor
 )
 from .initialisation import SEARCHES, choose_initialisation
 from .preprocess import as_array, normalise, shrink, split_channels
+from .template import Template
 
 # Parameters per motion model, in the order of the Jacobian columns below.
 # The coarsest automatic level keeps at least this many pixels on its shorter side:
@@ -166,10 +166,15 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     start = time.perf_counter()
     params = validate_params(**kwargs)
     motion = params["motion"]
-    if isinstance(reference, PreparedReference):
-        prepared = reference  # its own mask; kwargs' reference_mask is not used
+    if isinstance(reference, Template):
+        if kwargs.get("reference_mask") is not None:
+            raise ValueError(
+                "reference_mask cannot be given with a Template reference: pass the mask "
+                "to Template(reference, mask=...) instead"
+            )
+        prepared = reference
     else:
-        prepared = PreparedReference(reference, kwargs.get("reference_mask"))
+        prepared = Template(reference, kwargs.get("reference_mask"))
     moving = as_array(moving, "moving")
     ref_full = prepared.shape
     mov_full, _ = split_channels(moving, "moving")
@@ -279,44 +284,6 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         iterations=tuple(iterations),
         parameters=parameters,
     )
-
-
-class PreparedReference:
-    """A reference image made ready once for many :func:`iter_align` calls against it.
-
-    Holds the normalised reference and its pyramid; the pyramid levels memoise the
-    reference side of ECC (sample points, Jacobians, Gram matrices), so aligning a
-    stack to one frame or to a mean image does that work once, not once per frame.
-    Safe to share between threads. Pass it as ``reference``; its mask is the one
-    given here.
-    """
-
-    def __init__(self, reference, reference_mask=None):
-        self.array = as_array(reference, "reference")
-        self.shape, _ = split_channels(self.array, "reference")
-        self.mask = reference_mask
-        self._lock = threading.Lock()
-        self._normalised: dict[int, tuple] = {}
-        self._pyramids: dict[int, list] = {}
-
-    def normalised(self, halvings: int = 0):
-        """The reference as ECC works on it (see ``normalise``), halved ``halvings`` times."""
-        with self._lock:
-            if halvings not in self._normalised:
-                arr, mask = self.array, self.mask
-                if halvings:
-                    arr, mask = shrink(arr, mask, halvings)
-                self._normalised[halvings] = normalise(arr, "reference", mask, "reference_mask")
-            return self._normalised[halvings]
-
-    def pyramid(self, halvings: int, levels: int) -> list:
-        """The first ``levels`` levels of the reference's pyramid (shared level objects)."""
-        ref, valid = self.normalised(halvings)
-        with self._lock:
-            pyr = self._pyramids.get(halvings)
-            if pyr is None or len(pyr) < levels:
-                pyr = self._pyramids[halvings] = pyramid(ref, valid, levels)
-            return pyr[:levels]
 
 
 # ------------------------------------------------------------------------------------ arguments

@@ -2,7 +2,7 @@
 
 Inverse-compositional ECC (Evangelidis & Psarakis, TPAMI 2008, section 3.2) takes
 the Jacobian from the *reference*, so everything here is computed once per
-pyramid level and memoised on the level (``_Level.memo`` in ``_ecc``): the sample
+pyramid level and memoised on the level (``Level.memo`` in :mod:`.ecc`): the sample
 points (on large levels the pixels with the strongest x and y gradients, which
 carry almost all of ECC's information; on coarse levels every valid pixel), their
 Jacobian rows and moment matrix. :class:`Samples` then turns a moving image and a

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..engine.warping import NORMALIZED_FULL_SCALE
+from ..engine.difference import NORMALIZED_FULL_SCALE
 
 PathLike = str | os.PathLike
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from ..engine.difference import default_difference_mode, difference
 from ..engine.estimate import align
-from ..engine.warping import default_difference_mode, difference, warp
+from ..engine.warping import warp
 
 if TYPE_CHECKING:
     import napari

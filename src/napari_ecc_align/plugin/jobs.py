@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..engine.alignment import Alignment
+from ..engine.difference import default_difference_mode, difference
 from ..engine.estimate import Progress, iter_align
-from ..engine.warping import default_difference_mode, difference, warp
+from ..engine.warping import warp
 
 
 @dataclass
@@ -109,7 +110,7 @@ class StackJobResult:
 def run_stack_job(job: StackJob) -> Generator[Any, None, StackJobResult]:
     """Generator: yields one ``FrameProgress`` per frame, then ``"resampling"``, and
     returns a :class:`StackJobResult`. Closing it stops the frames still to come."""
-    from ..stack.stack import iter_align_stack, warp_stack
+    from ..stack import iter_align_stack, warp_stack
 
     stack_alignment = yield from iter_align_stack(job.stack, **job.stack_kwargs)
     aligned = None

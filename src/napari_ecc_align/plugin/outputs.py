@@ -75,15 +75,3 @@ def rasterise_mask(layer, shape) -> np.ndarray:
     if len(layer.data) == 0:
         raise ValueError(f"mask layer '{layer.name}' has no shapes")
     return np.asarray(layer.to_masks(mask_shape=tuple(shape))).any(axis=0)
-
-
-def file_dialog(save: bool) -> str:
-    from qtpy.QtWidgets import QFileDialog
-
-    if save:
-        path, _ = QFileDialog.getSaveFileName(
-            None, "Save transform", "transform.json", "JSON (*.json)"
-        )
-    else:
-        path, _ = QFileDialog.getOpenFileName(None, "Apply transform", "", "JSON (*.json)")
-    return path

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import synthetic
+from .. import data as synthetic
 
 LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
 

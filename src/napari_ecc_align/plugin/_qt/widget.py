@@ -1,9 +1,15 @@
 """The "ECC Align" dock widget.
 
 Thin by design: it gathers parameters, snapshots the layers' arrays, runs
-:func:`napari_ecc_align._pipeline.run_job` in a napari ``thread_worker`` and,
+:func:`napari_ecc_align.plugin.jobs.run_job` in a napari ``thread_worker`` and,
 back on the main thread, turns the result into layers. No layer or Qt object is
 touched inside the worker.
+
+Long because it is one magicgui ``Container`` whose many callbacks are each a few
+lines over the same state (the controls, the running worker, the last result);
+splitting the form from its callbacks would spread that state over two classes.
+The work itself is in :mod:`napari_ecc_align.plugin.jobs`, the layer logic in
+:mod:`napari_ecc_align.plugin.layers` and :mod:`napari_ecc_align.plugin.outputs`.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from magicgui.widgets import (
 )
 
 from ...engine.alignment import MOTIONS, Alignment
+from ...engine.difference import NORMALIZED_FULL_SCALE
 from ...engine.estimate import Progress, auto_levels
-from ...engine.warping import NORMALIZED_FULL_SCALE
 from ..jobs import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
 from ..layers import (
     aligned_layer_kwargs,
@@ -34,7 +40,8 @@ from ..layers import (
     image_for_alignment,
     move_layer_onto_reference,
 )
-from ..outputs import carrier, file_dialog, kind, put_image, put_layer, rasterise_mask
+from ..outputs import carrier, kind, put_image, put_layer, rasterise_mask
+from .dialogs import file_dialog
 from .stack_controls import StackControls, is_stack
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import AlignmentError, align
-from napari_ecc_align.data.synthetic import KINDS, natural_image, text_page
+from napari_ecc_align.data import KINDS, natural_image, text_page
 from napari_ecc_align.engine.alignment import corner_rms
 from napari_ecc_align.engine.initialisation import features, fourier_mellin, phase_candidates
 
@@ -120,7 +120,7 @@ def test_score_pages_where_a_staff_spacing_off_start_used_to_win(seed, angle, sh
     """Found by the batch benchmark: on these pages the identity refined through the
     coarse levels ended one staff spacing off, and the near-identity phase start was
     dropped as its twin (157: returned 400 px off; 191: "made the match worse")."""
-    from napari_ecc_align.data.synthetic import score_pair
+    from napari_ecc_align.data import score_pair
 
     reference, moving, true = score_pair(
         (3400, 2400), seed=seed, angle_deg=angle, shift=shift, scale=scale

@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import Alignment
-from napari_ecc_align.batch.batch import (
+from napari_ecc_align.batch import (
     BatchReport,
     PairJob,
     batch_align,
     find_pairs,
     remove_temporary_files,
 )
-from napari_ecc_align.cli.commands import main
-from napari_ecc_align.data.synthetic import natural_pair
+from napari_ecc_align.cli import main
+from napari_ecc_align.data import natural_pair
 from napari_ecc_align.engine.alignment import corner_rms
 from napari_ecc_align.io.images import read_image, write_image
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QThreadPool
 
-from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align.data import natural_image
 from napari_ecc_align.plugin._qt.widget import AlignWidget
 
 TIMEOUT_MS = 60_000

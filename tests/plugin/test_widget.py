@@ -8,7 +8,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from napari_ecc_align import Alignment
-from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align.data import natural_image
 from napari_ecc_align.engine.alignment import corner_rms
 from napari_ecc_align.plugin._qt.widget import AlignWidget
 from napari_ecc_align.plugin.sample_data import score_pair

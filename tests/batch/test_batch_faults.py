@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_ecc_align import Alignment
-from napari_ecc_align.cli.commands import main
-from napari_ecc_align.data.synthetic import natural_pair
+from napari_ecc_align.cli import main
+from napari_ecc_align.data import natural_pair
 from napari_ecc_align.io.images import read_image, write_image
 
 PAIRS = 16

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align.data import natural_image
 
 TIMEOUT_MS = 120_000
 

@@ -24,9 +24,7 @@ def test_demo_screenshot(tmp_path):
     path = tmp_path / "shots" / "demo.png"
     env = dict(os.environ)
     env.pop("QT_QPA_PLATFORM", None)  # "offscreen" has no OpenGL for napari's canvas
-    code = (
-        "import sys; from napari_ecc_align.cli.commands import main; sys.exit(main(sys.argv[1:]))"
-    )
+    code = "import sys; from napari_ecc_align.cli import main; sys.exit(main(sys.argv[1:]))"
     result = subprocess.run(
         [sys.executable, "-c", code, "demo", "--screenshot", str(path)],
         capture_output=True,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import align, warp
-from napari_ecc_align.data.synthetic import KINDS, make_pair, natural_image, random_warp, score_pair
+from napari_ecc_align.data import KINDS, make_pair, natural_image, random_warp, score_pair
 from napari_ecc_align.engine.alignment import MOTIONS, corner_rms
 from napari_ecc_align.engine.estimate import full_correlation
 from napari_ecc_align.engine.preprocess import normalise

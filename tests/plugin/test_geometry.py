@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import Alignment, warp
-from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align.data import natural_image
 
 SHAPE = (200, 240)
 

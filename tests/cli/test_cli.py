@@ -12,8 +12,8 @@ import tifffile
 
 from napari_ecc_align import Alignment, __version__
 from napari_ecc_align.cli import commands as _cli
-from napari_ecc_align.cli.commands import main
-from napari_ecc_align.engine.warping import default_difference_mode
+from napari_ecc_align.cli import main
+from napari_ecc_align.engine.difference import default_difference_mode
 from napari_ecc_align.io.images import read_image, write_image
 
 SHIFT = (3.5, -2.25)  # content of the moving image is displaced by this (dx, dy)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_ecc_align.data import synthetic as _synthetic
+from napari_ecc_align import data as _synthetic
 from napari_ecc_align.engine.alignment import MOTIONS, corner_rms
 from napari_ecc_align.plugin import sample_data as _sample_data
 

@@ -1,21 +1,6 @@
-"""Seeded synthetic images and image pairs with known transforms.
+"""Seeded synthetic images, float32 in ``[0, 1]``, built on the fly (no downloads).
 
-Everything here is pure numpy + OpenCV, deterministic for a given ``seed`` and
-fast enough to build multi-megapixel test images on the fly (no downloads).
-
-Image generators take ``shape=(rows, cols)`` and ``seed`` and return float32
-arrays in ``[0, 1]``:
-
-- :func:`natural_image` - photo-like scene with structure at all scales;
-- :func:`text_page` - sheet-music / document page, white paper and dark ink;
-- :func:`texture` - repetitive, locally periodic gratings;
-- :func:`fluorescence_spots` - sparse bright spots and dim cells on black.
-
-Transform helpers follow the convention of ``cv2.findTransformECC``: a matrix
-maps a *reference* (template) pixel ``(x=col, y=row, 1)`` to *moving* (input)
-pixel coordinates, so ``cv2.warpPerspective(moving, matrix, (cols, rows),
-flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)`` resamples the moving image
-onto the reference grid.
+Each generator takes ``shape=(rows, cols)`` and ``seed``; :data:`KINDS` names them.
 """
 
 from __future__ import annotations
@@ -27,27 +12,13 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from ..engine.alignment import MOTIONS
-
-__all__ = [
-    "KINDS",
-    "fluorescence_spots",
-    "make_pair",
-    "natural_image",
-    "natural_pair",
-    "random_warp",
-    "score_pair",
-    "text_page",
-    "texture",
-]
-
 Shape = tuple[int, int]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_shape(shape) -> Shape:
+def check_shape(shape) -> Shape:
     rows, cols = (int(v) for v in shape[:2])
     if rows < 8 or cols < 8:
         raise ValueError(f"shape must be at least (8, 8), got {tuple(shape)!r}")
@@ -107,7 +78,7 @@ def _fractal_small(
     return field
 
 
-def _fractal_field(rng: np.random.Generator, shape: Shape, **kwargs) -> np.ndarray:
+def fractal_field(rng: np.random.Generator, shape: Shape, **kwargs) -> np.ndarray:
     """:func:`_fractal_small` upsampled to ``shape``."""
     small = _fractal_small(rng, shape, **kwargs)
     return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
@@ -140,17 +111,22 @@ def _to_unit(img_u8: np.ndarray) -> np.ndarray:
     return img_u8.astype(np.float32) * np.float32(1 / 255)
 
 
-def _translation(tx: float, ty: float) -> np.ndarray:
+def translation_matrix(tx: float, ty: float) -> np.ndarray:
     return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
 
 
-def _similarity(angle_deg: float, shift, scale: float, center) -> np.ndarray:
+def similarity_matrix(angle_deg: float, shift, scale: float, center) -> np.ndarray:
     """Rotate by ``angle_deg`` and scale about ``center``, then shift; 3x3 float64."""
     a = math.radians(angle_deg)
     c, s = scale * math.cos(a), scale * math.sin(a)
     linear = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     cx, cy = center
-    return _translation(*shift) @ _translation(cx, cy) @ linear @ _translation(-cx, -cy)
+    return (
+        translation_matrix(*shift)
+        @ translation_matrix(cx, cy)
+        @ linear
+        @ translation_matrix(-cx, -cy)
+    )
 
 
 # --------------------------------------------------------------------------- images
@@ -171,7 +147,7 @@ def natural_image(shape: Shape = (512, 512), seed: int = 0) -> np.ndarray:
     ndarray of float32, shape ``shape``
         Values in ``[0, 1]``. Not periodic; gradients everywhere.
     """
-    rows, cols = _check_shape(shape)
+    rows, cols = check_shape(shape)
     rng = np.random.default_rng(seed)
     n = max(rows, cols)
 
@@ -221,7 +197,7 @@ def natural_image(shape: Shape = (512, 512), seed: int = 0) -> np.ndarray:
     img = cv2.multiply(canvas, shading, scale=1 / 255, dtype=cv2.CV_32F)
     # Surface detail from 2 to ~128 px (coarser scales come from objects and shading), its
     # strength modulated per object.
-    detail = _fractal_field(rng, (rows, cols), finest=2, decay=0.7, octaves=6)
+    detail = fractal_field(rng, (rows, cols), finest=2, decay=0.7, octaves=6)
     img += cv2.multiply(detail, grain_map, scale=0.45 / 255, dtype=cv2.CV_32F)
     return _normalise(img)
 
@@ -245,7 +221,7 @@ def text_page(shape: Shape = (1200, 900), seed: int = 0) -> np.ndarray:
     ndarray of float32, shape ``shape``
         Values in ``[0, 1]``, antialiased edges.
     """
-    rows, cols = _check_shape(shape)
+    rows, cols = check_shape(shape)
     rng = np.random.default_rng(seed)
     page = np.full((rows, cols), 255, np.uint8)
     ink = 0
@@ -381,7 +357,7 @@ def texture(shape: Shape = (512, 512), seed: int = 0) -> np.ndarray:
     ndarray of float32, shape ``shape``
         Values in ``[0, 1]``.
     """
-    rows, cols = _check_shape(shape)
+    rows, cols = check_shape(shape)
     rng = np.random.default_rng(seed)
     n_gratings = int(rng.integers(2, 4))
     theta0 = rng.uniform(0, np.pi)
@@ -400,7 +376,7 @@ def texture(shape: Shape = (512, 512), seed: int = 0) -> np.ndarray:
             ys * (k * np.float32(np.sin(theta))), xs * (k * np.float32(np.cos(theta)))
         )
         # Phase drift of a few radians over tens of periods: locally periodic only.
-        arg += np.float32(6.0) * _fractal_field(rng, small, finest=6 * period / f, decay=0.5)
+        arg += np.float32(6.0) * fractal_field(rng, small, finest=6 * period / f, decay=0.5)
         arg += np.float32(rng.uniform(0, 2 * np.pi))
         img += np.float32(rng.uniform(0.6, 1.0)) * np.cos(arg, out=arg)
     if f > 1:
@@ -428,7 +404,7 @@ def fluorescence_spots(shape: Shape = (512, 512), seed: int = 0) -> np.ndarray:
     ndarray of float32, shape ``shape``
         Values in ``[0, 1]``, background around 0.04.
     """
-    rows, cols = _check_shape(shape)
+    rows, cols = check_shape(shape)
     rng = np.random.default_rng(seed)
     area = rows * cols
 
@@ -443,7 +419,7 @@ def fluorescence_spots(shape: Shape = (512, 512), seed: int = 0) -> np.ndarray:
         grey = int(rng.integers(60, 160))
         cv2.ellipse(cells, centre, axes, float(rng.uniform(0, 180)), 0, 360, grey, -1)
     smooth = cv2.GaussianBlur(cells, (0, 0), 1.5).astype(np.float32) * np.float32(0.2 / 255)
-    background = _fractal_field(rng, small, finest=max(8, max(small) / 8), decay=0.5)
+    background = fractal_field(rng, small, finest=max(8, max(small) / 8), decay=0.5)
     smooth += np.float32(0.04) + np.float32(0.03) * background
     smooth = cv2.resize(smooth, (cols, rows), interpolation=cv2.INTER_LINEAR)
 
@@ -516,231 +492,3 @@ KINDS: dict[str, Callable[..., np.ndarray]] = {
     "texture": texture,
     "spots": fluorescence_spots,
 }
-
-
-# --------------------------------------------------------------------------- transforms
-
-
-def random_warp(
-    motion: str,
-    rng: np.random.Generator,
-    *,
-    center: tuple[float, float] | None = None,
-    signed: bool = True,
-) -> np.ndarray:
-    """Draw a random transform like OpenCV's ECC accuracy test.
-
-    Ranges follow ``modules/video/test/test_ecc.cpp``: translation 10-20 px per
-    axis; euclidean 4-8 degrees plus that translation; affine diagonal
-    ``1 ± U(0, 0.05)``, off-diagonal ``U(-0.03, 0.03)`` plus that translation;
-    homography the affine one plus ``h20, h21 ~ U(1e-4, 3e-4)``.
-
-    Parameters
-    ----------
-    motion : {"translation", "euclidean", "affine", "homography"}
-        Motion model.
-    rng : numpy.random.Generator
-        Source of randomness.
-    center : (float, float), optional
-        ``(cx, cy)`` about which rotation, scale, shear and perspective act;
-        the drawn translation is then the displacement of that point. Default:
-        the origin (pixel ``(0, 0)``), like OpenCV.
-    signed : bool
-        If True (default), translations and the rotation angle get a random
-        sign. If False, they stay positive exactly as in OpenCV's test.
-
-    Returns
-    -------
-    ndarray of shape (3, 3), float64
-        Maps a template/reference pixel ``(x, y, 1)`` to input/moving pixel
-        coordinates (the ``warpMatrix`` of ``cv2.findTransformECC``), with
-        ``[2, 2] == 1``.
-    """
-    if motion not in MOTIONS:
-        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
-
-    def sign() -> float:
-        return float(rng.choice((-1.0, 1.0))) if signed else 1.0
-
-    tx, ty = sign() * rng.uniform(10, 20), sign() * rng.uniform(10, 20)
-    m = np.eye(3)
-    if motion == "euclidean":
-        a = math.radians(sign() * rng.uniform(4, 8))
-        m[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
-    elif motion in ("affine", "homography"):
-        m[0, 0] = 1 + rng.choice((-1.0, 1.0)) * rng.uniform(0, 0.05)
-        m[1, 1] = 1 + rng.choice((-1.0, 1.0)) * rng.uniform(0, 0.05)
-        m[0, 1], m[1, 0] = rng.uniform(-0.03, 0.03, 2)
-        if motion == "homography":
-            m[2, :2] = rng.uniform(1e-4, 3e-4, 2)
-    if center is None:
-        m[:2, 2] = tx, ty
-        return m
-    cx, cy = center
-    # Linear/projective part about the centre, then the drawn displacement of that centre.
-    m = _translation(cx + tx, cy + ty) @ m @ _translation(-cx, -cy)
-    return m / m[2, 2]
-
-
-def make_pair(image: np.ndarray, matrix: np.ndarray, template_shape: Shape) -> np.ndarray:
-    """Cut a template out of ``image`` through ``matrix``: ``template(x) = image(W x)``.
-
-    Aligning the returned template (reference) to ``image`` (moving) with
-    ``cv2.findTransformECC(template, image, ...)`` should recover ``matrix``.
-    Pixels that map outside ``image`` are 0, as in OpenCV's test.
-
-    Parameters
-    ----------
-    image : ndarray, 2D
-        The input/moving image.
-    matrix : array_like, (2, 3) or (3, 3)
-        Template pixel ``(x, y, 1)`` → image pixel coordinates.
-    template_shape : tuple of int
-        ``(rows, cols)`` of the template.
-
-    Returns
-    -------
-    ndarray of float32, shape ``template_shape``
-    """
-    m = np.asarray(matrix, dtype=np.float64)
-    if m.shape == (2, 3):
-        m = np.vstack([m, [0.0, 0.0, 1.0]])
-    rows, cols = (int(v) for v in template_shape[:2])
-    return cv2.warpPerspective(
-        np.asarray(image, dtype=np.float32),
-        m,
-        (cols, rows),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-    )
-
-
-def _margin(shape: Shape, angle_deg: float, shift, scale: float) -> int:
-    """Padding that keeps every warped pixel of a similarity inside the source."""
-    half_diag = 0.5 * math.hypot(*shape)
-    reach = max(abs(s) for s in shift) + half_diag * (
-        abs(math.sin(math.radians(angle_deg))) + abs(scale - 1)
-    )
-    return int(math.ceil(reach)) + 8
-
-
-def score_pair(
-    shape: Shape = (600, 800),
-    seed: int = 0,
-    *,
-    angle_deg: float = 0.3,
-    shift: tuple[float, float] = (6.5, -3.0),
-    scale: float = 1.002,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A binarised score and a grayscale scan of it, misaligned by a known similarity.
-
-    The moving image is a grayscale uint8 "scan" of a :func:`text_page` (ink
-    ~30-60, paper ~200-235, slight blur, noise and uneven illumination). The
-    reference is the clean page seen through the similarity and thresholded,
-    the way a binarised rendering or an earlier scan would be.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        ``(rows, cols)`` of both images.
-    seed : int
-        Seed of the page layout and of the scan degradations.
-    angle_deg : float
-        Rotation about the image centre, degrees.
-    shift : (float, float)
-        ``(dx, dy)`` displacement of the image centre, pixels.
-    scale : float
-        Isotropic scale about the image centre.
-
-    Returns
-    -------
-    reference : ndarray of uint8, values 0 (ink) and 255 (paper)
-    moving : ndarray of uint8
-    matrix : ndarray of shape (3, 3), float64
-        Reference pixel ``(x, y, 1)`` → moving pixel, so
-        ``cv2.warpPerspective(moving, matrix, (cols, rows),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)`` lines up with
-        ``reference``.
-    """
-    rows, cols = _check_shape(shape)
-    rng = np.random.default_rng([seed, 1])  # degradations: a stream apart from the layout's
-    m = _margin((rows, cols), angle_deg, shift, scale)
-    # The middle of a page twice as big: staff spacing ~10 px and 2 px lines at 600x800,
-    # like a 150-300 dpi scan (on a page that just fits, strokes would be 1 px and
-    # binarisation would destroy them).
-    h, w = rows + 2 * m, cols + 2 * m
-    big = text_page((2 * h, 2 * w), seed)
-    page = big[h // 2 : h // 2 + h, w // 2 : w // 2 + w]
-    matrix = _similarity(angle_deg, shift, scale, ((cols - 1) / 2, (rows - 1) / 2))
-
-    # Reference: the clean page through the transform (moving grid = page grid shifted by m),
-    # then thresholded: the only resampling in the pair.
-    to_page = _translation(m, m) @ matrix
-    warped = cv2.warpPerspective(
-        page, to_page, (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    )
-    reference = np.where(warped > 0.5, 255, 0).astype(np.uint8)
-
-    # Moving: crop of the page (no resampling), "scanned": optics blur, uneven ink, paper
-    # with vignetting (darker corners) and a gain slope, sensor noise, 8-bit quantisation.
-    clean = cv2.GaussianBlur(page[m : m + rows, m : m + cols], (0, 0), 0.6)
-    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
-    u, v = (xx / (cols - 1) - 0.5) * 2, (yy / (rows - 1) - 0.5) * 2
-    gx, gy = rng.uniform(-1, 1, 2)
-    paper = np.float32(230) * (1 - np.float32(0.05) * (u * u + v * v))
-    paper *= 1 + np.float32(0.02) * (gx * u + gy * v)
-    ink = np.float32(45) + np.float32(18) * _fractal_field(
-        rng, (rows, cols), finest=max(16, rows / 8)
-    )
-    gray = ink + (paper - ink) * clean
-    gray += np.float32(3.0) * rng.standard_normal((rows, cols), dtype=np.float32)
-    moving = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-    return reference, moving, matrix
-
-
-def natural_pair(
-    shape: Shape = (512, 512),
-    seed: int = 1,
-    *,
-    angle_deg: float = 0.5,
-    shift: tuple[float, float] = (4.0, -2.5),
-    scale: float = 1.003,
-    gain: float = 0.85,
-    bias: float = 0.08,
-    noise: float = 0.01,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two views of a :func:`natural_image` scene related by a known small similarity.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        ``(rows, cols)`` of both images.
-    seed : int
-        Seed of the scene and the noise.
-    angle_deg, shift, scale
-        Rotation (degrees) and scale about the image centre, then displacement
-        ``(dx, dy)`` of the centre in pixels.
-    gain, bias, noise : float
-        Photometric change of the moving image: ``gain * I + bias`` plus
-        Gaussian noise of this standard deviation, clipped to ``[0, 1]``.
-
-    Returns
-    -------
-    reference, moving : ndarray of float32 in [0, 1]
-    matrix : ndarray of shape (3, 3), float64
-        Reference pixel ``(x, y, 1)`` → moving pixel.
-    """
-    rows, cols = _check_shape(shape)
-    rng = np.random.default_rng([seed, 1])  # noise: a stream apart from the scene's
-    m = _margin((rows, cols), angle_deg, shift, scale)
-    scene = natural_image((rows + 2 * m, cols + 2 * m), seed)
-    matrix = _similarity(angle_deg, shift, scale, ((cols - 1) / 2, (rows - 1) / 2))
-
-    reference = np.ascontiguousarray(scene[m : m + rows, m : m + cols])
-    # moving(y) = scene(W^-1 y + m), hence moving(W x) = scene(x + m) = reference(x).
-    to_scene = _translation(m, m) @ np.linalg.inv(matrix)
-    moving = cv2.warpPerspective(
-        scene, to_scene, (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    )
-    moving = np.float32(gain) * moving + np.float32(bias)
-    moving += np.float32(noise) * rng.standard_normal((rows, cols), dtype=np.float32)
-    return reference, np.clip(moving, 0.0, 1.0), matrix

@@ -7,10 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_ecc_align import AlignmentError, align, align_stack
-from napari_ecc_align.data.synthetic import natural_image
+from napari_ecc_align import AlignmentError, Template, align, align_stack
+from napari_ecc_align.data import natural_image
 from napari_ecc_align.engine.ecc import _max_corner_shift, full_correlation
-from napari_ecc_align.engine.estimate import PreparedReference
 from napari_ecc_align.engine.preprocess import normalise
 
 
@@ -32,7 +31,7 @@ def frames():
 
 def test_prepared_reference_gives_the_same_result_and_reuses_its_work(frames):
     reference, movings = frames[0], frames[1:]
-    prepared = PreparedReference(reference)
+    prepared = Template(reference)
     plain = [align(reference, m, motion="euclidean") for m in movings]
     first = align(prepared, movings[0], motion="euclidean")
     pyramid = prepared.pyramid(0, plain[0].levels)
@@ -49,7 +48,7 @@ def test_prepared_reference_gives_the_same_result_and_reuses_its_work(frames):
 def test_prepared_reference_keeps_its_mask(frames):
     mask = np.ones(frames[0].shape, bool)
     mask[:, :40] = False
-    prepared = PreparedReference(frames[0], mask)
+    prepared = Template(frames[0], mask)
     a = align(prepared, frames[2], motion="euclidean")
     b = align(frames[0], frames[2], motion="euclidean", reference_mask=mask)
     np.testing.assert_array_equal(a.matrix, b.matrix)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import AlignmentError, StackAlignment, align_stack, warp, warp_stack
-from napari_ecc_align.data.synthetic import fluorescence_spots, natural_image
+from napari_ecc_align.data import fluorescence_spots, natural_image
 from napari_ecc_align.engine.alignment import corner_rms
-from napari_ecc_align.stack.stack import FrameProgress, iter_align_stack
+from napari_ecc_align.stack import FrameProgress, iter_align_stack
 
 SHAPE = (128, 160)
 

@@ -1,0 +1,344 @@
+"""Batch alignment of whole datasets on Dask: pairs of files in, files and a CSV out.
+
+:func:`batch_align` pairs every image under ``moving_dir`` with the file of the
+same relative path under ``reference_dir`` (or reads the pairs from a CSV),
+runs one Dask task per pair and writes, per pair, the aligned image, an
+optional difference image and the transform JSON, then ``alignment.csv``.
+
+What travels to the workers are paths, never arrays: each task reads its two
+files, aligns, and writes its outputs itself. Every file is written to a hidden
+temporary name and renamed, and the transform JSON comes last, so its presence
+marks a complete pair: a run that is killed can be started again and skips the
+pairs already done. A pair that cannot be read or aligned is recorded in the
+CSV and the others go on.
+
+``distributed`` and ``tqdm`` are imported inside the functions that use them,
+so ``import napari_ecc_align`` stays light. No Qt or napari here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..engine.alignment import MOTIONS, Alignment
+from .cluster import ProgressBar, dask_client, run_pairs
+from .pairs import (
+    CSV_NAME,
+    DIFFERENCE_SUFFIXES,
+    INIT_CHOICES,
+    PairJob,
+    PathLike,
+    find_pairs,
+    is_inside,
+)
+from .report import BatchReport, write_csv
+from .worker import align_pair, describe_failure
+
+# Hidden temporary files of interrupted writes: _io.atomic_output names them
+# ".<stem>.<hex>.tmp.<ext>", tempfile.mkstemp (Alignment.to_json, the CSV) ".<random>.<ext>.tmp".
+_TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+# ------------------------------------------------------------------------------------- the batch
+def batch_align(
+    reference_dir: PathLike,
+    moving_dir: PathLike,
+    output_dir: PathLike,
+    *,
+    pattern: str | None = None,
+    pairs_csv: PathLike | None = None,
+    motion: str = "affine",
+    init: Any = "auto",
+    difference: bool = False,
+    workers: int | None = None,
+    scheduler: Any = None,
+    overwrite: bool = False,
+    fail_fast: bool = False,
+    keep_jpeg: bool = False,
+    progress: bool = True,
+) -> BatchReport:
+    """Align every image of ``moving_dir`` onto its partner in ``reference_dir`` on Dask.
+
+    Parameters
+    ----------
+    reference_dir, moving_dir : str or os.PathLike
+        Input folders; never modified. A moving file is paired with the file of
+        the same relative path under ``reference_dir``.
+    output_dir : str or os.PathLike
+        Where the results go (created if missing), with the sub-folders of
+        ``moving_dir``; it must not be inside (or equal to) an input folder.
+        Per pair: the aligned image (the moving file's name, format and dtype;
+        JPEG becomes PNG unless ``keep_jpeg``), ``<stem>.difference.png``
+        (``.tif`` if an input is floating point) when ``difference`` is True,
+        and ``<stem>.transform.json``, written last. Then ``alignment.csv``.
+    pattern : str, optional
+        Glob selecting the moving files, e.g. ``"*.tif"`` (matched against the
+        file name) or ``"scans/*.png"`` (against the relative path);
+        case-insensitive. Default: every .png, .jpg, .jpeg, .tif and .tiff,
+        recursively. Hidden files and folders are ignored.
+    pairs_csv : str or os.PathLike, optional
+        Instead of matching names: a CSV with the header
+        ``reference,moving[,output]``. Paths are relative to the reference,
+        moving and output folders, or absolute (outputs must stay inside
+        ``output_dir``).
+    motion : {"translation", "euclidean", "affine", "homography"}
+    init : str or array_like
+        ``"auto"``, ``"identity"``, ``"phase"``, ``"fourier-mellin"``,
+        ``"features"``, a 3×3 matrix used for every pair, or the path of a
+        transform JSON whose matrix is used.
+    difference : bool
+        Also write the difference image of each pair.
+    workers : int, optional
+        Worker processes of the embedded ``distributed.LocalCluster`` (one
+        thread each; default ``os.cpu_count()``). Not with ``scheduler``.
+    scheduler : str or distributed.Client, optional
+        Address of a running Dask scheduler (``"tcp://host:port"``), or a
+        connected client, to run on instead. Its workers must see the same
+        paths (shared file system) and have napari-ecc-align installed.
+    overwrite : bool
+        Align every pair again. By default pairs whose outputs are complete
+        (transform JSON, aligned image, and the difference if asked for) are
+        skipped and their CSV rows filled from the JSON.
+    fail_fast : bool
+        Stop at the first failed pair and cancel the rest (rows ``cancelled``).
+    keep_jpeg : bool
+        Save aligned JPEG inputs as JPEG (lossy) instead of lossless PNG.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    BatchReport
+        The rows of ``alignment.csv`` and the counts; ``report.ok`` is False
+        if any pair failed.
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        If an input folder (or ``pairs_csv``) does not exist.
+    ValueError
+        If ``output_dir`` is inside an input folder, nothing matches, an
+        argument is invalid, or another batch is writing to ``output_dir``.
+        Nothing is written in these cases.
+    ConnectionError
+        If the scheduler cannot be reached.
+
+    Notes
+    -----
+    The local cluster starts its workers with multiprocessing's spawn, which
+    imports the calling script again: in a script, call this under
+    ``if __name__ == "__main__":``.
+
+    Examples
+    --------
+    >>> report = batch_align("references", "scans", "aligned", workers=2)  # doctest: +SKIP
+    >>> report.counts  # doctest: +SKIP
+    {'ok': 198, 'skipped': 0, 'failed': 2, 'cancelled': 0}
+    """
+    start = time.perf_counter()
+    _check_folders(reference_dir, moving_dir, output_dir)
+    options = _check_options(motion, init, workers, scheduler, pattern, pairs_csv)
+    jobs = find_pairs(
+        reference_dir,
+        moving_dir,
+        output_dir,
+        pattern=pattern,
+        pairs_csv=pairs_csv,
+        keep_jpeg=keep_jpeg,
+    )
+    csv_path = os.path.join(os.fspath(output_dir), CSV_NAME)
+    if pairs_csv is not None and _same_file(pairs_csv, csv_path):
+        raise ValueError(f"--pairs {os.fspath(pairs_csv)} would be overwritten by the results")
+    jobs = [replace(job, difference=difference, **options) for job in jobs]
+
+    rows, todo = _triage(jobs, overwrite, difference)
+    stopped = fail_fast and any(row["status"] == "failed" for row in rows.values())
+    bar = ProgressBar(len(jobs), rows.values(), enabled=progress)
+    cluster = contextlib.ExitStack()
+    with cluster:
+        # The cluster first: an unreachable scheduler fails before anything is written.
+        n_workers = min(workers or os.cpu_count() or 1, len(todo))
+        needed = todo and not stopped
+        client = cluster.enter_context(dask_client(scheduler, n_workers, bar)) if needed else None
+        os.makedirs(output_dir, exist_ok=True)
+        with _locked(os.fspath(output_dir)):
+            remove_temporary_files(output_dir)
+            started, error = time.time(), None
+            try:
+                if client is not None:
+                    stopped = run_pairs(client, jobs, todo, rows, bar, fail_fast)
+            except BaseException as exc:  # Ctrl-C, a lost cluster: list the pairs, re-raise
+                error = exc
+                raise
+            finally:
+                bar.close()
+                cluster.close()  # our own workers stop before the tidy-up below
+                why_not = _why_not_run(rows, stopped, error)
+                for i in todo:
+                    if i not in rows:  # fail-fast or an error: what did not finish is listed
+                        rows[i] = _unfinished_row(jobs[i], difference, started, why_not)
+                if scheduler is None:
+                    remove_temporary_files(output_dir)
+                report = BatchReport(
+                    rows=[rows[i] for i in range(len(jobs))],
+                    output_dir=os.fspath(output_dir),
+                    csv_path=csv_path,
+                    elapsed=time.perf_counter() - start,
+                    stopped=bool(stopped),
+                )
+                write_csv(csv_path, report.rows)
+    return report
+
+
+def _triage(jobs, overwrite: bool, difference: bool):
+    """Rows of the pairs decided without running (complete, or failed before starting)
+    and the indices of those to run. Reads only."""
+    rows: dict[int, dict[str, Any]] = {}
+    todo: list[int] = []
+    for i, job in enumerate(jobs):
+        done = None if overwrite or job.problem else _complete(job, difference)
+        if done is not None:
+            rows[i] = job.result_row(done, "skipped")
+        elif job.problem:
+            rows[i] = align_pair(job)
+        else:
+            todo.append(i)
+    return rows, todo
+
+
+def _why_not_run(rows, stopped: bool, error: BaseException | None) -> str:
+    first = next((row for row in rows.values() if row["status"] == "failed"), None)
+    if stopped and first is not None:
+        return f"not run: fail-fast stopped the batch after {first['pair']} failed"
+    if error is None or isinstance(error, KeyboardInterrupt):
+        return "not run: the batch was interrupted"
+    return f"not run: {describe_failure(error)}"
+
+
+def _unfinished_row(job: PairJob, difference: bool, started: float, why_not: str):
+    """A pair whose result never came back: ok if this run completed it anyway (its task
+    finished after the stop), else cancelled."""
+    done = _complete(job, difference)
+    with contextlib.suppress(OSError):
+        if done is not None and os.stat(job.transform).st_mtime >= started - 1.0:
+            return job.result_row(done, "ok")
+    return job.row("cancelled", why_not)
+
+
+def _check_folders(reference_dir, moving_dir, output_dir) -> None:
+    folders = {"REFERENCE_DIR": reference_dir, "MOVING_DIR": moving_dir}
+    for name, folder in folders.items():
+        path = os.fspath(folder)
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, f"{name} does not exist", path)
+        if not os.path.isdir(path):
+            raise NotADirectoryError(errno.ENOTDIR, f"{name} is not a folder", path)
+    out = os.path.realpath(output_dir)
+    for name, folder in folders.items():
+        if is_inside(out, os.path.realpath(folder)):
+            raise ValueError(
+                f"OUTPUT_DIR {os.fspath(output_dir)} is inside {name} {os.fspath(folder)}; "
+                "choose an output folder outside both input folders (inputs are never modified)"
+            )
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(errno.ENOTDIR, "OUTPUT_DIR is not a folder", os.fspath(output_dir))
+
+
+def _check_options(motion, init, workers, scheduler, pattern, pairs_csv) -> dict[str, Any]:
+    if not isinstance(motion, str) or motion.lower() not in MOTIONS:
+        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
+    if isinstance(init, (str, os.PathLike)) and os.fspath(init).lower().endswith(".json"):
+        path = os.fspath(init)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(errno.ENOENT, "no such transform file (--init)", path)
+        try:
+            init = Alignment.from_json(path).matrix
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"init {path} is not a transform JSON file: {exc}") from None
+    if isinstance(init, str):
+        if init not in INIT_CHOICES:
+            raise ValueError(
+                f"init must be one of {INIT_CHOICES} or a transform JSON, got {init!r}"
+            )
+    elif init is None:
+        init = "identity"
+    else:
+        matrix = np.asarray(init, dtype=np.float64)
+        if matrix.shape not in ((3, 3), (2, 3)) or not np.all(np.isfinite(matrix)):
+            raise ValueError(f"init must be a finite 3x3 matrix, got shape {matrix.shape}")
+        init = matrix.tolist()
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+        if scheduler is not None:
+            raise ValueError(
+                "workers and scheduler exclude each other: a running cluster has its own workers"
+            )
+    if pattern is not None and pairs_csv is not None:
+        raise ValueError("pattern and pairs_csv exclude each other: the CSV lists the pairs")
+    return {"motion": motion.lower(), "init": init}
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _complete(job: PairJob, difference: bool) -> Alignment | None:
+    """The pair's alignment if all its outputs are there, else None."""
+    if not (os.path.isfile(job.transform) and os.path.isfile(job.aligned)):
+        return None
+    if difference and not any(os.path.isfile(job.stem + s) for s in DIFFERENCE_SUFFIXES):
+        return None
+    try:
+        return Alignment.from_json(job.transform)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove_temporary_files(output_dir: PathLike) -> list[str]:
+    """Delete the hidden temporary files that interrupted writes left under ``output_dir``."""
+    removed = []
+    for folder, dirs, files in os.walk(output_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if _TEMPORARY.match(name):
+                path = os.path.join(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                    removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def _locked(folder: str) -> Iterator[None]:
+    """Hold an exclusive lock on the output folder (POSIX); released even on SIGKILL."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)  # not inherited by worker processes (PEP 446)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"another batch is writing to {folder}; wait for it or choose another OUTPUT_DIR"
+            ) from None
+        except OSError:
+            pass  # a file system without locks: go on
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,59 @@
+"""What the command line prints: one-line errors in the options' own terms, and summaries."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+
+import numpy as np
+
+from ..engine.alignment import Alignment
+
+PROG = "napari-ecc-align"
+
+
+def summarize(alignment: Alignment) -> str:
+    """One line: motion, correlation before → after, time, and the matrix in plain terms.
+
+    The shift, rotation and scale are those of the reference→moving matrix
+    (its affine part for a homography).
+    """
+    m = alignment.matrix
+    linear = m[:2, :2]
+    # Rotation of the closest similarity, robust to shear; scale = sqrt(area change).
+    rotation = math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
+    scale = math.sqrt(abs(float(np.linalg.det(linear))))
+    return (
+        f"{alignment.motion}: correlation {alignment.correlation_before:.3f} -> "
+        f"{alignment.correlation:.3f} in {alignment.elapsed:.2f} s; reference->moving "
+        f"shift (x, y) = ({m[0, 2]:+.2f}, {m[1, 2]:+.2f}) px, rotation {rotation:+.3f} deg, "
+        f"scale {scale:.4f}"
+    )
+
+
+# ------------------------------------------------------------------------------------ errors
+# The engine's messages name Python arguments; on the command line, name the options.
+_TERMS = re.compile(
+    r"motion='(\w+)'|\ban init matrix\b|\b(max_iterations|eps|gauss_filter_size|pyramid_levels)\b"
+)
+
+
+def in_cli_terms(message: str) -> str:
+    def option(match: re.Match) -> str:
+        if match.group(1):
+            return f"--motion {match.group(1)}"
+        if match.group(2):
+            return "--" + match.group(2).replace("_", "-")
+        return "an initial matrix (--init T.json)"
+
+    return _TERMS.sub(option, message)
+
+
+def print_error(exc: BaseException | str) -> None:
+    """Print ``napari-ecc-align: error: <message>`` as one line on stderr."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        message = f"{exc.strerror}: {exc.filename}"
+    else:
+        message = str(exc) or type(exc).__name__
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)

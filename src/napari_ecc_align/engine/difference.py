@@ -1,0 +1,167 @@
+"""Difference images: ``|reference - aligned|`` like Pillow's ``ImageChops.difference``, or
+the same after normalising both images over their common region.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .alignment import Alignment
+from .preprocess import as_array, luminance
+from .warping import overlap
+
+# A normalized difference (in standard deviations) is shown or saved at full scale here.
+NORMALIZED_FULL_SCALE = 4.0
+# Robust value ranges closer than this share of the span count as "the same range".
+_RANGE_TOLERANCE = 0.1
+
+
+def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None):
+    """Difference image of the reference and the aligned (warped) moving image.
+
+    Parameters
+    ----------
+    reference, aligned : array_like
+        Images on the same grid, e.g. ``aligned = warp(moving, alignment)``.
+    mode : {"absolute", "normalized"}
+        ``"absolute"``: ``|reference - aligned|`` like Pillow's
+        ``ImageChops.difference``; same unsigned dtype in, same dtype out (signed
+        integers give the unsigned type of their width, so nothing wraps; mixed
+        dtypes give float64). ``"normalized"``: both images scaled to zero mean
+        and unit variance over their common valid region first (float32 out),
+        which makes e.g. a binarised and a grayscale image comparable.
+    alignment : Alignment, optional
+        When given, pixels the moving image does not cover are 0 instead of
+        showing the warp's fill value as spurious edges.
+    mask : array_like of bool, optional
+        Only pixels where ``mask`` is True are compared; the rest are 0.
+
+    Returns
+    -------
+    ndarray
+        Shape of ``reference`` (luminance only for mixed gray/colour in
+        normalized mode). NaN or infinite pixels in either image give 0.
+    """
+    if mode not in ("absolute", "normalized"):
+        raise ValueError(f"mode must be 'absolute' or 'normalized', got {mode!r}")
+    ref = as_array(reference, "reference")
+    ali = as_array(aligned, "aligned")
+    if ref.shape[:2] != ali.shape[:2] or ref.ndim < 2:
+        raise ValueError(
+            f"reference {ref.shape} and aligned {ali.shape} must share (rows, cols); "
+            "warp the moving image onto the reference grid first: warp(moving, alignment)"
+        )
+    if ref.shape != ali.shape and mode == "absolute":
+        raise ValueError(
+            f"reference {ref.shape} and aligned {ali.shape} differ in channels; "
+            "use mode='normalized' to compare their luminance"
+        )
+    if mode == "normalized" or ref.shape != ali.shape:
+        ref, ali = luminance(ref), luminance(ali)
+    valid = _valid_region(ref, ali, alignment, mask)
+    if mode == "normalized":
+        return _normalized_difference(ref, ali, valid)
+    diff = _absolute_difference(ref, ali)
+    if valid is not None:
+        diff[~valid] = 0
+    return diff
+
+
+def _valid_region(ref, ali, alignment, mask):
+    rows, cols = ref.shape[:2]
+    valid = None
+    for arr in (ref, ali):
+        if arr.dtype.kind == "f":
+            finite = np.isfinite(arr)
+            finite = finite.all(axis=-1) if finite.ndim == 3 else finite
+            if not finite.all():
+                valid = finite if valid is None else valid & finite
+    if alignment is not None:
+        if not isinstance(alignment, Alignment):
+            raise TypeError(f"alignment must be an Alignment, got {type(alignment).__name__}")
+        covered = overlap(alignment, (rows, cols))
+        valid = covered if valid is None else valid & covered
+    if mask is not None:
+        mask = as_array(mask, "mask")
+        if mask.shape != (rows, cols):
+            raise ValueError(f"mask must have shape {(rows, cols)}, got {mask.shape}")
+        valid = mask != 0 if valid is None else valid & (mask != 0)
+    if valid is not None and valid.ndim == 2 and ref.ndim == 3:
+        valid = np.broadcast_to(valid[..., None], ref.shape)
+    return valid
+
+
+def _absolute_difference(a, b):
+    if a.dtype != b.dtype:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    if a.dtype == np.bool_:
+        return a ^ b
+    if a.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            return np.abs(a - b)
+    if a.dtype.kind == "u":
+        return np.where(a >= b, a - b, b - a)
+    # Signed: modular subtraction in the unsigned type of the same width is exact
+    # for the true difference, which always fits there.
+    unsigned = np.dtype(f"u{a.dtype.itemsize}")
+    ua, ub = a.astype(unsigned), b.astype(unsigned)
+    return np.where(a >= b, ua - ub, ub - ua)
+
+
+def _normalized_difference(ref, ali, valid):
+    """|z(ref) - z(aligned)| with z-scores over the common valid region.
+
+    OpenCV's masked statistics (double accumulators) and float32 ufuncs keep
+    this fast and release the GIL, so a viewer stays responsive meanwhile.
+    """
+    ref = np.ascontiguousarray(ref, dtype=np.float32)
+    ali = np.ascontiguousarray(ali, dtype=np.float32)
+    out = np.zeros(ref.shape, np.float32)
+    mask = None if valid is None else np.ascontiguousarray(valid).view(np.uint8)
+    if mask is not None and cv2.countNonZero(mask) < 2:
+        return out
+    with np.errstate(invalid="ignore"):
+        ref_mean, ref_std = (float(v[0, 0]) for v in cv2.meanStdDev(ref, mask=mask))
+        ali_mean, ali_std = (float(v[0, 0]) for v in cv2.meanStdDev(ali, mask=mask))
+        np.subtract(ref, np.float32(ref_mean), out=out)
+        out *= np.float32(1.0 / ref_std if ref_std > 0 else 1.0)
+        scaled = ali - np.float32(ali_mean)
+        scaled *= np.float32(1.0 / ali_std if ali_std > 0 else 1.0)
+        out -= scaled
+        np.abs(out, out=out)
+    if valid is not None:
+        out[~valid] = 0.0
+    return out
+
+
+def default_difference_mode(reference: np.ndarray, moving: np.ndarray) -> str:
+    """``"absolute"`` if the images are directly comparable, else ``"normalized"``.
+
+    Comparable means the same dtype, the same channels and robust value ranges
+    (1st and 99th percentiles) that agree within 10 % of the larger span.
+    """
+    if reference.dtype != moving.dtype or reference.shape[2:] != moving.shape[2:]:
+        return "normalized"
+    lo_a, hi_a = _robust_range(reference)
+    lo_b, hi_b = _robust_range(moving)
+    span = max(hi_a - lo_a, hi_b - lo_b)
+    if span <= 0:
+        return "absolute"
+    tolerance = _RANGE_TOLERANCE * span
+    close = abs(lo_a - lo_b) <= tolerance and abs(hi_a - hi_b) <= tolerance
+    return "absolute" if close else "normalized"
+
+
+def _robust_range(image: np.ndarray) -> tuple[float, float]:
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]  # alpha is not intensity
+    step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / 250_000)))  # ~250k samples
+    sample = image[::step, ::step].astype(np.float64).ravel()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 0.0
+    lo, hi = np.percentile(sample, [1, 99])
+    return float(lo), float(hi)

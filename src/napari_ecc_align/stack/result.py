@@ -1,0 +1,143 @@
+"""What a stack alignment returns: per-frame :class:`StackAlignment` and the progress
+events :class:`FrameProgress`, with CSV and JSON round trips.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..engine.alignment import Alignment, write_text_atomic
+
+
+@dataclass(frozen=True, eq=False)
+class FrameProgress:
+    """Yielded by :func:`iter_align_stack` each time a frame is finished."""
+
+    index: int  # frame index along the stack axis
+    done: int  # frames finished so far
+    total: int
+    alignment: Alignment | None
+    error: str  # "" if the frame was aligned
+
+
+@dataclass(frozen=True, eq=False)
+class StackAlignment:
+    """The transforms of every frame of a stack onto a common reference grid.
+
+    ``alignments[t].matrix`` maps a reference-grid pixel ``(x, y, 1)`` to frame ``t``'s
+    pixel (the :class:`~napari_ecc_align.Alignment` convention); ``axis`` and
+    ``channel_axis`` are non-negative; ``elapsed`` is in seconds.
+    """
+
+    alignments: tuple[Alignment | None, ...]  # one per frame; None where the frame failed
+    errors: tuple[str, ...]  # "" for good frames, else why the frame failed
+    reference: str | int  # "previous", "first", "mean" or the reference frame's index
+    axis: int
+    channel_axis: int | None
+    channel: int | None  # the channel the transforms were estimated on
+    motion: str
+    frame_shape: tuple[int, int]  # (rows, cols) of the reference grid
+    elapsed: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alignments", tuple(self.alignments))
+        object.__setattr__(self, "errors", tuple(str(e) for e in self.errors))
+        object.__setattr__(self, "frame_shape", tuple(int(n) for n in self.frame_shape))
+        if len(self.errors) != len(self.alignments):
+            raise ValueError("alignments and errors must have one entry per frame")
+
+    def __len__(self) -> int:
+        return len(self.alignments)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean array, True for each frame that was aligned."""
+        return np.array([a is not None for a in self.alignments], dtype=bool)
+
+    @property
+    def matrices(self) -> np.ndarray:
+        """``(n, 3, 3)`` reference-grid → frame matrices; the identity for failed frames."""
+        return np.array([np.eye(3) if a is None else a.matrix for a in self.alignments])
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per frame: ``frame, ok, dx, dy, rotation_deg, scale, correlation,
+        correlation_before, error``.
+
+        ``dx, dy``: where the reference-grid centre lands in the frame, minus the centre
+        (pixels); ``rotation_deg``: rotation of the 2×2 part; ``scale``: the square
+        root of its absolute determinant. Numbers are NaN for failed frames.
+        """
+        rows, cols = self.frame_shape
+        centre = np.array([(cols - 1) / 2, (rows - 1) / 2, 1.0])
+        numbers = ("dx", "dy", "rotation_deg", "scale", "correlation", "correlation_before")
+        out = []
+        for i, (a, error) in enumerate(zip(self.alignments, self.errors, strict=True)):
+            row = {"frame": i, "ok": a is not None, **dict.fromkeys(numbers, float("nan"))}
+            if a is not None:
+                (x, y, w), lin = a.matrix @ centre, a.matrix[:2, :2]
+                angle = np.degrees(np.arctan2(lin[1, 0] - lin[0, 1], lin.trace()))
+                scale = np.sqrt(abs(np.linalg.det(lin)))
+                values = (x / w - centre[0], y / w - centre[1], angle, scale)
+                values += (a.correlation, a.correlation_before)
+                row.update(zip(numbers, map(float, values), strict=True))
+            out.append({**row, "error": error})
+        return out
+
+    def to_csv(self, path) -> None:
+        """Write :meth:`table` as CSV with a header row (atomically: temp file + rename)."""
+        rows = self.table()
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["frame"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+        write_text_atomic(path, buffer.getvalue(), ".csv.tmp")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dictionary; :meth:`from_dict` restores it."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["alignments"] = [None if a is None else a.to_dict() for a in self.alignments]
+        data["errors"], data["frame_shape"] = list(self.errors), list(self.frame_shape)
+        data["convention"] = "each matrix: reference grid (x, y, 1) -> that frame (x, y)"
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StackAlignment:
+        """Rebuild a :class:`StackAlignment` from :meth:`to_dict` output."""
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict, got {type(data).__name__}")
+        missing = {"alignments", "errors", "reference", "axis", "motion", "frame_shape"} - set(data)
+        if missing:
+            raise ValueError(f"stack alignment data lacks the keys {sorted(missing)}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {"channel_axis": None, "channel": None}
+        kwargs.update((k, v) for k, v in data.items() if k in names)
+        kwargs["alignments"] = [a and Alignment.from_dict(a) for a in data["alignments"]]
+        return cls(**kwargs)
+
+    def to_json(self, path=None) -> str:
+        """Return the JSON text, and write it to ``path`` (atomically) if given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            write_text_atomic(path, text + "\n", ".json.tmp")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text) -> StackAlignment:
+        """Read a stack alignment from a JSON file path or a JSON string."""
+        text = path_or_text
+        if not (isinstance(text, str) and text.lstrip().startswith("{")):
+            with open(path_or_text, encoding="utf-8") as fh:
+                text = fh.read()
+        return cls.from_dict(json.loads(text))
+
+
+def _cell(value):
+    return format(value, ".12g") if isinstance(value, float) else value

@@ -194,15 +194,49 @@ def iter_align_stack(
     eps: float = 1e-6, gauss_filter_size: int = 5, pyramid_levels: int | None = None,
     init="auto", workers: int | None = None, fail_fast: bool = False, mean_iterations: int = 2,
 ) -> Generator[FrameProgress, None, StackAlignment]:  # fmt: skip
-    """Generator form of :func:`align_stack`: yields a :class:`FrameProgress` per finished
-    frame (in completion order) and *returns* the :class:`StackAlignment`.
+    """Generator form of :func:`align_stack`, for progress reporting and cancellation.
 
-    Arguments are checked at the call, before any frame is read. Get the result with
-    ``result = yield from iter_align_stack(...)`` (or ``StopIteration.value``).
-    ``gen.close()`` stops promptly: queued frames are cancelled, running ones finish,
-    no new frame starts. With ``reference="previous"`` frames are reported in order;
-    with ``"mean"`` once per pass (``total = frames * mean_iterations``).
-    Arguments as in :func:`align_stack`.
+    Parameters
+    ----------
+    stack : array_like
+        As for :func:`align_stack` (numpy, memory-mapped or dask; read frame by frame).
+    reference, axis, channel_axis, channel, motion, max_iterations, eps, \
+gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations
+        As for :func:`align_stack`; checked at the call, before any frame is read.
+
+    Yields
+    ------
+    FrameProgress
+        One per finished frame, in completion order. With ``reference="previous"``
+        frames are reported in order; with ``"mean"`` once per pass
+        (``total = frames * mean_iterations``).
+
+    Returns
+    -------
+    StackAlignment
+        The generator's return value: ``result = yield from iter_align_stack(...)``,
+        or ``StopIteration.value``.
+
+    Notes
+    -----
+    ``gen.close()`` stops promptly: queued frames are cancelled, running ones
+    finish, no new frame starts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_ecc_align import FrameProgress, iter_align_stack
+    >>> from napari_ecc_align.data import natural_image
+    >>> scene = natural_image((160, 160), seed=0)
+    >>> movie = np.stack([scene[10 + t : 138 + t, 10:138] for t in range(4)])  # 1 px/frame
+    >>> gen = iter_align_stack(movie, reference="first", motion="translation")
+    >>> try:
+    ...     while True:
+    ...         assert isinstance(next(gen), FrameProgress)
+    ... except StopIteration as stop:
+    ...     result = stop.value
+    >>> np.round(result.matrices[:, 1, 2], 2)  # reference row y -> frame row y - t
+    array([ 0., -1., -2., -3.])
     """
     layout = stack_layout(stack, axis, channel_axis)
     n = layout.frames

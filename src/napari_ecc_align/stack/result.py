@@ -18,7 +18,21 @@ from ..engine.alignment import Alignment, write_text_atomic
 
 @dataclass(frozen=True, eq=False)
 class FrameProgress:
-    """Yielded by :func:`iter_align_stack` each time a frame is finished."""
+    """Yielded by :func:`iter_align_stack` each time a frame is finished.
+
+    Attributes
+    ----------
+    index : int
+        The frame's index along the stack axis.
+    done : int
+        Frames finished so far (counting every pass of ``reference="mean"``).
+    total : int
+        Frames to finish in all.
+    alignment : Alignment or None
+        The frame's transform onto the reference grid; None if it failed.
+    error : str
+        Why the frame failed; ``""`` if it was aligned.
+    """
 
     index: int  # frame index along the stack axis
     done: int  # frames finished so far
@@ -31,9 +45,37 @@ class FrameProgress:
 class StackAlignment:
     """The transforms of every frame of a stack onto a common reference grid.
 
-    ``alignments[t].matrix`` maps a reference-grid pixel ``(x, y, 1)`` to frame ``t``'s
-    pixel (the :class:`~napari_ecc_align.Alignment` convention); ``axis`` and
-    ``channel_axis`` are non-negative; ``elapsed`` is in seconds.
+    Returned by :func:`~napari_ecc_align.align_stack`; :func:`~napari_ecc_align.warp_stack`
+    applies it. ``len(result)`` is the number of frames.
+
+    Attributes
+    ----------
+    alignments : tuple of Alignment or None
+        One per frame; ``alignments[t].matrix`` maps a reference-grid pixel
+        ``(x, y, 1)`` to frame ``t``'s pixel (the :class:`~napari_ecc_align.Alignment`
+        convention). None where the frame failed.
+    errors : tuple of str
+        ``""`` for aligned frames, else why the frame failed.
+    reference : str or int
+        ``"previous"``, ``"first"``, ``"mean"`` or the reference frame's index.
+    axis, channel_axis : int, int or None
+        The frame axis and the channel axis of the stack (non-negative).
+    channel : int or None
+        The channel the transforms were estimated on.
+    motion : str
+        The motion model.
+    frame_shape : tuple of int
+        ``(rows, cols)`` of the reference grid.
+    elapsed : float
+        Seconds the whole stack took.
+    ok : ndarray of bool
+        Per frame, whether it was aligned.
+    matrices : ndarray, shape (frames, 3, 3)
+        Every frame's matrix (NaN where a frame failed).
+
+    See Also
+    --------
+    to_csv, to_json, from_json : the drift table and a lossless round trip.
     """
 
     alignments: tuple[Alignment | None, ...]  # one per frame; None where the frame failed

@@ -1,5 +1,6 @@
 # Developer entry points. Each target makes .venv and installs what it needs.
 #   make test    whole test suite (GUI tests run headless under Xvfb via pytest-xvfb)
+#   make test-lib  the library tests only, without Qt (deselects the tests marked gui)
 #   make demo    open napari with the plugin and a sample pair
 #   make lint    ruff check + ruff format --check
 #   make bench   benchmarks against OpenCV's own calls
@@ -9,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SRC    := src tests benchmarks
 
-.PHONY: venv install-test install-all test demo lint bench clean
+.PHONY: venv install-test install-all test test-lib demo lint bench clean
 
 # --- environments -----------------------------------------------------------
 
@@ -36,6 +37,11 @@ install-all: $(VENV)/.all-stamp
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The library tests alone, pytest-qt and pytest-xvfb off (tests/plugin imports Qt to collect);
+# the session fails if any of them loaded Qt (tests/conftest.py).
+test-lib: install-test
+	$(BIN)/python -m pytest -m "not gui" --ignore=tests/plugin -p no:pytest-qt -p no:xvfb $(PYTEST_ARGS)
 
 demo: install-all
 	$(BIN)/napari-ecc-align demo

@@ -9,10 +9,12 @@ GUI fixtures come from plugins, not from here:
 
 The folders mirror the package (engine/, stack/, io/, batch/, cli/, data/, plugin/). Every
 test that needs Qt (it uses a viewer or ``qtbot``, or lives in plugin/) is marked ``gui``,
-so ``pytest -m "not gui" -p no:pytestqt -p no:xvfb`` runs the library tests without Qt
-(``make test-lib``).
+so ``pytest -m "not gui" --ignore=tests/plugin -p no:pytest-qt -p no:xvfb`` runs the library
+tests without Qt (``make test-lib``; tests/plugin's modules import Qt when collected), and
+fails if one of them loaded it.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,16 @@ def pytest_collection_modifyitems(config, items):
         in_plugin = _PLUGIN_TESTS in Path(str(item.fspath)).parents
         if in_plugin or _GUI_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.gui)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """`-m "not gui"` promises a run without Qt: fail the session if a test loaded it."""
+    if session.config.getoption("markexpr") != "not gui" or exitstatus != 0:
+        return
+    loaded = sorted(m for m in ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6") if m in sys.modules)
+    if loaded:
+        print(f"\nlibrary tests loaded Qt: {', '.join(loaded)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

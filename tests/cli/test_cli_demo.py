@@ -4,7 +4,6 @@ A GUI test: it needs a display (pytest-xvfb provides one) and runs the demo in a
 subprocess so that its napari Viewer and QApplication are its own.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,10 +13,7 @@ import pytest
 
 from napari_ecc_align.io.images import read_image
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("napari_ecc_align.plugin.sample_data") is None,
-    reason="napari_ecc_align.plugin.sample_data is not written yet",
-)
+pytestmark = pytest.mark.gui  # napari in a subprocess, on pytest-xvfb's display
 
 
 def test_demo_screenshot(tmp_path):

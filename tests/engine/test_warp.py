@@ -101,6 +101,10 @@ def test_output_shape_and_fill_value():
     assert out[-1, -1] == -7
     with pytest.raises(ValueError, match="fill_value"):
         warp(img.astype(np.uint8), _alignment(), fill_value=300)
+    # beyond float16's 65504 the fill would become inf (and NaN at the borders)
+    with pytest.raises(ValueError, match="fill_value 70000 does not fit the image dtype float16"):
+        warp(img.astype(np.float16), _alignment(), fill_value=70000)
+    assert warp(img.astype(np.float16), _alignment(), fill_value=np.nan).dtype == np.float16
     with pytest.raises(ValueError, match="interpolation"):
         warp(img, _alignment(), interpolation="lanczos")
     with pytest.raises(TypeError, match="alignment"):

@@ -137,6 +137,8 @@ def _check_fill(fill_value, dtype):
         if not np.isfinite(value) or not info.min <= value <= info.max:
             raise ValueError(f"fill_value {fill_value!r} does not fit the image dtype {dtype}")
         return int(fill_value)
+    if np.isfinite(value) and abs(value) > float(np.finfo(dtype).max):  # would become inf
+        raise ValueError(f"fill_value {fill_value!r} does not fit the image dtype {dtype}")
     return value
 
 

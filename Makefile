@@ -2,15 +2,16 @@
 #   make test    whole test suite (GUI tests run headless under Xvfb via pytest-xvfb)
 #   make test-lib  the library tests only, without Qt (deselects the tests marked gui)
 #   make demo    open napari with the plugin and a sample pair
-#   make lint    ruff check + ruff format --check
+#   make lint    ruff check + ruff format --check + the GitHub workflows against their schema
 #   make bench   benchmarks against OpenCV's own calls
+#   make build   sdist and wheel into dist/, then twine check
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SRC    := src tests benchmarks
 
-.PHONY: venv install-test install-all test test-lib demo lint bench clean
+.PHONY: venv install-test install-all test test-lib demo lint bench build clean
 
 # --- environments -----------------------------------------------------------
 
@@ -50,12 +51,23 @@ lint: install-test
 	$(BIN)/python -m ruff --version >/dev/null 2>&1 || $(BIN)/pip install ruff
 	$(BIN)/python -m ruff check $(SRC)
 	$(BIN)/python -m ruff format --check $(SRC)
+	$(BIN)/check-jsonschema --version >/dev/null 2>&1 || $(BIN)/pip install check-jsonschema
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 bench: install-test
 	$(BIN)/python benchmarks/bench_align.py
 	$(BIN)/python benchmarks/bench_init.py
 	$(BIN)/python benchmarks/bench_stack.py
 	$(BIN)/python benchmarks/bench_batch.py --pairs 40
+
+# PYTHONDONTWRITEBYTECODE only makes setuptools warn that it skips byte-compiling (a wheel has
+# no .pyc either way), so it is unset for a build whose output should carry no warning.
+build: venv
+	$(BIN)/python -m build --version >/dev/null 2>&1 || $(BIN)/pip install build
+	$(BIN)/python -m twine --version >/dev/null 2>&1 || $(BIN)/pip install twine
+	rm -rf dist
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis

@@ -61,12 +61,15 @@ bench: install-test
 	$(BIN)/python benchmarks/bench_batch.py --pairs 40
 
 # PYTHONDONTWRITEBYTECODE only makes setuptools warn that it skips byte-compiling (a wheel has
-# no .pyc either way), so it is unset for a build whose output should carry no warning.
+# no .pyc either way), so it is unset for a build whose output should carry no warning. The
+# egg-info the sdist step leaves in src/ would sit on the editable install's path as a second,
+# possibly stale, copy of the package's metadata: removed.
 build: venv
 	$(BIN)/python -m build --version >/dev/null 2>&1 || $(BIN)/pip install build
 	$(BIN)/python -m twine --version >/dev/null 2>&1 || $(BIN)/pip install twine
 	rm -rf dist
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m build --outdir dist .
+	rm -rf src/napari_ecc_align.egg-info
 	$(BIN)/python -m twine check --strict dist/*
 
 clean:

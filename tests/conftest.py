@@ -9,8 +9,8 @@ GUI fixtures come from plugins, not from here:
 
 The folders mirror the package (engine/, stack/, io/, batch/, cli/, data/, plugin/). Every
 test that needs Qt (it uses a viewer or ``qtbot``, or lives in plugin/) is marked ``gui``,
-so ``pytest -m "not gui" --ignore=tests/plugin -p no:pytest-qt -p no:xvfb`` runs the library
-tests without Qt (``make test-lib``; tests/plugin's modules import Qt when collected), and
+so ``make test-lib`` runs the library tests without Qt (``-m "not gui"``, tests/plugin left
+out because its modules import Qt when collected, and the Qt-loading pytest plugins off) and
 fails if one of them loaded it.
 """
 

@@ -43,7 +43,7 @@ from .pairs import (
 from .report import BatchReport, write_csv
 from .worker import align_pair, describe_failure
 
-# Hidden temporary files of interrupted writes: _io.atomic_output names them
+# Hidden temporary files of interrupted writes: io.atomic_output names them
 # ".<stem>.<hex>.tmp.<ext>", tempfile.mkstemp (Alignment.to_json, the CSV) ".<random>.<ext>.tmp".
 _TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 

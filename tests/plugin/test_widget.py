@@ -2,9 +2,11 @@
 
 import hashlib
 import json
+import time
 
 import cv2
 import numpy as np
+import pytest
 from qtpy.QtCore import QTimer
 
 from napari_ecc_align import Alignment
@@ -95,21 +97,37 @@ def test_homography_disables_move_layer_only(viewer_widget):
     assert widget.move_only.enabled
 
 
-def test_event_loop_runs_while_aligning(qtbot, viewer_widget):
+def test_event_loop_never_stalls_while_the_worker_aligns(qtbot, viewer_widget):
     viewer, widget = viewer_widget
-    big = natural_image((1400, 1800), seed=5)
+    big = natural_image((4000, 5200), seed=5)  # 20 MP: the worker needs well over 1 s
     viewer.add_image(big[:-8, :-8], name="ref")
     viewer.add_image(big[5:-3, 3:-5], name="mov")
+    qtbot.wait(200)  # let the new layers render before measuring
+    # A 2 ms timer ticks whenever the event loop is free; each tick notes whether the
+    # result has reached the main thread (last_alignment is set when it arrives).
     ticks = []
     timer = QTimer()
-    timer.timeout.connect(lambda: ticks.append(widget.running))
-    timer.start(5)
+    timer.setInterval(2)
+    timer.timeout.connect(lambda: ticks.append((time.perf_counter(), widget.last_alignment)))
+    timer.start()
+    start = time.perf_counter()
     widget.align_button.native.click()
     assert widget.running and not widget.align_button.enabled
     widget.align_button.native.click()  # a second press while running starts nothing
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     timer.stop()
-    assert sum(ticks) >= 3  # the timer kept firing while the worker ran
+
+    # While the worker estimates, resamples and takes the difference (before its result
+    # is handed to napari, one layer per event-loop turn), the loop must keep turning.
+    working = np.array([start] + [t for t, result in ticks if result is None])
+    worker_seconds = working[-1] - start
+    assert len(working) >= 100, f"only {len(working)} ticks in {worker_seconds:.2f} s"
+    assert worker_seconds >= 1.0, f"the job took {worker_seconds:.2f} s: too short to measure"
+    longest_gap = np.diff(working).max()  # the first gap is the click itself
+    assert longest_gap <= 0.25, (
+        f"the event loop stalled {longest_gap * 1000:.0f} ms while the worker ran "
+        f"({len(working)} ticks in {worker_seconds:.2f} s)"
+    )
     assert widget.align_button.enabled
     assert [layer.name for layer in viewer.layers].count("mov (aligned)") == 1
 
@@ -284,3 +302,99 @@ def test_initialisation_choice_and_result_panel(qtbot, viewer_widget):
     assert "init: fourier-mellin" in widget.result.value
     offset = np.array([[1, 0, 150], [0, 1, 150], [0, 0, 1.0]])
     assert corner_rms(widget.last_alignment.matrix, true @ offset, (300, 300)) < 0.1
+
+
+def _two_motion_pair(shape=(240, 360), left=(3.0, -2.0), right=(-4.0, 3.0)):
+    """A moving image whose left third shows the scene shifted by ``left`` and the rest by
+    ``right``: (reference, moving, left matrix, right matrix, first column of the right part)."""
+    scene = natural_image((shape[0] + 40, shape[1] + 40), seed=11)
+    reference = np.ascontiguousarray(scene[20:-20, 20:-20])
+
+    def shifted(dx, dy):  # reference (x, y) -> moving (x + dx, y + dy)
+        dx, dy = int(dx), int(dy)
+        return scene[20 - dy : 20 - dy + shape[0], 20 - dx : 20 - dx + shape[1]]
+
+    seam = shape[1] // 3
+    moving = np.ascontiguousarray(shifted(*right))
+    moving[:, :seam] = shifted(*left)[:, :seam]
+    matrices = [np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) for dx, dy in (left, right)]
+    return reference, moving, *matrices, seam
+
+
+def test_shapes_mask_makes_the_result_follow_the_masked_region(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    reference, moving, left, right, seam = _two_motion_pair()
+    viewer.add_image(reference, name="ref")
+    viewer.add_image(moving, name="mov")
+    widget.motion.value = "translation"
+    widget.out_difference.value = False
+    _press_align(qtbot, widget)  # no mask: a compromise between the two parts
+    assert corner_rms(widget.last_alignment.matrix, left, reference.shape) > 2
+
+    # Rectangles on the reference grid, well inside each part (the moving image's seam
+    # lies at reference column seam - 3 for the left shift, seam + 4 for the right one).
+    rows, cols = reference.shape
+    for name, (c0, c1), truth in [
+        ("left part", (10.0, seam - 20.0), left),
+        ("right part", (seam + 20.0, cols - 10.0), right),
+    ]:
+        box = np.array([[10.0, c0], [10.0, c1], [rows - 10.0, c1], [rows - 10.0, c0]])
+        viewer.add_shapes([box], shape_type="rectangle", name=name)
+        widget.mask.value = viewer.layers[name]
+        _press_align(qtbot, widget)
+        assert corner_rms(widget.last_alignment.matrix, truth, reference.shape) < 0.1, name
+    assert corner_rms(left, right, reference.shape) > 8  # two clearly different answers
+
+
+def _state(viewer):
+    return [(layer.name, _digest(layer), np.array(layer.affine.affine_matrix).tolist())
+            for layer in viewer.layers]  # fmt: skip
+
+
+def _last_error():
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    errors = [n for n in notification_manager.records if n.severity == NotificationSeverity.ERROR]
+    return errors[-1].message if errors else ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"matrix": [[1, 0, 0], [0, 1', '{"not": "an alignment"}', ""],
+    ids=["truncated", "not-an-alignment", "empty"],
+)
+def test_apply_transform_with_a_malformed_json(qtbot, viewer_widget, tmp_path, text):
+    viewer, widget = viewer_widget
+    reference, moving, _ = _natural_pair()
+    viewer.add_image(reference, name="ref")
+    viewer.add_image(moving, name="mov")
+    before = _state(viewer)
+    path = tmp_path / "broken.json"
+    path.write_text(text)
+    widget.apply_transform(str(path))
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert widget.message.value.startswith(f"cannot load the transform from {path}: ")
+    assert _last_error() == widget.message.value  # shown as an error notification
+    assert _state(viewer) == before  # no layer changed or added
+    assert widget.last_alignment is None and widget.align_button.enabled
+
+
+def test_apply_transform_estimated_for_another_image_size(qtbot, viewer_widget, tmp_path):
+    viewer, widget = viewer_widget
+    reference, moving, true = _natural_pair()
+    viewer.add_image(reference, name="ref")
+    viewer.add_image(moving, name="mov")
+    before = _state(viewer)
+    path = tmp_path / "other.json"
+    Alignment(true, "translation", 0.99, 0.5, (100, 120), (110, 130)).to_json(path)
+    widget.apply_transform(str(path))
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    expected = (
+        "the transform was estimated for a moving image of 110x130 pixels, but this one is "
+        f"{moving.shape[0]}x{moving.shape[1]}; choose the matching moving layer or estimate "
+        "a new transform"
+    )
+    assert widget.message.value == expected
+    assert _last_error() == expected
+    assert _state(viewer) == before
+    assert widget.last_alignment is None and widget.align_button.enabled

@@ -24,6 +24,21 @@ def _drift_stack(frames=16, shape=(96, 128), seed=0):
     return stack, shifts
 
 
+def _click(plot, frame, inside=True):
+    """A left click on the drift plot at x = ``frame`` (data units), as matplotlib's Qt
+    canvas would deliver it to the plot's ``button_press_event`` handlers."""
+    from matplotlib.backend_bases import MouseEvent
+
+    plot.canvas.draw()  # the transforms below need the laid-out figure
+    axes = plot.axes
+    x, y = axes.transData.transform((frame, np.mean(axes.get_ylim())))
+    if not inside:
+        y = axes.bbox.y1 + 0.5 * (plot.figure.bbox.y1 - axes.bbox.y1)  # above the axes
+    event = MouseEvent("button_press_event", plot.canvas, x, y, button=1)
+    assert (event.inaxes is not None) == inside
+    plot.canvas.callbacks.process("button_press_event", event)
+
+
 def test_stack_is_aligned_with_plot_and_slider(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     stack, shifts = _drift_stack()
@@ -46,9 +61,19 @@ def test_stack_is_aligned_with_plot_and_slider(qtbot, viewer_widget):
         if row["ok"]:
             assert abs(row["dx"] + dx) < 0.1 and abs(row["dy"] + dy) < 0.1
     assert "1 failed: 9" in widget.result.value
-    assert widget.drift_plot is not None and widget.drift_plot.frames.size == len(stack)
-    widget._go_to_frame(5)
-    assert viewer.dims.current_step[0] == 5
+    plot = widget.drift_plot
+    assert plot is not None and plot.frames.size == len(stack)
+    # Clicks on the plot go through the handler it registered with matplotlib and move
+    # the viewer's frame slider: to the nearest frame, clipped to the stack (the axes
+    # reach a little beyond the first and the last frame).
+    assert viewer.dims.current_step[0] != 5
+    left, right = plot.axes.get_xlim()
+    assert round(left + 0.05) == -1 and round(right - 0.05) == len(stack)  # beyond: clipped
+    for x, frame in [(5.2, 5), (11.6, 12), (right - 0.05, len(stack) - 1), (left + 0.05, 0)]:
+        _click(plot, x)
+        assert viewer.dims.current_step[0] == frame, x
+    _click(plot, 5.0, inside=False)  # outside the axes: nothing happens
+    assert viewer.dims.current_step[0] == 0
     np.testing.assert_array_equal(layer.data, before)  # the input stack is untouched
     assert "ecc_stack_alignment" in aligned.metadata
 

@@ -38,6 +38,20 @@ def test_translation_recovered_and_result_fields():
     assert np.array_equal(result.matrix[:2, :2], np.eye(2))  # translation stays a translation
 
 
+@pytest.mark.parametrize("motion", ["affine", "homography"])
+def test_max_iterations_bounds_every_level_including_the_staged_coarsest(motion):
+    reference, moving, true = _pair()
+    free = align(reference, moving, motion=motion, init="identity")
+    # the coarsest level fits translation, euclidean, ... in turn: more than 3 in all
+    assert free.iterations[0] > 3, free.iterations
+    for budget in (1, 3):
+        capped = align(reference, moving, motion=motion, init="identity", max_iterations=budget)
+        assert len(capped.iterations) == capped.levels == free.levels
+        assert max(capped.iterations) <= budget, (budget, capped.iterations)
+        assert capped.parameters["max_iterations"] == budget
+        assert capped.corner_error(true) < 0.5  # fewer iterations, still near the answer
+
+
 def test_inputs_are_not_modified():
     reference, moving, _ = _pair()
     moving[5:10, 5:10] = np.nan

@@ -84,9 +84,13 @@ def run_levels(
         selected = None
         stages = _STAGES[motion] if staged and level == top and top > bottom else (motion,)
         for stage in stages:
+            budget = params["max_iterations"] - n_iter  # the stages share the level's budget
+            if budget < 1:
+                break
             try:
                 matrix, stage_iter, correlation, selected = _ecc_level(
-                    ref_pyr[level], mov_pyr[level], matrix, stage, params, level, seeds,
+                    ref_pyr[level], mov_pyr[level], matrix, stage,
+                    {**params, "max_iterations": budget}, level, seeds,
                     _STEP_TOLERANCE if level == 0 else _COARSE_STEP_TOLERANCE,
                 )  # fmt: skip
             except AlignmentError:

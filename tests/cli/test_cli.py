@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_ecc_align import Alignment, __version__
+from napari_ecc_align import Alignment, __version__, difference
 from napari_ecc_align.cli import commands as _cli
 from napari_ecc_align.cli import main
 from napari_ecc_align.engine.difference import default_difference_mode
@@ -430,3 +430,81 @@ def test_console_script(pair_files):
     assert f"({truth[0]:+.2f}, {truth[1]:+.2f}) px" in result.stdout
     assert read_image(d / "al.tif").shape == (200, 240)
     assert read_image(d / "diff.tif").shape == (200, 240)
+
+
+# ------------------------------------------------------------------- options that reach align
+def _transform(capsys, d, *options):
+    code, _, err = _run(
+        capsys, "align", d / "ref.png", d / "mov.png", "-q", "-o", d / "al.png",
+        "--transform", d / "t.json", *options,
+    )  # fmt: skip
+    assert code == 0, err
+    return json.loads((d / "t.json").read_text())
+
+
+def test_pyramid_and_criteria_options_reach_align(pair_files, capsys):
+    d, truth = pair_files
+    default = _transform(capsys, d)
+    assert default["levels"] > 1 and max(default["iterations"]) > 3  # what the options change
+    assert default["parameters"] == {
+        "motion": "affine", "max_iterations": 100, "eps": 1e-6, "gauss_filter_size": 5,
+        "pyramid_levels": None,
+    }  # fmt: skip
+
+    one_level = _transform(capsys, d, "--pyramid-levels", "1")
+    assert one_level["levels"] == 1 and len(one_level["iterations"]) == 1
+    assert one_level["parameters"]["pyramid_levels"] == 1
+
+    capped = _transform(capsys, d, "--max-iterations", "3")
+    assert len(capped["iterations"]) == default["levels"]
+    assert max(capped["iterations"]) <= 3 and capped["parameters"]["max_iterations"] == 3
+
+    other = _transform(capsys, d, "--eps", "0.001", "--gauss-filter-size", "3")
+    assert other["parameters"]["eps"] == 0.001 and other["parameters"]["gauss_filter_size"] == 3
+    for result in (one_level, capped, other):  # each still finds the shift
+        np.testing.assert_allclose(np.array(result["matrix"])[:2, 2], truth, atol=0.1)
+
+
+def test_interpolation_option_reaches_the_resampling(tmp_path, capsys):
+    reference, moving, _ = _pair(seed=2)
+    # float32: linear resampling makes values the moving image never had
+    write_image(tmp_path / "ref.png", _to(reference, np.uint8))
+    write_image(tmp_path / "mov.tif", moving)
+    values = np.append(np.unique(moving), 0)  # 0: outside the moving image
+    new_values = {}
+    for interpolation in ("nearest", "linear"):
+        code, _, err = _run(
+            capsys, "align", tmp_path / "ref.png", tmp_path / "mov.tif", "-q",
+            "-o", tmp_path / f"{interpolation}.tif", "--interpolation", interpolation,
+        )  # fmt: skip
+        assert code == 0, err
+        aligned = read_image(tmp_path / f"{interpolation}.tif")
+        assert aligned.dtype == np.float32 and aligned.shape == reference.shape
+        new_values[interpolation] = np.mean(~np.isin(aligned, values))
+    assert new_values["nearest"] == 0  # nearest neighbour copies moving pixels
+    assert new_values["linear"] > 0.9  # a sub-pixel shift: blends
+
+
+def test_difference_mode_option_chooses_the_difference(pair_files, capsys):
+    d, _ = pair_files
+    diffs = {}
+    for mode in (None, "absolute", "normalized"):
+        name = f"diff_{mode}.tif"
+        extra = [] if mode is None else ["--difference-mode", mode]
+        _transform(capsys, d, "--difference", d / name, *extra)
+        diffs[mode] = read_image(d / name)
+    reference = read_image(d / "ref.png")
+    aligned = read_image(d / "al.png")
+    alignment = Alignment.from_json(d / "t.json")
+    assert diffs["absolute"].dtype == np.uint8  # |reference - aligned| in 8-bit units
+    # (the moving image covers the whole reference grid: no zeros outside an overlap)
+    expected = np.abs(reference.astype(int) - aligned.astype(int))
+    np.testing.assert_array_equal(diffs["absolute"], expected)
+    np.testing.assert_array_equal(diffs[None], diffs["absolute"])  # the default for this pair
+    assert diffs["normalized"].dtype == np.float32  # z-score units
+    np.testing.assert_allclose(
+        diffs["normalized"],
+        difference(reference, aligned, mode="normalized", alignment=alignment),
+        atol=1e-5,
+    )
+    assert not np.allclose(diffs["normalized"], diffs["absolute"], atol=0.5)

@@ -42,8 +42,9 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
     Returns
     -------
     ndarray
-        Shape of ``reference`` (luminance only for mixed gray/colour in
-        normalized mode). NaN or infinite pixels in either image give 0.
+        Absolute mode: the shape of ``reference``. Normalized mode: ``(rows, cols)``,
+        the difference of the two luminances (colour images are compared by their
+        luminance). NaN or infinite pixels in either image give 0.
     """
     if mode not in ("absolute", "normalized"):
         raise ValueError(f"mode must be 'absolute' or 'normalized', got {mode!r}")

@@ -1,6 +1,8 @@
 # Developer entry points. Each target makes .venv and installs what it needs.
-#   make test    whole test suite (GUI tests run headless under Xvfb via pytest-xvfb)
+#   make test    whole test suite (GUI tests run headless under Xvfb via pytest-xvfb), on PyQt6;
+#                `make test QT=pyside6` installs PySide6 into .venv and runs it on that binding
 #   make test-lib  the library tests only, without Qt (deselects the tests marked gui)
+#   make test-lowest  the GUI tests on the lowest versions pyproject.toml allows, in .venv-lowest
 #   make demo    open napari with the plugin and a sample pair
 #   make lint    ruff check + ruff format --check + the GitHub workflows against their schema
 #   make bench   benchmarks against OpenCV's own calls
@@ -10,8 +12,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SRC    := src tests benchmarks
+# The Qt binding the tests run on (pytest-qt's qt_api, qtpy's and napari's QT_API).
+QT     ?= pyqt6
+QT_PACKAGE_pyqt6   := PyQt6
+# PySide6 6.12.0 aborts the test session (shiboken "deallocating None" while napari 0.9.2
+# closes a viewer); 6.11.3 passes (napari itself excludes 6.11.0 and 6.11.1).
+QT_PACKAGE_pyside6 := PySide6==6.11.3
+QT_PACKAGE := $(or $(QT_PACKAGE_$(QT)),$(error QT must be pyqt6 or pyside6, not '$(QT)'))
+LOWEST := .venv-lowest
 
-.PHONY: venv install-test install-all test test-lib demo lint bench build clean
+.PHONY: venv install-test install-all test test-lib test-lowest demo lint bench build clean
 
 # --- environments -----------------------------------------------------------
 
@@ -27,7 +37,19 @@ $(VENV)/.testing-stamp: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.all-stamp: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[all]" PyQt5
+	$(BIN)/pip install -e ".[all]"
+	touch $@
+
+# PyQt6 comes with the testing extra; another binding is added beside it when asked for.
+$(VENV)/.qt-$(QT)-stamp: Makefile | $(BIN)/python
+	$(BIN)/pip install "$(QT_PACKAGE)"
+	touch $@
+
+# The lowest versions pyproject.toml allows, pinned in requirements/lowest.txt (which says why).
+$(LOWEST)/.stamp: requirements/lowest.txt pyproject.toml
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --upgrade pip
+	$(LOWEST)/bin/pip install -r requirements/lowest.txt -e ".[testing]"
 	touch $@
 
 install-test: $(VENV)/.testing-stamp
@@ -36,8 +58,12 @@ install-all: $(VENV)/.all-stamp
 
 # --- tasks --------------------------------------------------------------------
 
-test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install-test $(VENV)/.qt-$(QT)-stamp
+	QT_API=$(QT) $(BIN)/python -m pytest -o qt_api=$(QT) $(PYTEST_ARGS)
+
+# The GUI tests against napari 0.5, numpy 1.23, OpenCV 4.8... (requirements/lowest.txt).
+test-lowest: $(LOWEST)/.stamp
+	QT_API=pyqt6 $(LOWEST)/bin/python -m pytest -m gui -o qt_api=pyqt6 $(PYTEST_ARGS)
 
 # The library tests alone, pytest-qt and pytest-xvfb off (tests/plugin imports Qt to collect);
 # the session fails if any of them loaded Qt (tests/conftest.py).
@@ -73,6 +99,6 @@ build: venv
 	$(BIN)/python -m twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) build dist .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

@@ -157,8 +157,14 @@ class AlignWidget(Container):
         self.save_button.changed.connect(lambda: self.save_transform())
         self.apply_button.changed.connect(lambda: self.apply_transform())
         events = viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered, events.renamed):
+        for event in (events.inserted, events.removed, events.reordered):
             event.connect(self._on_layers_changed)
+        # A rename changes the choices too. The layer list's own `renamed` event is
+        # napari >= 0.7 only; each layer's `name` event is there in every version.
+        events.inserted.connect(self._on_layer_inserted)
+        events.removed.connect(self._on_layer_removed)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._on_layers_changed)
         self.native.destroyed.connect(self._on_destroyed)
         self._on_layers_changed()
 
@@ -180,6 +186,12 @@ class AlignWidget(Container):
             for layer in self._viewer.layers
             if kind(layer) in CARRY_TYPES and id(layer) not in chosen and not _is_output(layer)
         ]
+
+    def _on_layer_inserted(self, event) -> None:
+        event.value.events.name.connect(self._on_layers_changed)
+
+    def _on_layer_removed(self, event) -> None:
+        event.value.events.name.disconnect(self._on_layers_changed)
 
     def _on_layers_changed(self, event=None):
         self.reset_choices()

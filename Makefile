@@ -65,10 +65,11 @@ test: install-test $(VENV)/.qt-$(QT)-stamp
 test-lowest: $(LOWEST)/.stamp
 	QT_API=pyqt6 $(LOWEST)/bin/python -m pytest -m gui -o qt_api=pyqt6 $(PYTEST_ARGS)
 
-# The library tests alone, pytest-qt and pytest-xvfb off (tests/plugin imports Qt to collect);
+# The library tests alone, with the Qt-loading pytest plugins off (pytest-qt, pytest-xvfb, and
+# napari's, whose autouse fixture imports napari._qt; tests/plugin imports Qt to collect);
 # the session fails if any of them loaded Qt (tests/conftest.py).
 test-lib: install-test
-	$(BIN)/python -m pytest -m "not gui" --ignore=tests/plugin -p no:pytest-qt -p no:xvfb $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not gui" --ignore=tests/plugin -p no:pytest-qt -p no:xvfb -p no:napari $(PYTEST_ARGS)
 
 demo: install-all
 	$(BIN)/napari-ecc-align demo

@@ -1,4 +1,4 @@
-"""The log-polar resampling behind Fourier–Mellin (numpy, the same under every OpenCV)."""
+"""The log-polar resampling behind Fourier–Mellin (our own grid, the same under every OpenCV)."""
 
 import math
 

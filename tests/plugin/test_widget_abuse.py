@@ -60,16 +60,7 @@ def test_moving_layer_removed_while_running(qtbot, viewer_widget):
     "closing, carried",
     [
         ("viewer", 16),  # closing napari itself takes seconds here: a longer job
-        pytest.param(
-            "dock",
-            8,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="the dock's close button (remove_dock_widget) only unparents the widget: "
-                "it is not destroyed, so the worker runs on and its layers are added anyway",
-            ),
-        ),
+        ("dock", 8),
     ],
 )
 def test_closing_while_running_stops_the_worker_early(qtbot, make_napari_viewer, closing, carried):

@@ -29,6 +29,7 @@ from magicgui.widgets import (
     Select,
     TextEdit,
 )
+from qtpy.QtCore import QEvent, QObject
 
 from ...engine.alignment import MOTIONS, Alignment
 from ...engine.difference import NORMALIZED_FULL_SCALE
@@ -58,6 +59,7 @@ class AlignWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._closed = False
+        self._discard = False  # the widget was taken off the viewer: drop this run's results
         self._worker = None
         self._progress = None
         self._expected_levels = 0
@@ -166,6 +168,9 @@ class AlignWidget(Container):
         for layer in viewer.layers:
             layer.events.name.connect(self._on_layers_changed)
         self.native.destroyed.connect(self._on_destroyed)
+        # The dock's close button (napari's remove_dock_widget) unparents the widget
+        # without destroying it: a run still going then has nowhere to deliver.
+        self._removal_watch = _RemovalWatch(self.native, self._on_removed)
         self._on_layers_changed()
 
     # ------------------------------------------------------------------ layer lists
@@ -378,7 +383,7 @@ class AlignWidget(Container):
         pbar.update(1)
 
     def _on_returned(self, result, reference, moving, job: Job) -> None:
-        if self._closed:
+        if self._closed or self._discard:
             return
         inputs = (moving,) if isinstance(job, StackJob) else (reference, moving)
         gone = [layer.name for layer in inputs if layer not in self._viewer.layers]
@@ -480,7 +485,7 @@ class AlignWidget(Container):
         layers at once would freeze the viewer for their sum."""
         from qtpy.QtCore import QTimer
 
-        if self._closed:
+        if self._closed or self._discard:
             return
         if self._pending:
             try:
@@ -502,8 +507,17 @@ class AlignWidget(Container):
             self._progress = None
         if self._closed:
             return
+        if self._discard:
+            self._discard, self._pending = False, []
         if not self._pending:  # else the last layer update re-enables the buttons
             self._set_running(False)
+
+    def _on_removed(self) -> None:
+        """Taken off the viewer while still alive: stop the run, add none of its layers."""
+        if self.running:
+            self._discard = True
+            self._pending = []
+            self.cancel()
 
     def _on_destroyed(self, *_) -> None:
         """The dock (or napari) is closing: stop the worker, touch no widget again."""
@@ -565,6 +579,20 @@ class AlignWidget(Container):
 
 
 # ---------------------------------------------------------------------- helpers
+class _RemovalWatch(QObject):
+    """Calls ``callback`` when ``target`` loses its parent widget."""
+
+    def __init__(self, target, callback):
+        super().__init__(target)
+        self._callback = callback
+        target.installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            self._callback()
+        return False
+
+
 @dataclass
 class _Failure:
     error: Exception

@@ -323,6 +323,7 @@ class AlignWidget(Container):
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
+        self._discard = False
         self._set_running(True)
         worker.start()
 
@@ -514,10 +515,14 @@ class AlignWidget(Container):
 
     def _on_removed(self) -> None:
         """Taken off the viewer while still alive: stop the run, add none of its layers."""
-        if self.running:
-            self._discard = True
-            self._pending = []
-            self.cancel()
+        if not self.running:
+            return
+        self._pending = []
+        if self._worker is None:  # only layer updates were left: drop them, done
+            self._set_running(False)
+            return
+        self._discard = True  # until the worker reports it finished
+        self.cancel()
 
     def _on_destroyed(self, *_) -> None:
         """The dock (or napari) is closing: stop the worker, touch no widget again."""

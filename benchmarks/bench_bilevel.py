@@ -36,6 +36,7 @@ from skimage.filters import threshold_sauvola
 
 from napari_ecc_align import AlignmentError, align
 from napari_ecc_align.data import fluorescence_spots, make_pair, natural_image, text_page, texture
+from napari_ecc_align.engine.alignment import corner_rms
 
 
 def _silhouettes(shape, seed):
@@ -113,13 +114,6 @@ def random_similarity(rng, size):
     centre = np.array([(size - 1) / 2, (size - 1) / 2])
     m[:2, 2] = centre + rng.uniform(-8, 8, 2) - m[:2, :2] @ centre
     return m
-
-
-def corner_rms(matrix, truth, shape):
-    rows, cols = shape
-    corners = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1.0]])
-    a, b = matrix @ corners, truth @ corners
-    return float(np.sqrt(np.mean(np.sum((a[:2] / a[2] - b[:2] / b[2]) ** 2, axis=0))))
 
 
 def recipe(reference, moving) -> np.ndarray:

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_ecc_align import Alignment, AlignmentError, align
-from napari_ecc_align.engine.estimate import Progress, iter_align, project_to_motion
+from napari_ecc_align import Alignment, AlignmentError, Progress, align, iter_align
+from napari_ecc_align.engine.ecc import project_to_motion
 
 
 def _pair(shift=(3.0, -2.0), shape=(160, 200), seed=0):

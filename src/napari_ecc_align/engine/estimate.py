@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .alignment import MOTIONS, Alignment, AlignmentError
-from .ecc import (  # noqa: F401  (full_correlation, project_to_motion: re-exported)
+from .ecc import (
     from_level,
     full_correlation,
     level_margin,

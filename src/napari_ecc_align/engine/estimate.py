@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .alignment import MOTIONS, Alignment, AlignmentError
+from .bilevel import bilevel_side, refine_bilevel
 from .ecc import (
     from_level,
     full_correlation,
@@ -34,11 +35,11 @@ from .ecc import (
     to_level,
     usable_pixels,
 )
+from .finishing import Pair, finish_runner_ups, nearer_identity, normalise_matrix
 from .initialisation import SEARCHES, choose_initialisation
 from .preprocess import as_array, normalise, shrink, split_channels
 from .template import Template
 
-# Parameters per motion model, in the order of the Jacobian columns below.
 # The coarsest automatic level keeps at least this many pixels on its shorter side:
 # small enough that a shift of 10 % of the image is about a pixel there.
 _COARSEST_MIN_SIDE = 12
@@ -50,8 +51,6 @@ _MIN_COARSE_PIXELS = 32
 _MIN_CORRELATION = 0.25
 # Larger images are estimated on a copy halved (in their own dtype) until they fit.
 _MAX_WORK_PIXELS = 40_000_000
-# Runner-up starts of init="auto" tried at full resolution when the chosen one ends badly.
-_RUNNERS_UP = 3
 
 
 @dataclass(frozen=True)
@@ -243,6 +242,8 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     ):
         levels -= 1
 
+    # One image binarised, the other not: a last pass on intensity-matched images.
+    bilevel = bilevel_side(ref, ref_valid, mov, mov_valid)
     init = params["init"]
     if halvings and init is not None and not isinstance(init, str):
         init = to_level(initial_matrix(init, motion)[0], halvings)  # full-res matrix given
@@ -257,6 +258,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     else:
         init_matrix, init_method = initial_matrix(init, motion)
         before_matrix = init_matrix
+    total = top + 1 + (bilevel is not None)  # the bilevel pass reports as one more level
     steps = run_levels(ref_pyr, mov_pyr, init_matrix, motion, params, top, 0, staged)
     done = 0
     failure = None
@@ -273,23 +275,34 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
             failure = exc
             break
         done += 1
-        yield Progress(level, top + 1, done, n_iter, correlation)
+        yield Progress(level, total, done, n_iter, correlation)
 
     corr_before = full_correlation(ref, ref_valid, mov, mov_valid, before_matrix)
     corr_after = -np.inf
     if failure is None:
-        matrix = _normalise_matrix(matrix, motion)
+        matrix = normalise_matrix(matrix, motion)
         corr_after = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
         corr_after = corr_after if np.isfinite(corr_after) else -np.inf  # no overlap left
+    pair = Pair(ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params)
     if tried and not corr_after >= corr_before:
         # The small level can prefer a start that the full-resolution levels then make
         # worse than doing nothing: finish the runner-up starts and keep the best.
-        matrix, init_method, iterations, corr_after = _finish_runner_ups(
-            found, (matrix, init_method, iterations, corr_after),
-            ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params,
-        )  # fmt: skip
+        best = finish_runner_ups(pair, found, (matrix, init_method, iterations, corr_after))
+        matrix, init_method, iterations, corr_after = best
         if not np.isfinite(corr_after) and failure is not None:
             raise failure
+    if tried and np.isfinite(corr_after):
+        best = nearer_identity(pair, found, (matrix, init_method, iterations, corr_after))
+        matrix, init_method, iterations, corr_after = best
+    if bilevel is not None and np.isfinite(corr_after):
+        refined = refine_bilevel(bilevel, ref_pyr[0], mov_pyr[0], matrix, motion, params)
+        n_iter, correlation = 0, corr_after
+        if refined is not None:
+            matrix, n_iter, correlation = refined
+            matrix = normalise_matrix(matrix, motion)
+            iterations = [*iterations, n_iter]
+            corr_after = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
+        yield Progress(0, total, total, n_iter, correlation)
     _check_plausible(matrix, ref.shape, mov.shape)
     if not np.isfinite(corr_after):
         raise AlignmentError(
@@ -310,6 +323,8 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
             "around the common content, or a simpler motion model"
         )
     parameters = {k: v for k, v in params.items() if k != "init"}
+    if bilevel is not None:
+        parameters["bilevel"] = bilevel
     if halvings:
         matrix = from_level(matrix, halvings)
         parameters["estimated_at_scale"] = 0.5**halvings  # correlations are from there too
@@ -404,37 +419,6 @@ def initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
     return project_to_motion(matrix, motion), "matrix"
 
 
-def _finish_runner_ups(
-    found, best, ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params
-):
-    """Run the other refined candidates of init="auto" to full resolution and return
-    (matrix, method, iterations, correlation) of the best full-resolution finish."""
-    others = sorted(
-        (
-            c
-            for c in found.tried
-            if not c.error and c.refined is not None and c.refined is not found.matrix
-        ),
-        key=lambda c: -c.correlation,
-    )
-    for cand in others[:_RUNNERS_UP]:
-        try:
-            steps = run_levels(
-                ref_pyr, mov_pyr, cand.refined, motion, params, found.level, 0, False
-            )
-            while True:
-                next(steps)
-        except StopIteration as stop:
-            matrix, iterations, _ = stop.value
-        except AlignmentError:
-            continue
-        matrix = _normalise_matrix(matrix, motion)
-        value = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
-        if np.isfinite(value) and value > best[3]:
-            best = (matrix, cand.method, iterations, value)
-    return best
-
-
 def _halvings_for_budget(ref_shape, mov_shape) -> int:
     """How often to halve both images so each has at most ``_MAX_WORK_PIXELS`` pixels.
 
@@ -463,14 +447,6 @@ def _fit_levels(levels: int, ref_shape, mov_shape) -> int:
     while levels > 1 and side / 2 ** (levels - 1) < 8:
         levels -= 1
     return levels
-
-
-def _normalise_matrix(matrix, motion) -> np.ndarray:
-    matrix = matrix / matrix[2, 2]
-    if motion != "homography":
-        matrix = matrix.copy()
-        matrix[2] = [0.0, 0.0, 1.0]
-    return matrix
 
 
 def _check_plausible(matrix, ref_shape, mov_shape) -> None:

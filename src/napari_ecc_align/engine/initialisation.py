@@ -46,6 +46,12 @@ _REFINE_PER_METHOD = 2
 _REFINE_ITERATIONS = 10
 # "auto" stops searching once a candidate refines to this correlation.
 _GOOD_CORRELATION = 0.95
+# Candidates refining to within this of the best correlation score the same: the one
+# that moves the image least wins, if it moves the corners at least _FARTHER_PX less.
+# Images to be aligned usually start close, and a far pose that correlates just as well
+# is a repeat of the content (a staff spacing, a grating period), not the answer.
+NEAR_EQUAL = 0.01
+_FARTHER_PX = 1.0
 
 
 @dataclass
@@ -58,11 +64,17 @@ class Candidate:
     error: str = ""
 
     refined: np.ndarray | None = None
+    path: str = ""  # how the identity was refined (it is refined two ways)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}" if self.path else self.method
 
     def describe(self) -> str:
+        how = f", {self.path}" if self.path else ""
         if self.error:
-            return f"{self.method} (failed: {self.error})"
-        return f"{self.method} (correlation {self.correlation:.3f})"
+            return f"{self.method} (failed{how}: {self.error})"
+        return f"{self.method} (correlation {self.correlation:.3f}{how})"
 
 
 @dataclass
@@ -88,11 +100,20 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
     ref, mov = ref_pyr[small].image, mov_pyr[small].image
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
     auto = search == "auto"
-    tried = [Candidate("identity", np.eye(3))] if auto else []
+    tried = []
     if auto:
         # The identity goes through the coarse levels too, as init="identity" would:
-        # that deep pyramid alone captures shifts of ~10 % of the image.
-        _refine(tried, ref_pyr, mov_pyr, small, motion, refine, top=levels - 1)
+        # that deep pyramid alone captures shifts of ~10 % of the image. It also starts
+        # on the small level itself: on repetitive content (a grating, staff lines) the
+        # coarse levels can drift by a period that correlates as well as the true pose.
+        deep = Candidate("identity", np.eye(3), path="via the coarse levels")
+        direct = Candidate("identity", np.eye(3), path=f"from pyramid level {small}")
+        _refine([deep], ref_pyr, mov_pyr, small, motion, refine, top=levels - 1)
+        if levels - 1 > small:
+            _refine([direct], ref_pyr, mov_pyr, small, motion, refine)
+            tried = [deep, direct]
+        else:
+            tried = [deep]
     for method in METHODS if auto else (search,):
         if auto and _good_enough(tried):
             break
@@ -114,8 +135,40 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
             + ", ".join(c.describe() for c in tried)
             + "; check that both images show the same scene, or give an init matrix"
         )
-    best = max(usable, key=lambda c: c.correlation)
-    return Initialisation(best.refined, best.method, small, tried)
+    chosen, method = prefer_nearest_identity(usable, ref_pyr[0].image.shape)
+    return Initialisation(chosen.refined, method, small, tried)
+
+
+def prefer_nearest_identity(cands, shape):
+    """The best-correlating candidate, or among those within ``NEAR_EQUAL`` of it the one
+    whose refined pose moves the reference's corners least; with what to report in
+    ``init_method``. ``shape`` is the full-resolution reference's ``(rows, cols)``."""
+    best = max(cands, key=lambda c: c.correlation)
+    near = [c for c in cands if c.correlation >= best.correlation - NEAR_EQUAL]
+    nearest = min(near, key=lambda c: corner_displacement(c.refined, shape))
+    if corner_displacement(nearest.refined, shape) > (
+        corner_displacement(best.refined, shape) - _FARTHER_PX
+    ):
+        return best, best.method
+    return nearest, nearest_note(nearest.method, best.label, best.correlation - nearest.correlation)
+
+
+def nearest_note(method: str, other: str, gap: float) -> str:
+    """``init_method`` for a start kept over a farther one that correlated ``gap`` higher."""
+    return f"{method} (nearest the identity; {other} correlated {gap:.3f} higher)"
+
+
+def corner_displacement(matrix, shape, other=None) -> float:
+    """How far ``matrix`` moves the corners of a ``shape`` image from where ``other``
+    (default: the identity) puts them, at most, in pixels (inf: to infinity)."""
+    rows, cols = shape
+    corners = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1.0]])
+    moved = matrix @ corners
+    target = corners if other is None else other @ corners
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distance = np.hypot(*(moved[:2] / moved[2] - target[:2] / target[2]))
+    value = float(distance.max())
+    return value if math.isfinite(value) else math.inf
 
 
 def _estimate(method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarray]:

@@ -1,0 +1,121 @@
+"""Binarised against grayscale: a last pass on intensity-matched images.
+
+ECC assumes the two images differ by a gain and an offset. A binarised page, a
+segmentation mask or any other bilevel image breaks that assumption: its edges are
+steps at wherever the threshold crossed, the grayscale image's are ramps around
+their own mid-level, and the blurred step and the blurred ramp line up only where
+the threshold sat at that mid-level. Everywhere else ECC trades one edge's offset
+against another's, and the pose comes out biased (0.4–0.8 px on binarised photos).
+
+So when exactly one image is bilevel, the pose the pyramid found is refined once
+more, at full resolution, against a grayscale image mapped through the intensity
+transfer ``f(g) = E[binary | gray = g]``, measured over the overlap at that pose:
+what the grayscale image predicts the binary one to be. ``f`` is a step at the
+threshold for a global threshold, a softer ramp for a local one, for ink bleed or
+compression noise, and it even turns over for a mask of the dark class. Both images
+then share one edge profile and the prefilter blurs like with like.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .alignment import AlignmentError
+from .ecc import _Level, run_levels
+from .initialisation import corner_displacement
+from .warping import warp_plane
+
+# A normalised image is bilevel when this share of its valid pixels sits within
+# _EXTREME_TOLERANCE of 0 or 1: bool, 0/255, any two-valued float, a mask with a few
+# stray levels. A blurred grayscale text page keeps 5-20 % of its pixels on its edges.
+_BILEVEL_SHARE = 0.99
+_EXTREME_TOLERANCE = 1 / 255
+# The transfer function is tabulated on this many gray levels; each bin is pulled
+# towards the overall mean by _PRIOR_PIXELS pseudo-pixels, so sparse bins stay tame.
+_BINS = 64
+_PRIOR_PIXELS = 20
+# Fewer overlapping pixels than this leave the transfer function unmeasured.
+_MIN_OVERLAP = 256
+# The refinement corrects a bias of a fraction of a pixel; a pose that moved a corner
+# further than this found another optimum, and the pyramid's pose is kept.
+_MAX_CORRECTION_PX = 2.0
+
+
+def is_bilevel(gray: np.ndarray, valid: np.ndarray | None) -> bool:
+    """Whether (nearly) every valid pixel of a ``normalise``-d image is 0 or 1."""
+    near_extreme = cv2.bitwise_or(
+        cv2.compare(gray, _EXTREME_TOLERANCE, cv2.CMP_LE),
+        cv2.compare(gray, 1 - _EXTREME_TOLERANCE, cv2.CMP_GE),
+    )
+    if valid is None:
+        total = gray.size
+    else:
+        near_extreme = cv2.bitwise_and(near_extreme, valid.view(np.uint8))
+        total = cv2.countNonZero(valid.view(np.uint8))
+    return total > 0 and cv2.countNonZero(near_extreme) >= _BILEVEL_SHARE * total
+
+
+def bilevel_side(ref, ref_valid, mov, mov_valid) -> str | None:
+    """``"reference"`` or ``"moving"`` when exactly that image is bilevel, else None."""
+    ref_bilevel, mov_bilevel = is_bilevel(ref, ref_valid), is_bilevel(mov, mov_valid)
+    if ref_bilevel == mov_bilevel:
+        return None  # both gray, or both bilevel: ECC's gain-and-offset model holds
+    return "reference" if ref_bilevel else "moving"
+
+
+def transfer_function(gray_values: np.ndarray, binary_values: np.ndarray) -> np.ndarray:
+    """``E[binary | gray]`` tabulated at the centres of ``_BINS`` gray levels in [0, 1]."""
+    bins = np.minimum((gray_values * _BINS).astype(np.intp), _BINS - 1)
+    np.maximum(bins, 0, out=bins)
+    counts = np.bincount(bins, minlength=_BINS)
+    sums = np.bincount(bins, weights=binary_values, minlength=_BINS)
+    prior = float(binary_values.mean())
+    return (sums + _PRIOR_PIXELS * prior) / (counts + _PRIOR_PIXELS)
+
+
+def apply_transfer(gray: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``gray`` mapped through ``table``, interpolated linearly between bin centres."""
+    centres = (np.arange(len(table)) + 0.5) / len(table)
+    return np.interp(gray, centres, table).astype(np.float32)
+
+
+def refine_bilevel(side, ref_level, mov_level, matrix, motion, params):
+    """Refine ``matrix`` at full resolution with the grayscale image intensity-matched
+    to the bilevel one (``side`` names which is bilevel).
+
+    ``ref_level``/``mov_level`` are the full-resolution pyramid levels; the bilevel
+    one is reused as it is (with its memo: a Template keeps its reference side).
+    Returns ``(matrix, iterations, correlation)``, or None when the overlap is too
+    small to measure the transfer function or the refinement left the pyramid's
+    optimum (the caller then keeps ``matrix``).
+    """
+    ref, mov = ref_level.image, mov_level.image
+    source = mov
+    if mov_level.valid is not None:
+        source = mov.copy()
+        source[~mov_level.valid] = np.nan
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = warp_plane(source, matrix, ref.shape, flags, (float("nan"),) * 4)
+    inside = np.isfinite(warped)
+    if ref_level.valid is not None:
+        inside &= ref_level.valid
+    if np.count_nonzero(inside) < _MIN_OVERLAP:
+        return None
+    if side == "reference":
+        table = transfer_function(warped[inside], ref[inside])
+        mov_level = _Level(apply_transfer(mov, table), mov_level.valid)
+    else:
+        table = transfer_function(ref[inside], warped[inside])
+        ref_level = _Level(apply_transfer(ref, table), ref_level.valid)
+    steps = run_levels([ref_level], [mov_level], matrix, motion, params, 0, 0, staged=False)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        refined, iterations, correlation = stop.value
+    except AlignmentError:  # e.g. a transfer function too flat to leave any contrast
+        return None
+    if corner_displacement(refined, ref.shape, matrix) > _MAX_CORRECTION_PX:
+        return None
+    return refined, iterations[0], correlation

@@ -1,0 +1,120 @@
+"""Second opinions for ``init="auto"``: other starts finished at full resolution.
+
+The automatic initialisation ranks its candidate starts on a small pyramid level.
+That ranking is usually right, but not always: a start can look best there and end
+worse than no alignment at full resolution (then the runner-ups are finished and the
+best full-resolution correlation wins), or a far pose can correlate about as well as
+the identity's on repetitive content (then the identity is finished too and, if it
+ends within ``NEAR_EQUAL`` of the chosen correlation, kept, since images to be
+aligned usually start close).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .alignment import AlignmentError
+from .ecc import full_correlation, run_levels
+from .initialisation import NEAR_EQUAL, corner_displacement, nearest_note
+
+# Runner-up starts finished at full resolution when the chosen one ends badly.
+_RUNNERS_UP = 3
+# An identity start is finished as well when it refined this close to the chosen
+# start's correlation on the small level, to a pose moving the image _APART_PX less.
+_AMBIGUOUS = 0.05
+_APART_PX = 1.0
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The two working-resolution images, their pyramids and the estimate's settings."""
+
+    ref: np.ndarray
+    ref_valid: np.ndarray | None
+    mov: np.ndarray
+    mov_valid: np.ndarray | None
+    ref_pyr: list
+    mov_pyr: list
+    motion: str
+    params: dict
+
+    def correlation(self, matrix: np.ndarray) -> float:
+        return full_correlation(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix)
+
+    def finish(self, cand, level: int):
+        """``cand``'s refined pose taken from ``level`` to full resolution, as
+        ``(matrix, method, iterations, correlation)``; None when ECC fails on the way."""
+        steps = run_levels(
+            self.ref_pyr, self.mov_pyr, cand.refined, self.motion, self.params, level, 0, False
+        )
+        try:
+            while True:
+                next(steps)
+        except StopIteration as stop:
+            matrix, iterations, _ = stop.value
+        except AlignmentError:
+            return None
+        matrix = normalise_matrix(matrix, self.motion)
+        value = self.correlation(matrix)
+        return (matrix, cand.method, iterations, value) if np.isfinite(value) else None
+
+
+def finish_runner_ups(pair: Pair, found, best):
+    """Finish the other refined candidates of ``found`` (an ``Initialisation``) and return
+    the best of them and ``best``, each ``(matrix, method, iterations, correlation)``."""
+    others = sorted(
+        (
+            c
+            for c in found.tried
+            if not c.error and c.refined is not None and c.refined is not found.matrix
+        ),
+        key=lambda c: -c.correlation,
+    )
+    for cand in others[:_RUNNERS_UP]:
+        finished = pair.finish(cand, found.level)
+        if finished is not None and finished[3] > best[3]:
+            best = finished
+    return best
+
+
+def nearer_identity(pair: Pair, found, best):
+    """``best``, or an identity start's finish when that moves the image over a pixel
+    less than ``best`` with a correlation within ``NEAR_EQUAL`` of it (said in the
+    method). ``best`` is ``(matrix, method, iterations, correlation)``."""
+    chosen = next((c for c in found.tried if c.refined is found.matrix), None)
+    if chosen is None:
+        return best
+    shape = pair.ref.shape
+    reach = corner_displacement(best[0], shape)
+    for identity in found.tried:
+        if (
+            identity.method != "identity"
+            or identity is chosen
+            or identity.error
+            or identity.refined is None
+            or identity.correlation < chosen.correlation - _AMBIGUOUS
+            or corner_displacement(identity.refined, shape) >= reach - _APART_PX
+        ):
+            continue
+        finished = pair.finish(identity, found.level)
+        if finished is None or finished[3] < best[3] - NEAR_EQUAL:
+            continue
+        if corner_displacement(finished[0], shape) >= reach - _APART_PX:
+            continue  # it ended as far out as the chosen start
+        gap = best[3] - finished[3]
+        if gap <= 0:
+            return finished  # simply the better finish
+        return (finished[0], nearest_note("identity", best[1], gap), *finished[2:])
+    return best
+
+
+def normalise_matrix(matrix, motion) -> np.ndarray:
+    """``matrix`` scaled to ``[2, 2] == 1``, its last row exactly ``[0, 0, 1]`` unless
+    ``motion`` is a homography."""
+    matrix = matrix / matrix[2, 2]
+    if motion != "homography":
+        matrix = matrix.copy()
+        matrix[2] = [0.0, 0.0, 1.0]
+    return matrix

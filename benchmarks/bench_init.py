@@ -4,9 +4,10 @@ vs OpenCV's own pyramid ECC.
 Pairs are cut from one scene: the reference is a crop; the moving image is another
 crop of the same scene seen through a random similarity or affine (translation up to
 ±20 % of the crop, rotation up to ±30°, scale 0.85–1.15), with a gain/bias change
-and noise. Five kinds of image: natural photo, text page, repetitive texture, sparse
-fluorescence-like spots and a low-contrast photo. A second set draws the rotation
-from the whole circle. Success = corner RMS error ≤ 0.25 px.
+and noise. Six kinds of image: natural photo, text page, repetitive texture, sparse
+fluorescence-like spots, a low-contrast photo and a binary silhouette (the reference
+stays bilevel; the moving image is resampled, so its edges are gray). A second set
+draws the rotation from the whole circle. Success = corner RMS error ≤ 0.25 px.
 
     python benchmarks/bench_init.py [--pairs 20] [--size 320]
 """
@@ -33,7 +34,14 @@ def low_contrast(shape, seed):
     return 0.45 + 0.1 * KINDS["natural"](shape, seed=seed)
 
 
-SCENES = {**KINDS, "low contrast": low_contrast}
+def silhouette(shape, seed):
+    """A binary mask (blobs of a smooth random field): a segmentation against its image."""
+    rng = np.random.default_rng(seed)
+    field = cv2.GaussianBlur(rng.random(shape, dtype=np.float32), (0, 0), min(shape) / 40)
+    return (field > np.quantile(field, 0.55)).astype(np.float32)
+
+
+SCENES = {**KINDS, "low contrast": low_contrast, "silhouette": silhouette}
 
 
 def random_pose(rng, size, full_circle: bool, affine: bool) -> np.ndarray:

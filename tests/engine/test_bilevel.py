@@ -61,10 +61,24 @@ def test_binarised_moving_against_grayscale(seed):
     assert result.corner_error(truth) <= TOLERANCE_PX
 
 
+@pytest.mark.parametrize("side", ["reference", "moving"])
+def test_a_mask_of_the_dark_class_is_turned_over(side):
+    """An ink mask (True where the page is dark) correlates negatively with its page;
+    without the polarity test it ended 159 px off with a correlation of 0.36."""
+    reference, moving, truth = _photo_pair(0)
+    if side == "reference":
+        result = align(reference <= 0.5 * (reference.min() + reference.max()), moving)
+    else:
+        result = align(reference, moving <= 0.5 * (moving.min() + moving.max()))
+    assert result.parameters["bilevel"] == side and result.parameters["bilevel_inverted"]
+    assert result.corner_error(truth) <= TOLERANCE_PX and result.correlation > 0.6
+
+
 def test_score_page_binarised_against_scan():
     reference, moving, truth = score_pair((600, 800), seed=1)
     result = align(reference, moving)
     assert result.parameters["bilevel"] == "reference"
+    assert not result.parameters["bilevel_inverted"]
     assert result.corner_error(truth) <= 0.05
     # The reported correlation is that of the user's images, not of the matched ones.
     assert 0.5 < result.correlation < 0.99 and result.correlation > result.correlation_before

@@ -23,7 +23,7 @@ import numpy as np
 
 from .alignment import AlignmentError
 from .ecc import _Level, run_levels
-from .initialisation import corner_displacement
+from .initialisation import corner_displacement, phase_surface
 from .warping import warp_plane
 
 # A normalised image is bilevel when this share of its valid pixels sits within
@@ -35,6 +35,11 @@ _EXTREME_TOLERANCE = 1 / 255
 # towards the overall mean by _PRIOR_PIXELS pseudo-pixels, so sparse bins stay tame.
 _BINS = 64
 _PRIOR_PIXELS = 20
+# The polarity test runs on copies at most this long, and calls the bilevel image
+# inverted when the phase-correlation surface's deepest trough is this many times
+# deeper than its highest peak is high.
+_POLARITY_SIDE = 256
+_INVERTED_RATIO = 1.5
 # Fewer overlapping pixels than this leave the transfer function unmeasured.
 _MIN_OVERLAP = 256
 # The refinement corrects a bias of a fraction of a pixel; a pose that moved a corner
@@ -62,6 +67,30 @@ def bilevel_side(ref, ref_valid, mov, mov_valid) -> str | None:
     if ref_bilevel == mov_bilevel:
         return None  # both gray, or both bilevel: ECC's gain-and-offset model holds
     return "reference" if ref_bilevel else "moving"
+
+
+def polarity_ratio(ref: np.ndarray, mov: np.ndarray) -> float:
+    """Depth of the phase-correlation surface's trough over the height of its peak.
+
+    Phase correlation finds the shift whatever the images' contrasts; the sign of its
+    peak says whether bright matches bright. A mask of the dark class (ink = True on a
+    white page) gives a trough where a same-polarity mask gives a peak.
+    """
+    longest = max(*ref.shape, *mov.shape)
+    factor = min(1.0, _POLARITY_SIDE / longest)
+    if factor < 1:
+        ref, mov = (
+            cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            for image in (ref, mov)
+        )
+    surface = phase_surface(ref, mov)
+    peak = float(surface.max())
+    return float(-surface.min()) / peak if peak > 0 else np.inf
+
+
+def is_inverted(ref: np.ndarray, mov: np.ndarray) -> bool:
+    """Whether the bilevel image of the pair marks the other image's dark class."""
+    return polarity_ratio(ref, mov) > _INVERTED_RATIO
 
 
 def transfer_function(gray_values: np.ndarray, binary_values: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .alignment import MOTIONS, Alignment, AlignmentError
-from .bilevel import bilevel_side, refine_bilevel
+from .bilevel import bilevel_side, is_inverted, refine_bilevel
 from .ecc import (
     from_level,
     full_correlation,
@@ -229,7 +229,17 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     mov, mov_valid = normalise(moving, "moving", mov_mask, "moving_mask")
     levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
     levels = _fit_levels(levels, ref.shape, mov.shape)
-    ref_pyr = prepared.pyramid(halvings, levels)
+    # One image binarised, the other not: a last pass on intensity-matched images, and a
+    # mask of the dark class is turned over first (ECC climbs to positive correlation).
+    bilevel = bilevel_side(ref, ref_valid, mov, mov_valid)
+    inverted = bilevel is not None and is_inverted(ref, mov)
+    if inverted and bilevel == "reference":
+        ref = np.float32(1) - ref
+        ref_pyr = pyramid(ref, ref_valid, levels)
+    else:
+        ref_pyr = prepared.pyramid(halvings, levels)
+    if inverted and bilevel == "moving":
+        mov = np.float32(1) - mov
     mov_pyr = pyramid(mov, mov_valid, levels)
     # Masks and NaN holes can leave a coarse level with too little to fit: drop it.
     margin = level_margin(params["gauss_filter_size"])
@@ -242,8 +252,6 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     ):
         levels -= 1
 
-    # One image binarised, the other not: a last pass on intensity-matched images.
-    bilevel = bilevel_side(ref, ref_valid, mov, mov_valid)
     init = params["init"]
     if halvings and init is not None and not isinstance(init, str):
         init = to_level(initial_matrix(init, motion)[0], halvings)  # full-res matrix given
@@ -324,7 +332,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         )
     parameters = {k: v for k, v in params.items() if k != "init"}
     if bilevel is not None:
-        parameters["bilevel"] = bilevel
+        parameters["bilevel"], parameters["bilevel_inverted"] = bilevel, inverted
     if halvings:
         matrix = from_level(matrix, halvings)
         parameters["estimated_at_scale"] = 0.5**halvings  # correlations are from there too

@@ -252,15 +252,22 @@ def _spectrum(image: np.ndarray, shape) -> np.ndarray:
     return np.fft.rfft2(padded * window)
 
 
-def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
-    """Translations (dx, dy) with mov(x + d) ≈ ref(x), strongest first, every
-    wrap-around reading of each of the ``peaks`` strongest correlation peaks."""
+def phase_surface(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
+    """The phase-correlation surface of two images on a common padded grid (float32,
+    lightly blurred so a peak split between two pixels counts as one)."""
     rows = max(ref.shape[0], mov.shape[0])
     cols = max(ref.shape[1], mov.shape[1])
     cross = _spectrum(mov, (rows, cols)) * np.conj(_spectrum(ref, (rows, cols)))
     cross /= np.abs(cross) + 1e-12
     surface = np.fft.irfft2(cross, s=(rows, cols))
-    surface = cv2.GaussianBlur(surface.astype(np.float32), (3, 3), 0)  # merge split peaks
+    return cv2.GaussianBlur(surface.astype(np.float32), (3, 3), 0)
+
+
+def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
+    """Translations (dx, dy) with mov(x + d) ≈ ref(x), strongest first, every
+    wrap-around reading of each of the ``peaks`` strongest correlation peaks."""
+    surface = phase_surface(ref, mov)
+    rows, cols = surface.shape
     shifts = []
     for _ in range(peaks):
         py, px = np.unravel_index(int(np.argmax(surface)), surface.shape)

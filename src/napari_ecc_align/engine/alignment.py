@@ -55,7 +55,8 @@ class Alignment:
     correlation : float
         ECC (zero-mean normalised cross-correlation) of the reference and the
         moving image warped by ``matrix``, on the full-resolution images over
-        their overlap. Computed after the last update.
+        their overlap. Computed after the last update (for a bilevel image that
+        was turned over, with the turned-over image).
     correlation_before : float
         The same at the initial warp.
     reference_shape, moving_shape : tuple of int
@@ -67,9 +68,13 @@ class Alignment:
     init_method : str
         Which initialisation the estimate started from.
     iterations : tuple of int
-        ECC iterations run on each level, coarsest first.
+        ECC iterations run on each level, coarsest first; with one bilevel image,
+        one more entry for the last, intensity-matched full-resolution pass.
     parameters : dict
-        The arguments the alignment was estimated with (JSON-safe).
+        The arguments the alignment was estimated with (JSON-safe); with one
+        bilevel image also ``"bilevel"`` (which one) and ``"bilevel_inverted"``
+        (whether it was turned over), and for images estimated on a reduced copy
+        ``"estimated_at_scale"``.
     """
 
     matrix: np.ndarray

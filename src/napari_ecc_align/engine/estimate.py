@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .alignment import MOTIONS, Alignment, AlignmentError
-from .bilevel import bilevel_side, is_inverted, refine_bilevel
+from .bilevel import bilevel_side, is_inverted, refine_bilevel, turned_over
 from .ecc import (
     from_level,
     full_correlation,
@@ -120,7 +120,8 @@ def align(
         small pyramid level — phase correlation (translation), Fourier–Mellin
         (rotation and scale), ORB features + RANSAC (large rotations,
         perspective, low overlap) and the identity — refines each briefly with
-        ECC and keeps the one with the highest correlation; the name of one
+        ECC and keeps the one with the highest correlation (of those within 0.01
+        of it, the one that moves the image least); the name of one
         estimator forces it. ``None`` or ``"identity"`` starts from the
         identity. A 3×3 (or 2×3) matrix in the result's convention is used as
         given (projected onto ``motion``). ``Alignment.init_method`` says which
@@ -140,6 +141,18 @@ def align(
     AlignmentError
         When ECC cannot align the images (no overlap, no correlation, no
         convergence); the message says what to try.
+
+    Notes
+    -----
+    When exactly one image is bilevel (bool, two-valued, or 99 % of its valid
+    pixels at its two extremes: a binarised scan, a mask, a segmentation), plain
+    ECC is biased by the different edge profiles. The pyramid's pose is then
+    refined once more at full resolution with the grayscale image mapped through
+    ``E[binary | gray]`` (measured at that pose), and a bilevel image that marks
+    the other image's dark class is turned over first.
+    ``alignment.parameters["bilevel"]`` (``"reference"`` or ``"moving"``) and
+    ``["bilevel_inverted"]`` record it. ``python benchmarks/bench_binarised.py``
+    measures it against OpenCV's calls on 144 binarised-vs-grayscale pairs.
 
     Examples
     --------
@@ -229,18 +242,18 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     mov, mov_valid = normalise(moving, "moving", mov_mask, "moving_mask")
     levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
     levels = _fit_levels(levels, ref.shape, mov.shape)
+    ref_pyr = prepared.pyramid(halvings, levels)
+    mov_pyr = pyramid(mov, mov_valid, levels)
     # One image binarised, the other not: a last pass on intensity-matched images, and a
     # mask of the dark class is turned over first (ECC climbs to positive correlation).
     bilevel = bilevel_side(ref, ref_valid, mov, mov_valid)
-    inverted = bilevel is not None and is_inverted(ref, mov)
+    inverted = bilevel is not None and is_inverted(ref_pyr, mov_pyr)
     if inverted and bilevel == "reference":
-        ref = np.float32(1) - ref
-        ref_pyr = pyramid(ref, ref_valid, levels)
-    else:
-        ref_pyr = prepared.pyramid(halvings, levels)
-    if inverted and bilevel == "moving":
-        mov = np.float32(1) - mov
-    mov_pyr = pyramid(mov, mov_valid, levels)
+        ref_pyr = turned_over(ref_pyr)
+        ref = ref_pyr[0].image
+    elif inverted:
+        mov_pyr = turned_over(mov_pyr)
+        mov = mov_pyr[0].image
     # Masks and NaN holes can leave a coarse level with too little to fit: drop it.
     margin = level_margin(params["gauss_filter_size"])
     while (

@@ -52,6 +52,9 @@ _GOOD_CORRELATION = 0.95
 # is a repeat of the content (a staff spacing, a grating period), not the answer.
 NEAR_EQUAL = 0.01
 _FARTHER_PX = 1.0
+# The identity is also refined from the small level itself when the coarse levels took
+# it further than this (small-level pixels).
+_DIRECT_REACH_PX = 2.0
 
 
 @dataclass
@@ -109,11 +112,15 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
         deep = Candidate("identity", np.eye(3), path="via the coarse levels")
         direct = Candidate("identity", np.eye(3), path=f"from pyramid level {small}")
         _refine([deep], ref_pyr, mov_pyr, small, motion, refine, top=levels - 1)
-        if levels - 1 > small:
+        tried = [deep]
+        # Only worth it when the coarse levels moved the image further than ECC on the
+        # small level reaches by itself; closer in, both end in the same place.
+        if levels - 1 > small and (
+            deep.refined is None
+            or corner_displacement(to_level(deep.refined, small), ref.shape) > _DIRECT_REACH_PX
+        ):
             _refine([direct], ref_pyr, mov_pyr, small, motion, refine)
-            tried = [deep, direct]
-        else:
-            tried = [deep]
+            tried.append(direct)
     for method in METHODS if auto else (search,):
         if auto and _good_enough(tried):
             break

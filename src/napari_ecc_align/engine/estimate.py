@@ -319,10 +319,12 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         refined = refine_bilevel(bilevel, ref_pyr[0], mov_pyr[0], matrix, motion, params)
         n_iter, correlation = 0, corr_after
         if refined is not None:
-            matrix, n_iter, correlation = refined
-            matrix = normalise_matrix(matrix, motion)
-            iterations = [*iterations, n_iter]
-            corr_after = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
+            candidate = normalise_matrix(refined[0], motion)
+            value = full_correlation(ref, ref_valid, mov, mov_valid, candidate)
+            if np.isfinite(value):  # else the pass slid off the overlap: keep the pose
+                matrix, corr_after = candidate, value
+                n_iter, correlation = refined[1], refined[2]
+                iterations = [*iterations, n_iter]
         yield Progress(0, total, total, n_iter, correlation)
     _check_plausible(matrix, ref.shape, mov.shape)
     if not np.isfinite(corr_after):

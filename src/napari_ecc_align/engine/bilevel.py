@@ -5,15 +5,17 @@ segmentation mask or any other bilevel image breaks that assumption: its edges a
 steps at wherever the threshold crossed, the grayscale image's are ramps around
 their own mid-level, and the blurred step and the blurred ramp line up only where
 the threshold sat at that mid-level. Everywhere else ECC trades one edge's offset
-against another's, and the pose comes out biased (0.4–0.8 px on binarised photos).
+against another's, and the pose comes out biased (a median of 0.68 px on the binarised
+photographs of ``benchmarks/bench_binarised.py``).
 
 So when exactly one image is bilevel, the pose the pyramid found is refined once
 more, at full resolution, against a grayscale image mapped through the intensity
 transfer ``f(g) = E[binary | gray = g]``, measured over the overlap at that pose:
 what the grayscale image predicts the binary one to be. ``f`` is a step at the
 threshold for a global threshold, a softer ramp for a local one, for ink bleed or
-compression noise, and it even turns over for a mask of the dark class. Both images
-then share one edge profile and the prefilter blurs like with like.
+compression noise. Both images then share one edge profile and the prefilter blurs
+like with like. A bilevel image that marks the other's dark class (an ink mask) is
+turned over before the pyramid, since ECC climbs towards positive correlation only.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ _PROBE_PIXELS = 65_536
 # towards the overall mean by _PRIOR_PIXELS pseudo-pixels, so sparse bins stay tame.
 _BINS = 64
 _PRIOR_PIXELS = 20
-# The polarity test runs on copies at most this long, and calls the bilevel image
-# inverted when the phase-correlation surface's deepest trough is this many times
-# deeper than its highest peak is high.
+# The polarity test runs on the finest pyramid level at most this long, and calls the
+# bilevel image inverted when the phase-correlation surface's deepest trough is this
+# many times deeper than its highest peak is high.
 _POLARITY_SIDE = 256
 _INVERTED_RATIO = 1.5
 # Pixels the transfer function is measured on, about (a regular subsample).

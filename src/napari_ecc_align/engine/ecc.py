@@ -179,35 +179,51 @@ def _ecc_level(
                 f"the images barely overlap at the initial pose (pyramid level {level}); "
                 "give an init matrix close to the answer, or check which image is which"
             )
-        corr, delta = state
-        n_iter = 0
-        while n_iter < params["max_iterations"]:
-            n_iter += 1
-            # Backtracking: halve a step that lowers the correlation, so every accepted
-            # step climbs. Plain ECC overshoots on coarse levels and walks off the image.
-            for _ in range(_MAX_HALVINGS):
-                step = norm_inv @ _delta_matrix(motion, delta) @ norm
-                invertible, step_inv = cv2.invert(step)
-                moved = _max_corner_shift(step, corner_pts) if invertible else math.inf
-                if moved < tolerance:
-                    break  # what is left of the step is below the tolerance
-                new_state = None
-                if math.isfinite(moved):
-                    candidate = matrix @ step_inv
-                    candidate /= candidate[2, 2]
-                    new_state = evaluate(candidate)
-                if new_state is not None and new_state[0] >= corr - 1e-12:
-                    break
-                delta = 0.5 * delta
-            else:
-                break  # no step along this direction helps: converged as far as ECC can
-            if moved < tolerance:
-                break  # converged: a step this small is not worth an evaluation
-            gain = new_state[0] - corr
-            matrix, (corr, delta) = candidate, new_state
-            if gain < params["eps"]:
-                break
+
+        def make_step(delta):
+            step = norm_inv @ _delta_matrix(motion, delta) @ norm
+            invertible, step_inv = cv2.invert(step)
+            return step_inv, (_max_corner_shift(step, corner_pts) if invertible else math.inf)
+
+        matrix, n_iter, corr = climb(evaluate, state, matrix, make_step, params, tolerance)
     return matrix, n_iter, corr, selected
+
+
+def climb(evaluate, state, matrix, make_step, params, tolerance):
+    """ECC's iterations on one level, for any dimensionality.
+
+    ``state`` is ``(correlation, Δp)`` at ``matrix``; ``evaluate(matrix)`` returns the
+    same at another matrix (None: no overlap left); ``make_step(Δp)`` returns the
+    inverse of the update's warp (in pixel coordinates) and how far it moves the
+    corners at most. Returns ``(matrix, iterations, correlation)``.
+    """
+    corr, delta = state
+    n_iter = 0
+    while n_iter < params["max_iterations"]:
+        n_iter += 1
+        # Backtracking: halve a step that lowers the correlation, so every accepted
+        # step climbs. Plain ECC overshoots on coarse levels and walks off the image.
+        for _ in range(_MAX_HALVINGS):
+            step_inv, moved = make_step(delta)
+            if moved < tolerance:
+                break  # what is left of the step is below the tolerance
+            new_state = None
+            if math.isfinite(moved):
+                candidate = matrix @ step_inv
+                candidate /= candidate[-1, -1]
+                new_state = evaluate(candidate)
+            if new_state is not None and new_state[0] >= corr - 1e-12:
+                break
+            delta = 0.5 * delta
+        else:
+            break  # no step along this direction helps: converged as far as ECC can
+        if moved < tolerance:
+            break  # converged: a step this small is not worth an evaluation
+        gain = new_state[0] - corr
+        matrix, (corr, delta) = candidate, new_state
+        if gain < params["eps"]:
+            break
+    return matrix, n_iter, corr
 
 
 @functools.lru_cache(maxsize=64)

@@ -39,6 +39,7 @@ from .finishing import Pair, finish_runner_ups, nearer_identity, normalise_matri
 from .initialisation import SEARCHES, choose_initialisation
 from .preprocess import as_array, normalise, shrink, split_channels
 from .template import Template
+from .volume_estimate import check_volume_motion, iter_align_volume
 
 # The coarsest automatic level keeps at least this many pixels on its shorter side:
 # small enough that a shift of 10 % of the image is about a pixel there.
@@ -90,6 +91,8 @@ def align(
     init="auto",
     reference_mask=None,
     moving_mask=None,
+    ndim: int = 2,
+    spacing=None,
 ) -> Alignment:
     """Estimate the transform that maps ``reference`` pixels onto ``moving`` pixels.
 
@@ -128,11 +131,22 @@ def align(
         start was used.
     reference_mask, moving_mask : array_like of bool, optional
         True where a pixel counts, with each image's ``(rows, cols)`` shape.
+    ndim : {2, 3}
+        2 (default): images as above. 3: ``reference`` and ``moving`` are volumes
+        ``(z, y, x)`` (any dtype, shapes may differ; masks and NaN as in 2D); the
+        motion is ``"translation"`` (3 parameters), ``"euclidean"`` (rigid in
+        physical units, 6) or ``"affine"`` (12); ``init`` is ``"auto"``,
+        ``"phase"``, ``"identity"``/None or a 4×4 matrix.
+    spacing : (dz, dy, dx), optional
+        Voxel size of both volumes (``ndim=3`` only; default isotropic). The
+        pyramid does not halve z while z is coarser than y and x.
 
     Returns
     -------
     Alignment
-        ``alignment.matrix`` is the 3×3 ``cv2.findTransformECC`` warp matrix.
+        ``alignment.matrix`` is the 3×3 ``cv2.findTransformECC`` warp matrix; for
+        volumes the 4×4 matrix mapping a reference voxel ``(x, y, z, 1)`` to
+        moving-voxel coordinates.
 
     Raises
     ------
@@ -177,6 +191,8 @@ def align(
         init=init,
         reference_mask=reference_mask,
         moving_mask=moving_mask,
+        ndim=ndim,
+        spacing=spacing,
     ):
         result = step
     return result
@@ -217,6 +233,14 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     >>> steps[-1].corner_error(truth) < 0.1
     True
     """
+    ndim, spacing = kwargs.pop("ndim", 2), kwargs.pop("spacing", None)
+    if isinstance(ndim, bool) or ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 (images) or 3 (volumes), got {ndim!r}")
+    if ndim == 3:
+        yield from _iter_align_volume(reference, moving, spacing, kwargs)
+        return
+    if spacing is not None:
+        raise ValueError("spacing is the voxel size of volumes: pass it with ndim=3")
     start = time.perf_counter()
     params = validate_params(**kwargs)
     motion = params["motion"]
@@ -364,6 +388,18 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         iterations=tuple(iterations),
         parameters=parameters,
     )
+
+
+def _iter_align_volume(reference, moving, spacing, kwargs):
+    """``iter_align(..., ndim=3)``: the volume engine, with this module's checks."""
+    if isinstance(reference, Template):
+        raise TypeError("a Template holds a 2D reference; pass the reference volume itself")
+    params = validate_params(**kwargs)
+    check_volume_motion(params["motion"])
+    steps = iter_align_volume(reference, moving, params, spacing,
+                              kwargs.get("reference_mask"), kwargs.get("moving_mask"))  # fmt: skip
+    for step in steps:
+        yield Progress(*step) if isinstance(step, tuple) else step
 
 
 # ------------------------------------------------------------------------------------ arguments

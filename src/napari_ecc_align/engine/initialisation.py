@@ -168,12 +168,19 @@ def nearest_note(method: str, other: str, gap: float) -> str:
 def corner_displacement(matrix, shape, other=None) -> float:
     """How far ``matrix`` moves the corners of a ``shape`` image from where ``other``
     (default: the identity) puts them, at most, in pixels (inf: to infinity)."""
-    rows, cols = shape
-    corners = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1.0]])
+    if matrix.shape == (4, 4):  # a volume: the 8 corners of its (z, y, x) shape
+        nz, ny, nx = shape[:3]
+        corners = np.array([[x, y, z, 1.0] for z in (0, nz - 1) for y in (0, ny - 1)
+                            for x in (0, nx - 1)]).T  # fmt: skip
+    else:
+        rows, cols = shape[:2]
+        corners = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1],
+                            [1, 1, 1, 1.0]])  # fmt: skip
     moved = matrix @ corners
     target = corners if other is None else other @ corners
     with np.errstate(divide="ignore", invalid="ignore"):
-        distance = np.hypot(*(moved[:2] / moved[2] - target[:2] / target[2]))
+        diff = moved[:-1] / moved[-1] - target[:-1] / target[-1]
+        distance = np.sqrt(np.sum(diff * diff, axis=0))
     value = float(distance.max())
     return value if math.isfinite(value) else math.inf
 

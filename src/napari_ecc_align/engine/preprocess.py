@@ -49,8 +49,8 @@ def split_channels(arr: np.ndarray, name: str) -> tuple[tuple[int, int], int]:
     else:
         raise ValueError(
             f"{name} has shape {arr.shape}: align() takes one 2D image, grayscale (rows, cols) "
-            "or colour (rows, cols, 3|4). For stacks, time-lapses or several channels align "
-            "one plane at a time, or use stack alignment (align_stack) where available"
+            "or colour (rows, cols, 3|4). For a (z, y, x) volume pass ndim=3 (and spacing); "
+            "for a time-lapse, z-stack of planes or several channels use align_stack"
         )
     if rows < 2 or cols < 2:
         raise ValueError(f"{name} must be at least 2x2 pixels, got {rows}x{cols}")

@@ -1,0 +1,295 @@
+"""Volumes for the ECC engine: normalisation, the anisotropic pyramid, and one level's
+sample points.
+
+The maths of ECC does not care about dimensionality: the moment algebra of
+:class:`~.reference_side.Samples` and the climbing loop of :func:`~.ecc.climb` are
+shared with the 2D engine. What differs is here: volumes are ``(z, y, x)`` arrays with
+a voxel ``spacing`` (dz, dy, dx); the pyramid halves y and x on every level but z only
+while z is not already coarser than the new in-plane spacing; resampling at the sample
+points is trilinear (``scipy.ndimage.map_coordinates``); and the Jacobian is taken in
+*physical* normalised coordinates, so ``euclidean`` is rigid in physical units.
+
+Matrices are 4×4, reference voxel (x, y, z, 1) → moving voxel (x, y, z).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from .alignment import AlignmentError
+from .ecc import _Level
+from .preprocess import as_array, validate_mask
+from .reference_side import Samples, _flat
+
+# Volumes keep more sample points than images: three gradient directions share them.
+_MAX_SAMPLES = 60_000
+# The coarsest automatic level keeps at least this many voxels across y and x, and z
+# is halved only while at least this many planes remain.
+_COARSEST_MIN_SIDE = 12
+_MIN_PLANES = 4
+_MAX_AUTO_LEVELS = 6
+_PYR_KERNEL = np.array([1, 4, 6, 4, 1], np.float32) / 16  # cv2.pyrDown's
+
+
+def normalise_volume(volume, name: str, mask=None, mask_name: str = "mask"):
+    """A volume as ECC works on it: float32 scaled to [0, 1] over its valid voxels, and
+    a bool mask of them (None when all are valid). NaN and inf voxels are invalid."""
+    arr = as_array(volume, name)
+    if arr.ndim != 3:
+        raise ValueError(
+            f"{name} has shape {arr.shape}: with ndim=3, align() takes one (z, y, x) volume; "
+            "for a time-lapse of volumes use align_stack(..., ndim=3)"
+        )
+    if min(arr.shape) < 2:
+        raise ValueError(f"{name} must have at least 2 voxels along each axis, got {arr.shape}")
+    valid = validate_mask(mask, arr.shape, mask_name)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        finite_values = arr[np.isfinite(arr)]
+        peak = float(np.abs(finite_values).max()) if finite_values.size else 0.0
+        if peak > 1e30:
+            arr = arr / peak  # so the float32 cast cannot overflow
+    gray = np.ascontiguousarray(arr, dtype=np.float32)
+    if gray.dtype.kind == "f" and not np.isfinite(gray.sum(dtype=np.float64)):
+        finite = np.isfinite(gray)
+        valid = finite if valid is None else valid & finite
+    if valid is not None and valid.all():
+        valid = None
+    values = gray if valid is None else gray[valid]
+    if values.size == 0:
+        raise ValueError(f"{name} has no valid voxels: every voxel is masked out, NaN or inf")
+    lo, hi = float(values.min()), float(values.max())
+    if not hi > lo:
+        raise AlignmentError(
+            f"{name} has no contrast (every valid voxel equals {lo:g}); ECC needs structure "
+            "in both volumes: check that the right volume or channel was passed"
+        )
+    out = (gray - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    if valid is not None:
+        out[~valid] = out[valid].mean()  # no false edges where the mask cuts
+    return out, valid
+
+
+def check_spacing(spacing) -> tuple[float, float, float]:
+    """``spacing`` as (dz, dy, dx) floats > 0 (None: isotropic), or raise."""
+    if spacing is None:
+        return (1.0, 1.0, 1.0)
+    try:
+        values = tuple(float(v) for v in spacing)
+    except (TypeError, ValueError):
+        raise TypeError(f"spacing must be (dz, dy, dx) numbers, got {spacing!r}") from None
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"spacing must be three positive numbers (dz, dy, dx), got {spacing!r}")
+    return values
+
+
+# ------------------------------------------------------------------------------------ pyramid
+def plan_levels(ref_shape, mov_shape, spacing, levels=None) -> list[tuple[int, int, int]]:
+    """Cumulative (sz, sy, sx) downsampling factors of each level, level 0 first.
+
+    y and x halve on every level; z halves when its spacing is not coarser than the
+    new in-plane spacing (a 1:1:3 stack keeps its planes for the first level) and
+    enough planes remain. ``levels`` None picks the depth from the size.
+    """
+    dz, dy, dx = spacing
+    planes = min(ref_shape[0], mov_shape[0])
+    side = min(*ref_shape[1:], *mov_shape[1:])
+    factors = [(1, 1, 1)]
+    limit = levels if levels is not None else _MAX_AUTO_LEVELS
+    while len(factors) < limit:
+        sz, sy, sx = factors[-1]
+        if side / (2 * sy) < (_COARSEST_MIN_SIDE if levels is None else 4):
+            break
+        halve_z = dz * sz <= min(dy, dx) * 2 * sy and planes / (2 * sz) >= _MIN_PLANES
+        factors.append((sz * (2 if halve_z else 1), sy * 2, sx * 2))
+    return factors
+
+
+def volume_pyramid(volume, valid, factors) -> list[_Level]:
+    """Gaussian pyramid with the per-level factors of :func:`plan_levels`. In-plane it
+    is ``cv2.pyrDown`` per plane; along z the same 5-tap kernel on even planes, so a
+    level-k voxel sits exactly at the factor times its index on level k-1."""
+    out = [_Level(volume, valid)]
+    for (sz, _, _), (pz, _, _) in zip(factors[1:], factors[:-1], strict=True):
+        prev = out[-1]
+        image = _down(prev.image, sz != pz)
+        small_valid = None
+        if prev.valid is not None:
+            small_valid = _down(prev.valid.astype(np.float32), sz != pz) > 0.75
+        out.append(_Level(image, small_valid))
+    return out
+
+
+def _down(volume: np.ndarray, halve_z: bool) -> np.ndarray:
+    planes = np.stack([cv2.pyrDown(plane) for plane in volume])
+    if not halve_z:
+        return planes
+    flat = planes.reshape(planes.shape[0], -1)
+    smoothed = cv2.sepFilter2D(flat, cv2.CV_32F, np.ones(1, np.float32), _PYR_KERNEL)
+    return np.ascontiguousarray(smoothed[::2].reshape(-1, *planes.shape[1:]))
+
+
+def blur(volume: np.ndarray, ksize: int, spacing) -> np.ndarray:
+    """The ECC prefilter in 3D: OpenCV's ``ksize`` Gaussian in-plane, and along z the
+    same width in physical units (none when z is more than ~3x coarser)."""
+    if ksize <= 1:
+        return volume
+    planes = np.stack([cv2.GaussianBlur(plane, (ksize, ksize), 0) for plane in volume])
+    sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for this ksize
+    sigma_z = sigma * min(spacing[1], spacing[2]) / spacing[0]
+    if sigma_z < 0.35 or volume.shape[0] < 3:
+        return planes
+    kz = min(2 * int(math.ceil(3 * sigma_z)) + 1, 2 * (volume.shape[0] // 2) - 1)
+    kernel = cv2.getGaussianKernel(kz, sigma_z, cv2.CV_32F).ravel()
+    flat = planes.reshape(planes.shape[0], -1)
+    out = cv2.sepFilter2D(flat, cv2.CV_32F, np.ones(1, np.float32), kernel)
+    return out.reshape(planes.shape)
+
+
+def level_spacing(spacing, factor) -> tuple[float, float, float]:
+    return tuple(s * f for s, f in zip(spacing, factor, strict=True))
+
+
+# -------------------------------------------------------------------- one level's samples
+def normaliser(shape, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel (x, y, z, 1) → centred physical coordinates over half the largest physical
+    extent, as a 4×4 N, and N⁻¹: the Jacobian's frame, rigid in physical units."""
+    (nz, ny, nx), (dz, dy, dx) = shape, spacing
+    half = max((nx - 1) * dx, (ny - 1) * dy, (nz - 1) * dz, 1.0) / 2
+    centre = np.array([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2])
+    scale = np.array([dx, dy, dz]) / half
+    norm = np.eye(4)
+    norm[:3, :3] = np.diag(scale)
+    norm[:3, 3] = -centre * scale
+    norm_inv = np.eye(4)
+    norm_inv[:3, :3] = np.diag(1 / scale)
+    norm_inv[:3, 3] = centre
+    return norm, norm_inv
+
+
+N_PARAMS_3D = {"translation": 3, "euclidean": 6, "affine": 12}
+
+
+def jacobian(motion, u, g) -> np.ndarray:
+    """∂template(W(u; p))/∂p at p = 0 in normalised coordinates ``u`` = (x, y, z) with
+    gradients ``g`` = (gx, gy, gz); one row per parameter."""
+    (x, y, z), (gx, gy, gz) = u, g
+    if motion == "translation":
+        rows = [gx, gy, gz]
+    elif motion == "euclidean":  # small rotations about x, y, z, then translation
+        rows = [y * gz - z * gy, z * gx - x * gz, x * gy - y * gx, gx, gy, gz]
+    else:
+        rows = [x * gx, y * gx, z * gx, x * gy, y * gy, z * gy, x * gz, y * gz, z * gz]
+        rows += [gx, gy, gz]
+    return np.stack(rows)
+
+
+def delta_matrix(motion, p) -> np.ndarray:
+    """The 4×4 warp (normalised coordinates) of the parameter vector ``p``."""
+    out = np.eye(4)
+    if motion == "translation":
+        out[:3, 3] = p
+    elif motion == "euclidean":
+        out[:3, :3] = cv2.Rodrigues(np.asarray(p[:3], np.float64))[0]
+        out[:3, 3] = p[3:]
+    else:
+        out[:3, :3] += np.asarray(p[:9]).reshape(3, 3)
+        out[:3, 3] = p[9:]
+    return out
+
+
+class VolumeSamples(Samples):
+    """A level's sample voxels and the fixed half of ECC (the 2D moment algebra, reused);
+    moving values are trilinear samples of the moving volume."""
+
+    def __init__(self, template, jac_t, points, level):  # pylint: disable=super-init-not-called
+        n = template.size
+        self.n, self.level, self.n_params = n, level, jac_t.shape[0]
+        self.rows = np.vstack([jac_t, template, np.ones(n)])
+        self.moments = np.dot(self.rows, self.rows.T)
+        self.points = points  # (n, 4): x, y, z, 1
+        self.full = self._fixed_terms(self.moments)
+
+    def sample_moving(self, mov_img, mov_ok, matrix, margin):
+        coords = np.dot(self.points, matrix[:3].T)  # (n, 3): x, y, z in the moving volume
+        nz, ny, nx = mov_img.shape
+        zm = min(margin, (nz - 1) / 2)  # thin stacks: the z margin shrinks
+        inside = (
+            (coords[:, 0] >= margin) & (coords[:, 0] <= nx - 1 - margin)
+            & (coords[:, 1] >= margin) & (coords[:, 1] <= ny - 1 - margin)
+            & (coords[:, 2] >= zm) & (coords[:, 2] <= nz - 1 - zm)
+        )  # fmt: skip
+        zyx = coords[:, ::-1].T
+        values = ndimage.map_coordinates(mov_img, zyx, order=1, mode="nearest", prefilter=False)
+        if mov_ok is not None:
+            inside &= ndimage.map_coordinates(mov_ok, zyx, order=0, mode="nearest")
+        inside = inside.view(np.uint8)
+        return values.astype(np.float64), inside, int(np.count_nonzero(inside))
+
+
+def reference_samples(ref: _Level, ksize, motion, level, spacing, margin) -> VolumeSamples:
+    """The level's :class:`VolumeSamples` for ``motion``, memoised on ``ref``."""
+    key = ("volume", ksize, motion, spacing)
+    found = ref.memo.get(key)
+    if found is not None:
+        return found
+    image = blur(ref.image, ksize, spacing)
+    grads = _gradients(image)
+    idx = _select(grads, ref.valid, margin)
+    if idx.size < 4 * N_PARAMS_3D[motion]:
+        raise AlignmentError(
+            f"the reference has too few valid voxels on pyramid level {level} ({idx.size}); "
+            "use fewer pyramid_levels or a larger reference_mask"
+        )
+    zs, ys, xs = np.unravel_index(idx, image.shape)
+    points = np.column_stack([xs, ys, zs, np.ones(idx.size)]).astype(np.float64)
+    norm, _ = normaliser(image.shape, spacing)
+    u = np.dot(points, norm[:3].T).T
+    # Gradients per normalised unit: d/du = d/dvoxel · (voxels per unit); halved because
+    # _gradients returns twice the central difference.
+    per_unit = 0.5 / np.diag(norm)[:3]
+    g = [grads[axis].ravel()[idx].astype(np.float64) * per_unit[axis] for axis in range(3)]
+    template = image.ravel()[idx].astype(np.float64)
+    if not np.ptp(template) > 0:
+        raise _flat(level)
+    return ref.memo.setdefault(key, VolumeSamples(template, jacobian(motion, u, g), points, level))
+
+
+def _gradients(image):
+    """Twice the central differences along x, y and z (zero on the border)."""
+    out = [np.zeros_like(image) for _ in range(3)]
+    np.subtract(image[:, :, 2:], image[:, :, :-2], out=out[0][:, :, 1:-1])
+    np.subtract(image[:, 2:], image[:, :-2], out=out[1][:, 1:-1])
+    np.subtract(image[2:], image[:-2], out=out[2][1:-1])
+    return out
+
+
+def _select(grads, valid, margin) -> np.ndarray:
+    """Flat indices of the voxels ECC uses: all inner valid voxels on small levels, else
+    the strongest |gx|, |gy| and |gz| (a third each), deterministic."""
+    shape = grads[0].shape
+    zm = min(margin, (shape[0] - 1) // 2)
+    inner = np.zeros(shape, bool)
+    inner[zm : shape[0] - zm, margin:-margin, margin:-margin] = True
+    if valid is not None:
+        inner &= ndimage.binary_erosion(valid, iterations=margin, border_value=1)
+    count = int(np.count_nonzero(inner))
+    if count <= _MAX_SAMPLES:
+        return np.flatnonzero(inner)
+    chosen = np.zeros(shape, bool)
+    keep = _MAX_SAMPLES / (3 * count)
+    for grad in grads:
+        magnitude = np.abs(grad)
+        threshold = np.quantile(magnitude[inner][:: max(1, count // 50_000)], 1 - keep)
+        chosen |= magnitude >= max(float(threshold), 1e-12)
+    chosen &= inner
+    idx = np.flatnonzero(chosen)
+    rng = np.random.default_rng(0)
+    if idx.size > _MAX_SAMPLES:
+        idx = np.sort(rng.choice(idx, size=_MAX_SAMPLES, replace=False))
+    elif idx.size < 64:  # nearly flat: a regular grid
+        idx = np.flatnonzero(inner)[:: max(1, count // _MAX_SAMPLES)]
+    return idx

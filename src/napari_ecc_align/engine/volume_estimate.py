@@ -88,7 +88,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
                                                params, init)  # fmt: skip
         staged, before = False, np.eye(4)
     else:
-        matrix, init_method = _initial_matrix(init, motion), "identity"
+        matrix, init_method = _initial_matrix(init, motion, spacing), "identity"
         if init is not None and not isinstance(init, str):
             init_method = "matrix"
         top, staged, before = levels - 1, True, matrix
@@ -103,7 +103,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
             break
         done += 1
         yield level, top + 1, done, n_iter, correlation
-    matrix = _project(matrix, motion)
+    matrix = _project(matrix, motion, spacing)
     corr_before = volume_correlation(ref, ref_valid, mov, mov_valid, before)
     corr_after = volume_correlation(ref, ref_valid, mov, mov_valid, matrix)
     linear = np.linalg.det(matrix[:3, :3])
@@ -146,7 +146,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
     )
 
 
-def _initial_matrix(init, motion) -> np.ndarray:
+def _initial_matrix(init, motion, spacing) -> np.ndarray:
     if init is None or (isinstance(init, str) and init == "identity"):
         return np.eye(4)
     try:
@@ -160,11 +160,14 @@ def _initial_matrix(init, motion) -> np.ndarray:
         raise ValueError(f"init must be a 4x4 (or 3x4) matrix for volumes, got {matrix.shape}")
     if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-12:
         raise ValueError("init must be a finite, invertible matrix")
-    return _project(matrix, motion)
+    return _project(matrix, motion, spacing)
 
 
-def _project(matrix, motion) -> np.ndarray:
-    """The closest matrix of the ``motion`` family (rigid: the nearest rotation)."""
+def _project(matrix, motion, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """The closest matrix of the ``motion`` family; rigid means a rotation in physical
+    units, so with anisotropic ``spacing`` the voxel matrix is S⁻¹·R·S."""
+    physical = _scale(spacing)
+    matrix = physical @ matrix @ np.linalg.inv(physical)
     out = np.eye(4)
     out[:3, 3] = matrix[:3, 3]
     if motion == "euclidean":
@@ -174,7 +177,7 @@ def _project(matrix, motion) -> np.ndarray:
         out[:3, :3] = u @ vt
     elif motion == "affine":
         out[:3, :3] = matrix[:3, :3]
-    return out
+    return np.linalg.solve(physical, out) @ physical
 
 
 # --------------------------------------------------------------------------------- levels

@@ -103,7 +103,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
             break
         done += 1
         yield level, top + 1, done, n_iter, correlation
-    matrix = _project(matrix, motion, spacing)
+    matrix = project_volume(matrix, motion, spacing)
     corr_before = volume_correlation(ref, ref_valid, mov, mov_valid, before)
     corr_after = volume_correlation(ref, ref_valid, mov, mov_valid, matrix)
     linear = np.linalg.det(matrix[:3, :3])
@@ -160,13 +160,13 @@ def _initial_matrix(init, motion, spacing) -> np.ndarray:
         raise ValueError(f"init must be a 4x4 (or 3x4) matrix for volumes, got {matrix.shape}")
     if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-12:
         raise ValueError("init must be a finite, invertible matrix")
-    return _project(matrix, motion, spacing)
+    return project_volume(matrix, motion, spacing)
 
 
-def _project(matrix, motion, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+def project_volume(matrix, motion, spacing=None) -> np.ndarray:
     """The closest matrix of the ``motion`` family; rigid means a rotation in physical
     units, so with anisotropic ``spacing`` the voxel matrix is S⁻¹·R·S."""
-    physical = _scale(spacing)
+    physical = _scale(check_spacing(spacing))
     matrix = physical @ matrix @ np.linalg.inv(physical)
     out = np.eye(4)
     out[:3, 3] = matrix[:3, 3]

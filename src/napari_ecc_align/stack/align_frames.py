@@ -30,6 +30,8 @@ from ..engine.estimate import align, initial_matrix, validate_params
 from ..engine.initialisation import SEARCHES
 from ..engine.preprocess import luminance
 from ..engine.template import Template
+from ..engine.volume import check_spacing
+from ..engine.volume_estimate import check_volume_motion, project_volume
 from ..engine.warping import warp
 from .layout import StackLayout, check_channel, is_int, stack_layout
 from .pool import FRAME_FAILURES, run_tasks, single_threaded
@@ -49,6 +51,11 @@ class _Plan:
     workers: int
     fail_fast: bool
     mean_iterations: int
+    spacing: tuple | None = None  # volumes: (dz, dy, dx)
+
+    @property
+    def volumes(self) -> bool:
+        return self.layout.ndim == 3
 
     def read(self, t: int) -> np.ndarray:
         """Frame ``t`` for estimation: 2D or RGB(A); reads that frame (channel) only."""
@@ -58,11 +65,24 @@ class _Plan:
     def align(self, reference, moving, coverage: bool = False, **overrides):
         """``align``; with ``coverage`` also the moving image warped onto the reference
         grid (float32 luminance, 0 outside) and its coverage weight (for a mean)."""
+        if self.volumes:
+            overrides = {"ndim": 3, "spacing": self.spacing, **overrides}
         alignment = align(reference, moving, **{**self.params, **overrides})
         if not coverage:
             return alignment
-        lum, grid, matrix = luminance(np.asarray(moving)), reference.shape[:2], alignment.matrix
+        lum, grid, matrix = self.intensity(moving), self.layout.frame_shape, alignment.matrix
         return alignment, warp(lum, matrix, grid), warp(np.ones_like(lum), matrix, grid)
+
+    def intensity(self, frame) -> np.ndarray:
+        """What a mean reference averages: luminance, or the volume as float32."""
+        frame = np.asarray(frame)
+        return frame.astype(np.float32) if self.volumes else luminance(frame)
+
+    def fixed_reference(self, frame, mask=None):
+        """A prepared :class:`Template` for images; volumes go as they are (with the mask)."""
+        if self.volumes:
+            return frame, {} if mask is None else {"reference_mask": mask}
+        return Template(frame, mask), {}
 
     def failed(self, t: int, exc: Exception) -> str:
         """The message recorded for a failed frame; raises instead under fail_fast."""
@@ -81,23 +101,31 @@ def _iterate(plan: _Plan) -> Generator[FrameProgress, None, StackAlignment]:
         yield from mode(plan, alignments, errors)
     return StackAlignment(
         alignments, errors, plan.reference, layout.axis, layout.channel_axis, plan.channel,
-        plan.params["motion"], layout.frame_shape, time.perf_counter() - start,
+        plan.params["motion"], layout.frame_shape, time.perf_counter() - start, layout.ndim,
     )  # fmt: skip
 
 
 def _identity(plan: _Plan) -> Alignment:
     shape = plan.layout.frame_shape
     motion = plan.params["motion"]
-    return Alignment(np.eye(3), motion, 1.0, 1.0, shape, shape, init_method="reference")
+    eye = np.eye(plan.layout.ndim + 1)
+    return Alignment(eye, motion, 1.0, 1.0, shape, shape, init_method="reference")
+
+
+def _chain(plan: _Plan, pair: np.ndarray, chained: np.ndarray) -> np.ndarray:
+    """``pair · chained``, kept in the motion family (rigid in physical units for volumes)."""
+    if plan.volumes:
+        return project_volume(pair @ chained, plan.params["motion"], plan.spacing)
+    return project_to_motion(pair @ chained, plan.params["motion"])  # W[2, 2] = 1
 
 
 def _fixed(plan: _Plan, alignments, errors):
     """Every frame aligned to frame ``k`` (independent: parallel)."""
     n, k = plan.layout.frames, 0 if plan.reference == "first" else plan.reference
-    ref = Template(plan.read(k))  # its samples and Jacobians: once per stack
+    ref, extra = plan.fixed_reference(plan.read(k))  # images: samples and Jacobians once
     alignments[k] = _identity(plan)
     yield FrameProgress(k, 1, n, alignments[k], "")
-    tasks = ((t, lambda t=t: plan.align(ref, plan.read(t))) for t in range(n) if t != k)
+    tasks = ((t, lambda t=t: plan.align(ref, plan.read(t), **extra)) for t in range(n) if t != k)
     with closing(run_tasks(tasks, plan.workers)) as results:
         for done, (t, result, exc) in enumerate(results, start=2):
             alignments[t], errors[t] = result, plan.failed(t, exc) if exc else ""
@@ -110,7 +138,7 @@ def _previous(plan: _Plan, alignments, errors):
     ``s`` is the last good frame: after a failed frame the next one is aligned to
     ``s`` again (here, sequentially), and a failed frame carries ``W_s``.
     """
-    n, motion = plan.layout.frames, plan.params["motion"]
+    n = plan.layout.frames
     alignments[0] = _identity(plan)
     yield FrameProgress(0, 1, n, alignments[0], "")
 
@@ -122,7 +150,7 @@ def _previous(plan: _Plan, alignments, errors):
             prev = cur
 
     finished: dict[int, tuple] = {}
-    good, chained, t = 0, np.eye(3), 1
+    good, chained, t = 0, np.eye(plan.layout.ndim + 1), 1
     with closing(run_tasks(pairs(), plan.workers)) as results:
         for index, result, exc in results:
             finished[index] = (result, exc)  # which frame is bad shows in chain order only
@@ -134,7 +162,7 @@ def _previous(plan: _Plan, alignments, errors):
                     except FRAME_FAILURES as retry:
                         pair, exc = None, retry
                 if exc is None:
-                    chained = project_to_motion(pair.matrix @ chained, motion)  # W[2, 2] = 1
+                    chained = _chain(plan, pair.matrix, chained)
                     params = {**pair.parameters, "aligned_to": good}
                     alignments[t] = dataclasses.replace(pair, matrix=chained, parameters=params)
                     good = t
@@ -153,7 +181,7 @@ def _mean(plan: _Plan, alignments, errors):
     """
     n, shape, passes = plan.layout.frames, plan.layout.frame_shape, plan.mean_iterations
     total = np.zeros(shape, np.float64)
-    reads = ((t, lambda t=t: luminance(plan.read(t))) for t in range(n))
+    reads = ((t, lambda t=t: plan.intensity(plan.read(t))) for t in range(n))
     with closing(run_tasks(reads, plan.workers)) as lums:
         for _, lum, exc in lums:
             if exc is not None:
@@ -163,12 +191,12 @@ def _mean(plan: _Plan, alignments, errors):
     for i in range(passes):
         last = i == passes - 1
         acc, weight = np.zeros(shape, np.float64), np.zeros(shape, np.float64)
-        ref = Template(mean, mask)  # this pass's samples and Jacobians: once
+        ref, extra = plan.fixed_reference(mean, mask)  # this pass's samples: once
 
-        def task(t, ref=ref, coverage=not last):
+        def task(t, ref=ref, extra=extra, coverage=not last):
             prior = alignments[t]  # this frame's result of the previous pass
             init = plan.params["init"] if prior is None else prior.matrix
-            return plan.align(ref, plan.read(t), coverage, init=init)
+            return plan.align(ref, plan.read(t), coverage, init=init, **extra)
 
         tasks = ((t, functools.partial(task, t)) for t in range(n))
         with closing(run_tasks(tasks, plan.workers)) as results:
@@ -193,6 +221,7 @@ def iter_align_stack(
     channel: int | None = None, motion: str = "euclidean", max_iterations: int = 100,
     eps: float = 1e-6, gauss_filter_size: int = 5, pyramid_levels: int | None = None,
     init="auto", workers: int | None = None, fail_fast: bool = False, mean_iterations: int = 2,
+    ndim: int = 2, spacing=None,
 ) -> Generator[FrameProgress, None, StackAlignment]:  # fmt: skip
     """Generator form of :func:`align_stack`, for progress reporting and cancellation.
 
@@ -201,7 +230,7 @@ def iter_align_stack(
     stack : array_like
         As for :func:`align_stack` (numpy, memory-mapped or dask; read frame by frame).
     reference, axis, channel_axis, channel, motion, max_iterations, eps, \
-gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations
+gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations, ndim, spacing
         As for :func:`align_stack`; checked at the call, before any frame is read.
 
     Yields
@@ -238,13 +267,20 @@ gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations
     >>> np.round(result.matrices[:, 1, 2], 2)  # reference row y -> frame row y - t
     array([ 0., -1., -2., -3.])
     """
-    layout = stack_layout(stack, axis, channel_axis)
+    if isinstance(ndim, bool) or ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 (frames are images) or 3 (volumes), got {ndim!r}")
+    if spacing is not None and ndim != 3:
+        raise ValueError("spacing is the voxel size of volumes: pass it with ndim=3")
+    layout = stack_layout(stack, axis, channel_axis, ndim)
     n = layout.frames
     params = validate_params(
         motion=motion, max_iterations=max_iterations, eps=eps, init=init,
         gauss_filter_size=gauss_filter_size, pyramid_levels=pyramid_levels,
     )  # fmt: skip
-    if not (isinstance(init, str) and init in SEARCHES):
+    if ndim == 3:
+        check_volume_motion(params["motion"])
+        spacing = check_spacing(spacing)
+    elif not (isinstance(init, str) and init in SEARCHES):
         initial_matrix(init, params["motion"])  # raises for an invalid init
     if is_int(reference) and -n <= reference < n:
         reference = int(reference) % n
@@ -262,7 +298,9 @@ gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations
     workers = int(min(workers, max(1, n - 1)))
     fail_fast, mean_iterations = bool(fail_fast), int(mean_iterations)
     return _iterate(
-        _Plan(stack, layout, channel, params, reference, workers, fail_fast, mean_iterations)
+        _Plan(
+            stack, layout, channel, params, reference, workers, fail_fast, mean_iterations, spacing
+        )  # fmt: skip
     )
 
 
@@ -271,7 +309,7 @@ def align_stack(
     channel: int | None = None, motion: str = "euclidean", max_iterations: int = 100,
     eps: float = 1e-6, gauss_filter_size: int = 5, pyramid_levels: int | None = None,
     init="auto", workers: int | None = None, fail_fast: bool = False, mean_iterations: int = 2,
-    progress: Callable[[int, int], Any] | str | None = None,
+    progress: Callable[[int, int], Any] | str | None = None, ndim: int = 2, spacing=None,
 ) -> StackAlignment:  # fmt: skip
     """Align every frame of a stack onto a common reference grid.
 
@@ -311,11 +349,18 @@ def align_stack(
         Passes for ``reference="mean"``.
     progress : callable(done, total) or "tqdm", optional
         Called after each finished frame; ``"tqdm"`` shows a progress bar.
+    ndim : {2, 3}
+        3: every frame is a ``(z, y, x)`` volume — a ``(t, z, y, x)`` time-lapse,
+        or ``(t, c, z, y, x)`` with ``channel_axis`` — aligned as in
+        ``align(..., ndim=3)``; motions translation, euclidean (rigid) or affine.
+    spacing : (dz, dy, dx), optional
+        Voxel size (``ndim=3`` only); rigid means rigid in these units.
 
     Returns
     -------
     StackAlignment
-        ``result.matrices[t]`` maps a reference-grid pixel ``(x, y, 1)`` to frame ``t``.
+        ``result.matrices[t]`` maps a reference-grid pixel ``(x, y, 1)`` to frame ``t``
+        (for volumes the 4×4 over ``(x, y, z, 1)``).
 
     Raises
     ------

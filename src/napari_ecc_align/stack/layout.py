@@ -14,15 +14,16 @@ class StackLayout:
     axis: int
     channel_axis: int | None
     rgb: bool  # channel-last RGB(A) frames
+    ndim: int = 2  # 3: every frame is a (z, y, x) volume
 
     @property
     def frames(self) -> int:
         return self.shape[self.axis]
 
     @property
-    def frame_shape(self) -> tuple[int, int]:
+    def frame_shape(self) -> tuple[int, ...]:
         spatial = [n for i, n in enumerate(self.shape) if i not in (self.axis, self.channel_axis)]
-        return spatial[0], spatial[1]
+        return tuple(spatial[: self.ndim])
 
     def index(self, t: int, channel: int | None = None) -> tuple:
         """Tuple index of frame ``t`` (and of one of its channels, if given)."""
@@ -43,7 +44,7 @@ def _axis(value, ndim: int, name: str, shape) -> int:
     return int(value) % ndim
 
 
-def stack_layout(stack, axis, channel_axis) -> StackLayout:
+def stack_layout(stack, axis, channel_axis, ndim: int = 2) -> StackLayout:
     if not all(hasattr(stack, a) for a in ("shape", "ndim", "dtype", "__getitem__")):
         raise TypeError(f"stack must be an array (numpy, memmap, dask), got {type(stack)}")
     shape = tuple(int(n) for n in stack.shape)
@@ -53,12 +54,26 @@ def stack_layout(stack, axis, channel_axis) -> StackLayout:
         if channel_axis == axis:
             raise ValueError(f"channel_axis must differ from axis, both are {axis}")
     dims = len(shape) - 1 - (channel_axis is not None)
+    if ndim == 3:
+        if dims != 3:
+            raise ValueError(
+                f"stack has shape {shape}: with ndim=3, axis={axis} and channel_axis="
+                f"{channel_axis} a frame has {dims} dimensions, but frames must be (z, y, x) "
+                "volumes: a (t, z, y, x) or, with channel_axis, (t, c, z, y, x) stack"
+            )
+        layout = StackLayout(shape, axis, channel_axis, False, 3)
+        if layout.frames < 1 or min(layout.frame_shape) < 2:
+            raise ValueError(
+                f"stack has shape {shape}: no volumes of 2x2x2 or more along axis={axis}"
+            )
+        return layout
     rgb = channel_axis is None and dims == 3 and axis != len(shape) - 1 and shape[-1] in (3, 4)
     if dims != 2 and not rgb:
         raise ValueError(
             f"stack has shape {shape}: with axis={axis} and channel_axis={channel_axis} a frame "
             f"has {dims} dimensions, but frames must be (rows, cols) or RGB(A) (rows, cols, 3|4); "
-            "set channel_axis for other channel layouts, or select a sub-stack first"
+            "set channel_axis for other channel layouts, pass ndim=3 for a time-lapse of "
+            "(z, y, x) volumes, or select a sub-stack first"
         )
     layout = StackLayout(shape, axis, channel_axis, rgb)
     if layout.frames < 1 or min(layout.frame_shape) < 2:

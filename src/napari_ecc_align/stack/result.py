@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..engine.alignment import Alignment, write_text_atomic
 
@@ -65,13 +66,15 @@ class StackAlignment:
     motion : str
         The motion model.
     frame_shape : tuple of int
-        ``(rows, cols)`` of the reference grid.
+        ``(rows, cols)`` of the reference grid; ``(z, y, x)`` for volumes.
     elapsed : float
         Seconds the whole stack took.
+    ndim : int
+        2 for images, 3 for volumes (4×4 matrices over ``(x, y, z, 1)``).
     ok : ndarray of bool
         Per frame, whether it was aligned.
-    matrices : ndarray, shape (frames, 3, 3)
-        Every frame's matrix (NaN where a frame failed).
+    matrices : ndarray, shape (frames, 3, 3) or (frames, 4, 4)
+        Every frame's matrix (the identity where a frame failed).
 
     See Also
     --------
@@ -85,8 +88,9 @@ class StackAlignment:
     channel_axis: int | None
     channel: int | None  # the channel the transforms were estimated on
     motion: str
-    frame_shape: tuple[int, int]  # (rows, cols) of the reference grid
+    frame_shape: tuple[int, ...]  # (rows, cols) of the reference grid; (z, y, x) for volumes
     elapsed: float = 0.0
+    ndim: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alignments", tuple(self.alignments))
@@ -105,8 +109,10 @@ class StackAlignment:
 
     @property
     def matrices(self) -> np.ndarray:
-        """``(n, 3, 3)`` reference-grid → frame matrices; the identity for failed frames."""
-        return np.array([np.eye(3) if a is None else a.matrix for a in self.alignments])
+        """``(n, 3, 3)`` (volumes: ``(n, 4, 4)``) reference-grid → frame matrices; the
+        identity for failed frames."""
+        eye = np.eye(self.ndim + 1)
+        return np.array([eye if a is None else a.matrix for a in self.alignments])
 
     def table(self) -> list[dict[str, Any]]:
         """One row per frame: ``frame, ok, dx, dy, rotation_deg, scale, correlation,
@@ -115,7 +121,15 @@ class StackAlignment:
         ``dx, dy``: where the reference-grid centre lands in the frame, minus the centre
         (pixels); ``rotation_deg``: rotation of the 2×2 part; ``scale``: the square
         root of its absolute determinant. Numbers are NaN for failed frames.
+
+        For volumes: ``frame, ok, dx, dy, dz, rotation_x_deg, rotation_y_deg,
+        rotation_z_deg, scale, correlation, correlation_before, error``, the shift of
+        the grid centre in voxels, the rotation of the nearest rotation matrix (in
+        physical units, from each frame's ``parameters["spacing"]``) as intrinsic
+        x-y-z Euler angles, and the cube root of the absolute determinant.
         """
+        if self.ndim == 3:
+            return self._volume_table()
         rows, cols = self.frame_shape
         centre = np.array([(cols - 1) / 2, (rows - 1) / 2, 1.0])
         numbers = ("dx", "dy", "rotation_deg", "scale", "correlation", "correlation_before")
@@ -128,6 +142,29 @@ class StackAlignment:
                 scale = np.sqrt(abs(np.linalg.det(lin)))
                 values = (x / w - centre[0], y / w - centre[1], angle, scale)
                 values += (a.correlation, a.correlation_before)
+                row.update(zip(numbers, map(float, values), strict=True))
+            out.append({**row, "error": error})
+        return out
+
+    def _volume_table(self) -> list[dict[str, Any]]:
+        nz, ny, nx = self.frame_shape
+        centre = np.array([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2, 1.0])
+        numbers = ("dx", "dy", "dz", "rotation_x_deg", "rotation_y_deg", "rotation_z_deg",
+                   "scale", "correlation", "correlation_before")  # fmt: skip
+        out = []
+        for i, (a, error) in enumerate(zip(self.alignments, self.errors, strict=True)):
+            row = {"frame": i, "ok": a is not None, **dict.fromkeys(numbers, float("nan"))}
+            if a is not None:
+                dz, dy, dx = a.parameters.get("spacing", (1.0, 1.0, 1.0))
+                physical = np.diag([dx, dy, dz])
+                linear = physical @ a.matrix[:3, :3] @ np.linalg.inv(physical)
+                u, _, vt = np.linalg.svd(linear)
+                if np.linalg.det(u @ vt) < 0:
+                    u[:, -1] *= -1
+                angles = Rotation.from_matrix(u @ vt).as_euler("xyz", degrees=True)
+                shift = (a.matrix @ centre)[:3] - centre[:3]
+                scale = abs(np.linalg.det(a.matrix[:3, :3])) ** (1 / 3)
+                values = (*shift, *angles, scale, a.correlation, a.correlation_before)
                 row.update(zip(numbers, map(float, values), strict=True))
             out.append({**row, "error": error})
         return out
@@ -147,7 +184,11 @@ class StackAlignment:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["alignments"] = [None if a is None else a.to_dict() for a in self.alignments]
         data["errors"], data["frame_shape"] = list(self.errors), list(self.frame_shape)
-        data["convention"] = "each matrix: reference grid (x, y, 1) -> that frame (x, y)"
+        data["convention"] = (
+            "each matrix: reference grid (x, y, z, 1) -> that frame (x, y, z)"
+            if self.ndim == 3
+            else "each matrix: reference grid (x, y, 1) -> that frame (x, y)"
+        )
         return data
 
     @classmethod

@@ -45,7 +45,7 @@ def warp_stack(
         raise TypeError(f"stack_alignment must be a StackAlignment, got {type(stack_alignment)}")
     axis = stack_alignment.axis if axis is None else axis
     channel_axis = stack_alignment.channel_axis if channel_axis is None else channel_axis
-    layout = stack_layout(stack, axis, channel_axis)
+    layout = stack_layout(stack, axis, channel_axis, stack_alignment.ndim)
     if layout.frames != len(stack_alignment):
         raise ValueError(
             f"stack has {layout.frames} frames along axis={layout.axis}, "
@@ -59,7 +59,8 @@ def warp_stack(
     dtype, ok, matrices = np.dtype(stack.dtype), stack_alignment.ok, stack_alignment.matrices
     options = {"output_shape": layout.frame_shape, "interpolation": interpolation}
     options["fill_value"] = fill_value
-    warp(np.zeros((2, 2), dtype), np.eye(3), **options)  # checks the options up front
+    probe = (2,) * layout.ndim
+    warp(np.zeros(probe, dtype), np.eye(layout.ndim + 1), **options)  # checks options first
 
     def warp_frame(frame: np.ndarray, t: int) -> np.ndarray:
         """Frame ``t`` as ``stack[layout.index(t)]`` gives it (channels where they were)."""

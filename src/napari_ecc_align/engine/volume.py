@@ -52,13 +52,12 @@ def normalise_volume(volume, name: str, mask=None, mask_name: str = "mask"):
         peak = float(np.abs(finite_values).max()) if finite_values.size else 0.0
         if peak > 1e30:
             arr = arr / peak  # so the float32 cast cannot overflow
-    gray = np.ascontiguousarray(arr, dtype=np.float32)
-    if gray.dtype.kind == "f" and not np.isfinite(gray.sum(dtype=np.float64)):
-        finite = np.isfinite(gray)
+    if arr.dtype.kind == "f" and not np.isfinite(arr.sum(dtype=np.float64)):
+        finite = np.isfinite(arr)
         valid = finite if valid is None else valid & finite
     if valid is not None and valid.all():
         valid = None
-    values = gray if valid is None else gray[valid]
+    values = arr if valid is None else arr[valid]
     if values.size == 0:
         raise ValueError(f"{name} has no valid voxels: every voxel is masked out, NaN or inf")
     lo, hi = float(values.min()), float(values.max())
@@ -67,7 +66,9 @@ def normalise_volume(volume, name: str, mask=None, mask_name: str = "mask"):
             f"{name} has no contrast (every valid voxel equals {lo:g}); ECC needs structure "
             "in both volumes: check that the right volume or channel was passed"
         )
-    out = (gray - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    # One float32 copy, scaled in place (a volume is large; the input is never changed).
+    out = np.subtract(arr, lo, dtype=np.float32, casting="unsafe")
+    out *= np.float32(1.0 / (hi - lo))
     if valid is not None:
         out[~valid] = out[valid].mean()  # no false edges where the mask cuts
     return out, valid
@@ -137,7 +138,9 @@ def blur(volume: np.ndarray, ksize: int, spacing) -> np.ndarray:
     same width in physical units (none when z is more than ~3x coarser)."""
     if ksize <= 1:
         return volume
-    planes = np.stack([cv2.GaussianBlur(plane, (ksize, ksize), 0) for plane in volume])
+    planes = np.empty_like(volume)
+    for plane, out in zip(volume, planes, strict=True):
+        cv2.GaussianBlur(plane, (ksize, ksize), 0, dst=out)
     sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for this ksize
     sigma_z = sigma * min(spacing[1], spacing[2]) / spacing[0]
     if sigma_z < 0.35 or volume.shape[0] < 3:
@@ -237,8 +240,7 @@ def reference_samples(ref: _Level, ksize, motion, level, spacing, margin) -> Vol
     if found is not None:
         return found
     image = blur(ref.image, ksize, spacing)
-    grads = _gradients(image)
-    idx = _select(grads, ref.valid, margin)
+    idx = _select(image, ref.valid, margin)
     if idx.size < 4 * N_PARAMS_3D[motion]:
         raise AlignmentError(
             f"the reference has too few valid voxels on pyramid level {level} ({idx.size}); "
@@ -251,26 +253,40 @@ def reference_samples(ref: _Level, ksize, motion, level, spacing, margin) -> Vol
     # Gradients per normalised unit: d/du = d/dvoxel · (voxels per unit); halved because
     # _gradients returns twice the central difference.
     per_unit = 0.5 / np.diag(norm)[:3]
-    g = [grads[axis].ravel()[idx].astype(np.float64) * per_unit[axis] for axis in range(3)]
+    g = [_gradient_at(image, idx, axis) * per_unit[axis] for axis in range(3)]
     template = image.ravel()[idx].astype(np.float64)
     if not np.ptp(template) > 0:
         raise _flat(level)
     return ref.memo.setdefault(key, VolumeSamples(template, jacobian(motion, u, g), points, level))
 
 
-def _gradients(image):
-    """Twice the central differences along x, y and z (zero on the border)."""
-    out = [np.zeros_like(image) for _ in range(3)]
-    np.subtract(image[:, :, 2:], image[:, :, :-2], out=out[0][:, :, 1:-1])
-    np.subtract(image[:, 2:], image[:, :-2], out=out[1][:, 1:-1])
-    np.subtract(image[2:], image[:-2], out=out[2][1:-1])
+# Flat-index steps to the next voxel along x, y and z.
+def _strides(shape) -> tuple[int, int, int]:
+    return 1, shape[2], shape[1] * shape[2]
+
+
+def _gradient(image, axis) -> np.ndarray:
+    """Twice the central difference along x (0), y (1) or z (2); zero on the border."""
+    out = np.zeros_like(image)
+    inner = [slice(None)] * 3
+    ahead, behind = list(inner), list(inner)
+    dim = 2 - axis  # array axis of x, y, z
+    inner[dim], ahead[dim], behind[dim] = slice(1, -1), slice(2, None), slice(None, -2)
+    np.subtract(image[tuple(ahead)], image[tuple(behind)], out=out[tuple(inner)])
     return out
 
 
-def _select(grads, valid, margin) -> np.ndarray:
+def _gradient_at(image, idx, axis) -> np.ndarray:
+    """:func:`_gradient` at the flat indices ``idx`` only (they are never on the border)."""
+    flat, step = image.ravel(), _strides(image.shape)[axis]
+    return (flat[idx + step] - flat[idx - step]).astype(np.float64)
+
+
+def _select(image, valid, margin) -> np.ndarray:
     """Flat indices of the voxels ECC uses: all inner valid voxels on small levels, else
-    the strongest |gx|, |gy| and |gz| (a third each), deterministic."""
-    shape = grads[0].shape
+    the strongest |gx|, |gy| and |gz| (a third each), deterministic. One gradient volume
+    exists at a time."""
+    shape = image.shape
     zm = min(margin, (shape[0] - 1) // 2)
     inner = np.zeros(shape, bool)
     inner[zm : shape[0] - zm, margin:-margin, margin:-margin] = True
@@ -281,13 +297,17 @@ def _select(grads, valid, margin) -> np.ndarray:
         return np.flatnonzero(inner)
     chosen = np.zeros(shape, bool)
     keep = _MAX_SAMPLES / (3 * count)
-    for grad in grads:
-        magnitude = np.abs(grad)
-        threshold = np.quantile(magnitude[inner][:: max(1, count // 50_000)], 1 - keep)
+    rng = np.random.default_rng(0)  # deterministic: same inputs, same samples
+    bounds = ((zm, shape[0] - zm), (margin, shape[1] - margin), (margin, shape[2] - margin))
+    probe = tuple(rng.integers(lo, hi, 50_000) for lo, hi in bounds)
+    for axis in range(3):
+        magnitude = _gradient(image, axis)
+        np.abs(magnitude, out=magnitude)
+        threshold = np.quantile(magnitude[probe], 1 - keep)
         chosen |= magnitude >= max(float(threshold), 1e-12)
+        del magnitude
     chosen &= inner
     idx = np.flatnonzero(chosen)
-    rng = np.random.default_rng(0)
     if idx.size > _MAX_SAMPLES:
         idx = np.sort(rng.choice(idx, size=_MAX_SAMPLES, replace=False))
     elif idx.size < 64:  # nearly flat: a regular grid

@@ -6,6 +6,11 @@ Matrix convention (a contract): ``Alignment.matrix`` maps a *reference* pixel
 ``cv2.findTransformECC``, padded with the row ``[0, 0, 1]`` for 2×3 models, so
 ``cv2.warpAffine(moving, matrix[:2], size, flags=... | cv2.WARP_INVERSE_MAP)``
 resamples the moving image onto the reference grid.
+
+Volumes use the same convention one dimension up: a 4×4 matrix maps a reference
+voxel ``(x, y, z, 1)`` (x = column, y = row, z = plane, voxel centres at
+integers) to moving-volume coordinates ``(x, y, z)``; 3×4 models are padded
+with ``[0, 0, 0, 1]``, and the shapes are ``(z, y, x)`` like the arrays.
 """
 
 from __future__ import annotations
@@ -21,15 +26,31 @@ import numpy as np
 
 MOTIONS = ("translation", "euclidean", "affine", "homography")
 
+# Motions a volume (4×4 matrix) can have: a homography is 2D only.
+VOLUME_MOTIONS = ("translation", "euclidean", "affine")
+
 # Swaps (x, y) <-> (row, col) in homogeneous 2D coordinates; it is its own inverse.
 _SWAP_XY = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+# Reverses (x, y, z) <-> (z, y, x) in homogeneous 3D coordinates; its own inverse too.
+_SWAP_XYZ = np.eye(4)[[2, 1, 0, 3]]
 
 
 def is_affine(matrix) -> bool:
-    """Whether a 3×3 matrix's last row is [0, 0, 1] (to np.allclose's default tolerance;
-    plain float tests, 20x cheaper than np.allclose, which a stack calls per frame)."""
-    a, b, c = (float(v) for v in matrix[2])
-    return abs(a) <= 1e-8 and abs(b) <= 1e-8 and abs(c - 1.0) <= 1e-8 + 1e-5
+    """Whether a homogeneous matrix has an affine last row.
+
+    Parameters
+    ----------
+    matrix : array_like of shape (3, 3) or (4, 4)
+        An image (volume) matrix.
+
+    Returns
+    -------
+    bool
+        The last row is [0, 0, 1] ([0, 0, 0, 1]) to np.allclose's default tolerance
+        (plain float tests, 20x cheaper than np.allclose, which a stack calls per frame).
+    """
+    *head, last = (float(v) for v in matrix[len(matrix) - 1])
+    return all(abs(v) <= 1e-8 for v in head) and abs(last - 1.0) <= 1e-8 + 1e-5
 
 
 class AlignmentError(RuntimeError):
@@ -44,14 +65,21 @@ class AlignmentError(RuntimeError):
 class Alignment:
     """The transform found by :func:`napari_ecc_align.align` and how well it fits.
 
+    An image alignment (2D) has a 3×3 matrix, a volume alignment (3D) a 4×4 one;
+    :attr:`ndim` says which.
+
     Attributes
     ----------
-    matrix : ndarray of shape (3, 3), float64
-        Maps a reference pixel ``(x, y, 1)`` (x = column, y = row, pixel centres
-        at integers) to moving-image coordinates: exactly the ``warpMatrix`` of
-        ``cv2.findTransformECC``, padded with ``[0, 0, 1]`` for 2×3 models.
+    matrix : ndarray of shape (3, 3) or (4, 4), float64
+        2D: maps a reference pixel ``(x, y, 1)`` (x = column, y = row, pixel
+        centres at integers) to moving-image coordinates: exactly the
+        ``warpMatrix`` of ``cv2.findTransformECC``, padded with ``[0, 0, 1]`` for
+        2×3 models. 3D: maps a reference voxel ``(x, y, z, 1)`` (z = plane) to
+        moving-volume coordinates ``(x, y, z)``; a 3×4 is padded with
+        ``[0, 0, 0, 1]`` and the last row must be ``[0, 0, 0, 1]``.
     motion : str
-        One of ``"translation"``, ``"euclidean"``, ``"affine"``, ``"homography"``.
+        One of ``"translation"``, ``"euclidean"``, ``"affine"``, ``"homography"``
+        (2D only; a 4×4 homography raises ValueError).
     correlation : float
         ECC (zero-mean normalised cross-correlation) of the reference and the
         moving image warped by ``matrix``, on the full-resolution images over
@@ -60,7 +88,7 @@ class Alignment:
     correlation_before : float
         The same at the initial warp.
     reference_shape, moving_shape : tuple of int
-        ``(rows, cols)`` of the two images.
+        ``(rows, cols)`` of the two images; ``(z, y, x)`` of two volumes.
     elapsed : float
         Seconds spent in :func:`align`.
     levels : int
@@ -91,22 +119,37 @@ class Alignment:
 
     def __post_init__(self) -> None:
         matrix = np.array(self.matrix, dtype=np.float64)
-        if matrix.shape == (2, 3):
-            matrix = np.vstack([matrix, [0.0, 0.0, 1.0]])
-        if matrix.shape != (3, 3):
-            raise ValueError(f"matrix must be 2x3 or 3x3, got shape {matrix.shape}")
+        if matrix.shape in ((2, 3), (3, 4)):
+            matrix = np.vstack([matrix, np.eye(matrix.shape[1])[-1]])
+        if matrix.shape not in ((3, 3), (4, 4)):
+            raise ValueError(
+                "matrix must be 2x3 or 3x3 (an image) or 3x4 or 4x4 (a volume), "
+                f"got shape {matrix.shape}"
+            )
         if not np.all(np.isfinite(matrix)):
             raise ValueError("matrix must be finite")
         if self.motion not in MOTIONS:
             raise ValueError(f"motion must be one of {MOTIONS}, got {self.motion!r}")
-        if self.motion != "homography" and not is_affine(matrix):
+        volume = matrix.shape == (4, 4)
+        if volume and self.motion not in VOLUME_MOTIONS:
             raise ValueError(
-                f"a {self.motion} matrix must end with the row [0, 0, 1], got {matrix[2].tolist()}"
+                f"motion {self.motion!r} is 2D only: a 4x4 (volume) alignment takes one of "
+                f"{VOLUME_MOTIONS}"
+            )
+        if self.motion != "homography" and not is_affine(matrix):
+            last = "[0, 0, 0, 1]" if volume else "[0, 0, 1]"
+            raise ValueError(
+                f"a {self.motion} matrix must end with the row {last}, got {matrix[-1].tolist()}"
+            )
+        shapes = [tuple(int(n) for n in s) for s in (self.reference_shape, self.moving_shape)]
+        if volume and any(len(s) != 3 for s in shapes):
+            raise ValueError(
+                f"a 4x4 (volume) alignment needs (z, y, x) shapes, got {shapes[0]} and {shapes[1]}"
             )
         matrix.setflags(write=False)
         object.__setattr__(self, "matrix", matrix)
-        object.__setattr__(self, "reference_shape", tuple(int(n) for n in self.reference_shape))
-        object.__setattr__(self, "moving_shape", tuple(int(n) for n in self.moving_shape))
+        object.__setattr__(self, "reference_shape", shapes[0])
+        object.__setattr__(self, "moving_shape", shapes[1])
         object.__setattr__(self, "iterations", tuple(int(n) for n in self.iterations))
 
     def __eq__(self, other) -> bool:
@@ -117,10 +160,26 @@ class Alignment:
 
     __hash__ = None  # mutable-looking contents (an array): not hashable
 
+    @property
+    def ndim(self) -> int:
+        """2 for an image alignment (3×3 matrix), 3 for a volume alignment (4×4)."""
+        return self.matrix.shape[0] - 1
+
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dictionary; :meth:`from_dict` restores it exactly."""
+        """Return a JSON-safe dictionary; :meth:`from_dict` restores it exactly.
+
+        Besides the fields it holds ``"ndim"`` (2 or 3) and ``"convention"``, a
+        reminder of the matrix convention for whoever reads the file.
+        """
+        if self.ndim == 3:
+            convention = (
+                "reference (x, y, z, 1) -> moving (x, y, z); 4x4, voxel centres at integers"
+            )
+        else:
+            convention = "reference (x, y, 1) -> moving (x, y); cv2.findTransformECC warpMatrix"
         return {
+            "ndim": self.ndim,
             "matrix": self.matrix.tolist(),
             "motion": self.motion,
             "correlation": float(self.correlation),
@@ -132,12 +191,16 @@ class Alignment:
             "init_method": self.init_method,
             "iterations": list(self.iterations),
             "parameters": json.loads(json.dumps(self.parameters, default=_json_default)),
-            "convention": "reference (x, y, 1) -> moving (x, y); cv2.findTransformECC warpMatrix",
+            "convention": convention,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alignment:
-        """Rebuild an :class:`Alignment` from :meth:`to_dict` output."""
+        """Rebuild an :class:`Alignment` from :meth:`to_dict` output.
+
+        An ``"ndim"`` entry, if present, must agree with the matrix (2 for 3×3,
+        3 for 4×4); ``"convention"`` and unknown keys are ignored.
+        """
         if not isinstance(data, dict):
             raise TypeError(f"data must be a dict, got {type(data).__name__}")
         missing = {"matrix", "motion", "reference_shape", "moving_shape"} - set(data)
@@ -148,7 +211,13 @@ class Alignment:
         kwargs.setdefault("correlation", float("nan"))
         kwargs.setdefault("correlation_before", float("nan"))
         kwargs["iterations"] = tuple(kwargs.get("iterations", ()))
-        return cls(**kwargs)
+        alignment = cls(**kwargs)
+        if "ndim" in data and data["ndim"] != alignment.ndim:
+            raise ValueError(
+                f"alignment data says ndim={data['ndim']!r} but its matrix is "
+                f"{alignment.matrix.shape[0]}x{alignment.matrix.shape[1]} (ndim={alignment.ndim})"
+            )
+        return alignment
 
     def to_json(self, path=None, **dump_kwargs) -> str:
         """Return the alignment as JSON text, and write it to ``path`` if given.
@@ -172,9 +241,8 @@ class Alignment:
 
     # -- geometry ------------------------------------------------------------------------------
     def inverse(self) -> Alignment:
-        """The alignment in the other direction: moving becomes the reference."""
-        inv = np.linalg.inv(self.matrix)
-        inv = inv / inv[2, 2]
+        """The alignment in the other direction: moving becomes the reference (2D or 3D)."""
+        inv = _inverse(self.matrix)
         return dataclasses.replace(
             self,
             matrix=inv,
@@ -183,40 +251,51 @@ class Alignment:
         )
 
     def transform_points(self, points_rc) -> np.ndarray:
-        """Map ``(row, col)`` points from moving-image to reference-image coordinates.
+        """Map points from moving-image to reference-image coordinates.
 
         Parameters
         ----------
         points_rc : array_like of shape (N, 2) or (N, D)
             Points in moving pixel coordinates, ``(row, col)`` in the last two
-            columns (leading columns, e.g. a time index, are passed through).
+            columns (leading columns, e.g. a time index, are passed through). For a
+            volume alignment (:attr:`ndim` 3): shape (N, 3) or (N, D >= 3) with
+            ``(z, y, x)`` voxel coordinates in the last three columns.
 
         Returns
         -------
         ndarray of float64, same shape
-            The points in reference pixel coordinates.
+            The points in reference pixel (voxel) coordinates.
         """
         pts = np.array(points_rc, dtype=np.float64)
         if pts.ndim == 1:
             return self.transform_points(pts[None])[0]
-        if pts.ndim != 2 or pts.shape[1] < 2:
-            raise ValueError(f"points_rc must have shape (N, 2) or (N, D>=2), got {pts.shape}")
-        inv = np.linalg.inv(self.matrix)
-        xy1 = np.column_stack([pts[:, -1], pts[:, -2], np.ones(len(pts))])
-        mapped = xy1 @ inv.T
+        n = self.ndim
+        if pts.ndim != 2 or pts.shape[1] < n:
+            raise ValueError(f"points_rc must have shape (N, {n}) or (N, D>={n}), got {pts.shape}")
+        inv = _inverse(self.matrix) if n == 3 else np.linalg.inv(self.matrix)
+        # columns (..., z, y, x) reversed into homogeneous (x, y[, z], 1)
+        xyz1 = np.column_stack([pts[:, : -n - 1 : -1], np.ones(len(pts))])
+        mapped = xyz1 @ inv.T
         with np.errstate(divide="ignore", invalid="ignore"):
-            mapped = mapped[:, :2] / mapped[:, 2:3]
+            mapped = mapped[:, :n] / mapped[:, n : n + 1]
         out = pts.copy()
-        out[:, -1] = mapped[:, 0]
-        out[:, -2] = mapped[:, 1]
+        out[:, -n:] = mapped[:, ::-1]
         return out
 
     def napari_affine(self) -> np.ndarray:
         """The 3×3 ``(row, col)`` matrix mapping moving data to reference data coordinates.
 
+        For a volume alignment, the 4×4 ``(z, y, x)`` matrix doing the same: the
+        inverse of :attr:`matrix` with the axes reversed.
+
         Set it as ``moving_layer.affine`` (composed with the reference layer's own
         data-to-world transform if it has one) to overlay the moving layer on the
         reference without resampling.
+
+        Returns
+        -------
+        ndarray of shape (3, 3) or (4, 4), float64
+            Homogeneous, in napari's ``(row, col)`` (``(z, y, x)``) axis order.
 
         Raises
         ------
@@ -228,33 +307,85 @@ class Alignment:
                 "a homography cannot be expressed as a napari affine transform; "
                 "resample the image with warp() instead, or align with motion='affine'"
             )
-        inv = np.linalg.inv(self.matrix)
-        inv = inv / inv[2, 2]
-        return _SWAP_XY @ inv @ _SWAP_XY
+        inv = _inverse(self.matrix)
+        swap = _SWAP_XYZ if self.ndim == 3 else _SWAP_XY
+        return swap @ inv @ swap
 
     def corner_error(self, true_matrix, shape=None) -> float:
-        """RMS distance in pixels between the reference-image corners mapped by
-        ``matrix`` and by ``true_matrix`` (same convention). The accuracy measure
-        used in our tests and benchmarks."""
+        """RMS distance between the reference-grid corners mapped by ``matrix`` and by
+        ``true_matrix``: the accuracy measure of our tests and benchmarks.
+
+        Parameters
+        ----------
+        true_matrix : array_like
+            A reference→moving matrix in the same convention and dimension.
+        shape : tuple of int, optional
+            The grid, ``(rows, cols)`` or ``(z, y, x)``; the reference shape by default.
+
+        Returns
+        -------
+        float
+            In pixels (voxels), over the 4 (8) corners; see :func:`corner_rms`.
+        """
         return corner_rms(self.matrix, true_matrix, shape or self.reference_shape)
 
 
 def corner_rms(matrix, true_matrix, shape) -> float:
-    """RMS corner error in pixels of two reference→moving matrices on a ``(rows, cols)`` grid."""
-    rows, cols = shape[:2]
-    corners = np.array(
-        [[0, 0, 1], [cols - 1, 0, 1], [0, rows - 1, 1], [cols - 1, rows - 1, 1]], float
-    ).T
+    """RMS corner error of two reference→moving matrices on a reference grid.
 
-    def project(m):
-        m = np.asarray(m, dtype=np.float64)
-        if m.shape == (2, 3):
-            m = np.vstack([m, [0, 0, 1]])
-        p = m @ corners
-        return p[:2] / p[2]
+    Parameters
+    ----------
+    matrix, true_matrix : array_like
+        2×3 or 3×3 (images) or 3×4 or 4×4 (volumes), the same kind both.
+    shape : tuple of int
+        ``(rows, cols)`` for images (``shape[:2]`` is used), ``(z, y, x)`` for
+        volumes; corners are at 0 and ``n - 1`` on each axis.
 
-    diff = project(matrix) - project(true_matrix)
+    Returns
+    -------
+    float
+        The RMS over the 4 (8) corners of the distance, in pixels (voxels),
+        between where the two matrices send each corner.
+    """
+    m, t = _homogeneous(matrix), _homogeneous(true_matrix)
+    if m.shape != t.shape:
+        raise ValueError(f"matrices of different dimensions: {m.shape} and {t.shape}")
+    if m.shape == (4, 4):
+        nz, ny, nx = shape[:3]
+        corners = [[x, y, z, 1] for z in (0, nz - 1) for y in (0, ny - 1) for x in (0, nx - 1)]
+    else:
+        rows, cols = shape[:2]
+        corners = [[0, 0, 1], [cols - 1, 0, 1], [0, rows - 1, 1], [cols - 1, rows - 1, 1]]
+    corners = np.array(corners, float).T
+
+    def project(h):
+        p = h @ corners
+        return p[:-1] / p[-1]
+
+    diff = project(m) - project(t)
     return float(np.sqrt(np.mean(np.sum(diff**2, axis=0))))
+
+
+def _inverse(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a 3×3 matrix scaled to end in 1, or of an affine 4×4 with its last row
+    exactly [0, 0, 0, 1]."""
+    if matrix.shape == (4, 4):
+        inv = np.eye(4)
+        inv[:3, :3] = np.linalg.inv(matrix[:3, :3])
+        inv[:3, 3] = -inv[:3, :3] @ matrix[:3, 3]
+        return inv
+    inv = np.linalg.inv(matrix)
+    return inv / inv[2, 2]
+
+
+def _homogeneous(matrix) -> np.ndarray:
+    """A 3×3 or 4×4 float64 matrix; 2×3 and 3×4 models get their affine last row."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape in ((2, 3), (3, 4)):
+        m = np.vstack([m, np.eye(m.shape[1])[-1]])
+    if m.shape not in ((3, 3), (4, 4)):
+        raise ValueError(f"matrix must be 2x3, 3x3, 3x4 or 4x4, got shape {m.shape}")
+    return m
 
 
 def _json_default(obj):

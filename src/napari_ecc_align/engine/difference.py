@@ -1,5 +1,5 @@
 """Difference images: ``|reference - aligned|`` like Pillow's ``ImageChops.difference``, or
-the same after normalising both images over their common region.
+the same after normalising both images over their common region; for images and volumes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
     Parameters
     ----------
     reference, aligned : array_like
-        Images on the same grid, e.g. ``aligned = warp(moving, alignment)``.
+        Images on the same grid, e.g. ``aligned = warp(moving, alignment)``:
+        ``(rows, cols[, channels])``, or volumes ``(z, y, x[, channels])`` when
+        ``alignment`` is a volume alignment (without one, a 3D array whose last
+        axis is not 1, 3 or 4 long, or any 4D array, is taken as a volume).
     mode : {"absolute", "normalized"}
         ``"absolute"``: ``|reference - aligned|`` like Pillow's
         ``ImageChops.difference``; same unsigned dtype in, same dtype out (signed
@@ -35,24 +38,33 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
         which makes e.g. a binarised and a grayscale image comparable.
     alignment : Alignment, optional
         When given, pixels the moving image does not cover are 0 instead of
-        showing the warp's fill value as spurious edges.
+        showing the warp's fill value as spurious edges (see :func:`overlap`).
     mask : array_like of bool, optional
-        Only pixels where ``mask`` is True are compared; the rest are 0.
+        Only pixels where ``mask`` is True are compared; the rest are 0. Shape
+        ``(rows, cols)``, or ``(z, y, x)`` for volumes.
 
     Returns
     -------
     ndarray
-        Absolute mode: the shape of ``reference``. Normalized mode: ``(rows, cols)``,
-        the difference of the two luminances (colour images are compared by their
-        luminance). NaN or infinite pixels in either image give 0.
+        Absolute mode: the shape of ``reference``. Normalized mode: ``(rows, cols)``
+        (``(z, y, x)``), the difference of the two luminances (colour images are
+        compared by their luminance), with statistics over the whole volume for
+        volumes. NaN or infinite pixels in either image give 0.
     """
     if mode not in ("absolute", "normalized"):
         raise ValueError(f"mode must be 'absolute' or 'normalized', got {mode!r}")
     ref = as_array(reference, "reference")
     ali = as_array(aligned, "aligned")
-    if ref.shape[:2] != ali.shape[:2] or ref.ndim < 2:
+    if alignment is not None and not isinstance(alignment, Alignment):
+        raise TypeError(f"alignment must be an Alignment, got {type(alignment).__name__}")
+    if alignment is not None:
+        spatial = alignment.ndim
+    else:  # without an alignment: (z, y, x) and (z, y, x, channels) are volumes
+        spatial = 3 if ref.ndim == 4 or (ref.ndim == 3 and ref.shape[-1] not in (1, 3, 4)) else 2
+    axes = "(z, y, x)" if spatial == 3 else "(rows, cols)"
+    if ref.shape[:spatial] != ali.shape[:spatial] or ref.ndim < spatial:
         raise ValueError(
-            f"reference {ref.shape} and aligned {ali.shape} must share (rows, cols); "
+            f"reference {ref.shape} and aligned {ali.shape} must share {axes}; "
             "warp the moving image onto the reference grid first: warp(moving, alignment)"
         )
     if ref.shape != ali.shape and mode == "absolute":
@@ -61,8 +73,8 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
             "use mode='normalized' to compare their luminance"
         )
     if mode == "normalized" or ref.shape != ali.shape:
-        ref, ali = luminance(ref), luminance(ali)
-    valid = _valid_region(ref, ali, alignment, mask)
+        ref, ali = (_gray(a, spatial) for a in (ref, ali))
+    valid = _valid_region(ref, ali, alignment, mask, spatial)
     if mode == "normalized":
         return _normalized_difference(ref, ali, valid)
     diff = _absolute_difference(ref, ali)
@@ -71,26 +83,29 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
     return diff
 
 
-def _valid_region(ref, ali, alignment, mask):
-    rows, cols = ref.shape[:2]
+def _gray(arr, spatial):
+    """Float32 luminance of an image or volume with ``spatial`` axes (channels last)."""
+    return luminance(arr) if arr.ndim > spatial else arr.astype(np.float32, copy=False)
+
+
+def _valid_region(ref, ali, alignment, mask, spatial):
+    shape = ref.shape[:spatial]
     valid = None
     for arr in (ref, ali):
         if arr.dtype.kind == "f":
             finite = np.isfinite(arr)
-            finite = finite.all(axis=-1) if finite.ndim == 3 else finite
+            finite = finite.all(axis=-1) if finite.ndim == spatial + 1 else finite
             if not finite.all():
                 valid = finite if valid is None else valid & finite
     if alignment is not None:
-        if not isinstance(alignment, Alignment):
-            raise TypeError(f"alignment must be an Alignment, got {type(alignment).__name__}")
-        covered = overlap(alignment, (rows, cols))
+        covered = overlap(alignment, shape)
         valid = covered if valid is None else valid & covered
     if mask is not None:
         mask = as_array(mask, "mask")
-        if mask.shape != (rows, cols):
-            raise ValueError(f"mask must have shape {(rows, cols)}, got {mask.shape}")
+        if mask.shape != shape:
+            raise ValueError(f"mask must have shape {shape}, got {mask.shape}")
         valid = mask != 0 if valid is None else valid & (mask != 0)
-    if valid is not None and valid.ndim == 2 and ref.ndim == 3:
+    if valid is not None and valid.ndim == spatial and ref.ndim == spatial + 1:
         valid = np.broadcast_to(valid[..., None], ref.shape)
     return valid
 
@@ -122,11 +137,16 @@ def _normalized_difference(ref, ali, valid):
     ali = np.ascontiguousarray(ali, dtype=np.float32)
     out = np.zeros(ref.shape, np.float32)
     mask = None if valid is None else np.ascontiguousarray(valid).view(np.uint8)
-    if mask is not None and cv2.countNonZero(mask) < 2:
+
+    def rows(a):  # OpenCV takes (z, y, x) volumes as (z * y, x) images
+        return a.reshape(-1, a.shape[-1])
+
+    if mask is not None and cv2.countNonZero(rows(mask)) < 2:
         return out
     with np.errstate(invalid="ignore"):
-        ref_mean, ref_std = (float(v[0, 0]) for v in cv2.meanStdDev(ref, mask=mask))
-        ali_mean, ali_std = (float(v[0, 0]) for v in cv2.meanStdDev(ali, mask=mask))
+        mask = None if mask is None else rows(mask)
+        ref_mean, ref_std = (float(v[0, 0]) for v in cv2.meanStdDev(rows(ref), mask=mask))
+        ali_mean, ali_std = (float(v[0, 0]) for v in cv2.meanStdDev(rows(ali), mask=mask))
         np.subtract(ref, np.float32(ref_mean), out=out)
         out *= np.float32(1.0 / ref_std if ref_std > 0 else 1.0)
         scaled = ali - np.float32(ali_mean)
@@ -157,10 +177,14 @@ def default_difference_mode(reference: np.ndarray, moving: np.ndarray) -> str:
 
 
 def _robust_range(image: np.ndarray) -> tuple[float, float]:
-    if image.ndim == 3 and image.shape[-1] == 4:
-        image = image[..., :3]  # alpha is not intensity
-    step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / 250_000)))  # ~250k samples
-    sample = image[::step, ::step].astype(np.float64).ravel()
+    if image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):  # a volume
+        step = max(1, int(np.cbrt(np.prod(image.shape[:3]) / 250_000)))  # ~250k samples
+        sample = image[::step, ::step, ::step].astype(np.float64).ravel()
+    else:
+        if image.ndim == 3 and image.shape[-1] == 4:
+            image = image[..., :3]  # alpha is not intensity
+        step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / 250_000)))  # ~250k samples
+        sample = image[::step, ::step].astype(np.float64).ravel()
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return 0.0, 0.0

@@ -32,6 +32,8 @@ _MAX_SAMPLES = 60_000
 _COARSEST_MIN_SIDE = 12
 _MIN_PLANES = 4
 _MAX_AUTO_LEVELS = 6
+# Planes per slab when gradient magnitudes are thresholded.
+_SLAB = 8
 _PYR_KERNEL = np.array([1, 4, 6, 4, 1], np.float32) / 16  # cv2.pyrDown's
 
 
@@ -133,14 +135,15 @@ def _down(volume: np.ndarray, halve_z: bool) -> np.ndarray:
     return np.ascontiguousarray(smoothed[::2].reshape(-1, *planes.shape[1:]))
 
 
-def blur(volume: np.ndarray, ksize: int, spacing) -> np.ndarray:
+def blur(volume: np.ndarray, ksize: int, spacing, out=None) -> np.ndarray:
     """The ECC prefilter in 3D: OpenCV's ``ksize`` Gaussian in-plane, and along z the
-    same width in physical units (none when z is more than ~3x coarser)."""
+    same width in physical units (none when z is more than ~3x coarser). ``out`` may
+    be ``volume`` itself (OpenCV's filters work in place)."""
     if ksize <= 1:
         return volume
-    planes = np.empty_like(volume)
-    for plane, out in zip(volume, planes, strict=True):
-        cv2.GaussianBlur(plane, (ksize, ksize), 0, dst=out)
+    planes = np.empty_like(volume) if out is None else out
+    for plane, dst in zip(volume, planes, strict=True):
+        cv2.GaussianBlur(plane, (ksize, ksize), 0, dst=dst)
     sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for this ksize
     sigma_z = sigma * min(spacing[1], spacing[2]) / spacing[0]
     if sigma_z < 0.35 or volume.shape[0] < 3:
@@ -148,8 +151,9 @@ def blur(volume: np.ndarray, ksize: int, spacing) -> np.ndarray:
     kz = min(2 * int(math.ceil(3 * sigma_z)) + 1, 2 * (volume.shape[0] // 2) - 1)
     kernel = cv2.getGaussianKernel(kz, sigma_z, cv2.CV_32F).ravel()
     flat = planes.reshape(planes.shape[0], -1)
-    out = cv2.sepFilter2D(flat, cv2.CV_32F, np.ones(1, np.float32), kernel)
-    return out.reshape(planes.shape)
+    # In place (OpenCV's row filter buffers what it reads): no second volume at the peak.
+    cv2.sepFilter2D(flat, cv2.CV_32F, np.ones(1, np.float32), kernel, dst=flat)
+    return planes
 
 
 def level_spacing(spacing, factor) -> tuple[float, float, float]:
@@ -176,18 +180,26 @@ def normaliser(shape, spacing) -> tuple[np.ndarray, np.ndarray]:
 N_PARAMS_3D = {"translation": 3, "euclidean": 6, "affine": 12}
 
 
-def jacobian(motion, u, g) -> np.ndarray:
+def jacobian(motion, u, g, out=None) -> np.ndarray:
     """∂template(W(u; p))/∂p at p = 0 in normalised coordinates ``u`` = (x, y, z) with
-    gradients ``g`` = (gx, gy, gz); one row per parameter."""
+    gradients ``g`` = (gx, gy, gz); one row per parameter, written into the first rows
+    of ``out`` if given (no stacked temporaries: volumes keep many samples)."""
     (x, y, z), (gx, gy, gz) = u, g
+    if out is None:
+        out = np.empty((N_PARAMS_3D[motion], x.size))
     if motion == "translation":
-        rows = [gx, gy, gz]
+        out[0], out[1], out[2] = gx, gy, gz
     elif motion == "euclidean":  # small rotations about x, y, z, then translation
-        rows = [y * gz - z * gy, z * gx - x * gz, x * gy - y * gx, gx, gy, gz]
+        np.subtract(y * gz, z * gy, out=out[0])
+        np.subtract(z * gx, x * gz, out=out[1])
+        np.subtract(x * gy, y * gx, out=out[2])
+        out[3], out[4], out[5] = gx, gy, gz
     else:
-        rows = [x * gx, y * gx, z * gx, x * gy, y * gy, z * gy, x * gz, y * gz, z * gz]
-        rows += [gx, gy, gz]
-    return np.stack(rows)
+        for i, grad in enumerate((gx, gy, gz)):
+            for j, coord in enumerate((x, y, z)):
+                np.multiply(coord, grad, out=out[3 * i + j])
+        out[9], out[10], out[11] = gx, gy, gz
+    return out
 
 
 def delta_matrix(motion, p) -> np.ndarray:
@@ -208,10 +220,11 @@ class VolumeSamples(Samples):
     """A level's sample voxels and the fixed half of ECC (the 2D moment algebra, reused);
     moving values are trilinear samples of the moving volume."""
 
-    def __init__(self, template, jac_t, points, level):  # pylint: disable=super-init-not-called
-        n = template.size
-        self.n, self.level, self.n_params = n, level, jac_t.shape[0]
-        self.rows = np.vstack([jac_t, template, np.ones(n)])
+    def __init__(self, rows, points, level):  # pylint: disable=super-init-not-called
+        """``rows``: the Jacobian's rows, then the template values, then ones."""
+        n = rows.shape[1]
+        self.n, self.level, self.n_params = n, level, rows.shape[0] - 2
+        self.rows = rows
         self.moments = np.dot(self.rows, self.rows.T)
         self.points = points  # (n, 4): x, y, z, 1
         self.full = self._fixed_terms(self.moments)
@@ -233,13 +246,24 @@ class VolumeSamples(Samples):
         return values.astype(np.float64), inside, int(np.count_nonzero(inside))
 
 
-def reference_samples(ref: _Level, ksize, motion, level, spacing, margin) -> VolumeSamples:
+def blurred(level: _Level, ksize: int, spacing, in_place: bool = False) -> np.ndarray:
+    """The level's image through :func:`blur`, memoised on the level. ``in_place`` blurs
+    over the level's own image, for a full-resolution volume whose plain values nothing
+    reads any more: a copy of it would be the estimate's memory peak."""
+    key = ("blurred", ksize, spacing)
+    if key not in level.memo:
+        level.memo[key] = blur(level.image, ksize, spacing, level.image if in_place else None)
+    return level.memo[key]
+
+
+def reference_samples(ref: _Level, ksize, motion, level, spacing, margin,
+                      in_place: bool = False) -> VolumeSamples:  # fmt: skip
     """The level's :class:`VolumeSamples` for ``motion``, memoised on ``ref``."""
     key = ("volume", ksize, motion, spacing)
     found = ref.memo.get(key)
     if found is not None:
         return found
-    image = blur(ref.image, ksize, spacing)
+    image = blurred(ref, ksize, spacing, in_place)
     idx = _select(image, ref.valid, margin)
     if idx.size < 4 * N_PARAMS_3D[motion]:
         raise AlignmentError(
@@ -254,10 +278,14 @@ def reference_samples(ref: _Level, ksize, motion, level, spacing, margin) -> Vol
     # _gradients returns twice the central difference.
     per_unit = 0.5 / np.diag(norm)[:3]
     g = [_gradient_at(image, idx, axis) * per_unit[axis] for axis in range(3)]
-    template = image.ravel()[idx].astype(np.float64)
-    if not np.ptp(template) > 0:
+    p = N_PARAMS_3D[motion]
+    rows = np.empty((p + 2, idx.size))
+    jacobian(motion, u, g, out=rows[:p])
+    rows[p], rows[p + 1] = image.ravel()[idx], 1.0
+    del u, g
+    if not np.ptp(rows[p]) > 0:
         raise _flat(level)
-    return ref.memo.setdefault(key, VolumeSamples(template, jacobian(motion, u, g), points, level))
+    return ref.memo.setdefault(key, VolumeSamples(rows, points, level))
 
 
 # Flat-index steps to the next voxel along x, y and z.
@@ -297,19 +325,32 @@ def _select(image, valid, margin) -> np.ndarray:
         return np.flatnonzero(inner)
     chosen = np.zeros(shape, bool)
     keep = _MAX_SAMPLES / (3 * count)
+    if valid is None:
+        del inner  # the border is cut from `chosen` below: one bool volume at a time
     rng = np.random.default_rng(0)  # deterministic: same inputs, same samples
     bounds = ((zm, shape[0] - zm), (margin, shape[1] - margin), (margin, shape[2] - margin))
     probe = tuple(rng.integers(lo, hi, 50_000) for lo, hi in bounds)
+    probe_idx = np.ravel_multi_index(probe, shape)
     for axis in range(3):
-        magnitude = _gradient(image, axis)
-        np.abs(magnitude, out=magnitude)
-        threshold = np.quantile(magnitude[probe], 1 - keep)
-        chosen |= magnitude >= max(float(threshold), 1e-12)
-        del magnitude
-    chosen &= inner
+        threshold = max(float(np.quantile(np.abs(_gradient_at(image, probe_idx, axis)), 1 - keep)),
+                        1e-12)  # fmt: skip
+        # Slab by slab: a whole gradient volume would be the estimate's memory peak.
+        for z0 in range(0, shape[0], _SLAB):
+            z1 = min(shape[0], z0 + _SLAB)
+            lo, hi = max(0, z0 - 1), min(shape[0], z1 + 1)
+            magnitude = np.abs(_gradient(image[lo:hi], axis))[z0 - lo : z0 - lo + (z1 - z0)]
+            chosen[z0:z1] |= magnitude >= threshold
+    if valid is None:
+        chosen[:zm] = chosen[shape[0] - zm :] = False
+        chosen[:, :margin] = chosen[:, -margin:] = False
+        chosen[:, :, :margin] = chosen[:, :, -margin:] = False
+    else:
+        chosen &= inner
     idx = np.flatnonzero(chosen)
     if idx.size > _MAX_SAMPLES:
         idx = np.sort(rng.choice(idx, size=_MAX_SAMPLES, replace=False))
-    elif idx.size < 64:  # nearly flat: a regular grid
-        idx = np.flatnonzero(inner)[:: max(1, count // _MAX_SAMPLES)]
+    elif idx.size < 64:  # nearly flat: a regular grid of the inner voxels
+        grid = np.zeros(shape, bool)
+        grid[zm : shape[0] - zm : 2, margin:-margin:4, margin:-margin:4] = True
+        idx = np.flatnonzero(grid if valid is None else grid & inner)
     return idx

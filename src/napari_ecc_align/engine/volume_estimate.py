@@ -25,7 +25,7 @@ from .ecc import climb
 from .initialisation import Candidate, prefer_nearest_identity
 from .reference_side import level_margin
 from .volume import (
-    blur,
+    blurred,
     check_spacing,
     delta_matrix,
     level_spacing,
@@ -75,6 +75,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
     spacing = check_spacing(spacing)
     ref, ref_valid = normalise_volume(reference, "reference", reference_mask, "reference_mask")
     mov, mov_valid = normalise_volume(moving, "moving", moving_mask, "moving_mask")
+    grid = correlation_grid(ref, ref_valid)  # before the prefilter overwrites ``ref``
     factors = plan_levels(ref.shape, mov.shape, spacing, params["pyramid_levels"])
     ref_pyr = volume_pyramid(ref, ref_valid, factors)
     mov_pyr = volume_pyramid(mov, mov_valid, factors)
@@ -104,8 +105,14 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
         done += 1
         yield level, top + 1, done, n_iter, correlation
     matrix = project_volume(matrix, motion, spacing)
-    corr_before = volume_correlation(ref, ref_valid, mov, mov_valid, before)
-    corr_after = volume_correlation(ref, ref_valid, mov, mov_valid, matrix)
+    for level in (*ref_pyr, *mov_pyr):  # blurred copies and samples: not needed any more
+        level.memo.clear()
+    ref_grid, grid_valid, stride = grid
+    ref_shape = ref.shape
+    del ref, mov, ref_pyr, mov_pyr  # blurred in place at full resolution: see _ecc_level
+    mov, mov_valid = normalise_volume(moving, "moving", moving_mask, "moving_mask")
+    corr_before = volume_correlation(ref_grid, grid_valid, mov, mov_valid, before, stride)
+    corr_after = volume_correlation(ref_grid, grid_valid, mov, mov_valid, matrix, stride)
     linear = np.linalg.det(matrix[:3, :3])
     if not np.all(np.isfinite(matrix)) or not 1e-3 < linear < 1e3:
         raise AlignmentError(
@@ -136,7 +143,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
         motion=motion,
         correlation=corr_after,
         correlation_before=corr_before,
-        reference_shape=ref.shape,
+        reference_shape=ref_shape,
         moving_shape=mov.shape,
         elapsed=time.perf_counter() - start,
         levels=top + 1,
@@ -226,6 +233,9 @@ def run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing
                 break
             n_iter += used
         iterations.append(n_iter)
+        if level > bottom:  # nothing runs on this level again: free its samples and copies
+            ref_pyr[level].memo.clear()
+            mov_pyr[level].memo.clear()
         yield level, n_iter, correlation
     return from_level(matrix, factors[bottom]), iterations, correlation
 
@@ -233,14 +243,18 @@ def run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing
 def _ecc_level(ref, mov, matrix, motion, params, level, spacing, tolerance):
     ksize = params["gauss_filter_size"]
     margin = level_margin(ksize)
-    problem = reference_samples(ref, ksize, motion, level, spacing, margin)
-    key = ("blurred", ksize, spacing)
+    # At full resolution nothing reads the plain values again (the correlations use a
+    # strided copy of the reference and a fresh copy of the moving volume), so the
+    # prefilter overwrites them: a blurred copy of each would be the memory peak.
+    problem = reference_samples(ref, ksize, motion, level, spacing, margin, level == 0)
+    mov_img = blurred(mov, ksize, spacing, level == 0)
+    key = ("usable", margin)
     if key not in mov.memo:
-        valid = mov.valid
-        if valid is not None:
-            valid = ndimage.binary_erosion(valid, iterations=margin, border_value=1)
-        mov.memo[key] = (blur(mov.image, ksize, spacing), valid)
-    mov_img, mov_ok = mov.memo[key]
+        usable = mov.valid
+        if usable is not None:
+            usable = ndimage.binary_erosion(usable, iterations=margin, border_value=1)
+        mov.memo[key] = usable
+    mov_ok = mov.memo[key]
     norm, norm_inv = normaliser(ref.image.shape, spacing)
     nz, ny, nx = ref.image.shape
     corners = np.array(list(itertools.product((0, nx - 1), (0, ny - 1), (0, nz - 1)))).T
@@ -269,19 +283,27 @@ def _ecc_level(ref, mov, matrix, motion, params, level, spacing, tolerance):
     return climb(evaluate, state, matrix, make_step, params, tolerance)
 
 
-def volume_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
-    """ECC of ``ref`` and ``mov`` warped by ``matrix`` over their overlap (trilinear),
-    on every stride-th voxel of volumes over ``_CORRELATION_VOXELS``."""
+def correlation_grid(ref, ref_valid):
+    """``(grid, valid, stride)``: copies of every stride-th reference voxel (and of its
+    mask), with at most about ``_CORRELATION_VOXELS`` of them, for :func:`volume_correlation`."""
     stride = max(1, math.ceil((ref.size / _CORRELATION_VOXELS) ** (1 / 3)))
-    grid = ref[::stride, ::stride, ::stride]
+    step = np.s_[::stride, ::stride, ::stride]
+    valid = None if ref_valid is None else ref_valid[step].copy()
+    return ref[step].copy(), valid, stride
+
+
+def volume_correlation(grid, grid_valid, mov, mov_valid, matrix, stride=1) -> float:
+    """ECC of the reference voxels ``grid`` (every ``stride``-th, see
+    :func:`correlation_grid`) and ``mov`` warped by ``matrix``, over their overlap
+    (trilinear)."""
     on_grid = matrix @ np.diag([float(stride)] * 3 + [1.0])
     zyx = _zyx(on_grid)
     source = mov if mov_valid is None else np.where(mov_valid, mov, np.nan).astype(np.float32)
     warped = ndimage.affine_transform(source, zyx[:3, :3], zyx[:3, 3], output_shape=grid.shape,
                                       order=1, mode="constant", cval=np.nan)  # fmt: skip
     ok = np.isfinite(warped)
-    if ref_valid is not None:
-        ok &= ref_valid[::stride, ::stride, ::stride]
+    if grid_valid is not None:
+        ok &= grid_valid
     if np.count_nonzero(ok) < 16:
         return float("nan")
     r, w = grid[ok].astype(np.float64), warped[ok].astype(np.float64)

@@ -94,7 +94,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
             init_method = "matrix"
         top, staged, before = levels - 1, True, matrix
     steps = run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing,
-                              top, 0, staged)  # fmt: skip
+                              top, 0, staged, release=True)  # fmt: skip
     done = 0
     while True:
         try:
@@ -106,7 +106,8 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
         yield level, top + 1, done, n_iter, correlation
     matrix = project_volume(matrix, motion, spacing)
     for level in (*ref_pyr, *mov_pyr):  # blurred copies and samples: not needed any more
-        level.memo.clear()
+        if level is not None:
+            level.memo.clear()
     ref_grid, grid_valid, stride = grid
     ref_shape = ref.shape
     del ref, mov, ref_pyr, mov_pyr  # blurred in place at full resolution: see _ecc_level
@@ -205,10 +206,11 @@ def from_level(matrix, factor) -> np.ndarray:
 
 
 def run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing, top,
-                      bottom=0, staged=True):  # fmt: skip
+                      bottom=0, staged=True, release=False):  # fmt: skip
     """ECC from level ``top`` down to ``bottom`` from the full-resolution ``matrix``;
     yields ``(level, iterations, correlation)``, returns the full-resolution matrix,
-    the iterations per level and the last correlation."""
+    the iterations per level and the last correlation. With ``release``, the pyramids'
+    levels are dropped from the lists once passed (for the final run)."""
     matrix = to_level(matrix, factors[top])
     iterations, correlation = [], float("nan")
     for level in range(top, bottom - 1, -1):
@@ -236,6 +238,8 @@ def run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing
         if level > bottom:  # nothing runs on this level again: free its samples and copies
             ref_pyr[level].memo.clear()
             mov_pyr[level].memo.clear()
+            if release:  # the last run over this pyramid: free the level's volumes too
+                ref_pyr[level] = mov_pyr[level] = None
         yield level, n_iter, correlation
     return from_level(matrix, factors[bottom]), iterations, correlation
 

@@ -135,15 +135,21 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
         tried.extend(new)
         _mark_duplicates(tried, ref.shape, small)
         _refine(new, ref_pyr, mov_pyr, small, motion, refine)
+    chosen, method = choose_candidate(tried, ref_pyr[0].image.shape, "images show the same scene")
+    return Initialisation(chosen.refined, method, small, tried)
+
+
+def choose_candidate(tried, shape, same: str):
+    """:func:`prefer_nearest_identity` over the candidates that refined, or an
+    ``AlignmentError`` listing every one tried (``same``: what to check, in words)."""
     usable = [c for c in tried if not c.error and np.isfinite(c.correlation)]
     if not usable:
         raise AlignmentError(
             "no initialisation worked: tried "
             + ", ".join(c.describe() for c in tried)
-            + "; check that both images show the same scene, or give an init matrix"
+            + f"; check that both {same}, or give an init matrix"
         )
-    chosen, method = prefer_nearest_identity(usable, ref_pyr[0].image.shape)
-    return Initialisation(chosen.refined, method, small, tried)
+    return prefer_nearest_identity(usable, shape)
 
 
 def prefer_nearest_identity(cands, shape):

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from .alignment import Alignment, AlignmentError
 from .ecc import climb
-from .initialisation import Candidate, prefer_nearest_identity
+from .initialisation import Candidate, choose_candidate
 from .reference_side import level_margin
 from .volume import (
     blurred,
@@ -351,15 +351,8 @@ def _initialise(ref_pyr, mov_pyr, factors, spacing, motion, params, search):
             matrix[:3, 3] = np.asarray(shift) * np.array(factors[small][::-1], float)
             tried.append(Candidate("phase", matrix))
             _refine(tried[-1], ref_pyr, mov_pyr, factors, spacing, motion, refine, small, small)
-    usable = [c for c in tried if not c.error and np.isfinite(c.correlation)]
-    if not usable:
-        raise AlignmentError(
-            "no initialisation worked: tried "
-            + ", ".join(c.describe() for c in tried)
-            + "; check that both volumes show the same sample, or give an init matrix"
-        )
     shape = ref_pyr[0].image.shape
-    chosen, method = prefer_nearest_identity(usable, shape)
+    chosen, method = choose_candidate(tried, shape, "volumes show the same sample")
     return chosen.refined, method, small
 
 

@@ -73,6 +73,17 @@ class Candidate:
     def label(self) -> str:
         return f"{self.method} {self.path}" if self.path else self.method
 
+    def finish(self, steps) -> None:
+        """Run ``steps`` (a :func:`~.ecc.run_levels`-style generator) to its end and keep
+        the pose and correlation it returns, or the first clause of its error."""
+        try:
+            while True:
+                next(steps)
+        except StopIteration as stop:
+            self.refined, _, self.correlation = stop.value
+        except AlignmentError as exc:
+            self.error = str(exc).split(";")[0]
+
     def describe(self) -> str:
         how = f", {self.path}" if self.path else ""
         if self.error:
@@ -209,16 +220,8 @@ def _refine(cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> None:
     for cand in cands:
         if cand.error:
             continue
-        try:
-            steps = run_levels(
-                ref_pyr, mov_pyr, cand.matrix, motion, params, top, small, staged=top > small
-            )
-            while True:
-                next(steps)
-        except StopIteration as stop:
-            cand.refined, _, cand.correlation = stop.value
-        except AlignmentError as exc:
-            cand.error = str(exc).split(";")[0]
+        staged = top > small
+        cand.finish(run_levels(ref_pyr, mov_pyr, cand.matrix, motion, params, top, small, staged))
 
 
 def _good_enough(cands) -> bool:

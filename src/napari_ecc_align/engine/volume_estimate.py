@@ -357,15 +357,8 @@ def _initialise(ref_pyr, mov_pyr, factors, spacing, motion, params, search):
 
 
 def _refine(cand, ref_pyr, mov_pyr, factors, spacing, motion, params, top, small):
-    steps = run_volume_levels(ref_pyr, mov_pyr, cand.matrix, motion, params, factors, spacing,
-                              top, small, staged=True)  # fmt: skip
-    try:
-        while True:
-            next(steps)
-    except StopIteration as stop:
-        cand.refined, _, cand.correlation = stop.value
-    except AlignmentError as exc:
-        cand.error = str(exc).split(";")[0]
+    cand.finish(run_volume_levels(ref_pyr, mov_pyr, cand.matrix, motion, params, factors,
+                                  spacing, top, small, staged=True))  # fmt: skip
 
 
 def phase_shifts(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):

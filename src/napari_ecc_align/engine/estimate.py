@@ -35,7 +35,7 @@ from .ecc import (
     to_level,
     usable_pixels,
 )
-from .finishing import Pair, finish_runner_ups, nearer_identity, normalise_matrix
+from .finishing import Pair, check_outcome, finish_runner_ups, nearer_identity, normalise_matrix
 from .initialisation import SEARCHES, choose_initialisation
 from .preprocess import as_array, normalise, shrink, split_channels
 from .template import Template
@@ -47,9 +47,6 @@ _COARSEST_MIN_SIDE = 12
 _MAX_AUTO_LEVELS = 8
 # A coarsest level with fewer usable pixels than this is dropped.
 _MIN_COARSE_PIXELS = 32
-# Below this final correlation the "alignment" fits noise: unrelated blurred-noise
-# images reach 0.15-0.23 with an affine model by distorting one of them.
-_MIN_CORRELATION = 0.25
 # Larger images are estimated on a copy halved (in their own dtype) until they fit.
 _MAX_WORK_PIXELS = 40_000_000
 
@@ -351,24 +348,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
                 iterations = [*iterations, n_iter]
         yield Progress(0, total, total, n_iter, correlation)
     _check_plausible(matrix, ref.shape, mov.shape)
-    if not np.isfinite(corr_after):
-        raise AlignmentError(
-            "after alignment the images no longer overlap; try motion='euclidean' or "
-            "'translation', fewer pyramid_levels, or an init matrix close to the answer"
-        )
-    if corr_after < _MIN_CORRELATION:
-        raise AlignmentError(
-            f"the images look unrelated: their correlation is {corr_after:.3f} even after "
-            "alignment; check that both show the same scene, then try an init matrix close "
-            "to the answer, a mask around the common content, or more pyramid_levels"
-            + (f" (initialisations tried: {tried})" if tried else "")
-        )
-    if np.isfinite(corr_before) and corr_after < corr_before - 0.05:
-        raise AlignmentError(
-            f"ECC made the match worse (correlation {corr_before:.3f} -> {corr_after:.3f}): "
-            "the images may be too far apart or unrelated; try an init matrix, a mask "
-            "around the common content, or a simpler motion model"
-        )
+    check_outcome(corr_before, corr_after, tried=tried)
     parameters = {k: v for k, v in params.items() if k != "init"}
     if bilevel is not None:
         parameters["bilevel"], parameters["bilevel_inverted"] = bilevel, inverted

@@ -1,4 +1,5 @@
-"""Second opinions for ``init="auto"``: other starts finished at full resolution.
+"""Second opinions for ``init="auto"`` (other starts finished at full resolution), and
+the checks every estimate's final correlation passes (:func:`check_outcome`).
 
 The automatic initialisation ranks its candidate starts on a small pyramid level.
 That ranking is usually right, but not always: a start can look best there and end
@@ -19,6 +20,9 @@ from .alignment import AlignmentError
 from .ecc import full_correlation, run_levels
 from .initialisation import NEAR_EQUAL, corner_displacement, nearest_note
 
+# Below this final correlation the "alignment" fits noise: unrelated blurred-noise
+# images reach 0.15-0.23 with an affine model by distorting one of them.
+MIN_CORRELATION = 0.25
 # Runner-up starts finished at full resolution when the chosen one ends badly.
 _RUNNERS_UP = 3
 # An identity start is finished as well when it refined this close to the chosen
@@ -108,6 +112,29 @@ def nearer_identity(pair: Pair, found, best):
             return finished  # simply the better finish
         return (finished[0], nearest_note("identity", best[1], gap), *finished[2:])
     return best
+
+
+def check_outcome(corr_before, corr_after, *, images="images", scene="scene", tried=""):
+    """Raise the ``AlignmentError`` that says what to try when the final correlation
+    shows no overlap, no relation, or a match worse than the start (2D and volumes)."""
+    if not np.isfinite(corr_after):
+        raise AlignmentError(
+            f"after alignment the {images} no longer overlap; try motion='euclidean' or "
+            "'translation', fewer pyramid_levels, or an init matrix close to the answer"
+        )
+    if corr_after < MIN_CORRELATION:
+        raise AlignmentError(
+            f"the {images} look unrelated: their correlation is {corr_after:.3f} even after "
+            f"alignment; check that both show the same {scene}, then try an init matrix close "
+            "to the answer, a mask around the common content, or more pyramid_levels"
+            + (f" (initialisations tried: {tried})" if tried else "")
+        )
+    if np.isfinite(corr_before) and corr_after < corr_before - 0.05:
+        raise AlignmentError(
+            f"ECC made the match worse (correlation {corr_before:.3f} -> {corr_after:.3f}): "
+            f"the {images} may be too far apart or unrelated; try an init matrix, a mask "
+            "around the common content, or a simpler motion model"
+        )
 
 
 def normalise_matrix(matrix, motion) -> np.ndarray:

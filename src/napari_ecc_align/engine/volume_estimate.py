@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from .alignment import Alignment, AlignmentError
 from .ecc import climb
+from .finishing import check_outcome
 from .initialisation import Candidate, choose_candidate
 from .reference_side import level_margin
 from .volume import (
@@ -44,7 +45,6 @@ _STAGES = {
 }
 _STEP_TOLERANCE = 1e-3
 _COARSE_STEP_TOLERANCE = 0.05
-_MIN_CORRELATION = 0.25
 # The rough pose is searched on the finest level at most this long on every axis.
 _SMALL_SIDE = 64
 _REFINE_ITERATIONS = 10
@@ -120,23 +120,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
             f"ECC converged to a degenerate transform (volume scale {linear:.3g}); try a "
             "simpler motion model (euclidean or translation), an init matrix, or a mask"
         )
-    if not np.isfinite(corr_after):
-        raise AlignmentError(
-            "after alignment the volumes no longer overlap; try motion='euclidean' or "
-            "'translation', fewer pyramid_levels, or an init matrix close to the answer"
-        )
-    if corr_after < _MIN_CORRELATION:
-        raise AlignmentError(
-            f"the volumes look unrelated: their correlation is {corr_after:.3f} even after "
-            "alignment; check that both show the same sample, then try an init matrix "
-            "close to the answer, a mask around the common content, or more pyramid_levels"
-        )
-    if np.isfinite(corr_before) and corr_after < corr_before - 0.05:
-        raise AlignmentError(
-            f"ECC made the match worse (correlation {corr_before:.3f} -> {corr_after:.3f}): "
-            "the volumes may be too far apart or unrelated; try an init matrix, a mask "
-            "around the common content, or a simpler motion model"
-        )
+    check_outcome(corr_before, corr_after, images="volumes", scene="sample")
     parameters = {k: v for k, v in params.items() if k != "init"}
     parameters["spacing"] = list(spacing)
     yield Alignment(

@@ -34,6 +34,8 @@ _MIN_PLANES = 4
 _MAX_AUTO_LEVELS = 6
 # Planes per slab when gradient magnitudes are thresholded.
 _SLAB = 8
+# Columns of the (planes, rows x columns) view filtered along z at a time.
+_Z_BLOCK = 4096
 _PYR_KERNEL = np.array([1, 4, 6, 4, 1], np.float32) / 16  # cv2.pyrDown's
 
 
@@ -151,8 +153,11 @@ def blur(volume: np.ndarray, ksize: int, spacing, out=None) -> np.ndarray:
     kz = min(2 * int(math.ceil(3 * sigma_z)) + 1, 2 * (volume.shape[0] // 2) - 1)
     kernel = cv2.getGaussianKernel(kz, sigma_z, cv2.CV_32F).ravel()
     flat = planes.reshape(planes.shape[0], -1)
-    # In place (OpenCV's row filter buffers what it reads): no second volume at the peak.
-    cv2.sepFilter2D(flat, cv2.CV_32F, np.ones(1, np.float32), kernel, dst=flat)
+    # In place, block of columns by block: OpenCV clones a source that is its own
+    # destination, and a clone of the whole volume was the estimate's memory peak.
+    for start in range(0, flat.shape[1], _Z_BLOCK):
+        block = flat[:, start : start + _Z_BLOCK]
+        cv2.sepFilter2D(block, cv2.CV_32F, np.ones(1, np.float32), kernel, dst=block)
     return planes
 
 

@@ -18,7 +18,7 @@ import napari_ecc_align
 PUBLIC = {
     "align", "iter_align", "Progress", "Template", "warp", "difference", "Alignment",
     "AlignmentError", "align_stack", "iter_align_stack", "FrameProgress", "warp_stack",
-    "StackAlignment", "batch_align", "BatchReport", "read_image", "write_image",
+    "StackAlignment", "Canvas", "batch_align", "BatchReport", "read_image", "write_image",
 }  # fmt: skip
 README = Path(__file__).parents[1] / "README.md"
 

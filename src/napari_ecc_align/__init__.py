@@ -11,7 +11,8 @@ Pairs: :func:`align` (and its generator form :func:`iter_align`, which yields
 :class:`Progress`), :class:`Template` for many images against one reference,
 :func:`warp`, :func:`difference`, the result :class:`Alignment` and the error
 :class:`AlignmentError`. Stacks: :func:`align_stack`, :func:`iter_align_stack`
-(:class:`FrameProgress`), :func:`warp_stack`, :class:`StackAlignment`. Files:
+(:class:`FrameProgress`), :func:`warp_stack`, :class:`StackAlignment` and its
+:class:`Canvas`. Files:
 :func:`read_image`, :func:`write_image`, and :func:`batch_align` with its
 :class:`BatchReport`. Synthetic test images with known transforms are in
 :mod:`napari_ecc_align.data`.
@@ -26,7 +27,14 @@ from .engine.estimate import Progress, align, iter_align
 from .engine.template import Template
 from .engine.warping import warp
 from .io import read_image, write_image
-from .stack import FrameProgress, StackAlignment, align_stack, iter_align_stack, warp_stack
+from .stack import (
+    Canvas,
+    FrameProgress,
+    StackAlignment,
+    align_stack,
+    iter_align_stack,
+    warp_stack,
+)
 
 try:
     __version__ = version("napari-ecc-align")
@@ -38,6 +46,7 @@ __all__ = [
     "Alignment",
     "AlignmentError",
     "BatchReport",
+    "Canvas",
     "FrameProgress",
     "Progress",
     "StackAlignment",

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..engine.alignment import Alignment, write_text_atomic
+from .canvas import Canvas, stack_canvas
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +80,7 @@ class StackAlignment:
     See Also
     --------
     to_csv, to_json, from_json : the drift table and a lossless round trip.
+    canvas : the output grid of ``warp_stack(..., canvas="union")``.
     """
 
     alignments: tuple[Alignment | None, ...]  # one per frame; None where the frame failed
@@ -113,6 +115,33 @@ class StackAlignment:
         identity for failed frames."""
         eye = np.eye(self.ndim + 1)
         return np.array([eye if a is None else a.matrix for a in self.alignments])
+
+    def canvas(self, kind: str = "union") -> Canvas:
+        """The output grid of :func:`~napari_ecc_align.warp_stack` with ``canvas=kind``.
+
+        Parameters
+        ----------
+        kind : {"union", "reference"}
+            ``"reference"``: the reference frame's grid (``origin`` all zeros).
+            ``"union"``: the reference grid grown by whole pixels until it holds every
+            frame whole: each frame's box (its first and last pixel centres on every
+            axis) mapped onto the reference grid by the inverse of its matrix
+            (projectively for homographies), rounded outward. Failed frames count at
+            the identity, where ``warp_stack`` puts them.
+
+        Returns
+        -------
+        Canvas
+            ``shape`` of the output frames and ``origin``, the reference-grid pixel
+            (array order) of output index 0.
+
+        Raises
+        ------
+        ValueError
+            If ``kind`` is not a canvas, or the union would be more than 4 times a frame
+            along an axis (a frame's matrix is wrong: the message names the frame).
+        """
+        return stack_canvas(self.matrices, self.frame_shape, kind)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per frame: ``frame, ok, dx, dy, rotation_deg, scale, correlation,

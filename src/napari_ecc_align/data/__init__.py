@@ -21,6 +21,14 @@ Pairs and warps — every matrix maps a *reference* pixel ``(x=col, y=row, 1)`` 
 - :func:`make_pair` — a reference cut from an image and the moving image it implies;
 - :func:`score_pair`, :func:`natural_pair` — ``(reference, moving, matrix)`` ready to align.
 
+Volumes — ``(z, y, x)`` arrays with a voxel ``spacing`` ``(dz, dy, dx)`` in µm and 4×4
+matrices over ``(x, y, z, 1)`` (reference voxel → moving voxel), rigid in µm:
+
+- :func:`tissue_volume` — cells with nuclei, membranes and cytoplasm, float32;
+- :func:`volume_pair` — two channels of it, one moved: ``(reference, moving, spacing, matrix)``;
+- :func:`drift_volume` — a drifting ``(t, z, y, x)`` time-lapse: ``(stack, spacing, matrices)``;
+- :func:`rigid_volume_matrix` — a rotation and shift about the volume centre as that 4×4.
+
 Examples
 --------
 >>> from napari_ecc_align import align
@@ -33,15 +41,29 @@ True
 
 from .images import KINDS, fluorescence_spots, natural_image, text_page, texture
 from .pairs import make_pair, natural_pair, random_warp, score_pair
+from .volumes import (
+    VolumeDrift,
+    VolumePair,
+    drift_volume,
+    rigid_volume_matrix,
+    tissue_volume,
+    volume_pair,
+)
 
 __all__ = [
     "KINDS",
+    "VolumeDrift",
+    "VolumePair",
+    "drift_volume",
     "fluorescence_spots",
     "make_pair",
     "natural_image",
     "natural_pair",
     "random_warp",
+    "rigid_volume_matrix",
     "score_pair",
     "text_page",
     "texture",
+    "tissue_volume",
+    "volume_pair",
 ]

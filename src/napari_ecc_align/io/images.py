@@ -132,9 +132,14 @@ def _sniff(header: bytes) -> str | None:
         return "PNG"
     if header.startswith(b"\xff\xd8\xff"):
         return "JPEG"
-    if header[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
+    if is_tiff_header(header):
         return "TIFF"
     return None
+
+
+def is_tiff_header(header: bytes) -> bool:
+    """True when a file's first bytes are a TIFF signature (classic or BigTIFF)."""
+    return header[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def _read_pillow(name: str) -> np.ndarray:
@@ -184,7 +189,7 @@ def _read_tiff(name: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- writing
-def check_writable(path: PathLike, dtype, shape=None) -> str:
+def check_writable(path: PathLike, dtype, shape=None, *, volume: bool = False) -> str:
     """Check that an image of ``dtype`` (and ``shape``) can be saved to ``path``.
 
     Call it before a long computation so that a bad output name fails early.
@@ -197,6 +202,8 @@ def check_writable(path: PathLike, dtype, shape=None) -> str:
         dtype of the image that will be written.
     shape : tuple of int, optional
         Shape of that image, to check the number of channels.
+    volume : bool
+        The array is a ``(z, y, x)`` volume, which only TIFF stores.
 
     Returns
     -------
@@ -211,7 +218,11 @@ def check_writable(path: PathLike, dtype, shape=None) -> str:
     fmt = image_format(path)
     dtype = np.dtype(dtype)
     name = os.fspath(path)
-    channels = _channels(shape) if shape is not None else None
+    channels = _channels(shape) if shape is not None and not volume else None
+    if volume and fmt != "TIFF":
+        raise ValueError(f"{name}: {fmt} stores one 2D image; save volumes as .tif")
+    if volume and shape is not None and len(tuple(shape)) != 3:
+        raise ValueError(f"{name}: a volume has shape (z, y, x), got {tuple(shape)}")
     if fmt != "TIFF" and shape is not None and len(tuple(shape)) not in (2, 3):
         raise ValueError(
             f"{name}: {fmt} stores one 2D image, got shape {tuple(shape)}; save stacks as .tif"

@@ -48,8 +48,10 @@ class PairJob:
     reference_label: str  # for the CSV: relative to reference_dir when inside it
     output_label: str  # for the CSV: the aligned image relative to output_dir
     motion: str = "affine"
-    init: Any = "auto"  # an init name or a 3x3 matrix as nested lists
+    init: Any = "auto"  # an init name or a 3x3 (4x4) matrix as nested lists
     difference: bool = False
+    ndim: int | None = None  # 2, 3, or None: the files' metadata decide
+    spacing: tuple[float, float, float] | None = None  # overrides the files' voxel size
     problem: str | None = None  # known before running: the pair fails without a task
 
     @property

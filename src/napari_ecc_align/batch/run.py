@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..engine.alignment import MOTIONS, Alignment
+from ..engine.volume_estimate import check_volume_motion
+from ..io.inputs import check_volume_options
 from .cluster import ProgressBar, dask_client, run_pairs
 from .pairs import (
     CSV_NAME,
@@ -64,6 +66,8 @@ def batch_align(
     overwrite: bool = False,
     fail_fast: bool = False,
     keep_jpeg: bool = False,
+    ndim: int | None = None,
+    spacing=None,
     progress: bool = True,
 ) -> BatchReport:
     """Align every image of ``moving_dir`` onto its partner in ``reference_dir`` on Dask.
@@ -93,8 +97,8 @@ def batch_align(
     motion : {"translation", "euclidean", "affine", "homography"}
     init : str or array_like
         ``"auto"``, ``"identity"``, ``"phase"``, ``"fourier-mellin"``,
-        ``"features"``, a 3×3 matrix used for every pair, or the path of a
-        transform JSON whose matrix is used.
+        ``"features"``, a 3×3 matrix (4×4 for volumes) used for every pair, or
+        the path of a transform JSON whose matrix is used.
     difference : bool
         Also write the difference image of each pair.
     workers : int, optional
@@ -112,6 +116,16 @@ def batch_align(
         Stop at the first failed pair and cancel the rest (rows ``cancelled``).
     keep_jpeg : bool
         Save aligned JPEG inputs as JPEG (lossy) instead of lossless PNG.
+    ndim : {None, 2, 3}
+        3: every pair is two multi-page TIFF volumes ``(z, y, x)``; 2: 2D
+        images. None (default): a pair is volumes when either file's ImageJ or
+        OME metadata says it is a z-stack (see :func:`~napari_ecc_align.io.read_pair`).
+        Volume outputs are TIFFs carrying the reference's voxel size; the
+        difference is ``<stem>.difference.tif``.
+    spacing : (dz, dy, dx), optional
+        Voxel size of every volume pair, instead of the one in the files'
+        metadata (the reference's; a pair whose two files state different
+        voxel sizes fails without it).
     progress : bool
         Show a tqdm progress bar on stderr.
 
@@ -146,7 +160,7 @@ def batch_align(
     """
     start = time.perf_counter()
     _check_folders(reference_dir, moving_dir, output_dir)
-    options = _check_options(motion, init, workers, scheduler, pattern, pairs_csv)
+    options = _check_options(motion, init, workers, scheduler, pattern, pairs_csv, ndim, spacing)
     jobs = find_pairs(
         reference_dir,
         moving_dir,
@@ -253,9 +267,12 @@ def _check_folders(reference_dir, moving_dir, output_dir) -> None:
         raise NotADirectoryError(errno.ENOTDIR, "OUTPUT_DIR is not a folder", os.fspath(output_dir))
 
 
-def _check_options(motion, init, workers, scheduler, pattern, pairs_csv) -> dict[str, Any]:
+def _check_options(
+    motion, init, workers, scheduler, pattern, pairs_csv, ndim=None, spacing=None
+) -> dict[str, Any]:
     if not isinstance(motion, str) or motion.lower() not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
+    volume = _check_volume_options(motion.lower(), ndim, spacing)
     if isinstance(init, (str, os.PathLike)) and os.fspath(init).lower().endswith(".json"):
         path = os.fspath(init)
         if not os.path.isfile(path):
@@ -272,10 +289,7 @@ def _check_options(motion, init, workers, scheduler, pattern, pairs_csv) -> dict
     elif init is None:
         init = "identity"
     else:
-        matrix = np.asarray(init, dtype=np.float64)
-        if matrix.shape not in ((3, 3), (2, 3)) or not np.all(np.isfinite(matrix)):
-            raise ValueError(f"init must be a finite 3x3 matrix, got shape {matrix.shape}")
-        init = matrix.tolist()
+        init = _check_init_matrix(init, ndim)
     if workers is not None:
         if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
             raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
@@ -285,7 +299,26 @@ def _check_options(motion, init, workers, scheduler, pattern, pairs_csv) -> dict
             )
     if pattern is not None and pairs_csv is not None:
         raise ValueError("pattern and pairs_csv exclude each other: the CSV lists the pairs")
-    return {"motion": motion.lower(), "init": init}
+    return {"motion": motion.lower(), "init": init, **volume}
+
+
+def _check_volume_options(motion: str, ndim, spacing) -> dict[str, Any]:
+    """``ndim`` and ``spacing`` for the jobs (plain values), or raise."""
+    ndim, spacing = check_volume_options(ndim, spacing)
+    if ndim == 3:
+        check_volume_motion(motion)
+    return {"ndim": ndim, "spacing": spacing}
+
+
+def _check_init_matrix(init, ndim) -> list:
+    # Without ndim the files decide per pair; the engine checks the matrix against them.
+    shapes = {2: ((3, 3), (2, 3)), 3: ((4, 4), (3, 4))}
+    allowed = shapes[ndim] if ndim else shapes[2] + shapes[3]
+    matrix = np.asarray(init, dtype=np.float64)
+    if matrix.shape not in allowed or not np.all(np.isfinite(matrix)):
+        sizes = " or ".join(f"{r}x{c}" for r, c in allowed)
+        raise ValueError(f"init must be a finite {sizes} matrix, got shape {matrix.shape}")
+    return matrix.tolist()
 
 
 def _same_file(a, b) -> bool:

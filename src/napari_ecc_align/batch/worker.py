@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from ..engine.alignment import Alignment
-from ..io.images import atomic_output, check_writable, read_image, write_image
+from ..io.images import atomic_output, check_writable, write_image
+from ..io.inputs import read_pair
 from .pairs import DIFFERENCE_SUFFIXES, PairJob
 
 # PNG encoder settings for the outputs (lossless either way). zlib level 1 with the RLE
@@ -51,19 +52,20 @@ def _align_files(job: PairJob) -> Alignment:
     # The JSON marks a complete pair: take it away before replacing any output.
     with contextlib.suppress(FileNotFoundError):
         os.remove(job.transform)
-    reference = read_image(job.reference)
-    moving = read_image(job.moving)
-    check_writable(job.aligned, moving.dtype, reference.shape[:2] + moving.shape[2:])
+    pair = read_pair(job.reference, job.moving, ndim=job.ndim, spacing=job.spacing)
+    pair.check_output(job.aligned)
     init = np.asarray(job.init, dtype=np.float64) if not isinstance(job.init, str) else job.init
-    alignment = align(reference, moving, motion=job.motion, init=init)
-    aligned = warp(moving, alignment)
-    save_image(job.aligned, aligned)
+    alignment = align(pair.reference, pair.moving, motion=job.motion, init=init,
+                      **pair.align_keywords)  # fmt: skip
+    aligned = warp(pair.moving, alignment)
+    save = save_image if pair.ndim == 2 else pair.write  # volumes carry the voxel size
+    save(job.aligned, aligned)
     if job.difference:
-        mode = default_difference_mode(reference, moving)
-        floating = reference.dtype.kind == "f" or moving.dtype.kind == "f"
-        path = job.stem + DIFFERENCE_SUFFIXES[1 if floating else 0]
-        diff = difference(reference, aligned, mode=mode, alignment=alignment)
-        save_image(path, difference_for_file(diff, path, mode, reference, moving))
+        mode = default_difference_mode(pair.reference, pair.moving)
+        floating = any(a.dtype.kind == "f" for a in (pair.reference, pair.moving))
+        path = job.stem + DIFFERENCE_SUFFIXES[1 if floating or pair.ndim == 3 else 0]
+        diff = difference(pair.reference, aligned, mode=mode, alignment=alignment)
+        save(path, difference_for_file(diff, path, mode, pair.reference, pair.moving))
     alignment.to_json(job.transform)  # last: now the pair is complete
     return alignment
 

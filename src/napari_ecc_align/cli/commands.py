@@ -21,15 +21,10 @@ from .. import __version__
 from ..engine.alignment import MOTIONS, Alignment, AlignmentError
 from ..engine.difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
 from ..engine.estimate import align
+from ..engine.volume import check_spacing
 from ..engine.warping import warp
-from ..io.images import (
-    atomic_output,
-    check_writable,
-    difference_for_file,
-    image_format,
-    read_image,
-    write_image,
-)
+from ..io.images import atomic_output, check_writable, difference_for_file
+from ..io.inputs import read_pair
 from .demo import run_demo
 from .messages import PROG, in_cli_terms, print_error, summarize
 
@@ -41,6 +36,7 @@ _EPILOG = f"""\
 examples:
   {PROG} align page1.png scan1.jpg -o scan1_aligned.png --difference diff.png
   {PROG} align ref.tif moving.tif -o aligned.tif --motion euclidean --transform t.json
+  {PROG} align ref_stack.tif mov_stack.tif -o aligned.tif --ndim 3 --spacing 3,1,1
   {PROG} batch references/ scans/ aligned/ --workers 2 --difference
   {PROG} demo
 """
@@ -137,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resampling of the aligned image (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # fmt: on
+    _add_volume_options(p)
     p.set_defaults(func=_cmd_align)
     _add_batch_parser(commands)
 
@@ -211,7 +208,35 @@ def _add_batch_parser(commands) -> None:
     b.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar; print only failures")
     # fmt: on
+    _add_volume_options(b)
     b.set_defaults(func=_cmd_batch)
+
+
+def _add_volume_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ndim",
+        type=int,
+        choices=(2, 3),
+        help="3: the inputs are multi-page TIFF volumes (z, y, x); 2: 2D images. Default: "
+        "volumes when a file's ImageJ or OME metadata says it is a z-stack, else 2D images",
+    )
+    parser.add_argument(
+        "--spacing",
+        type=_spacing,
+        metavar="DZ,DY,DX",
+        help="voxel size of the volumes, e.g. 3,1,1, in the reference's unit if its metadata "
+        "names one (default: the reference's ImageJ or OME metadata; isotropic without)",
+    )
+
+
+def _spacing(text: str) -> tuple[float, float, float]:
+    """argparse type of --spacing: three positive numbers separated by commas."""
+    try:
+        return check_spacing(text.split(","))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected three positive numbers dz,dy,dx (e.g. 3,1,1), got {text!r}"
+        ) from None
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
@@ -237,6 +262,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         fail_fast=args.fail_fast,
         keep_jpeg=args.keep_jpeg,
+        ndim=args.ndim,
+        spacing=args.spacing,
         progress=not args.quiet,
     )
     if report.ok:
@@ -256,38 +283,40 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------- align
 def _cmd_align(args: argparse.Namespace) -> int:
     _check_paths(args)
-    check_writable(args.output, np.uint8)  # the extension, before reading anything
-    if args.difference:
-        image_format(args.difference)
-    reference = read_image(args.reference)
-    moving = read_image(args.moving)
+    _check_extensions(args, volume=args.ndim == 3)  # before reading anything
+    pair = read_pair(args.reference, args.moving, ndim=args.ndim, spacing=args.spacing)
+    if pair.ndim == 3:  # perhaps found to be volumes by their metadata
+        _check_extensions(args, volume=True)
     # The aligned image has MOVING's dtype and channels on REFERENCE's grid: make sure the
     # output format can hold it before spending time on the alignment.
-    check_writable(args.output, moving.dtype, reference.shape[:2] + moving.shape[2:])
-    mode = args.difference_mode or default_difference_mode(reference, moving)
-    if args.difference and mode == "absolute" and reference.shape[2:] != moving.shape[2:]:
+    pair.check_output(args.output)
+    mode = args.difference_mode or default_difference_mode(pair.reference, pair.moving)
+    if args.difference and mode == "absolute" and not pair.same_channels:
         raise ValueError(
             f"--difference-mode absolute needs images with the same channels, got "
-            f"{reference.shape} and {moving.shape}; use --difference-mode normalized"
+            f"{pair.reference.shape} and {pair.moving.shape}; use --difference-mode normalized"
         )
 
-    init = _read_init(args.init) if args.init else None
+    init = _read_init(args.init, pair.ndim) if args.init else None
     alignment = align(
-        reference,
-        moving,
+        pair.reference,
+        pair.moving,
         init=init,
         motion=args.motion,
         max_iterations=args.max_iterations,
         eps=args.eps,
         pyramid_levels=args.pyramid_levels,
         gauss_filter_size=args.gauss_filter_size,
+        **pair.align_keywords,
     )
-    aligned = warp(moving, alignment, interpolation=args.interpolation)
-    write_image(args.output, aligned)
+    aligned = warp(pair.moving, alignment, interpolation=args.interpolation)
+    pair.write(args.output, aligned)
     if args.difference:
-        diff = difference(reference, aligned, mode=mode, alignment=alignment)
-        diff = difference_for_file(diff, args.difference, mode, reference, moving)
-        write_image(args.difference, diff)
+        diff = difference(pair.reference, aligned, mode=mode, alignment=alignment)
+        pair.write(
+            args.difference,
+            difference_for_file(diff, args.difference, mode, pair.reference, pair.moving),
+        )
     if args.transform:
         with atomic_output(args.transform) as tmp:
             alignment.to_json(tmp)
@@ -296,13 +325,28 @@ def _cmd_align(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_init(path: str) -> np.ndarray:
+def _check_extensions(args: argparse.Namespace, *, volume: bool) -> None:
+    """The output names' formats (any format takes uint8 images; only TIFF volumes)."""
+    for path in (args.output, args.difference):
+        if path:
+            check_writable(path, np.uint8, volume=volume)
+
+
+def _read_init(path: str, ndim: int) -> np.ndarray:
     if not os.path.isfile(path):
         raise FileNotFoundError(2, "no such file", path)
     try:
-        return Alignment.from_json(path).matrix
+        init = Alignment.from_json(path)
     except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"--init {path} is not a --transform JSON file: {exc}") from None
+    if init.ndim != ndim:
+        kinds = {2: "2D images", 3: "volumes"}
+        raise ValueError(
+            f"--init {path} holds a transform of {kinds[init.ndim]} "
+            f"({init.matrix.shape[0]}x{init.matrix.shape[1]}) but the inputs are {kinds[ndim]}; "
+            f"give one saved by --transform from {kinds[ndim]}"
+        )
+    return init.matrix
 
 
 def _check_paths(args: argparse.Namespace) -> None:

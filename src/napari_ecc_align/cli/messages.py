@@ -17,8 +17,11 @@ def summarize(alignment: Alignment) -> str:
     """One line: motion, correlation before → after, time, and the matrix in plain terms.
 
     The shift, rotation and scale are those of the reference→moving matrix
-    (its affine part for a homography).
+    (its affine part for a homography; for volumes the shift in voxels, the angle
+    of the nearest rotation in physical units and the cube root of the volume change).
     """
+    if alignment.ndim == 3:
+        return _summarize_volume(alignment)
     m = alignment.matrix
     linear = m[:2, :2]
     # Rotation of the closest similarity, robust to shear; scale = sqrt(area change).
@@ -32,11 +35,33 @@ def summarize(alignment: Alignment) -> str:
     )
 
 
+def _summarize_volume(alignment: Alignment) -> str:
+    m = alignment.matrix
+    dz, dy, dx = alignment.parameters.get("spacing", (1.0, 1.0, 1.0))
+    physical = np.diag([dx, dy, dz])
+    # The rotation angle of the orthogonal polar factor: rigid in physical units, like ECC.
+    u, _, vt = np.linalg.svd(physical @ m[:3, :3] @ np.linalg.inv(physical))
+    rotation = np.clip((np.trace(u @ vt) - 1) / 2, -1.0, 1.0)
+    scale = abs(float(np.linalg.det(m[:3, :3]))) ** (1 / 3)
+    shift = ", ".join(f"{v:+.2f}" for v in m[:3, 3])
+    return (
+        f"{alignment.motion} (volume): correlation {alignment.correlation_before:.3f} -> "
+        f"{alignment.correlation:.3f} in {alignment.elapsed:.2f} s; reference->moving "
+        f"shift (x, y, z) = ({shift}) voxels, rotation {math.degrees(math.acos(rotation)):.3f} "
+        f"deg, scale {scale:.4f}"
+    )
+
+
 # ------------------------------------------------------------------------------------ errors
 # The engine's messages name Python arguments; on the command line, name the options.
 _TERMS = re.compile(
     r"motion='(\w+)'|\ban init matrix\b|\b(max_iterations|eps|gauss_filter_size|pyramid_levels)\b"
+    r"|\bndim=(\d)|\bspacing=\(dz, dy, dx\)|\(and spacing\)"
 )
+_SPACING = {
+    "spacing=(dz, dy, dx)": "--spacing dz,dy,dx",
+    "(and spacing)": "(and --spacing dz,dy,dx)",
+}
 
 
 def in_cli_terms(message: str) -> str:
@@ -45,6 +70,10 @@ def in_cli_terms(message: str) -> str:
             return f"--motion {match.group(1)}"
         if match.group(2):
             return "--" + match.group(2).replace("_", "-")
+        if match.group(3):
+            return f"--ndim {match.group(3)}"
+        if match.group(0) in _SPACING:
+            return _SPACING[match.group(0)]
         return "an initial matrix (--init T.json)"
 
     return _TERMS.sub(option, message)

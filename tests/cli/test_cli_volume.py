@@ -38,7 +38,9 @@ def _pair(truth, spacing=SPACING, shape=SHAPE, seed=0, dtype=np.uint16):
     unit = min(spacing)  # the scene's grid step
     margin = 12
     extent = tuple(int(n * s / unit + 2 * margin) for n, s in zip(shape, spacing, strict=True))
-    scene = ndimage.gaussian_filter(rng.random(extent, dtype=np.float32), 2.5)
+    # Smooth structure, longer along z like a microscope's point spread function.
+    sigma = (1.5 * spacing[0] / unit, 2.5, 2.5)
+    scene = ndimage.gaussian_filter(rng.random(extent, dtype=np.float32), sigma)
     to_scene = np.diag([spacing[2] / unit, spacing[1] / unit, spacing[0] / unit, 1.0])
     to_scene[:3, 3] = margin
     xyz = np.indices(shape).reshape(3, -1)[::-1]

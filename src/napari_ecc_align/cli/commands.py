@@ -151,10 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="align the pair without showing a "
         "window, save a screenshot of the viewer to PATH and exit",
     )
-    d.add_argument(
+    sample = d.add_mutually_exclusive_group()
+    sample.add_argument(
         "--stack",
         action="store_true",
         help="use the drifting time-lapse sample (stack alignment and its drift plot) instead",
+    )
+    sample.add_argument(
+        "--volume",
+        action="store_true",
+        help="use the two-channel volume pair instead, shown in 3D (the screenshot is of the "
+        "canvas)",
     )
     d.set_defaults(func=run_demo)
     return parser

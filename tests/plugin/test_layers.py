@@ -1,4 +1,4 @@
-"""napari glue in _layers.py, checked against napari's own data_to_world on real viewer layers."""
+"""napari glue (layers.py, carry.py), checked against napari's data_to_world on real layers."""
 
 import json
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import Alignment
+from napari_ecc_align.plugin.carry import carry_layer
 from napari_ecc_align.plugin.layers import (
     aligned_layer_kwargs,
     alignment_metadata,
     carry_coordinates,
-    carry_layer,
     data_to_world_matrix,
     image_for_alignment,
     move_layer_onto_reference,

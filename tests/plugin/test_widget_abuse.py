@@ -11,7 +11,7 @@ from qtpy.QtCore import QThreadPool
 from napari_ecc_align import Alignment
 from napari_ecc_align.data import natural_image
 from napari_ecc_align.plugin._qt.widget import AlignWidget
-from napari_ecc_align.plugin.layers import carry_layer
+from napari_ecc_align.plugin.carry import carry_layer
 
 TIMEOUT_MS = 60_000
 

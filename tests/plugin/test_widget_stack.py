@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 
 from napari_ecc_align.data import natural_image
+from napari_ecc_align.plugin.modes import AS_PLANES, AS_VOLUME
 
 TIMEOUT_MS = 120_000
 
@@ -45,8 +46,17 @@ def test_stack_is_aligned_with_plot_and_slider(qtbot, viewer_widget):
     stack[9] = 0.5  # a blank frame: it must fail alone and be flagged
     layer = viewer.add_image(stack, name="movie")
     before = stack.copy()
+    # A 3D layer alone is a volume or a time-lapse: the widget asks, Align waits.
+    assert widget.align_as.visible and widget.align_as.value is None
+    assert list(widget.align_as.choices) == [None, AS_VOLUME, AS_PLANES]
+    assert "choose Align as" in widget.message.value and widget.message.visible
+    assert not widget.stack_mode and not widget.stack.visible
+    widget.align_button.native.click()
+    assert not widget.running and len(viewer.layers) == 1
+    widget.align_as.value = AS_PLANES
     assert widget.stack_mode and widget.stack.visible
     assert not widget.message.visible  # one stack layer is enough
+    assert not widget.reference.enabled and widget.motion.value == "euclidean"
     widget.stack.reference.value = "first"
     widget.align_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
@@ -82,6 +92,7 @@ def test_stack_cancel_leaves_the_viewer_untouched(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     stack, _ = _drift_stack(frames=60, shape=(256, 320), seed=1)
     viewer.add_image(stack, name="movie")
+    widget.align_as.value = AS_PLANES
     widget.align_button.native.click()
     widget.cancel_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=10_000)

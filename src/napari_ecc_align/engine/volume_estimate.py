@@ -20,7 +20,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from .alignment import Alignment, AlignmentError
+from .alignment import VOLUME_MOTIONS, Alignment, AlignmentError
 from .ecc import climb
 from .finishing import check_outcome
 from .initialisation import Candidate, choose_candidate
@@ -37,7 +37,6 @@ from .volume import (
     volume_pyramid,
 )
 
-VOLUME_MOTIONS = ("translation", "euclidean", "affine")
 _STAGES = {
     "translation": ("translation",),
     "euclidean": ("translation", "euclidean"),

@@ -74,13 +74,16 @@ def run_job(job: Job) -> Generator[Progress | str, None, JobResult]:
 
 
 def check_applicable(alignment: Alignment, moving: np.ndarray) -> None:
-    """Refuse to apply a saved transform to an image of another size."""
-    rows, cols = np.shape(moving)[:2]
-    if (rows, cols) != tuple(alignment.moving_shape):
+    """Refuse to apply a saved transform to an image (or volume) of another size."""
+    shape = tuple(np.shape(moving)[: alignment.ndim])
+    if shape != tuple(alignment.moving_shape):
+        what = "image" if alignment.ndim == 2 else "volume"
+        unit = "pixels" if alignment.ndim == 2 else "voxels"
+        expected = "x".join(map(str, alignment.moving_shape))
         raise ValueError(
-            f"the transform was estimated for a moving image of {alignment.moving_shape[0]}x"
-            f"{alignment.moving_shape[1]} pixels, but this one is {rows}x{cols}; "
-            "choose the matching moving layer or estimate a new transform"
+            f"the transform was estimated for a moving {what} of {expected} {unit}, but this "
+            f"one is {'x'.join(map(str, shape))}; choose the matching moving layer or "
+            "estimate a new transform"
         )
 
 
@@ -99,12 +102,14 @@ class StackJob:
     stack_kwargs: dict[str, Any] = field(default_factory=dict)
     interpolation: str = "linear"
     want_aligned: bool = True
+    canvas: str = "reference"  # warp_stack's output extent: "reference" or "union"
 
 
 @dataclass
 class StackJobResult:
     stack_alignment: Any  # StackAlignment
     aligned: Any  # numpy or lazy dask array, or None
+    origin: tuple[int, ...] = ()  # reference-grid pixel of the output's index 0 (a Canvas')
 
 
 def run_stack_job(job: StackJob) -> Generator[Any, None, StackJobResult]:
@@ -113,8 +118,11 @@ def run_stack_job(job: StackJob) -> Generator[Any, None, StackJobResult]:
     from ..stack import iter_align_stack, warp_stack
 
     stack_alignment = yield from iter_align_stack(job.stack, **job.stack_kwargs)
-    aligned = None
+    aligned, origin = None, ()
     if job.want_aligned:
         yield "resampling"
-        aligned = warp_stack(job.stack, stack_alignment, interpolation=job.interpolation)
-    return StackJobResult(stack_alignment, aligned)
+        aligned = warp_stack(
+            job.stack, stack_alignment, interpolation=job.interpolation, canvas=job.canvas
+        )
+        origin = stack_alignment.canvas(job.canvas).origin
+    return StackJobResult(stack_alignment, aligned, origin)

@@ -1,15 +1,20 @@
-"""napari glue: layers <-> arrays, world transforms, carrying an alignment to other layers.
+"""napari glue: layers <-> arrays, world transforms, output-layer metadata, moving a layer.
+Carrying an alignment to other layers is in :mod:`napari_ecc_align.plugin.carry`; the
+helpers it shares with this module have plain names (``check_grid``, ``grid_kwargs``, ...).
 
 Conventions
 -----------
 * napari maps a layer's *data* coordinates to *world* coordinates by
   ``affine ∘ (rotate · shear · scale + translate)``; :func:`data_to_world_matrix`
-  returns that map as a 3×3 ``(row, col)`` homogeneous matrix.
-* Everything here is 2D. Points, Shapes, Vectors and Tracks layers may have
-  more dimensions (e.g. time); their spatial axes must be the last two, their
-  leading coordinate columns pass through unchanged, and only the trailing 2×2
-  block of their transforms is used (leading axes must not be rotated or sheared
-  into the spatial ones). Image and Labels stacks are refused for now.
+  returns that map as a 3×3 ``(row, col)`` homogeneous matrix (4×4 over
+  ``(z, row, col)`` for volumes).
+* An alignment is 2D (images) or 3D (volumes, ``alignment.ndim == 3``); its number
+  of spatial axes is called ``spatial`` below. Points, Shapes, Vectors and Tracks
+  layers may have more dimensions (e.g. time); their spatial axes must be the last
+  ``spatial``, their leading coordinate columns pass through unchanged, and only
+  the trailing block of their transforms is used (leading axes must not be rotated
+  or sheared into the spatial ones). Image and Labels layers must have exactly the
+  alignment's spatial axes.
 * No function modifies its input layers, except :func:`move_layer_onto_reference`,
   which by design sets the moving layer's ``affine``.
 
@@ -18,20 +23,21 @@ napari is imported inside the functions only, so importing this module is cheap.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..engine.alignment import Alignment
-from ..engine.warping import warp
 
 if TYPE_CHECKING:
     from napari.layers import Layer
 
-_SWAP_XY = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-_ELLIPSE_VERTICES = 64
+
+def swap_axes(spatial: int) -> np.ndarray:
+    """Homogeneous permutation between array order (z, row, col) and (x, y, z); its own inverse."""
+    order = list(range(spatial))[::-1] + [spatial]
+    return np.eye(spatial + 1)[order]
 
 
 # -- transforms ----------------------------------------------------------------------------------
@@ -48,49 +54,60 @@ def _full_data_to_world(layer: Layer) -> np.ndarray:
     return np.asarray(layer.affine.affine_matrix, float) @ _physical_matrix(layer)
 
 
-def _trailing_block(matrix: np.ndarray) -> np.ndarray:
-    out = np.eye(3)
-    out[:2, :2] = matrix[-3:-1, -3:-1]
-    out[:2, 2] = matrix[-3:-1, -1]
+def _trailing_block(matrix: np.ndarray, spatial: int = 2) -> np.ndarray:
+    out = np.eye(spatial + 1)
+    k = spatial + 1
+    out[:spatial, :spatial] = matrix[-k:-1, -k:-1]
+    out[:spatial, spatial] = matrix[-k:-1, -1]
     return out
 
 
-def data_to_world_matrix(layer: Layer) -> np.ndarray:
-    """The layer's data→world transform as a 3×3 ``(row, col)`` homogeneous matrix.
+def data_to_world_matrix(layer: Layer, spatial: int = 2) -> np.ndarray:
+    """The layer's data→world transform over its last ``spatial`` axes, homogeneous.
 
     Parameters
     ----------
     layer : napari.layers.Layer
-        Any layer. For ``layer.ndim > 2`` the trailing 2D block (the last two
-        axes) of its transform is returned.
+        Any layer. For ``layer.ndim > spatial`` the trailing block (the last
+        ``spatial`` axes) of its transform is returned.
+    spatial : {2, 3}
+        2 for images: a 3×3 over ``(row, col)``; 3 for volumes: a 4×4 over
+        ``(z, row, col)``.
 
     Returns
     -------
-    ndarray of shape (3, 3)
+    ndarray of shape (spatial + 1, spatial + 1)
         ``world_rc1 = matrix @ data_rc1``.
     """
-    return _trailing_block(_full_data_to_world(layer))
+    if layer.ndim < spatial:
+        raise ValueError(
+            f"layer {layer.name!r} has {layer.ndim} dimensions; a volume alignment needs 3"
+        )
+    return _trailing_block(_full_data_to_world(layer), spatial)
 
 
 def world_moving_to_reference_data(
     alignment: Alignment, reference_layer: Layer, moving_layer: Layer
 ) -> np.ndarray:
-    """3×3 ``(row, col)`` map from the moving layer's world space to reference data coordinates.
+    """Map from the moving layer's world space to reference data coordinates.
 
     It is ``alignment.napari_affine() @ inv(moving data→world)``: a world
     position over the moving image goes to moving pixels, then to reference
     pixels. When the moving layer has identity transforms this is exactly
-    ``alignment.napari_affine()`` (moving data → reference data).
+    ``alignment.napari_affine()`` (moving data → reference data). 3×3 over
+    ``(row, col)`` for images, 4×4 over ``(z, row, col)`` for volumes.
 
     Raises
     ------
     ValueError
         For a homography (use :func:`carry_coordinates`, which handles it), or
-        a stack reference/moving layer.
+        a reference/moving layer with more axes than the alignment.
     """
-    _require_2d(reference_layer, "reference")
-    _require_2d(moving_layer, "moving")
-    return alignment.napari_affine() @ np.linalg.inv(data_to_world_matrix(moving_layer))
+    spatial = alignment.ndim
+    require_spatial(reference_layer, "reference", spatial)
+    require_spatial(moving_layer, "moving", spatial)
+    moving_world = data_to_world_matrix(moving_layer, spatial)
+    return alignment.napari_affine() @ np.linalg.inv(moving_world)
 
 
 def carry_coordinates(
@@ -106,7 +123,8 @@ def carry_coordinates(
     ----------
     coords_rc : array_like of shape (N, D) or (D,)
         Positions in ``source_layer``'s data coordinates, ``(row, col)`` in the
-        last two columns; leading columns (time, ...) pass through unchanged.
+        last two columns (``(z, row, col)`` in the last three for a volume
+        alignment); leading columns (time, ...) pass through unchanged.
     alignment : Alignment
         Estimated with the reference and moving layers' images.
     source_layer : napari.layers.Layer
@@ -120,88 +138,108 @@ def carry_coordinates(
         source data → source world → moving data → reference data (through
         :meth:`Alignment.transform_points`, so homographies work).
     """
-    _require_2d(reference_layer, "reference")
+    spatial = alignment.ndim
+    require_spatial(reference_layer, "reference", spatial)
     pts = np.array(coords_rc, dtype=np.float64)
     single = pts.ndim == 1
     pts = np.atleast_2d(pts)
-    if pts.ndim != 2 or pts.shape[1] < 2:
-        raise ValueError(f"coords_rc must have shape (N, D>=2), got {pts.shape}")
-    moving_inv = np.linalg.inv(data_to_world_matrix(moving_layer))
-    to_moving = moving_inv @ data_to_world_matrix(source_layer)
-    pts[:, -2:] = pts[:, -2:] @ to_moving[:2, :2].T + to_moving[:2, 2]
+    if pts.ndim != 2 or pts.shape[1] < spatial:
+        raise ValueError(f"coords_rc must have shape (N, D>={spatial}), got {pts.shape}")
+    moving_inv = np.linalg.inv(data_to_world_matrix(moving_layer, spatial))
+    to_moving = moving_inv @ data_to_world_matrix(source_layer, spatial)
+    block = pts[:, -spatial:]
+    pts[:, -spatial:] = block @ to_moving[:spatial, :spatial].T + to_moving[:spatial, spatial]
     out = alignment.transform_points(pts)
     return out[0] if single else out
 
 
 # -- images --------------------------------------------------------------------------------------
-def _layer_classes():
+def layer_classes():
     from napari.layers import Image, Labels, Points, Shapes, Tracks, Vectors
 
     return Image, Labels, Points, Shapes, Tracks, Vectors
 
 
-def _level0(layer: Layer):
+def level0(layer: Layer):
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def _spatial_shape(layer: Layer) -> tuple[int, ...]:
-    shape = tuple(int(n) for n in _level0(layer).shape)
+def spatial_shape(layer: Layer) -> tuple[int, ...]:
+    shape = tuple(int(n) for n in level0(layer).shape)
     return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
-def _require_2d(layer: Layer, role: str) -> None:
-    if layer.ndim > 2:
+def require_spatial(layer: Layer, role: str, spatial: int = 2) -> None:
+    """Refuse a layer with more axes than the alignment's ``spatial`` ones (a stack)."""
+    if layer.ndim > spatial:
         has_grid = hasattr(layer, "multiscale")  # Image, Labels
-        what = f"shape {_spatial_shape(layer)}" if has_grid else f"{layer.ndim} dimensions"
+        what = f"shape {spatial_shape(layer)}" if has_grid else f"{layer.ndim} dimensions"
+        unit = "2D layer" if spatial == 2 else "3D (z, y, x) layer"
         raise ValueError(
-            f"{role} layer {layer.name!r} is a stack of {what}; stack alignment is not "
-            "available yet — choose a 2D layer or slice it first"
+            f"{role} layer {layer.name!r} is a stack of {what}; choose a {unit}, slice it "
+            "first, or align its frames as a stack"
+        )
+    if spatial == 3 and (layer.ndim < 3 or getattr(layer, "rgb", False)):
+        raise ValueError(
+            f"{role} layer {layer.name!r} is not a volume ({layer.ndim} dimensions"
+            f"{', RGB' if getattr(layer, 'rgb', False) else ''}); a volume alignment needs "
+            "3D (z, y, x) layers"
         )
 
 
-def image_for_alignment(layer: Layer, name: str) -> np.ndarray:
-    """The 2D image of an Image layer, as an array for :func:`align`.
+def image_for_alignment(layer: Layer, name: str, ndim: int = 2) -> np.ndarray:
+    """The image (or volume) of an Image layer, as an array for :func:`align`.
 
     Parameters
     ----------
     layer : napari.layers.Image
-        A 2D layer: grayscale ``(rows, cols)`` or RGB(A) ``(rows, cols, 3|4)``
-        when ``layer.rgb``. Multiscale layers give their highest resolution
+        With ``ndim=2``, a 2D layer: grayscale ``(rows, cols)`` or RGB(A)
+        ``(rows, cols, 3|4)`` when ``layer.rgb``; with ``ndim=3``, a grayscale
+        ``(z, y, x)`` volume. Multiscale layers give their highest resolution
         (``layer.data[0]``); dask/zarr data is loaded with ``np.asarray``.
     name : str
         The layer's role in error messages, e.g. ``"reference"`` or ``"moving"``.
+    ndim : {2, 3}
+        Spatial axes of the alignment.
 
     Raises
     ------
     TypeError
         If ``layer`` is not an Image layer.
     ValueError
-        If the layer has more than two spatial dimensions (a stack).
+        If the layer has another number of spatial dimensions (a stack, or a 2D
+        layer for a volume alignment).
     """
-    image_cls = _layer_classes()[0]
+    image_cls = layer_classes()[0]
     if not isinstance(layer, image_cls):
         raise TypeError(
             f"{name} layer {layer.name!r} is a {type(layer).__name__} layer; choose an Image layer"
         )
-    _require_2d(layer, name)
-    return np.asarray(_level0(layer))
+    require_spatial(layer, name, ndim)
+    return np.asarray(level0(layer))
 
 
-def _check_grid(alignment: Alignment, reference_layer: Layer, moving_layer: Layer) -> None:
+def layer_spacing(layer: Layer) -> tuple[float, float, float]:
+    """A volume layer's voxel size ``(dz, dy, dx)``: the last three entries of its ``scale``."""
+    return tuple(abs(float(s)) for s in layer.scale[-3:])
+
+
+def check_grid(alignment: Alignment, reference_layer: Layer, moving_layer: Layer) -> None:
     for role, layer, expected in (
         ("reference", reference_layer, alignment.reference_shape),
         ("moving", moving_layer, alignment.moving_shape),
     ):
-        _require_2d(layer, role)
-        if hasattr(layer, "multiscale") and _spatial_shape(layer)[:2] != tuple(expected):
+        require_spatial(layer, role, alignment.ndim)
+        grid = spatial_shape(layer)[: alignment.ndim]
+        if hasattr(layer, "multiscale") and grid != tuple(expected):
             raise ValueError(
                 f"the alignment was estimated for a {role} image of shape {tuple(expected)}, but "
-                f"layer {layer.name!r} has shape {_spatial_shape(layer)}; were the layers swapped?"
+                f"layer {layer.name!r} has shape {spatial_shape(layer)}; were the layers swapped?"
             )
 
 
 # -- output layer metadata -----------------------------------------------------------------------
-def _grid_kwargs(reference_layer: Layer, source_layer: Layer | None = None) -> dict[str, Any]:
+def grid_kwargs(reference_layer: Layer, source_layer: Layer | None = None) -> dict[str, Any]:
     """The reference layer's transforms (leading axes from ``source_layer`` when it has more)."""
     ref_affine = np.asarray(reference_layer.affine.affine_matrix, float)
     kwargs = {
@@ -212,13 +250,14 @@ def _grid_kwargs(reference_layer: Layer, source_layer: Layer | None = None) -> d
         "affine": ref_affine.copy(),
         "units": tuple(str(u) for u in reference_layer.units),
     }
-    ndim = 2 if source_layer is None else source_layer.ndim
-    if ndim == 2:
+    spatial = reference_layer.ndim
+    ndim = spatial if source_layer is None else source_layer.ndim
+    if ndim == spatial:
         return kwargs
-    lead = ndim - 2
+    lead = ndim - spatial
     rotate, shear, affine = np.eye(ndim), np.eye(ndim), np.eye(ndim + 1)
     rotate[lead:, lead:] = kwargs["rotate"]
-    shear[lead, lead + 1] = kwargs["shear"][0]
+    shear[lead:, lead:] = _shear_matrix(kwargs["shear"], spatial)
     src_affine = np.asarray(source_layer.affine.affine_matrix, float)
     affine[:lead, :lead] = src_affine[:lead, :lead]
     affine[:lead, -1] = src_affine[:lead, -1]
@@ -233,6 +272,26 @@ def _grid_kwargs(reference_layer: Layer, source_layer: Layer | None = None) -> d
     }
 
 
+def _shear_matrix(shear, n: int) -> np.ndarray:
+    """napari's shear (upper-triangle values, or the matrix itself) as an n×n matrix."""
+    shear = np.asarray(shear, float)
+    if shear.ndim == 2:
+        return shear
+    out = np.eye(n)
+    out[np.triu_indices(n, 1)] = shear
+    return out
+
+
+def shifted_translate(layer: Layer, origin) -> tuple[float, ...]:
+    """``layer.translate`` for data whose index 0 sits at data position ``origin`` of
+    ``layer`` (over its last axes): a grown canvas keeps every other transform."""
+    n = layer.ndim
+    offset = np.zeros(n)
+    offset[n - len(origin) :] = origin
+    linear = _physical_matrix(layer)[:n, :n]  # rotate · shear · scale
+    return tuple(float(t) for t in np.asarray(layer.translate, float) + linear @ offset)
+
+
 def _colormap_name(layer: Layer):
     from napari.utils.colormaps import AVAILABLE_COLORMAPS
 
@@ -240,7 +299,7 @@ def _colormap_name(layer: Layer):
     return name if name in AVAILABLE_COLORMAPS else layer.colormap
 
 
-def _image_look(layer: Layer) -> dict[str, Any]:
+def image_look(layer: Layer) -> dict[str, Any]:
     return {
         "colormap": _colormap_name(layer),
         "contrast_limits": tuple(float(c) for c in layer.contrast_limits),
@@ -260,7 +319,7 @@ def aligned_layer_kwargs(reference_layer: Layer, moving_layer: Layer) -> dict[st
     coordinates) and the moving layer's ``colormap`` (its name when registered),
     ``contrast_limits``, ``gamma``, ``blending``, ``opacity`` and ``rgb``.
     """
-    return {**_grid_kwargs(reference_layer), **_image_look(moving_layer)}
+    return {**grid_kwargs(reference_layer), **image_look(moving_layer)}
 
 
 def _json_safe(obj):
@@ -284,175 +343,11 @@ def alignment_metadata(alignment: Alignment, **parameters) -> dict[str, Any]:
     return meta
 
 
-# -- carrying layers -----------------------------------------------------------------------------
-def _pixel_matrix(layer: Layer, alignment: Alignment, moving_layer: Layer) -> np.ndarray:
-    """Reference pixel (x, y, 1) → ``layer`` pixel (x, y, 1), through world space."""
-    own, moving = data_to_world_matrix(layer), data_to_world_matrix(moving_layer)
-    if np.array_equal(own, moving):
-        return alignment.matrix
-    return _SWAP_XY @ np.linalg.inv(own) @ moving @ _SWAP_XY @ alignment.matrix
-
-
-def _is_projective(alignment: Alignment) -> bool:
+def is_projective(alignment: Alignment) -> bool:
     return alignment.motion == "homography" and not np.allclose(alignment.matrix[2, :2], 0.0)
 
 
-def _area_scale(mapper, coords: np.ndarray) -> np.ndarray:
-    """sqrt|det J| of ``mapper`` at each coordinate (exact for affine maps)."""
-    base = mapper(coords)
-    steps = []
-    for axis in (-2, -1):
-        shifted = coords.copy()
-        shifted[:, axis] += 1.0
-        steps.append(mapper(shifted)[:, -2:] - base[:, -2:])
-    det = steps[0][:, 0] * steps[1][:, 1] - steps[0][:, 1] * steps[1][:, 0]
-    return np.sqrt(np.abs(det))
-
-
-def _ellipse_outline(corners: np.ndarray) -> np.ndarray:
-    """Polygon vertices of the ellipse napari inscribes in four bounding corners."""
-    center = corners.mean(axis=0)
-    half1, half2 = (corners[1] - corners[0]) / 2, (corners[2] - corners[1]) / 2
-    theta = np.linspace(0.0, 2 * np.pi, _ELLIPSE_VERTICES, endpoint=False)[:, None]
-    return center + np.cos(theta) * half1 + np.sin(theta) * half2
-
-
-def carry_layer(
-    layer: Layer,
-    alignment: Alignment,
-    reference_layer: Layer,
-    moving_layer: Layer,
-    *,
-    interpolation: str = "linear",
-) -> tuple[Any, dict[str, Any], str]:
-    """Carry a layer that overlays the moving image onto the reference grid.
-
-    Parameters
-    ----------
-    layer : napari.layers.Layer
-        Image, Labels, Points, Shapes, Vectors or Tracks layer placed over the
-        moving image in world space (its own transforms are honoured).
-    alignment : Alignment
-        Estimated on ``reference_layer`` and ``moving_layer``'s images.
-    reference_layer, moving_layer : napari.layers.Image
-        2D layers.
-    interpolation : {"linear", "nearest", "cubic"}
-        For Image layers; Labels always use ``"nearest"``.
-
-    Returns
-    -------
-    tuple
-        A ``LayerDataTuple`` ``(data, meta, layer_type)`` named
-        ``"<name> (aligned)"``, with the reference layer's transforms in ``meta``.
-        Images and labels are resampled onto the reference pixel grid (same
-        dtype); point-like data are mapped into reference data coordinates.
-        Point sizes are scaled by the local area change so they cover the same
-        part of the image. Under a homography, rectangles become 4-vertex
-        polygons and ellipses 64-vertex polygons (a projective map keeps neither
-        shape); lines, paths and polygons stay exact.
-
-    Raises
-    ------
-    TypeError
-        For other layer types.
-    ValueError
-        For Image/Labels stacks, or layers that do not match the alignment's shapes.
-    """
-    image_cls, labels_cls, points_cls, shapes_cls, tracks_cls, vectors_cls = _layer_classes()
-    _check_grid(alignment, reference_layer, moving_layer)
-    meta: dict[str, Any] = {
-        "name": f"{layer.name} (aligned)",
-        **_grid_kwargs(reference_layer, layer),
-        "opacity": float(layer.opacity),
-        "blending": str(layer.blending),
-    }
-
-    def carry(coords):
-        return carry_coordinates(coords, alignment, layer, reference_layer, moving_layer)
-
-    if isinstance(layer, (image_cls, labels_cls)):
-        _require_2d(layer, "carried")
-        labels = isinstance(layer, labels_cls)
-        data = warp(
-            np.asarray(_level0(layer)),
-            _pixel_matrix(layer, alignment, moving_layer),
-            _spatial_shape(reference_layer)[:2],
-            interpolation="nearest" if labels else interpolation,
-        )
-        if labels:
-            meta["features"] = layer.features.copy()
-            meta["colormap"] = copy.deepcopy(layer.colormap)
-            return data, meta, "labels"
-        return data, {**meta, **_image_look(layer)}, "image"
-    if isinstance(layer, points_cls):
-        coords = np.asarray(layer.data, float)
-        size = np.array(layer.size, float)
-        if len(coords):
-            size = size * _area_scale(carry, coords)
-        meta.update(
-            ndim=layer.ndim,
-            features=layer.features.copy(),
-            face_color=np.array(layer.face_color),
-            border_color=np.array(layer.border_color),
-            border_width=np.array(layer.border_width),
-            border_width_is_relative=bool(layer.border_width_is_relative),
-            size=size,
-            symbol=[str(s.value) for s in layer.symbol],
-        )
-        return carry(coords), meta, "points"
-    if isinstance(layer, shapes_cls):
-        projective = _is_projective(alignment)
-        shapes, kinds = [], []
-        for verts, kind in zip(layer.data, layer.shape_type, strict=True):
-            verts = np.asarray(verts, float)
-            if projective and kind == "ellipse":
-                verts, kind = _ellipse_outline(verts), "polygon"
-            elif projective and kind == "rectangle":
-                kind = "polygon"
-            shapes.append(carry(verts))
-            kinds.append(kind)
-        meta.update(
-            ndim=layer.ndim,
-            shape_type=kinds,
-            features=layer.features.copy(),
-            edge_width=list(layer.edge_width),
-            edge_color=np.array(layer.edge_color),
-            face_color=np.array(layer.face_color),
-            z_index=list(layer.z_index),
-        )
-        return shapes, meta, "shapes"
-    if isinstance(layer, vectors_cls):
-        data = np.asarray(layer.data, float)
-        positions = carry(data[:, 0]) if len(data) else data[:, 0]
-        tips = carry(data[:, 0] + data[:, 1]) if len(data) else data[:, 1]
-        meta.update(
-            ndim=layer.ndim,
-            features=layer.features.copy(),
-            edge_color=np.array(layer.edge_color),
-            edge_width=float(layer.edge_width),
-            length=float(layer.length),
-            vector_style=str(layer.vector_style),
-        )
-        return np.stack([positions, tips - positions], axis=1), meta, "vectors"
-    if isinstance(layer, tracks_cls):
-        data = np.asarray(layer.data, float)
-        features = layer.features.drop(columns="track_id", errors="ignore")
-        meta.update(
-            features=features.copy(),
-            graph={k: list(v) for k, v in layer.graph.items()},
-            tail_width=layer.tail_width,
-            tail_length=layer.tail_length,
-            head_length=layer.head_length,
-            color_by=layer.color_by,
-            colormap=layer.colormap,
-        )
-        return np.column_stack([data[:, :1], carry(data[:, 1:])]), meta, "tracks"
-    raise TypeError(
-        f"layer {layer.name!r} is a {type(layer).__name__} layer; only Image, Labels, Points, "
-        "Shapes, Vectors and Tracks layers can be carried onto the reference"
-    )
-
-
+# -- moving a layer -------------------------------------------------------------------------------
 def move_layer_onto_reference(
     moving_layer: Layer, reference_layer: Layer, alignment: Alignment
 ) -> None:
@@ -468,9 +363,9 @@ def move_layer_onto_reference(
     ValueError
         For a homography, or stack layers.
     """
-    _check_grid(alignment, reference_layer, moving_layer)
-    if _is_projective(alignment):
+    check_grid(alignment, reference_layer, moving_layer)
+    if is_projective(alignment):
         raise ValueError("Move layer only cannot express a homography; use Aligned image instead")
-    reference = data_to_world_matrix(reference_layer)
+    reference = data_to_world_matrix(reference_layer, alignment.ndim)
     physical_inv = np.linalg.inv(_physical_matrix(moving_layer))
     moving_layer.affine = reference @ alignment.napari_affine() @ physical_inv

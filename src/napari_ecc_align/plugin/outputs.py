@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.alignment import Alignment
-from .layers import carry_layer
+from .carry import carry_layer
 
 
 def put_image(viewer, name: str, data, kwargs: dict) -> None:
@@ -63,7 +63,8 @@ def carrier(layer, reference, moving, interpolation):
 
 
 def rasterise_mask(layer, shape) -> np.ndarray:
-    """A Labels or Shapes layer as a boolean mask on the reference grid."""
+    """A Labels or Shapes layer as a boolean mask on the reference grid (Labels only
+    for a volume: Shapes are drawn in a plane)."""
     if kind(layer) == "Labels":
         data = np.asarray(layer.data)
         if data.shape != tuple(shape):
@@ -72,6 +73,11 @@ def rasterise_mask(layer, shape) -> np.ndarray:
                 "draw the mask on the reference grid"
             )
         return data != 0
+    if len(shape) == 3:
+        raise ValueError(
+            f"mask layer '{layer.name}' is a Shapes layer; a volume takes a 3D Labels mask "
+            "on the reference grid"
+        )
     if len(layer.data) == 0:
         raise ValueError(f"mask layer '{layer.name}' has no shapes")
     return np.asarray(layer.to_masks(mask_shape=tuple(shape))).any(axis=0)

@@ -1,8 +1,9 @@
 """A small per-frame drift plot for the dock widget (matplotlib's Qt backend).
 
-Shows dx and dy (pixels) and the correlation of every frame of a stack
-alignment; failed frames are marked in red. Clicking the plot reports the frame
-under the cursor, which the widget uses to move napari's slider there.
+Shows dx and dy (pixels; and dz, voxels, for 3D time-lapses) and the correlation
+of every frame of a stack alignment; failed frames are marked in red. Clicking the
+plot reports the frame under the cursor, which the widget uses to move napari's
+slider there.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ class DriftPlot:
         self._style()
         frames = np.array([r["frame"] for r in rows], int)
         ok = np.array([bool(r["ok"]) for r in rows])
-        dx = np.array([r["dx"] if r["ok"] else np.nan for r in rows], float)
-        dy = np.array([r["dy"] if r["ok"] else np.nan for r in rows], float)
         corr = np.array([r["correlation"] if r["ok"] else np.nan for r in rows], float)
         self.frames = frames
-        self.axes.plot(frames, dx, lw=1, label="dx")
-        self.axes.plot(frames, dy, lw=1, label="dy")
+        axes = ("dx", "dy", "dz") if rows and "dz" in rows[0] else ("dx", "dy")
+        for name in axes:
+            drift = np.array([r[name] if r["ok"] else np.nan for r in rows], float)
+            self.axes.plot(frames, drift, lw=1, label=name)
+        if len(axes) == 3:
+            self.axes.set_ylabel("drift (voxels)", fontsize=8)
         self.corr_axes.plot(frames, corr, lw=1, color="0.5", ls=":", label="correlation")
         if (~ok).any():
             bad = frames[~ok]

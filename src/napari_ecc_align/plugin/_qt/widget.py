@@ -24,14 +24,14 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     Label,
-    LineEdit,
     PushButton,
     Select,
+    SpinBox,
     TextEdit,
 )
 from qtpy.QtCore import QEvent, QObject
 
-from ...engine.alignment import MOTIONS, Alignment
+from ...engine.alignment import MOTIONS, VOLUME_MOTIONS, Alignment
 from ...engine.difference import NORMALIZED_FULL_SCALE
 from ...engine.estimate import Progress, auto_levels
 from ..jobs import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
@@ -39,11 +39,15 @@ from ..layers import (
     aligned_layer_kwargs,
     alignment_metadata,
     image_for_alignment,
+    layer_spacing,
     move_layer_onto_reference,
+    shifted_translate,
 )
+from ..modes import Mode, align_as_choices, ask_text, mode_for, spatial_ndim
 from ..outputs import carrier, kind, put_image, put_layer, rasterise_mask
 from .dialogs import file_dialog
-from .stack_controls import StackControls, is_stack
+from .number_fields import ScientificFloat
+from .stack_controls import StackControls
 
 if TYPE_CHECKING:
     import napari
@@ -71,10 +75,27 @@ class AlignWidget(Container):
         # -- inputs
         self.reference = ComboBox(label="Reference", choices=self._image_layers)
         self.moving = ComboBox(label="Moving", choices=self._image_layers)
+        self.align_as = ComboBox(
+            label="Align as",
+            choices=self._align_as_choices,
+            nullable=True,
+            value=None,
+            visible=False,
+            tooltip="volume: align the moving volume onto the reference volume; planes of a "
+            "stack: align its 2D planes to each other; 3D time-lapse: align its volumes "
+            "(frames) to each other",
+        )
         self.message = Label(value="")
-        self.motion = ComboBox(label="Motion", choices=list(MOTIONS), value="affine")
-        self.max_iterations = LineEdit(label="Max iterations", value="100")
-        self.eps = LineEdit(label="Eps", value="1e-06")
+        self.motion = ComboBox(label="Motion", choices=self._motions, value="affine")
+        self.max_iterations = SpinBox(
+            label="Max iterations", value=100, min=1, max=100_000, step=10,
+            tooltip="ECC iterations per pyramid level at most",
+        )  # fmt: skip
+        self.eps = ScientificFloat(
+            1e-6, label="Eps", min=1e-12, max=0.1,
+            tooltip="stop a level when the update is smaller than this (1e-6: OpenCV's "
+            "usual choice; the arrows step by factors of ten)",
+        )  # fmt: skip
         self.show_advanced = CheckBox(text="Advanced", value=False)
         self.pyramid_levels = ComboBox(
             label="Pyramid levels", choices=["auto"] + [str(n) for n in range(1, 11)]
@@ -125,6 +146,7 @@ class AlignWidget(Container):
             [
                 self.reference,
                 self.moving,
+                self.align_as,
                 self.message,
                 self.motion,
                 self.max_iterations,
@@ -150,9 +172,10 @@ class AlignWidget(Container):
         self.motion.changed.connect(self._on_motion)
         self._motion_touched = False
         self.motion.native.activated.connect(lambda *_: setattr(self, "_motion_touched", True))
-        self.reference.changed.connect(self._validate)
-        self.moving.changed.connect(self._validate)
+        self.reference.changed.connect(self._on_moving)
         self.moving.changed.connect(self._on_moving)
+        self.align_as.changed.connect(self._on_align_as)
+        self._align_as_for = None  # (layer ids, shape) the "Align as" choices were made for
         self.drift_plot = None  # created on the first stack result (imports matplotlib)
         self.align_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -214,12 +237,26 @@ class AlignWidget(Container):
 
     def _validate(self, _value=None) -> bool:
         """Inline hint when there is nothing to align; returns whether Align may run."""
-        if self.stack_mode:
+        mode = self.mode
+        if mode is None:
+            text = ask_text(self.moving.value)
+        elif mode.is_stack:
             text = ""  # a stack is aligned to its own frames
         elif len(self._image_layers()) < 2:
-            text = "Open two image layers: a reference and a moving image."
+            what = "volume" if mode is Mode.VOLUMES else "image"
+            text = f"Open two image layers: a reference and a moving {what}."
         elif self.reference.value is self.moving.value:
             text = "Reference and Moving are the same layer: pick two different ones."
+        elif mode is Mode.VOLUMES and spatial_ndim(self.reference.value) != 3:
+            text = (
+                f"Reference '{self.reference.value.name}' is not a volume: pick a 3D "
+                "reference layer, or align the moving layer as planes of a stack."
+            )
+        elif mode is Mode.IMAGES and spatial_ndim(self.reference.value) > 2:
+            text = (
+                f"Reference '{self.reference.value.name}' is 3D and Moving is 2D: pick a "
+                "2D reference, or a 3D moving layer to align as a volume."
+            )
         else:
             text = ""
         self.message.value = text
@@ -228,18 +265,60 @@ class AlignWidget(Container):
         return not text
 
     @property
+    def mode(self) -> Mode | None:
+        """What Align does with the chosen layers (None: "Align as" still to choose)."""
+        return mode_for(self.moving.value, self.align_as.value)
+
+    @property
     def stack_mode(self) -> bool:
         """The moving layer is a stack: align its frames to each other."""
-        return is_stack(self.moving.value)
+        mode = self.mode
+        return mode is not None and mode.is_stack
 
-    def _on_moving(self, layer=None) -> None:
-        self.stack.follow(self.moving.value)
-        stack = self.stack_mode
+    def _on_moving(self, _layer=None) -> None:
+        self._fit_align_as()
+        self._on_align_as()
+
+    def _align_as_choices(self, _widget=None) -> list[str]:
+        # a callable, so napari's reset_choices on every layer event recomputes it
+        return align_as_choices(self.reference.value, self.moving.value)[0]
+
+    def _fit_align_as(self) -> None:
+        """The "Align as" choices for the layer pair; a choice the user made for the same
+        moving layer survives a change of reference when it is still offered."""
+        reference, moving = self.reference.value, self.moving.value
+        choices, default = align_as_choices(reference, moving)
+        key = (id(moving), tuple(moving.data.shape) if moving is not None else ())
+        kept = self.align_as.value if key == self._align_as_for else None
+        self._align_as_for = key
+        with self.align_as.changed.blocked():
+            self.align_as.reset_choices()
+            self.align_as.value = kept if kept in choices else default
+        self.align_as.visible = bool(choices)
+
+    def _on_align_as(self, _value=None) -> None:
+        mode = self.mode
+        stack = mode is not None and mode.is_stack
+        self.stack.follow(self.moving.value, show=stack, frame_ndim=mode.ndim if mode else 2)
         self.reference.enabled = not stack
         for widget in (self.out_difference, self.difference_mode, self.move_only, self.also):
             widget.visible = not stack
+        self._fit_motions()
         if stack and self.motion.value == "affine" and not self._motion_touched:
             self.motion.value = "euclidean"  # drift is rigid; affine fits noise on stacks
+        self._validate()
+
+    def _motions(self, _widget=None) -> list[str]:
+        """Volumes have no homography (no 3D perspective in ECC). A callable, so the
+        reset_choices napari runs on every layer event keeps it."""
+        mode = self.mode if hasattr(self, "align_as") else None
+        return list(VOLUME_MOTIONS if mode is not None and mode.ndim == 3 else MOTIONS)
+
+    def _fit_motions(self) -> None:
+        current = self.motion.value
+        self.motion.reset_choices()
+        if current in self.motion.choices:
+            self.motion.value = current
 
     def _on_motion(self, motion):
         homography = motion == "homography"
@@ -259,31 +338,35 @@ class AlignWidget(Container):
         return self._worker is not None or bool(self._pending)
 
     def parameters(self) -> dict:
-        """``align`` keyword arguments from the controls (raises ValueError on bad text)."""
-        try:
-            max_iterations = int(self.max_iterations.value)
-        except ValueError:
-            raise ValueError(
-                f"max iterations must be a whole number, got {self.max_iterations.value!r}"
-            ) from None
-        try:
-            eps = float(self.eps.value)
-        except ValueError:
-            raise ValueError(f"eps must be a number such as 1e-6, got {self.eps.value!r}") from None
+        """``align`` keyword arguments from the controls (raises ValueError for a choice
+        that does not fit the layers)."""
         levels = self.pyramid_levels.value
         init = self.init.value
+        ndim = self.mode.ndim if self.mode is not None else 2
         if init == "last result":
             if self.last_alignment is None:
                 raise ValueError("there is no last result yet: align once, or choose auto")
+            if self.last_alignment.ndim != ndim:
+                raise ValueError(
+                    f"the last result is a {self.last_alignment.ndim}D alignment and these "
+                    f"layers align in {ndim}D: choose auto"
+                )
             init = self.last_alignment.matrix
-        return {
+        if ndim == 3 and init in ("fourier-mellin", "features"):
+            raise ValueError(
+                f"initialisation {init!r} is for 2D images; volumes take auto, phase or identity"
+            )
+        params = {
             "motion": self.motion.value,
-            "max_iterations": max_iterations,
-            "eps": eps,
+            "max_iterations": int(self.max_iterations.value),
+            "eps": float(self.eps.value),
             "gauss_filter_size": int(self.gauss_filter_size.value),
             "pyramid_levels": None if levels == "auto" else int(levels),
             "init": init,
         }
+        if ndim == 3:
+            params["ndim"] = 3
+        return params
 
     def run(self, alignment: Alignment | None = None) -> None:
         """Start an alignment (or apply ``alignment``) in a worker thread."""
@@ -311,8 +394,10 @@ class AlignWidget(Container):
             self._expected_frames = frames
             total = frames + int(job.want_aligned)
         else:
+            ndim = job.alignment.ndim if job.alignment else job.align_kwargs.get("ndim", 2)
+            plane = slice(ndim - 2, ndim)  # rows and columns (of a volume's planes)
             levels = job.align_kwargs.get("pyramid_levels") or auto_levels(
-                job.reference.shape[:2], job.moving.shape[:2]
+                job.reference.shape[plane], job.moving.shape[plane]
             )
             self._expected_levels = levels
             total = steps_expected(job, levels)
@@ -336,20 +421,27 @@ class AlignWidget(Container):
         params = self.parameters()
         if params["init"] is not None and not isinstance(params["init"], str):
             raise ValueError("stacks start each frame from auto or identity, not a last result")
+        kwargs = {**params, **self.stack.kwargs()}
+        if self.mode is Mode.VOLUME_FRAMES:
+            kwargs["spacing"] = layer_spacing(self.moving.value)
         return StackJob(
             stack=self.moving.value.data,
-            stack_kwargs={**params, **self.stack.kwargs()},
+            stack_kwargs=kwargs,
             interpolation=self.interpolation.value,
             want_aligned=self.out_aligned.value,
+            canvas=self.stack.canvas,
         )
 
     def _make_job(self, alignment: Alignment | None) -> Job:
         reference, moving = self.reference.value, self.moving.value
-        ref_data = image_for_alignment(reference, "Reference")
-        mov_data = image_for_alignment(moving, "Moving")
+        ndim = alignment.ndim if alignment is not None else self.mode.ndim
+        ref_data = image_for_alignment(reference, "Reference", ndim)
+        mov_data = image_for_alignment(moving, "Moving", ndim)
         align_kwargs = {} if alignment is not None else self.parameters()
+        if ndim == 3 and alignment is None:
+            align_kwargs["spacing"] = layer_spacing(reference)
         if alignment is None and self.mask.value is not None:
-            align_kwargs["reference_mask"] = rasterise_mask(self.mask.value, ref_data.shape[:2])
+            align_kwargs["reference_mask"] = rasterise_mask(self.mask.value, ref_data.shape[:ndim])
         interpolation = self.interpolation.value
         carriers = [carrier(layer, reference, moving, interpolation) for layer in self.also.value]
         return Job(
@@ -411,6 +503,8 @@ class AlignWidget(Container):
                 rgb=moving.rgb,
                 metadata=meta,
             )
+            if any(result.origin):  # a grown canvas starts above and left of the frames
+                kwargs["translate"] = shifted_translate(moving, result.origin)
             name = f"{moving.name} (aligned)"
             steps.append(lambda: put_image(self._viewer, name, result.aligned, kwargs))
         steps.append(lambda: self._show_stack_result(stack_alignment))
@@ -538,12 +632,18 @@ class AlignWidget(Container):
 
     # ------------------------------------------------------------------ results
     def _show_result(self, alignment: Alignment) -> None:
+        volume = alignment.ndim == 3
+        spacing = alignment.parameters.get("spacing") if volume else None
+        voxel = f"\nvoxel size (dz, dy, dx): {', '.join(f'{s:g}' for s in spacing or ())}"
         self.result.value = (
             f"correlation {alignment.correlation_before:.3f} → {alignment.correlation:.3f}\n"
-            f"{alignment.motion}, init: {alignment.init_method}, levels: {alignment.levels}, "
-            f"{alignment.elapsed:.2f} s"
+            f"{'volume, ' if volume else ''}{alignment.motion}, init: {alignment.init_method}, "
+            f"levels: {alignment.levels}, {alignment.elapsed:.2f} s" + (voxel if spacing else "")
         )
-        self.matrix_view.value = np.array2string(alignment.matrix, precision=5, suppress_small=True)
+        point = "voxel (x, y, z, 1)" if volume else "pixel (x, y, 1)"
+        self.matrix_view.value = f"reference {point} → moving:\n" + np.array2string(
+            alignment.matrix, precision=5, suppress_small=True
+        )
         self.matrix_view.visible = True
         self.save_button.enabled = True
 

@@ -345,3 +345,16 @@ def test_difference_of_volumes():
         difference(ref, ali, mask=mask[0])
     with pytest.raises(ValueError, match=r"\(z, y, x\)"):
         difference(ref, ali[:-1], alignment=a)
+
+
+def test_default_difference_mode_compares_volumes_of_different_shapes():
+    from napari_ecc_align.engine.difference import default_difference_mode
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 1000, (20, 30, 40)).astype(np.uint16)
+    b = rng.integers(0, 1000, (22, 32, 44)).astype(np.uint16)
+    assert default_difference_mode(a, b) == "absolute"  # a (z, y, x) volume, by its shape
+    assert default_difference_mode(a, b, ndim=3) == "absolute"
+    assert default_difference_mode(a, (b * 3).astype(np.uint16), ndim=3) == "normalized"
+    rgb = rng.integers(0, 255, (30, 40, 3)).astype(np.uint8)  # RGB images still count channels
+    assert default_difference_mode(rgb, rgb[..., 0]) == "normalized"

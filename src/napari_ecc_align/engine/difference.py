@@ -158,16 +158,19 @@ def _normalized_difference(ref, ali, valid):
     return out
 
 
-def default_difference_mode(reference: np.ndarray, moving: np.ndarray) -> str:
+def default_difference_mode(reference: np.ndarray, moving: np.ndarray, ndim=None) -> str:
     """``"absolute"`` if the images are directly comparable, else ``"normalized"``.
 
     Comparable means the same dtype, the same channels and robust value ranges
-    (1st and 99th percentiles) that agree within 10 % of the larger span.
+    (1st and 99th percentiles) that agree within 10 % of the larger span. ``ndim``
+    (2 or 3) says how many leading axes are spatial; by default a 3D array whose
+    last axis is not 1, 3 or 4 long is a volume. Volumes of different shapes compare.
     """
-    if reference.dtype != moving.dtype or reference.shape[2:] != moving.shape[2:]:
+    spatial = ndim or (3 if _is_volume(reference) else 2)
+    if reference.dtype != moving.dtype or reference.shape[spatial:] != moving.shape[spatial:]:
         return "normalized"
-    lo_a, hi_a = _robust_range(reference)
-    lo_b, hi_b = _robust_range(moving)
+    lo_a, hi_a = _robust_range(reference, spatial == 3)
+    lo_b, hi_b = _robust_range(moving, spatial == 3)
     span = max(hi_a - lo_a, hi_b - lo_b)
     if span <= 0:
         return "absolute"
@@ -176,8 +179,12 @@ def default_difference_mode(reference: np.ndarray, moving: np.ndarray) -> str:
     return "absolute" if close else "normalized"
 
 
-def _robust_range(image: np.ndarray) -> tuple[float, float]:
-    if image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):  # a volume
+def _is_volume(image: np.ndarray) -> bool:
+    return image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4))
+
+
+def _robust_range(image: np.ndarray, volume: bool) -> tuple[float, float]:
+    if volume:
         step = max(1, int(np.cbrt(np.prod(image.shape[:3]) / 250_000)))  # ~250k samples
         sample = image[::step, ::step, ::step].astype(np.float64).ravel()
     else:

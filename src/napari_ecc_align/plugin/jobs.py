@@ -64,7 +64,7 @@ def run_job(job: Job) -> Generator[Progress | str, None, JobResult]:
     if job.want_difference:
         yield "difference"
         if mode == "auto":
-            mode = default_difference_mode(job.reference, job.moving)
+            mode = default_difference_mode(job.reference, job.moving, alignment.ndim)
         diff = difference(job.reference, aligned, mode=mode, alignment=alignment)
     carried = []
     for carry in job.carriers:

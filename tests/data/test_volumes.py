@@ -28,7 +28,7 @@ def _physical(matrix, spacing):
 
 def test_volume_pair_is_two_uint16_channels_with_anisotropic_spacing(pair):
     reference, moving, spacing, matrix = pair
-    assert reference.shape == moving.shape == (48, 128, 128)
+    assert reference.shape == moving.shape == (32, 128, 128)
     assert reference.dtype == moving.dtype == np.uint16
     assert spacing == SPACING and all(isinstance(v, float) for v in spacing)
     assert matrix.shape == (4, 4)
@@ -43,7 +43,7 @@ def test_the_true_matrix_is_rigid_in_micrometres_with_the_documented_shift(pair)
     linear = _physical(matrix, spacing)[:3, :3]
     np.testing.assert_allclose(linear @ linear.T, np.eye(3), atol=1e-12)
     assert np.linalg.det(linear) == pytest.approx(1.0)
-    centre = np.array([127 / 2, 127 / 2, 47 / 2, 1.0])
+    centre = np.array([127 / 2, 127 / 2, 31 / 2, 1.0])
     np.testing.assert_allclose((matrix @ centre)[:3] - centre[:3], [3.0, -2.5, 1.5])
     # In voxels it is not rigid: z voxels are 4x longer than x and y voxels.
     assert not np.allclose(matrix[:3, :3] @ matrix[:3, :3].T, np.eye(3), atol=1e-3)
@@ -77,7 +77,7 @@ def test_a_seed_gives_the_same_volumes_and_another_seed_other_ones():
 
 def test_tissue_has_structure_along_z_and_across_cells():
     volume = tissue_volume()
-    assert volume.shape == (48, 128, 128) and volume.dtype == np.float32
+    assert volume.shape == (32, 128, 128) and volume.dtype == np.float32
     assert 0 <= volume.min() and 0.2 < volume.mean() < 0.6 and volume.max() < 2
 
     def similarity(a, b):

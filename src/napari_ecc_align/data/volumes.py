@@ -26,6 +26,7 @@ Shape3 = tuple[int, int, int]
 Spacing = tuple[float, float, float]
 
 CELL_SIZE = 11.0  # µm between neighbouring cell centres, like an epithelium's cells
+MEMBRANE, CYTOPLASM = 0.35, 0.25
 
 
 class VolumePair(NamedTuple):
@@ -179,10 +180,10 @@ def _cells(grid: Shape3, spacing: np.ndarray, rng: np.random.Generator) -> np.nd
     np.exp(out, out=out)
     out += 1
     np.divide(brightness[labels], out, out=out)  # brightness / (1 + exp((d - r) / edge))
-    out += np.float32(0.25) * cytoplasm[labels]
+    out += np.float32(CYTOPLASM) * cytoplasm[labels]
     del distance
     for axis in range(3):  # membranes: both voxels either side of a change of cell
-        change = np.diff(labels, axis=axis) != 0
+        change = (np.diff(labels, axis=axis) != 0) * np.float32(MEMBRANE)
         before = [slice(None)] * 3
         after = [slice(None)] * 3
         before[axis], after[axis] = slice(None, -1), slice(1, None)
@@ -204,7 +205,7 @@ def _photograph(
 
 
 def tissue_volume(
-    shape: Shape3 = (48, 128, 128), seed: int = 0, *, spacing: Spacing = (2.0, 0.5, 0.5)
+    shape: Shape3 = (32, 128, 128), seed: int = 0, *, spacing: Spacing = (2.0, 0.5, 0.5)
 ) -> np.ndarray:
     """A volume of tissue: cells ~11 µm apart, their nuclei, membranes and cytoplasm.
 
@@ -230,7 +231,7 @@ def tissue_volume(
 
 
 def volume_pair(
-    shape: Shape3 = (48, 128, 128),
+    shape: Shape3 = (32, 128, 128),
     seed: int = 0,
     *,
     spacing: Spacing = (2.0, 0.5, 0.5),
@@ -248,7 +249,7 @@ def volume_pair(
     Parameters
     ----------
     shape : tuple of int
-        ``(z, y, x)`` of both volumes.
+        ``(z, y, x)`` of both volumes; by default a 64 µm cube.
     seed : int
         Seed of the tissue and of the noise.
     spacing : (float, float, float)
@@ -270,7 +271,7 @@ def volume_pair(
     --------
     >>> from napari_ecc_align import align
     >>> from napari_ecc_align.data import volume_pair
-    >>> reference, moving, spacing, truth = volume_pair()  # 48 x 128 x 128, (2, 0.5, 0.5) µm
+    >>> reference, moving, spacing, truth = volume_pair()  # 32 x 128 x 128, (2, 0.5, 0.5) µm
     >>> found = align(reference, moving, ndim=3, spacing=spacing, motion="euclidean")
     >>> found.corner_error(truth) < 0.05
     True

@@ -49,6 +49,8 @@ def test_manifest_validates_with_npe2():
         "score_pair",
         "natural_pair",
         "drift_stack",
+        "volume_pair",
+        "drift_volume",
     }
     assert "napari/layers/register" in contributions.menus
     # The entry point napari follows finds this same manifest.

@@ -1,5 +1,8 @@
 """``napari-ecc-align demo``: open napari with a sample and the docked widget, or save a
 screenshot of it (``--screenshot``). The only command that imports napari, when it runs.
+
+``--stack`` opens the drifting time-lapse; ``--volume`` the two-channel volume pair in
+napari's 3D view (its screenshot is of the canvas: the rendered volumes).
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ PLUGIN_NAME = "napari-ecc-align"
 
 
 SCREENSHOT_SIZE = (1280, 800)  # width, height of the demo window in --screenshot mode
+VOLUME_SCREENSHOT_SIZE = (1500, 860)  # wider: a canvas about square between the side panels
+# The 3D view of --volume: the cube seen from a corner, showing the three faces where the
+# two channels overlap after alignment (the other three border the uncovered strips), and
+# zoomed out so that its corners stay on the canvas. Translucent rendering shows the cells
+# on those faces; maximum intensity would sum the whole tissue into a haze.
+VOLUME_CAMERA_ANGLES = (30.0, 35.0, -135.0)
+VOLUME_CAMERA_ZOOM = 0.5
 
 
 # -------------------------------------------------------------------------------------- demo
@@ -34,10 +44,12 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        layers = [_add_layer(viewer, layer) for layer in _sample_layers(args.stack)]
+        layers = [_add_layer(viewer, layer) for layer in _sample_layers(args.stack, args.volume)]
         widget = _dock_widget(viewer)
         widget.reference.value, widget.moving.value = layers[0], layers[-1]
         if not args.screenshot:
+            if args.volume:
+                _view_in_3d(viewer)
             napari.run()
             return 0
         return _screenshot(viewer, widget, args.screenshot)
@@ -47,7 +59,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _screenshot(viewer, widget, path: str, timeout: float = 120.0) -> int:
-    """Press Align, wait for the result, save a picture of the whole window."""
+    """Press Align, wait for the result, save a picture of the whole window (of the
+    canvas for volumes)."""
     from qtpy.QtWidgets import QApplication
 
     widget.run()
@@ -70,16 +83,45 @@ def _screenshot(viewer, widget, path: str, timeout: float = 120.0) -> int:
     # the difference layer stays in the layer list, hidden.
     moving.visible = False
     viewer.layers[f"{moving.name} (difference)"].visible = False
+    volume = widget.last_alignment.ndim == 3
+    _lay_out(viewer, ndisplay=3 if volume else 2)
+    # Volumes: the canvas alone, the rendering is the picture (the window's side panels
+    # would leave it a narrow strip).
+    _save(viewer.screenshot(canvas_only=volume, flash=False), path)
+    return 0
+
+
+def _lay_out(viewer, ndisplay: int = 2) -> None:
+    """Size the hidden window, lay it out and fit the data to the canvas."""
+    viewer.window.resize(*(VOLUME_SCREENSHOT_SIZE if ndisplay == 3 else SCREENSHOT_SIZE))
+    viewer.dims.ndisplay = ndisplay  # before the layout: 3D hides the z slider
     # A hidden window is laid out only when grabbed: grab once so the canvas learns its
     # real size, then fit the images to it and take the real screenshot.
-    viewer.window.resize(*SCREENSHOT_SIZE)
     viewer.screenshot(canvas_only=False, flash=False)
     viewer.reset_view()
-    shot = viewer.screenshot(canvas_only=False, flash=False)
+    if ndisplay == 3:
+        _tilt(viewer)
+
+
+def _view_in_3d(viewer) -> None:
+    """Render the volumes in 3D, seen at an angle."""
+    viewer.dims.ndisplay = 3
+    viewer.reset_view()
+    _tilt(viewer)
+
+
+def _tilt(viewer) -> None:
+    for layer in viewer.layers:
+        if hasattr(layer, "rendering"):
+            layer.rendering = "translucent"
+    viewer.camera.angles = VOLUME_CAMERA_ANGLES
+    viewer.camera.zoom *= VOLUME_CAMERA_ZOOM
+
+
+def _save(shot, path: str) -> None:
     if image_format(path) == "JPEG":
         shot = shot[..., :3]
     write_image(path, shot)
-    return 0
 
 
 def _stack_screenshot(viewer, widget, path: str) -> int:
@@ -89,21 +131,19 @@ def _stack_screenshot(viewer, widget, path: str) -> int:
         return 1
     print(f"{len(result)} frames aligned, {int((~result.ok).sum())} failed")
     widget.moving.value.visible = False  # show the aligned stack
-    viewer.window.resize(*SCREENSHOT_SIZE)
-    viewer.screenshot(canvas_only=False, flash=False)
-    viewer.reset_view()
+    _lay_out(viewer)
     widget._go_to_frame(len(result) - 1)
-    shot = viewer.screenshot(canvas_only=False, flash=False)
-    if image_format(path) == "JPEG":
-        shot = shot[..., :3]
-    write_image(path, shot)
+    _save(viewer.screenshot(canvas_only=False, flash=False), path)
     return 0
 
 
-def _sample_layers(stack: bool = False) -> list[tuple]:
-    """The demo data as LayerDataTuples: the score pair (reference first) or a stack."""
-    from ..plugin.sample_data import drift_stack, score_pair
+def _sample_layers(stack: bool = False, volume: bool = False) -> list[tuple]:
+    """The demo data as LayerDataTuples: the score pair (reference first), the volume
+    pair (reference first) or a stack."""
+    from ..plugin.sample_data import drift_stack, score_pair, volume_pair
 
+    if volume:
+        return list(volume_pair())
     return list(drift_stack() if stack else score_pair())
 
 

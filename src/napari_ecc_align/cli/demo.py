@@ -47,6 +47,7 @@ def run_demo(args: argparse.Namespace) -> int:
         layers = [_add_layer(viewer, layer) for layer in _sample_layers(args.stack, args.volume)]
         widget = _dock_widget(viewer)
         widget.reference.value, widget.moving.value = layers[0], layers[-1]
+        _choose_mode(widget, args)
         if not args.screenshot:
             if args.volume:
                 _view_in_3d(viewer)
@@ -56,6 +57,17 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         if args.screenshot:
             viewer.close()
+
+
+def _choose_mode(widget, args: argparse.Namespace) -> None:
+    """What the user would pick: the drifting sample is one 3D layer, which the widget
+    asks about (its planes are the frames); the two channels differ by a rigid motion."""
+    from ..plugin.modes import AS_PLANES
+
+    if args.stack:
+        widget.align_as.value = AS_PLANES
+    elif args.volume:
+        widget.motion.value = "euclidean"
 
 
 def _screenshot(viewer, widget, path: str, timeout: float = 120.0) -> int:

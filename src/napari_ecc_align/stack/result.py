@@ -154,8 +154,9 @@ class StackAlignment:
         For volumes: ``frame, ok, dx, dy, dz, rotation_x_deg, rotation_y_deg,
         rotation_z_deg, scale, correlation, correlation_before, error``, the shift of
         the grid centre in voxels, the rotation of the nearest rotation matrix (in
-        physical units, from each frame's ``parameters["spacing"]``) as intrinsic
-        x-y-z Euler angles, and the cube root of the absolute determinant.
+        physical units, from each frame's ``parameters["spacing"]``) as extrinsic
+        x-y-z Euler angles (about the fixed x, then y, then z axis: R = Rz·Ry·Rx,
+        scipy's ``"xyz"``), and the cube root of the absolute determinant.
         """
         if self.ndim == 3:
             return self._volume_table()

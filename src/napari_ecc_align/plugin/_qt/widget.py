@@ -557,7 +557,8 @@ class AlignWidget(Container):
             steps.append(lambda: put_image(self._viewer, name, result.aligned, kwargs))
         if result.difference is not None:
             diff_name = f"{moving.name} (difference)"
-            diff_kwargs = {k: base[k] for k in ("scale", "translate", "rotate", "shear", "affine")}
+            grid = ("scale", "translate", "rotate", "shear", "affine", "units")
+            diff_kwargs = {k: base[k] for k in grid}
             diff_kwargs.update(colormap="inferno", blending="translucent", metadata=meta)
             if result.difference_mode == "normalized":
                 # In standard deviations; full scale at 4, as the CLI writes it.

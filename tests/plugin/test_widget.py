@@ -238,6 +238,17 @@ def test_plain_function_returns_layer_data():
     assert corner_rms(matrix, true, reference.shape) < 0.05
 
 
+def test_plain_function_aligns_volumes():
+    from napari_ecc_align.data import volume_pair
+    from napari_ecc_align.plugin.commands import align_images
+
+    pair = volume_pair((24, 64, 64), seed=1, spacing=(1.0, 1.0, 1.0))
+    (aligned, meta, _), (diff, _, _) = align_images(pair.reference, pair.moving, ndim=3)
+    assert aligned.shape == diff.shape == pair.reference.shape
+    matrix = np.array(meta["metadata"]["ecc_alignment"]["matrix"])
+    assert matrix.shape == (4, 4) and corner_rms(matrix, pair.matrix, pair.reference.shape) < 0.05
+
+
 def test_rgb_stays_rgb_and_takes_moving_look(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     reference, moving, true = _natural_pair()

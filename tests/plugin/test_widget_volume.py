@@ -293,4 +293,11 @@ def test_volume_cancel_and_errors_leave_the_viewer_untouched(qtbot, viewer_widge
     widget.align_button.native.click()
     assert "volumes take auto, phase or identity" in widget.message.value
     assert not widget.running and len(viewer.layers) == 3
+    # a 2D layer cannot follow a volume alignment: said before anything runs
+    widget.init.value = "auto"
+    flat = viewer.add_points([[1.0, 2.0]], name="flat points")
+    widget.also.value = [flat]
+    widget.align_button.native.click()
+    assert "'flat points' has 2 dimensions" in widget.message.value
+    assert not widget.running and "channel 2 (aligned)" not in viewer.layers
     assert (_digest(reference), _digest(moving)) == hashes

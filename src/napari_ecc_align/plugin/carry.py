@@ -65,6 +65,19 @@ def _ellipse_outline(corners: np.ndarray) -> np.ndarray:
     return center + np.cos(theta) * half1 + np.sin(theta) * half2
 
 
+def check_carriable(layer: Layer, ndim: int) -> None:
+    """Raise ``ValueError`` now if ``layer`` cannot follow an ``ndim``-D alignment, so the
+    widget says so before estimating instead of failing after it."""
+    image_cls, labels_cls = layer_classes()[:2]
+    if isinstance(layer, (image_cls, labels_cls)):
+        require_spatial(layer, "Also transform", ndim)
+    elif layer.ndim < ndim:
+        raise ValueError(
+            f"Also transform: layer {layer.name!r} has {layer.ndim} dimensions; a volume "
+            "alignment carries 3D (z, y, x) layers"
+        )
+
+
 def carry_layer(
     layer: Layer,
     alignment: Alignment,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.alignment import Alignment
-from .carry import carry_layer
+from .carry import carry_layer, check_carriable
 
 
 def put_image(viewer, name: str, data, kwargs: dict) -> None:
@@ -55,7 +55,11 @@ def same(current, value) -> bool:
         return current == value
 
 
-def carrier(layer, reference, moving, interpolation):
+def carrier(layer, reference, moving, interpolation, ndim: int = 2):
+    """A function carrying ``layer`` by an alignment; checked now, so a layer that cannot
+    follow is reported before the run."""
+    check_carriable(layer, ndim)
+
     def carry(alignment: Alignment) -> tuple:
         return carry_layer(layer, alignment, reference, moving, interpolation=interpolation)
 

@@ -175,7 +175,7 @@ class AlignWidget(Container):
         self.reference.changed.connect(self._on_moving)
         self.moving.changed.connect(self._on_moving)
         self.align_as.changed.connect(self._on_align_as)
-        self._align_as_for = None  # (layer ids, shape) the "Align as" choices were made for
+        self._align_as_for = None  # (moving layer id, shape) the "Align as" value is for
         self.drift_plot = None  # created on the first stack result (imports matplotlib)
         self.align_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -443,7 +443,9 @@ class AlignWidget(Container):
         if alignment is None and self.mask.value is not None:
             align_kwargs["reference_mask"] = rasterise_mask(self.mask.value, ref_data.shape[:ndim])
         interpolation = self.interpolation.value
-        carriers = [carrier(layer, reference, moving, interpolation) for layer in self.also.value]
+        carriers = [
+            carrier(layer, reference, moving, interpolation, ndim) for layer in self.also.value
+        ]
         return Job(
             reference=ref_data,
             moving=mov_data,

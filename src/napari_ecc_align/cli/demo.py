@@ -25,7 +25,10 @@ VOLUME_SCREENSHOT_SIZE = (1500, 860)  # wider: a canvas about square between the
 # two channels overlap after alignment (the other three border the uncovered strips), and
 # zoomed out so that its corners stay on the canvas. Translucent rendering shows the cells
 # on those faces; maximum intensity would sum the whole tissue into a haze.
-VOLUME_CAMERA_ANGLES = (30.0, 35.0, -135.0)
+# Set as view and up directions in world (z, y, x): the meaning of camera.angles changed
+# with napari 0.6's camera orientations, so the same angles showed another corner on 0.5.
+VOLUME_VIEW_DIRECTION = (0.5792, -0.4096, 0.7048)
+VOLUME_UP_DIRECTION = (0.5792, 0.8152, -0.0023)
 VOLUME_CAMERA_ZOOM = 0.5
 
 
@@ -126,7 +129,7 @@ def _tilt(viewer) -> None:
     for layer in viewer.layers:
         if hasattr(layer, "rendering"):
             layer.rendering = "translucent"
-    viewer.camera.angles = VOLUME_CAMERA_ANGLES
+    viewer.camera.set_view_direction(VOLUME_VIEW_DIRECTION, VOLUME_UP_DIRECTION)
     viewer.camera.zoom *= VOLUME_CAMERA_ZOOM
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 PLUGIN = "napari-ecc-align"
 WIDGET = "ECC Align"
-SAMPLES = {"score_pair", "natural_pair", "drift_stack"}
+SAMPLES = {"score_pair", "natural_pair", "drift_stack", "volume_pair", "drift_volume"}
 MENU = "napari/layers/register"
 
 

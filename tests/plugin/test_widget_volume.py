@@ -193,7 +193,10 @@ def test_grow_the_canvas_keeps_every_frame_whole(qtbot, viewer_widget):
     )
     stack = np.stack([scene[20 + dy : 20 + dy + shape[0], 20 + dx : 20 + dx + shape[1]]
                       for dy, dx in shifts])  # fmt: skip
-    viewer.add_image(stack, name="drift", translate=(0, 10.0, -4.0), scale=(1, 0.5, 0.5))
+    viewer.add_image(
+        stack, name="drift", translate=(0, 10.0, -4.0), scale=(1, 0.5, 0.5),
+        units=("s", "µm", "µm"),
+    )  # fmt: skip
     widget.align_as.value = AS_PLANES
     widget.motion.value = "translation"
     widget.stack.reference.value = "first"
@@ -201,6 +204,7 @@ def test_grow_the_canvas_keeps_every_frame_whole(qtbot, viewer_widget):
     _press_align(qtbot, widget)
 
     aligned = viewer.layers["drift (aligned)"]
+    assert [str(u) for u in aligned.units] == ["second", "micrometer", "micrometer"]
     data = np.asarray(aligned.data)
     assert data.shape == (frames, shape[0] + 7 + 5, shape[1] + 8 + 9)  # every shift fits
     for t in range(frames):  # nothing of any frame is cropped
@@ -287,17 +291,62 @@ def test_volume_cancel_and_errors_leave_the_viewer_untouched(qtbot, viewer_widge
     _press_align(qtbot, widget)
     assert "noise (aligned)" not in viewer.layers
     assert widget.message.visible and "the volumes look unrelated" in widget.message.value
-    # 2D-only initialisations are refused before anything runs
     widget.moving.value = moving
-    widget.init.value = "fourier-mellin"
-    widget.align_button.native.click()
-    assert "volumes take auto, phase or identity" in widget.message.value
-    assert not widget.running and len(viewer.layers) == 3
     # a 2D layer cannot follow a volume alignment: said before anything runs
-    widget.init.value = "auto"
     flat = viewer.add_points([[1.0, 2.0]], name="flat points")
     widget.also.value = [flat]
     widget.align_button.native.click()
     assert "'flat points' has 2 dimensions" in widget.message.value
     assert not widget.running and "channel 2 (aligned)" not in viewer.layers
     assert (_digest(reference), _digest(moving)) == hashes
+
+
+def test_choices_follow_the_mode_and_fall_back_to_the_defaults(viewer_widget, pair, tmp_path):
+    viewer, widget = viewer_widget
+    viewer.add_image(pair.reference[0], name="plane a")
+    viewer.add_image(pair.moving[0], name="plane b")
+    widget.motion.value, widget.init.value = "homography", "fourier-mellin"
+    reference, moving = _add_pair(viewer, pair)
+    widget.reference.value, widget.moving.value = reference, moving
+    assert widget.mode.ndim == 3
+    # what volumes do not offer falls back to the defaults, not to the first entry
+    assert widget.motion.value == "affine" and "homography" not in widget.motion.choices
+    assert widget.init.value == "auto"
+    assert "fourier-mellin" not in widget.init.choices and "features" not in widget.init.choices
+    assert "phase" in widget.init.choices
+    # a saved 2D transform applied to volumes: said, nothing added
+    plane_alignment = Alignment(np.eye(3), "affine", 1.0, 1.0, SHAPE[1:], SHAPE[1:])
+    plane_alignment.to_json(tmp_path / "plane.json")
+    widget.apply_transform(str(tmp_path / "plane.json"))
+    assert "this transform is for 2D images (3×3); these layers align as volumes" in (
+        widget.message.value
+    )
+    assert not widget.running and len(viewer.layers) == 4
+
+
+def test_volumes_of_other_voxel_sizes_need_an_affine(viewer_widget, pair):
+    viewer, widget = viewer_widget
+    viewer.add_image(pair.reference, name="fine", scale=pair.spacing)
+    coarse = viewer.add_image(pair.moving[::2], name="coarse", scale=(6.0, 1.0, 1.0))
+    widget.moving.value = coarse
+    assert widget.mode.ndim == 3
+    widget.motion.value = "euclidean"
+    widget.align_button.native.click()
+    assert "voxel size (scale) (6.0, 1.0, 1.0) and the reference (3.0, 1.0, 1.0)" in (
+        widget.message.value
+    )
+    assert not widget.running and len(viewer.layers) == 2
+    widget.motion.value = "affine"
+    assert widget.parameters()["motion"] == "affine"  # an affine fit may bridge them
+
+
+def test_rgb_movies_are_stacks_of_planes(viewer_widget):
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(0)
+    movie = rng.integers(0, 255, (5, 32, 40, 3)).astype(np.uint8)
+    viewer.add_image(movie, name="rgb a", rgb=True)
+    viewer.add_image(movie.copy(), name="rgb b", rgb=True)
+    # RGB frames are planes: no volume is offered, nothing is asked
+    assert not widget.align_as.visible and widget.stack_mode
+    assert widget.stack.visible and not widget.message.visible
+    assert widget.mode.ndim == 2

@@ -43,29 +43,53 @@ def spatial_ndim(layer) -> int:
     return layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
 
 
+def is_rgb(layer) -> bool:
+    return bool(getattr(layer, "rgb", False))
+
+
 def align_as_choices(reference, moving) -> tuple[list[str], str | None]:
     """The "Align as" choices for this layer pair and the one to preselect.
 
-    A 2D moving layer needs no choice (empty list). A 3D one is a volume or a 2D
-    stack: with another 3D layer as reference it is preselected as a volume; with a
-    2D reference, or as the only layer, nothing is preselected — the widget asks. A
-    4D or larger one is preselected as a 3D time-lapse (frame axis, channel axis and
-    z, y, x), and can be taken as planes instead (e.g. a (t, c, y, x) movie).
+    A 2D moving layer needs no choice (empty list), nor does an RGB stack (colour
+    volumes are not aligned: its frames are planes). A 3D one is a volume or a 2D
+    stack: with another 3D grayscale layer as reference it is preselected as a
+    volume; with a 2D reference, or as the only layer, nothing is preselected — the
+    widget asks. A 4D or larger one is preselected as a 3D time-lapse (frame axis,
+    channel axis and z, y, x), and can be taken as planes instead (e.g. a
+    (t, c, y, x) movie).
     """
     n = spatial_ndim(moving)
-    if n <= 2:
+    if n <= 2 or is_rgb(moving):
         return [], None
     if n == 3:
-        other_volume = reference is not moving and spatial_ndim(reference) == 3
-        return [AS_VOLUME, AS_PLANES], (AS_VOLUME if other_volume else None)
+        other = reference is not moving and spatial_ndim(reference) == 3 and not is_rgb(reference)
+        return [AS_VOLUME, AS_PLANES], (AS_VOLUME if other else None)
     return [AS_TIMELAPSE, AS_PLANES], AS_TIMELAPSE
 
 
 def mode_for(moving, align_as: str | None) -> Mode | None:
     """The mode for the moving layer and the "Align as" choice (None: still to choose)."""
-    if spatial_ndim(moving) <= 2:
+    n = spatial_ndim(moving)
+    if n <= 2:
         return Mode.IMAGES
+    if is_rgb(moving):
+        return Mode.PLANES
     return _MODES.get(align_as)
+
+
+# Initialisations that search in 2D only (log-polar, feature matching).
+PLANAR_INITS = ("fourier-mellin", "features")
+
+
+def spacing_mismatch(reference, moving, tolerance: float = 0.01) -> str:
+    """Why two volume layers' voxel sizes (their ``scale``) cannot share one spacing, or ""."""
+    ref, mov = (tuple(abs(float(s)) for s in layer.scale[-3:]) for layer in (reference, moving))
+    if all(abs(a - b) <= tolerance * max(a, b) for a, b in zip(ref, mov, strict=True)):
+        return ""
+    return (
+        f"'{moving.name}' has voxel size (scale) {mov} and the reference {ref}: a rigid "
+        "motion cannot bridge that; give both layers the same scale, or choose affine"
+    )
 
 
 def ask_text(moving) -> str:

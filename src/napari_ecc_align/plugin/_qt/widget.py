@@ -43,7 +43,15 @@ from ..layers import (
     move_layer_onto_reference,
     shifted_translate,
 )
-from ..modes import Mode, align_as_choices, ask_text, mode_for, spatial_ndim
+from ..modes import (
+    PLANAR_INITS,
+    Mode,
+    align_as_choices,
+    ask_text,
+    mode_for,
+    spacing_mismatch,
+    spatial_ndim,
+)
 from ..outputs import carrier, kind, put_image, put_layer, rasterise_mask
 from .dialogs import file_dialog
 from .number_fields import ScientificFloat
@@ -105,7 +113,7 @@ class AlignWidget(Container):
         )
         self.init = ComboBox(
             label="Initialisation",
-            choices=["auto", "identity", "phase", "fourier-mellin", "features", "last result"],
+            choices=self._inits,
             value="auto",
             tooltip="auto: try phase correlation, Fourier-Mellin, features and the identity "
             "on a small copy and keep the best; last result: refine the previous alignment",
@@ -314,11 +322,19 @@ class AlignWidget(Container):
         mode = self.mode if hasattr(self, "align_as") else None
         return list(VOLUME_MOTIONS if mode is not None and mode.ndim == 3 else MOTIONS)
 
+    def _inits(self, _widget=None) -> list[str]:
+        """Fourier-Mellin and feature matching are 2D searches: not offered for volumes."""
+        mode = self.mode if hasattr(self, "align_as") else None
+        planar = () if mode is not None and mode.ndim == 3 else PLANAR_INITS
+        return ["auto", "identity", "phase", *planar, "last result"]
+
     def _fit_motions(self) -> None:
-        current = self.motion.value
-        self.motion.reset_choices()
-        if current in self.motion.choices:
-            self.motion.value = current
+        """Motion and initialisation choices for the mode; a choice no longer offered
+        falls back to the default (affine, auto), never to whatever is listed first."""
+        for combo, default in ((self.motion, "affine"), (self.init, "auto")):
+            current = combo.value
+            combo.reset_choices()
+            combo.value = current if current in combo.choices else default
 
     def _on_motion(self, motion):
         homography = motion == "homography"
@@ -352,10 +368,14 @@ class AlignWidget(Container):
                     f"layers align in {ndim}D: choose auto"
                 )
             init = self.last_alignment.matrix
-        if ndim == 3 and init in ("fourier-mellin", "features"):
+        if ndim == 3 and init in PLANAR_INITS:
             raise ValueError(
                 f"initialisation {init!r} is for 2D images; volumes take auto, phase or identity"
             )
+        if self.mode is Mode.VOLUMES and self.motion.value != "affine":
+            mismatch = spacing_mismatch(self.reference.value, self.moving.value)
+            if mismatch:
+                raise ValueError(mismatch)
         params = {
             "motion": self.motion.value,
             "max_iterations": int(self.max_iterations.value),
@@ -376,6 +396,11 @@ class AlignWidget(Container):
             self._notify(self.message.value)
             return
         stack = self.stack_mode and not isinstance(alignment, Alignment)
+        if isinstance(alignment, Alignment) and alignment.ndim != self.mode.ndim:
+            saved = "2D images (3×3)" if alignment.ndim == 2 else "volumes (4×4)"
+            here = "volumes" if self.mode.ndim == 3 else "2D images"
+            self._notify(f"this transform is for {saved}; these layers align as {here}")
+            return
         try:
             if stack:
                 job = self._make_stack_job()
@@ -420,7 +445,9 @@ class AlignWidget(Container):
     def _make_stack_job(self) -> StackJob:
         params = self.parameters()
         if params["init"] is not None and not isinstance(params["init"], str):
-            raise ValueError("stacks start each frame from auto or identity, not a last result")
+            raise ValueError(
+                "stacks start each frame from an initialisation method, not a last result"
+            )
         kwargs = {**params, **self.stack.kwargs()}
         if self.mode is Mode.VOLUME_FRAMES:
             kwargs["spacing"] = layer_spacing(self.moving.value)
@@ -503,6 +530,7 @@ class AlignWidget(Container):
                 contrast_limits=moving.contrast_limits,
                 blending=moving.blending,
                 rgb=moving.rgb,
+                units=tuple(str(u) for u in moving.units),
                 metadata=meta,
             )
             if any(result.origin):  # a grown canvas starts above and left of the frames

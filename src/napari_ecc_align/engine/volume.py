@@ -34,6 +34,12 @@ _MIN_PLANES = 4
 _MAX_AUTO_LEVELS = 6
 # Planes per slab when gradient magnitudes are thresholded.
 _SLAB = 8
+# The z prefilter's least sigma, in planes. Coarse planes left nearly unsmoothed make
+# trilinear sampling between them bias sub-voxel z shifts: on drift_volume (z 4x coarser,
+# 0.25 plane per frame) consecutive volumes came out 0.0155 plane too far apart and the
+# 12-frame chain 0.19 voxel off; with 1 plane, 0.007 and 0.098 (1.5: 0.058, but pairs
+# of volume_pair then end up to 0.014 voxel off instead of 0.005-0.016).
+_MIN_SIGMA_Z = 1.0
 # Columns of the (planes, rows x columns) view filtered along z at a time.
 _Z_BLOCK = 4096
 _PYR_KERNEL = np.array([1, 4, 6, 4, 1], np.float32) / 16  # cv2.pyrDown's
@@ -139,16 +145,16 @@ def _down(volume: np.ndarray, halve_z: bool) -> np.ndarray:
 
 def blur(volume: np.ndarray, ksize: int, spacing, out=None) -> np.ndarray:
     """The ECC prefilter in 3D: OpenCV's ``ksize`` Gaussian in-plane, and along z the
-    same width in physical units (none when z is more than ~3x coarser). ``out`` may
-    be ``volume`` itself (OpenCV's filters work in place)."""
+    same width in physical units but at least ``_MIN_SIGMA_Z`` planes. ``out`` may be
+    ``volume`` itself (OpenCV's filters work in place)."""
     if ksize <= 1:
         return volume
     planes = np.empty_like(volume) if out is None else out
     for plane, dst in zip(volume, planes, strict=True):
         cv2.GaussianBlur(plane, (ksize, ksize), 0, dst=dst)
     sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for this ksize
-    sigma_z = sigma * min(spacing[1], spacing[2]) / spacing[0]
-    if sigma_z < 0.35 or volume.shape[0] < 3:
+    sigma_z = max(sigma * min(spacing[1], spacing[2]) / spacing[0], _MIN_SIGMA_Z)
+    if volume.shape[0] < 3:
         return planes
     kz = min(2 * int(math.ceil(3 * sigma_z)) + 1, 2 * (volume.shape[0] // 2) - 1)
     kernel = cv2.getGaussianKernel(kz, sigma_z, cv2.CV_32F).ravel()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from .layers import layer_spacing
+
 
 class Mode(str, Enum):
     """How one press of Align treats the moving layer."""
@@ -83,7 +85,7 @@ PLANAR_INITS = ("fourier-mellin", "features")
 
 def spacing_mismatch(reference, moving, tolerance: float = 0.01) -> str:
     """Why two volume layers' voxel sizes (their ``scale``) cannot share one spacing, or ""."""
-    ref, mov = (tuple(abs(float(s)) for s in layer.scale[-3:]) for layer in (reference, moving))
+    ref, mov = layer_spacing(reference), layer_spacing(moving)
     if all(abs(a - b) <= tolerance * max(a, b) for a, b in zip(ref, mov, strict=True)):
         return ""
     return (

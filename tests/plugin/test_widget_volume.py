@@ -13,7 +13,7 @@ import pytest
 
 from napari_ecc_align import Alignment, warp
 from napari_ecc_align.data import drift_volume, volume_pair
-from napari_ecc_align.plugin.modes import AS_PLANES, AS_TIMELAPSE, AS_VOLUME
+from napari_ecc_align.plugin.modes import AS_PLANES, AS_TIMELAPSE, AS_VOLUME, Mode
 
 TIMEOUT_MS = 120_000
 TOLERANCE_VOXELS = 0.05
@@ -154,6 +154,12 @@ def test_an_ambiguous_3d_layer_asks_how_to_align(qtbot, viewer_widget, pair):
     widget.align_as.value = AS_PLANES
     assert widget.stack_mode and widget.stack.visible and not widget.message.visible
     assert "homography" in widget.motion.choices  # planes are 2D images
+    # the answer is kept for that layer: choosing another moving layer and coming back
+    # does not ask again
+    widget.moving.value = viewer.layers["one plane"]
+    assert widget.mode is Mode.IMAGES and not widget.align_as.visible
+    widget.moving.value = moving
+    assert widget.align_as.value == AS_PLANES and widget.stack_mode
 
 
 def test_4d_time_lapse_with_a_failed_frame(qtbot, viewer_widget):

@@ -182,8 +182,9 @@ class AlignWidget(Container):
         self.motion.native.activated.connect(lambda *_: setattr(self, "_motion_touched", True))
         self.reference.changed.connect(self._on_moving)
         self.moving.changed.connect(self._on_moving)
-        self.align_as.changed.connect(self._on_align_as)
-        self._align_as_for = None  # (moving layer id, shape) the "Align as" value is for
+        self.align_as.changed.connect(self._on_align_as_chosen)
+        # The answers given per moving layer, by (layer id, data shape): asked once each.
+        self._align_as_answers: dict[tuple, str | None] = {}
         self.drift_plot = None  # created on the first stack result (imports matplotlib)
         self.align_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -228,6 +229,8 @@ class AlignWidget(Container):
 
     def _on_layer_removed(self, event) -> None:
         event.value.events.name.disconnect(self._on_layers_changed)
+        gone = id(event.value)  # a later layer may get the same id: forget its answer
+        self._align_as_answers = {k: v for k, v in self._align_as_answers.items() if k[0] != gone}
 
     def _on_layers_changed(self, event=None):
         self.reset_choices()
@@ -291,14 +294,20 @@ class AlignWidget(Container):
         # a callable, so napari's reset_choices on every layer event recomputes it
         return align_as_choices(self.reference.value, self.moving.value)[0]
 
+    def _align_as_key(self) -> tuple:
+        moving = self.moving.value
+        return (id(moving), tuple(moving.data.shape) if moving is not None else ())
+
+    def _on_align_as_chosen(self, value) -> None:
+        self._align_as_answers[self._align_as_key()] = value
+        self._on_align_as()
+
     def _fit_align_as(self) -> None:
-        """The "Align as" choices for the layer pair; a choice the user made for the same
-        moving layer survives a change of reference when it is still offered."""
+        """The "Align as" choices for the layer pair; the answer given for this moving
+        layer (while it keeps its shape) stays when it is still offered."""
         reference, moving = self.reference.value, self.moving.value
         choices, default = align_as_choices(reference, moving)
-        key = (id(moving), tuple(moving.data.shape) if moving is not None else ())
-        kept = self.align_as.value if key == self._align_as_for else None
-        self._align_as_for = key
+        kept = self._align_as_answers.get(self._align_as_key())
         with self.align_as.changed.blocked():
             self.align_as.reset_choices()
             self.align_as.value = kept if kept in choices else default

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from magicgui.widgets import ComboBox, Container, SpinBox
 
+from ..modes import spatial_ndim
+
 REFERENCE_MODES = ("previous", "first", "mean", "frame")
 # The output extent choices, as read, and warp_stack's canvas values.
 EXTENTS = {"reference frame": "reference", "all frames (grow canvas)": "union"}
@@ -11,10 +13,7 @@ EXTENTS = {"reference frame": "reference", "all frames (grow canvas)": "union"}
 
 def is_stack(layer) -> bool:
     """An image layer with more than two spatial/time dimensions (beyond RGB)."""
-    if layer is None or type(layer).__name__ != "Image":
-        return False
-    ndim = layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
-    return ndim > 2
+    return spatial_ndim(layer) > 2
 
 
 class StackControls(Container):

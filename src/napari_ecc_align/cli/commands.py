@@ -3,16 +3,20 @@ folders on Dask, or open the ``demo``.
 
 Errors a user can fix (missing or unreadable files, bad options, a format that
 cannot hold the result) print one line ``napari-ecc-align: error: ...`` and
-exit with 2; an alignment that fails exits with 1. Only ``demo`` imports napari,
-and only when it runs.
+exit with 2; an alignment that fails exits with 1. Any other exception is also
+one line and exit 2, never a traceback, unless ``--debug`` asks for it. Only
+``demo`` imports napari, and only when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
+import math
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,18 +71,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except AlignmentError as exc:
-        print_error(in_cli_terms(str(exc)))
-        return 1
-    except (ValueError, TypeError) as exc:
-        print_error(in_cli_terms(str(exc)))
-        return 2
-    except OSError as exc:  # FileNotFoundError included
-        print_error(exc)
-        return 2
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        return _report(exc)
+
+
+def _report(exc: Exception) -> int:
+    """Print ``exc`` as one line and return the exit code: 1 for a failed alignment, else 2."""
+    if isinstance(exc, AlignmentError):
+        print_error(in_cli_terms(str(exc)))
+        return 1
+    if isinstance(exc, (ValueError, TypeError)):
+        print_error(in_cli_terms(str(exc)))
+    elif isinstance(exc, OSError):  # FileNotFoundError, PermissionError, a full disk...
+        print_error(exc)
+    elif isinstance(exc, MemoryError):
+        print_error(
+            f"out of memory ({exc or 'MemoryError'}); try smaller images, fewer --workers, "
+            "or --pyramid-levels"
+        )
+    else:  # a bug or a library's own error: still one line; --debug shows where
+        detail = " ".join(str(exc).split())[:300]
+        print_error(
+            f"unexpected {type(exc).__name__}: {detail or 'no message'} "
+            "(run again with --debug for the traceback, and please report it)"
+        )
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_debug_option(parser, default=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = commands.add_parser(
@@ -134,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # fmt: on
     _add_volume_options(p)
+    _add_debug_option(p)
     p.set_defaults(func=_cmd_align)
     _add_batch_parser(commands)
 
@@ -163,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the two-channel volume pair instead, shown in 3D (the screenshot is of the "
         "canvas)",
     )
+    _add_debug_option(d)
     d.set_defaults(func=run_demo)
     return parser
 
@@ -216,7 +241,18 @@ def _add_batch_parser(commands) -> None:
                    help="no progress bar; print only failures")
     # fmt: on
     _add_volume_options(b)
+    _add_debug_option(b)
     b.set_defaults(func=_cmd_batch)
+
+
+def _add_debug_option(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    # Commands default to SUPPRESS so that `--debug align ...` is not undone by the command.
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="on an error, also print the Python traceback (for bug reports)",
+    )
 
 
 def _add_volume_options(parser: argparse.ArgumentParser) -> None:
@@ -238,12 +274,17 @@ def _add_volume_options(parser: argparse.ArgumentParser) -> None:
 
 def _spacing(text: str) -> tuple[float, float, float]:
     """argparse type of --spacing: three positive numbers separated by commas."""
+    expected = f"expected three positive numbers dz,dy,dx (e.g. 3,1,1), got {text!r}"
     try:
-        return check_spacing(text.split(","))
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"expected three positive numbers dz,dy,dx (e.g. 3,1,1), got {text!r}"
-        ) from None
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(expected) from None
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(expected)
+    try:
+        return check_spacing(values)
+    except ValueError as exc:  # out of range or too anisotropic: say so
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
@@ -317,16 +358,25 @@ def _cmd_align(args: argparse.Namespace) -> int:
         **pair.align_keywords,
     )
     aligned = warp(pair.moving, alignment, interpolation=args.interpolation)
-    pair.write(args.output, aligned)
-    if args.difference:
+    diff = None
+    if args.difference:  # computed before anything is written: a failure writes nothing
         diff = difference(pair.reference, aligned, mode=mode, alignment=alignment)
-        pair.write(
-            args.difference,
-            difference_for_file(diff, args.difference, mode, pair.reference, pair.moving),
-        )
-    if args.transform:
-        with atomic_output(args.transform) as tmp:
-            alignment.to_json(tmp)
+        diff = difference_for_file(diff, args.difference, mode, pair.reference, pair.moving)
+    written: list[str] = []
+    try:
+        pair.write(args.output, aligned)
+        written.append(args.output)
+        if diff is not None:
+            pair.write(args.difference, diff)
+            written.append(args.difference)
+        if args.transform:
+            with atomic_output(args.transform) as tmp:
+                alignment.to_json(tmp)
+    except BaseException:
+        for path in written:  # all or nothing: a half-saved result is not left behind
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise
     if not args.quiet:
         print(summarize(alignment))
     return 0
@@ -340,12 +390,10 @@ def _check_extensions(args: argparse.Namespace, *, volume: bool) -> None:
 
 
 def _read_init(path: str, ndim: int) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(2, "no such file", path)
     try:
-        init = Alignment.from_json(path)
-    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"--init {path} is not a --transform JSON file: {exc}") from None
+        init = Alignment.from_json(path)  # refuses folders, FIFOs and hostile JSON by name
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"--init must be a --transform JSON file: {exc}") from None
     if init.ndim != ndim:
         kinds = {2: "2D images", 3: "volumes"}
         raise ValueError(

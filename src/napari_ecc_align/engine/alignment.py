@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .json_input import alignment_fields, json_path, read_json
+
 MOTIONS = ("translation", "euclidean", "affine", "homography")
 
 # Motions a volume (4×4 matrix) can have: a homography is 2D only.
@@ -195,29 +197,30 @@ class Alignment:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Alignment:
-        """Rebuild an :class:`Alignment` from :meth:`to_dict` output.
+    def from_dict(cls, data: dict[str, Any], *, max_pixels=None) -> Alignment:
+        """Rebuild an :class:`Alignment` from :meth:`to_dict` output, checking every field.
 
         An ``"ndim"`` entry, if present, must agree with the matrix (2 for 3×3,
         3 for 4×4); ``"convention"`` and unknown keys are ignored.
+
+        Parameters
+        ----------
+        data : dict
+            As :meth:`to_dict` returns it (JSON-parsed or built in Python).
+        max_pixels : int, optional
+            Pixel budget for ``reference_shape`` and ``moving_shape`` (default: the
+            environment variable ``NAPARI_ECC_ALIGN_MAX_PIXELS``, else 2**28).
+
+        Raises
+        ------
+        TypeError
+            If ``data`` is not a dict or a field has the wrong type.
+        ValueError
+            If a field is missing, of the wrong length, not finite, out of range, or a
+            shape exceeds the pixel budget; the message names the field.
         """
-        if not isinstance(data, dict):
-            raise TypeError(f"data must be a dict, got {type(data).__name__}")
-        missing = {"matrix", "motion", "reference_shape", "moving_shape"} - set(data)
-        if missing:
-            raise ValueError(f"alignment data lacks the keys {sorted(missing)}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        kwargs.setdefault("correlation", float("nan"))
-        kwargs.setdefault("correlation_before", float("nan"))
-        kwargs["iterations"] = tuple(kwargs.get("iterations", ()))
-        alignment = cls(**kwargs)
-        if "ndim" in data and data["ndim"] != alignment.ndim:
-            raise ValueError(
-                f"alignment data says ndim={data['ndim']!r} but its matrix is "
-                f"{alignment.matrix.shape[0]}x{alignment.matrix.shape[1]} (ndim={alignment.ndim})"
-            )
-        return alignment
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**alignment_fields(data, names, max_pixels))
 
     def to_json(self, path=None, **dump_kwargs) -> str:
         """Return the alignment as JSON text, and write it to ``path`` if given.
@@ -231,13 +234,19 @@ class Alignment:
         return text
 
     @classmethod
-    def from_json(cls, path_or_text) -> Alignment:
-        """Read an alignment from a JSON file path or a JSON string."""
-        is_text = isinstance(path_or_text, str) and path_or_text.lstrip().startswith("{")
-        if not is_text or os.path.exists(path_or_text):
-            with open(path_or_text, encoding="utf-8") as fh:
-                path_or_text = fh.read()
-        return cls.from_dict(json.loads(path_or_text))
+    def from_json(cls, path_or_text, *, max_pixels=None) -> Alignment:
+        """Read an alignment from a JSON file path or a JSON string.
+
+        Hostile input is refused with a :class:`ValueError` or :class:`TypeError`
+        naming the problem: a path that is no regular file (a FIFO would block), a
+        file over 16 MiB, nesting deeper than 64, non-finite or huge numbers, and
+        every field as in :meth:`from_dict` (with ``max_pixels``).
+        """
+        data = read_json(path_or_text, "transform JSON")
+        try:
+            return cls.from_dict(data, max_pixels=max_pixels)
+        except (TypeError, ValueError) as exc:  # say which file, keep the type
+            raise type(exc)(f"{json_path(path_or_text) or 'transform JSON'}: {exc}") from None
 
     # -- geometry ------------------------------------------------------------------------------
     def inverse(self) -> Alignment:

@@ -84,16 +84,37 @@ def normalise_volume(volume, name: str, mask=None, mask_name: str = "mask"):
     return out, valid
 
 
+# Voxel sizes a spacing may have, and how much larger one axis may be than another.
+_SPACING_RANGE = (1e-12, 1e12)
+_MAX_ANISOTROPY = 1000
+
+
 def check_spacing(spacing) -> tuple[float, float, float]:
-    """``spacing`` as (dz, dy, dx) floats > 0 (None: isotropic), or raise."""
+    """``spacing`` as (dz, dy, dx) floats > 0 (None: isotropic), or raise.
+
+    Every entry lies in [1e-12, 1e12] (any unit, the same for all three) and the
+    largest is at most 1000 times the smallest: beyond that a voxel size is a typo
+    or a unit mix-up, and products of spacings would overflow.
+    """
     if spacing is None:
         return (1.0, 1.0, 1.0)
     try:
         values = tuple(float(v) for v in spacing)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"spacing must be (dz, dy, dx) numbers, got {spacing!r}") from None
     if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"spacing must be three positive numbers (dz, dy, dx), got {spacing!r}")
+    low, high = _SPACING_RANGE
+    if not all(low <= v <= high for v in values):
+        raise ValueError(
+            f"spacing must lie between {low:g} and {high:g} (any unit, the same for all three), "
+            f"got {spacing!r}; express the voxel size in a unit nearer its scale (e.g. µm)"
+        )
+    if max(values) > _MAX_ANISOTROPY * min(values):
+        raise ValueError(
+            f"spacing {spacing!r} is more than {_MAX_ANISOTROPY}:1 anisotropic; check that all "
+            "three are in the same unit and in (dz, dy, dx) order"
+        )
     return values
 
 

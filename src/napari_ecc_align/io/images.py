@@ -9,9 +9,14 @@ No Qt or napari here: the CLI and scripts use these functions directly.
   8 or 16-bit) and then replace the target atomically, so an interrupted run
   never leaves a truncated image where a good one was.
 
-PNG and JPEG go through imageio's Pillow plugin, TIFF through tifffile. The one
-exception is 16-bit *colour* PNG, which Pillow reduces to 8 bits on reading and
-cannot write: OpenCV (already a dependency) handles those.
+* Reads open regular files only (a FIFO or device named like an image is
+  refused by its type, see :mod:`.files`), and check the size a file
+  *declares* against the pixel budget before decoding a byte of it.
+
+PNG and JPEG are read with Pillow's format classes (header first, then the
+pixels) and written through imageio's Pillow plugin, TIFF through tifffile. The
+one exception is 16-bit *colour* PNG, which Pillow reduces to 8 bits on reading
+and cannot write: OpenCV (already a dependency) handles those.
 """
 
 from __future__ import annotations

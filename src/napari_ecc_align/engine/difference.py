@@ -158,15 +158,39 @@ def _normalized_difference(ref, ali, valid):
     return out
 
 
-def default_difference_mode(reference: np.ndarray, moving: np.ndarray, ndim=None) -> str:
+def default_difference_mode(reference, moving, ndim=None) -> str:
     """``"absolute"`` if the images are directly comparable, else ``"normalized"``.
 
     Comparable means the same dtype, the same channels and robust value ranges
     (1st and 99th percentiles) that agree within 10 % of the larger span. ``ndim``
     (2 or 3) says how many leading axes are spatial; by default a 3D array whose
     last axis is not 1, 3 or 4 long is a volume. Volumes of different shapes compare.
+
+    Raises
+    ------
+    ValueError
+        If ``ndim`` is not None, 2 or 3, an array has fewer axes than that, or
+        (without ``ndim``) one array is a volume and the other a 2D image.
+    TypeError
+        If an input is not a numeric array.
     """
+    reference = as_array(reference, "reference")
+    moving = as_array(moving, "moving")
+    if ndim is not None and (isinstance(ndim, bool) or ndim not in (2, 3)):
+        raise ValueError(f"ndim must be 2 (images), 3 (volumes) or None, got {ndim!r}")
     spatial = ndim or (3 if _is_volume(reference) else 2)
+    if ndim is None and _is_volume(moving) != (spatial == 3):
+        kinds = {True: "a (z, y, x) volume", False: "a 2D image"}
+        raise ValueError(
+            f"reference {reference.shape} is {kinds[spatial == 3]} but moving {moving.shape} "
+            f"is {kinds[spatial != 3]}; compare images with images and volumes with volumes"
+        )
+    for name, arr in (("reference", reference), ("moving", moving)):
+        if arr.ndim < spatial:
+            raise ValueError(
+                f"{name} has shape {arr.shape}: fewer than the {spatial} spatial axes "
+                f"of {'(z, y, x)' if spatial == 3 else '(rows, cols)'}"
+            )
     if reference.dtype != moving.dtype or reference.shape[spatial:] != moving.shape[spatial:]:
         return "normalized"
     lo_a, hi_a = _robust_range(reference, spatial == 3)

@@ -9,15 +9,19 @@ No Qt or napari here: the CLI and scripts use these functions directly.
   8 or 16-bit) and then replace the target atomically, so an interrupted run
   never leaves a truncated image where a good one was.
 
-PNG and JPEG go through imageio's Pillow plugin, TIFF through tifffile. The one
-exception is 16-bit *colour* PNG, which Pillow reduces to 8 bits on reading and
-cannot write: OpenCV (already a dependency) handles those.
+* Reads open regular files only (a FIFO or device named like an image is
+  refused by its type, see :mod:`.files`), and check the size a file
+  *declares* against the pixel budget before decoding a byte of it.
+
+PNG and JPEG are read with Pillow's format classes (header first, then the
+pixels) and written through imageio's Pillow plugin, TIFF through tifffile. The
+one exception is 16-bit *colour* PNG, which Pillow reduces to 8 bits on reading
+and cannot write: OpenCV (already a dependency) handles those.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -27,6 +31,9 @@ import cv2
 import numpy as np
 
 from ..engine.difference import NORMALIZED_FULL_SCALE
+from ..engine.limits import PixelBudgetError, check_pixels
+from ..engine.limits import max_pixels as budget
+from .files import check_tiff_series, open_input
 
 PathLike = str | os.PathLike
 
@@ -55,13 +62,21 @@ def image_format(path: PathLike) -> str:
 
 
 # ------------------------------------------------------------------------------------- reading
-def read_image(path: PathLike) -> np.ndarray:
+def read_image(path: PathLike, *, max_pixels=None) -> np.ndarray:
     """Read a PNG, JPEG or TIFF image with its stored dtype.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file. Its extension chooses the reader.
+    max_pixels : int or float, optional
+        The pixel budget (see :mod:`napari_ecc_align.engine.limits`): a file
+        declaring more pixels is refused before anything is decoded or
+        allocated. Colour channels do not count, the pages of a multi-page TIFF
+        do. Default: the environment variable ``NAPARI_ECC_ALIGN_MAX_PIXELS``,
+        else 2**28 (a 16384 × 16384 image). For files meant to be bigger, pass a
+        larger number (or ``math.inf``), or open them lazily instead:
+        ``tifffile.memmap`` or ``tifffile.imread(path, aszarr=True)`` with zarr.
 
     Returns
     -------
@@ -77,11 +92,18 @@ def read_image(path: PathLike) -> np.ndarray:
     Raises
     ------
     FileNotFoundError
-        If ``path`` does not exist.
+        If nothing is at ``path``.
+    PixelBudgetError
+        A ``ValueError``: the file declares more pixels than ``max_pixels``; the
+        message names its size and how to raise the limit.
     ValueError
-        If the extension is not supported or the file cannot be decoded.
+        If the extension is not supported, the file cannot be decoded, or
+        ``path`` is no regular file (a directory, FIFO or device is refused
+        before it is opened, so it cannot block).
     OSError
-        For other I/O failures (e.g. permission denied).
+        For other I/O failures, with the true reason: ``PermissionError``
+        ("permission denied") for a file or folder that may not be read,
+        "too many levels of symbolic links" for a symlink loop.
 
     Examples
     --------
@@ -91,43 +113,42 @@ def read_image(path: PathLike) -> np.ndarray:
     """
     name = os.fspath(path)
     fmt = image_format(path)
-    if not os.path.exists(name):
-        raise FileNotFoundError(errno.ENOENT, "no such file", name)
-    # Opening it ourselves first surfaces permission and directory errors as OSError,
-    # so every failure of the decoders below can honestly be called "undecodable".
-    with open(name, "rb") as fh:
+    limit = budget(max_pixels)  # a bad max_pixels fails before the file is touched
+    with open_input(name) as fh:
         header = fh.read(32)
-    # Decode by content: a PNG saved as .tif still reads; a file that is no image at
-    # all gets a clearer message than the decoders' own.
-    content = _sniff(header)
-    if content is None:
-        what = "the file is empty" if not header else "no PNG, JPEG or TIFF signature"
-        raise ValueError(
-            f"cannot read {name}: not a valid {fmt} image ({what}); "
-            f"supported formats are {SUPPORTED}"
-        )
-    fmt = content
-    try:
-        if fmt == "TIFF":
-            image = _read_tiff(name)
-        elif fmt == "PNG" and _is_16bit_colour_png(header):
-            image = _read_png_16bit_colour(name)
-        else:
-            image = _read_pillow(name)
-    except MemoryError:
-        raise
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(
-            f"cannot read {name} as a {fmt} image ({reason}); supported formats are {SUPPORTED}"
-        ) from None
+        # Decode by content: a PNG saved as .tif still reads; a file that is no image at
+        # all gets a clearer message than the decoders' own.
+        content = sniff_format(header)
+        if content is None:
+            what = "the file is empty" if not header else "no PNG, JPEG or TIFF signature"
+            raise ValueError(
+                f"cannot read {name}: not a valid {fmt} image ({what}); "
+                f"supported formats are {SUPPORTED}"
+            )
+        fmt = content
+        fh.seek(0)
+        try:
+            if fmt == "TIFF":
+                image = _read_tiff(fh, name, limit)
+            elif fmt == "PNG" and _is_16bit_colour_png(header):
+                check_pixels(_png_size(header), name, limit)
+                image = _read_png_16bit_colour(fh)
+            else:
+                image = _read_pillow(fh, name, fmt, limit)
+        except (MemoryError, PixelBudgetError):
+            raise
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ValueError(
+                f"cannot read {name} as a {fmt} image ({reason}); supported formats are {SUPPORTED}"
+            ) from None
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
     return image
 
 
-def _sniff(header: bytes) -> str | None:
-    """The format named by the file's first bytes, or None."""
+def sniff_format(header: bytes) -> str | None:
+    """``"PNG"``, ``"JPEG"`` or ``"TIFF"`` from a file's first bytes, or None."""
     if header.startswith(_PNG_SIGNATURE):
         return "PNG"
     if header.startswith(b"\xff\xd8\xff"):
@@ -142,17 +163,29 @@ def is_tiff_header(header: bytes) -> bool:
     return header[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def _read_pillow(name: str) -> np.ndarray:
-    import imageio.v3 as iio
+def _read_pillow(fh, name: str, fmt: str, limit) -> np.ndarray:
+    from PIL import JpegImagePlugin, PngImagePlugin
 
-    # Pillow by explicit name: imageio's fallback message on failure ("install pyav")
-    # would only confuse.
-    meta = iio.immeta(name, plugin="pillow", index=0, exclude_applied=False)
-    mode = meta.get("mode")
-    convert = _PIL_CONVERT.get(mode)
-    if mode == "P" and "transparency" in meta:
+    # Pillow's format classes read only the header here, and (unlike Image.open) apply
+    # no decompression-bomb check of their own: the pixel budget is the one limit, and
+    # Pillow's process-wide MAX_IMAGE_PIXELS is neither consulted nor changed.
+    factory = PngImagePlugin.PngImageFile if fmt == "PNG" else JpegImagePlugin.JpegImageFile
+    image = factory(fh, name)
+    check_pixels(image.size[::-1], name, limit)
+    convert = _PIL_CONVERT.get(image.mode)
+    if image.mode == "P" and "transparency" in image.info:
         convert = "RGBA"
-    return np.asarray(iio.imread(name, plugin="pillow", index=0, mode=convert))
+    elif image.mode == "I":  # 16-bit gray PNG on some Pillow versions
+        convert = "I;16"
+    if convert is not None:
+        image = image.convert(convert)
+    return np.array(image)  # a writeable copy, not a view of Pillow's buffer
+
+
+def _png_size(header: bytes) -> tuple[int, int]:
+    """(rows, cols) from the IHDR chunk of a PNG's first 24 bytes."""
+    width, height = (int.from_bytes(header[i : i + 4], "big") for i in (16, 20))
+    return height, width
 
 
 def _is_16bit_colour_png(header: bytes) -> bool:
@@ -162,9 +195,10 @@ def _is_16bit_colour_png(header: bytes) -> bool:
     return header[24] == 16 and header[25] in (2, 4, 6)
 
 
-def _read_png_16bit_colour(name: str) -> np.ndarray:
-    # np.fromfile + imdecode: cv2.imread cannot open non-ASCII paths on Windows.
-    image = cv2.imdecode(np.fromfile(name, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+def _read_png_16bit_colour(fh) -> np.ndarray:
+    # Bytes from the open handle + imdecode: cv2.imread cannot open non-ASCII paths on
+    # Windows, and the path must not be opened a second time.
+    image = cv2.imdecode(np.frombuffer(fh.read(), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError("OpenCV could not decode the 16-bit PNG")
     if image.ndim == 3 and image.shape[-1] == 3:
@@ -174,11 +208,12 @@ def _read_png_16bit_colour(name: str) -> np.ndarray:
     return image
 
 
-def _read_tiff(name: str) -> np.ndarray:
+def _read_tiff(fh, name: str, limit) -> np.ndarray:
     import tifffile
 
-    with tifffile.TiffFile(name) as tif:
+    with tifffile.TiffFile(fh, name=name) as tif:
         series = tif.series[0]
+        check_tiff_series(series, name, limit)  # from the IFDs, before any allocation
         image = series.asarray()
         axes = series.axes
     # Planar-configuration RGB(A) comes as (..., S, Y, X); the rest of the package

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.limits import max_pixels as budget
 from ..engine.volume import check_spacing
 from .images import PathLike, check_writable, read_image, write_image
-from .volumes import VoxelSize, read_volume, read_voxel_size, write_volume
+from .volumes import VoxelSize, read_layout, read_volume, write_volume
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def read_pair(
     *,
     ndim: int | None = None,
     spacing=None,
+    max_pixels=None,
 ) -> ImagePair:
     """Read two files as 2D images or as volumes, and choose the voxel size.
 
@@ -91,6 +93,8 @@ def read_pair(
         (volumes when either file says it is a z-stack).
     spacing : (dz, dy, dx), optional
         Voxel size to use instead of the files' (volumes only).
+    max_pixels : int or float, optional
+        The pixel (voxel) budget of each file, see :func:`read_image`.
 
     Returns
     -------
@@ -100,24 +104,58 @@ def read_pair(
     ------
     ValueError
         For ``spacing`` with 2D images, a file that is no volume with
-        ``ndim=3``, or volumes whose stated voxel sizes disagree (without
-        ``spacing``); and every error of :func:`read_image`.
+        ``ndim=3``, volumes whose stated voxel sizes disagree (without
+        ``spacing``), or, read as 2D images, one multi-page file with a 2D
+        image or a file whose colour channels are neither gray, RGB nor RGBA
+        (said from the headers, before any pixel is read); and every error of
+        :func:`read_image`, ``PixelBudgetError`` included.
     FileNotFoundError, OSError
         As :func:`read_image`.
     """
     ndim, spacing = check_volume_options(ndim, spacing)
-    voxels = [read_voxel_size(reference), read_voxel_size(moving)]
+    limit = budget(max_pixels)
+    layouts = {"reference": read_layout(reference), "moving": read_layout(moving)}
     if ndim is None:
-        ndim = 3 if any(v.z_stack for v in voxels) else 2
+        ndim = 3 if any(layout.voxels.z_stack for layout in layouts.values()) else 2
     if ndim == 2:
         if spacing is not None:
             raise ValueError(
                 f"spacing=(dz, dy, dx) is the voxel size of volumes, but {reference} and {moving} "
                 "are read as 2D images; pass ndim=3 to read multi-page TIFF files as volumes"
             )
-        return ImagePair(read_image(reference), read_image(moving))
-    (ref, ref_voxels), (mov, mov_voxels) = read_volume(reference), read_volume(moving)
+        _check_images(dict(zip(layouts, (reference, moving), strict=True)), layouts)
+        return ImagePair(
+            read_image(reference, max_pixels=limit), read_image(moving, max_pixels=limit)
+        )
+    ref, ref_voxels = read_volume(reference, max_pixels=limit)
+    mov, mov_voxels = read_volume(moving, max_pixels=limit)
     return ImagePair(ref, mov, 3, *_choose_spacing(spacing, ref_voxels, mov_voxels))
+
+
+def _check_images(paths: dict, layouts: dict) -> None:
+    """Refuse, from the headers, what cannot be aligned as two 2D images.
+
+    A stack of pages opposite a 2D image would fail deep inside the engine; two
+    stacks are left to :func:`~napari_ecc_align.align`, whose message points to
+    ``ndim=3`` and ``align_stack``.
+    """
+    for role, layout in layouts.items():
+        if layout.samples not in (1, 3, 4):
+            raise ValueError(
+                f"the {role} image {paths[role]} has {layout.samples} channels (shape "
+                f"{layout.shape}), which is neither gray, RGB nor RGBA; save the channel to "
+                "align as a grayscale image (or three as RGB)"
+            )
+    stacks = {role: layout for role, layout in layouts.items() if layout.pages > 1}
+    if len(stacks) == 1:
+        (role, layout), other = next(iter(stacks.items())), paths.keys() - stacks.keys()
+        other_role = other.pop()
+        raise ValueError(
+            f"the {role} image {paths[role]} has {layout.pages} pages (axes {layout.axes}, shape "
+            f"{layout.shape}) but the {other_role} image {paths[other_role]} is one 2D image; "
+            f"save the page to align as its own file, or, if both files are stacks of z planes, "
+            "pass ndim=3 to align them as volumes"
+        )
 
 
 def check_volume_options(ndim, spacing) -> tuple[int | None, tuple[float, float, float] | None]:

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.limits import max_pixels as budget
 from ..engine.volume import check_spacing
-from .images import PathLike, atomic_output, check_writable, is_tiff_header, read_image
+from .files import open_input
+from .images import PathLike, atomic_output, check_writable, read_image, sniff_format
 
 # Length units to micrometres, by the names ImageJ and OME use (µ: micro sign or mu).
 _MICROMETRES = {
@@ -100,30 +102,80 @@ def read_voxel_size(path: PathLike) -> VoxelSize:
     Raises
     ------
     ValueError
-        If the TIFF's metadata cannot be parsed.
+        If the TIFF's metadata cannot be parsed, or ``path`` is no regular file.
+    FileNotFoundError, OSError
+        As :func:`~napari_ecc_align.io.read_image`.
     """
-    return _tiff_metadata(os.fspath(path))[0]
+    return read_layout(path).voxels
 
 
-def _tiff_metadata(name: str) -> tuple[VoxelSize, str]:
-    """The voxel size and the first series' axes (``""`` for a file that is no TIFF)."""
-    with open(name, "rb") as fh:
-        if not is_tiff_header(fh.read(4)):
-            return VoxelSize(), ""
-    import tifffile
+@dataclass(frozen=True)
+class Layout:
+    """What a file's header says about its pixels, read without decoding them.
 
-    try:
-        with tifffile.TiffFile(name) as tif:
-            axes = tif.series[0].axes
-            if tif.is_ome and tif.ome_metadata:
-                return _ome_voxel_size(tif.ome_metadata), axes
-            if tif.is_imagej and tif.imagej_metadata is not None:
-                page = tif.pages.first
-                meta, resolution = tif.imagej_metadata, page.resolution
-                return _imagej_voxel_size(meta, resolution, page.resolutionunit), axes
-    except (ValueError, TypeError, KeyError, IndexError, ET.ParseError, tifffile.TiffFileError):
-        raise ValueError(f"cannot read {name}: its TIFF metadata is malformed") from None
-    return VoxelSize(), axes
+    Attributes
+    ----------
+    voxels : VoxelSize
+        From the ImageJ or OME metadata.
+    format : {"PNG", "JPEG", "TIFF", None}
+        What the file's first bytes say it is (None: no image).
+    axes : str
+        tifffile's axes of the first series, e.g. ``"YX"``, ``"YXS"`` (RGB),
+        ``"QYX"`` or ``"ZYX"`` (pages); ``""`` for a file that is no TIFF.
+    shape : tuple of int
+        The first series' shape (``()`` for a file that is no TIFF).
+    """
+
+    voxels: VoxelSize
+    format: str | None = None
+    axes: str = ""
+    shape: tuple[int, ...] = ()
+
+    @property
+    def pages(self) -> int:
+        """How many 2D planes the series holds (every axis but y, x and samples)."""
+        return math.prod(n for n, a in zip(self.shape, self.axes, strict=True) if a not in "YXS")
+
+    @property
+    def samples(self) -> int:
+        """Colour samples per pixel (1 for gray, 3 for RGB), 1 for a file that is no TIFF."""
+        return self.shape[self.axes.index("S")] if "S" in self.axes else 1
+
+
+def read_layout(path: PathLike) -> Layout:
+    """The voxel size, axes and shape a TIFF declares (pixel data not read).
+
+    Raises
+    ------
+    ValueError
+        If the TIFF's metadata cannot be parsed, or ``path`` is no regular file.
+    FileNotFoundError, OSError
+        As :func:`~napari_ecc_align.io.read_image`.
+    """
+    name = os.fspath(path)
+    with open_input(name) as fh:
+        fmt = sniff_format(fh.read(32))
+        if fmt != "TIFF":
+            return Layout(VoxelSize(), fmt)
+        fh.seek(0)
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(fh, name=name) as tif:
+                series = tif.series[0]
+                axes, shape = series.axes, tuple(series.shape)
+                if tif.is_ome and tif.ome_metadata:
+                    return Layout(_ome_voxel_size(tif.ome_metadata), fmt, axes, shape)
+                if tif.is_imagej and tif.imagej_metadata is not None:
+                    page = tif.pages.first
+                    meta, resolution = tif.imagej_metadata, page.resolution
+                    voxels = _imagej_voxel_size(meta, resolution, page.resolutionunit)
+                    return Layout(voxels, fmt, axes, shape)
+        except (
+            ValueError, TypeError, KeyError, IndexError, ET.ParseError, tifffile.TiffFileError
+        ):  # fmt: skip
+            raise ValueError(f"cannot read {name}: its TIFF metadata is malformed") from None
+    return Layout(VoxelSize(), fmt, axes, shape)
 
 
 def _imagej_voxel_size(meta: dict, resolution, resolution_unit) -> VoxelSize:
@@ -173,7 +225,7 @@ def _positive(spacing: tuple[float, ...]) -> tuple[float, float, float] | None:
     return tuple(float(s) for s in spacing) if ok else None
 
 
-def read_volume(path: PathLike) -> tuple[np.ndarray, VoxelSize]:
+def read_volume(path: PathLike, *, max_pixels=None) -> tuple[np.ndarray, VoxelSize]:
     """Read a multi-page TIFF as a ``(z, y, x)`` volume, with its voxel size.
 
     Parameters
@@ -181,6 +233,13 @@ def read_volume(path: PathLike) -> tuple[np.ndarray, VoxelSize]:
     path : str or os.PathLike
         A TIFF whose first series has one axis besides y and x (ImageJ or OME
         z-stacks, or plain multi-page files).
+    max_pixels : int or float, optional
+        The voxel budget, as for :func:`~napari_ecc_align.io.read_image`: a file
+        declaring more than ``z × y × x`` voxels is refused before anything is
+        read (default: ``NAPARI_ECC_ALIGN_MAX_PIXELS``, else 2**28, e.g.
+        256 × 1024 × 1024). Volumes meant to be bigger can be opened lazily
+        instead, with ``tifffile.memmap`` (uncompressed files) or
+        ``tifffile.imread(path, aszarr=True)`` and zarr.
 
     Returns
     -------
@@ -193,7 +252,10 @@ def read_volume(path: PathLike) -> tuple[np.ndarray, VoxelSize]:
     ------
     ValueError
         If the file is not a TIFF, holds one plane, or has channels or time as
-        well as z (the message says what was found).
+        well as z (the message says what was found); ``PixelBudgetError`` if it
+        declares more voxels than ``max_pixels``.
+    FileNotFoundError, OSError
+        As :func:`~napari_ecc_align.io.read_image`.
 
     Examples
     --------
@@ -202,21 +264,32 @@ def read_volume(path: PathLike) -> tuple[np.ndarray, VoxelSize]:
     ((32, 64, 64), (3.0, 1.0, 1.0), 'µm')
     """
     name = os.fspath(path)
-    volume = read_image(name)  # its checks: missing, unreadable, undecodable files
-    voxels, axes = _tiff_metadata(name)
+    limit = budget(max_pixels)
+    layout = read_layout(name)  # from the header: missing, unreachable and odd files first
+    axes, shape = layout.axes, layout.shape
+    if layout.format is None:
+        read_image(name)  # says why it is no image at all
     if not axes:
         raise ValueError(
             f"{name} holds one 2D image: volumes are read from multi-page TIFF files (z, y, x)"
         )
     # One axis besides y and x, and not samples or channels: ImageJ and OME say Z,
-    # tifffile's own and plain multi-page files Q or I.
-    if len(axes) != 3 or not axes.endswith("YX") or axes[0] in "SC" or volume.ndim != 3:
-        found = "one 2D image" if len(axes) == 2 else f"axes {axes}, shape {volume.shape}"
+    # tifffile's own and plain multi-page files Q or I. Refused before any pixel is read.
+    volume = None
+    if _is_zyx(axes):
+        volume = read_image(name, max_pixels=limit)
+        shape = volume.shape
+    if volume is None or volume.ndim != 3:
+        found = "one 2D image" if len(axes) == 2 else f"axes {axes}, shape {shape}"
         raise ValueError(
             f"{name} holds {found}: a volume is a multi-page TIFF of (z, y, x) planes, "
             "one channel and one time point"
         )
-    return volume, voxels
+    return volume, layout.voxels
+
+
+def _is_zyx(axes: str) -> bool:
+    return len(axes) == 3 and axes.endswith("YX") and axes[0] not in "SC"
 
 
 # ------------------------------------------------------------------------------------- writing

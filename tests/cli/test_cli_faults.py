@@ -136,3 +136,23 @@ def test_debug_shows_the_traceback_before_or_after_the_command(pair_dir):
 def test_every_exception_becomes_one_line(capsys, exc, code, words):
     assert commands._report(exc) == code
     _one_line_error(capsys, words)
+
+
+def test_max_pixels_option_sets_the_budget_of_the_inputs_and_init(pair_dir, capsys):
+    args = ["align", str(pair_dir / "ref.png"), str(pair_dir / "mov.png"), "-q"]
+    out = pair_dir / "out.png"
+    assert main([*args, "-o", str(out), "--max-pixels", "10000"]) == 2
+    line = _one_line_error(capsys, "160 × 200 = 32,000 pixels, more than the pixel budget of 10,0")
+    assert "--max-pixels N" in line and not out.exists()
+    transform = ["--transform", str(pair_dir / "t.json")]
+    assert main([*args, "-o", str(out), "--max-pixels", "1e5", *transform]) == 0
+    assert out.exists()
+    # The same budget guards the shapes an --init file declares.
+    big = {**_valid_transform(), "reference_shape": [160, 20_000]}
+    (pair_dir / "big.json").write_text(json.dumps(big), encoding="utf-8")
+    init = ["--init", str(pair_dir / "big.json")]
+    assert main([*args, "-o", str(pair_dir / "o2.png"), *init, "--max-pixels", "1e6"]) == 2
+    _one_line_error(capsys, "reference_shape declares 160 × 20000")
+    for bad in ("0", "-5", "2.5", "lots"):
+        assert main([*args, "-o", str(out), "--max-pixels", bad]) == 2
+        assert "expected a positive whole number of pixels" in capsys.readouterr().err

@@ -158,9 +158,10 @@ _numbers = st.one_of(
     st.none(),
 )
 _json_values = st.recursive(
-    _numbers, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    _numbers,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner),
     max_leaves=12,
-)  # fmt: skip
+)
 
 
 def _mostly(valid, hostile=_json_values):

@@ -25,6 +25,7 @@ from .. import __version__
 from ..engine.alignment import MOTIONS, Alignment, AlignmentError
 from ..engine.difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
 from ..engine.estimate import align
+from ..engine.limits import DEFAULT_MAX_PIXELS, ENV_VAR, max_pixels
 from ..engine.volume import check_spacing
 from ..engine.warping import warp
 from ..io.images import atomic_output, check_writable, difference_for_file
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # fmt: on
     _add_volume_options(p)
+    _add_budget_option(p)
     _add_debug_option(p)
     p.set_defaults(func=_cmd_align)
     _add_batch_parser(commands)
@@ -243,6 +245,26 @@ def _add_batch_parser(commands) -> None:
     _add_volume_options(b)
     _add_debug_option(b)
     b.set_defaults(func=_cmd_batch)
+
+
+def _add_budget_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=_max_pixels,
+        metavar="N",
+        help="refuse images or volumes declaring more than N pixels (voxels) before reading "
+        f"them, e.g. 1e9 or inf (default: ${ENV_VAR} if set, else {DEFAULT_MAX_PIXELS:,})",
+    )
+
+
+def _max_pixels(text: str) -> int | float:
+    """argparse type of --max-pixels: a positive whole number (1e9 is fine) or inf."""
+    try:
+        return max_pixels(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number of pixels (e.g. 1e9) or inf, got {text!r}"
+        ) from None
 
 
 def _add_debug_option(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
@@ -332,20 +354,25 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_align(args: argparse.Namespace) -> int:
     _check_paths(args)
     _check_extensions(args, volume=args.ndim == 3)  # before reading anything
-    pair = read_pair(args.reference, args.moving, ndim=args.ndim, spacing=args.spacing)
+    pair = read_pair(
+        args.reference, args.moving, ndim=args.ndim, spacing=args.spacing,
+        max_pixels=args.max_pixels,
+    )  # fmt: skip
     if pair.ndim == 3:  # perhaps found to be volumes by their metadata
         _check_extensions(args, volume=True)
     # The aligned image has MOVING's dtype and channels on REFERENCE's grid: make sure the
     # output format can hold it before spending time on the alignment.
     pair.check_output(args.output)
-    mode = args.difference_mode or default_difference_mode(pair.reference, pair.moving)
+    mode = args.difference_mode or default_difference_mode(
+        pair.reference, pair.moving, ndim=pair.ndim
+    )
     if args.difference and mode == "absolute" and not pair.same_channels:
         raise ValueError(
             f"--difference-mode absolute needs images with the same channels, got "
             f"{pair.reference.shape} and {pair.moving.shape}; use --difference-mode normalized"
         )
 
-    init = _read_init(args.init, pair.ndim) if args.init else None
+    init = _read_init(args.init, pair.ndim, args.max_pixels) if args.init else None
     alignment = align(
         pair.reference,
         pair.moving,
@@ -389,9 +416,10 @@ def _check_extensions(args: argparse.Namespace, *, volume: bool) -> None:
             check_writable(path, np.uint8, volume=volume)
 
 
-def _read_init(path: str, ndim: int) -> np.ndarray:
+def _read_init(path: str, ndim: int, budget=None) -> np.ndarray:
     try:
-        init = Alignment.from_json(path)  # refuses folders, FIFOs and hostile JSON by name
+        # Refuses folders, FIFOs and hostile JSON, naming the field.
+        init = Alignment.from_json(path, max_pixels=budget)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"--init must be a --transform JSON file: {exc}") from None
     if init.ndim != ndim:

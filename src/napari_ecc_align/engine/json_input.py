@@ -195,8 +195,7 @@ def _shape(value, name: str, ndim: int, limit) -> tuple[int, ...]:
     axes = "(z, y, x)" if ndim == 3 else "(rows, cols)"
     if not _is_sequence(value) or len(value) != ndim:
         raise ValueError(
-            f"{name} must be {ndim} whole numbers {axes} for a {ndim}D alignment, "
-            f"got {value!r:.80}"
+            f"{name} must be {ndim} whole numbers {axes} for a {ndim}D alignment, got {value!r:.80}"
         )
     shape = tuple(_whole(n, f"{name}[{i}]", low=1) for i, n in enumerate(value))
     check_pixels(shape, name, limit)

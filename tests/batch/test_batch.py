@@ -25,8 +25,8 @@ from napari_ecc_align.batch import (
     batch_align,
     find_pairs,
     remove_temporary_files,
+    save_image,
 )
-from napari_ecc_align.batch import save_image
 from napari_ecc_align.batch.run import RUNS_NAME, recorded_runs
 from napari_ecc_align.cli import main
 from napari_ecc_align.data import natural_pair

@@ -80,9 +80,7 @@ _UNWRITABLE = re.compile("[\x00\ud800-\udc7f\udd00-\udfff]")
 _NEEDS_QUOTES = re.compile('[,"\r\n]')
 
 
-def write_csv(
-    path: PathLike, rows: Sequence[dict[str, Any]], *, owner: str | None = None
-) -> None:
+def write_csv(path: PathLike, rows: Sequence[dict[str, Any]], *, owner: str | None = None) -> None:
     """Write the rows as ``alignment.csv`` (atomically; ``owner`` names the temporary
     file, see :func:`~napari_ecc_align.engine.alignment.write_text_atomic`).
 

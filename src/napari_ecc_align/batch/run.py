@@ -249,8 +249,10 @@ def _write_report(report: BatchReport, run: str, tidy: bool, error) -> None:
         done = counts["ok"] + counts["skipped"]
         kept = "pair and its .transform.json file are" if done == 1 else (
             "pairs and their .transform.json files are")  # fmt: skip
+        # The message names the CSV; an OSError's own file name would be the temporary one.
+        why = getattr(failure, "strerror", None) or describe_failure(failure)
         raise OSError(
-            f"could not write the report {report.csv_path}: {describe_failure(failure)}; "
+            f"could not write the report {report.csv_path}: {why}; "
             f"the {done} aligned {kept} kept"
         ) from failure
 

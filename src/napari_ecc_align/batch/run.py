@@ -252,8 +252,7 @@ def _write_report(report: BatchReport, run: str, tidy: bool, error) -> None:
         # The message names the CSV; an OSError's own file name would be the temporary one.
         why = getattr(failure, "strerror", None) or describe_failure(failure)
         raise OSError(
-            f"could not write the report {report.csv_path}: {why}; "
-            f"the {done} aligned {kept} kept"
+            f"could not write the report {report.csv_path}: {why}; the {done} aligned {kept} kept"
         ) from failure
 
 

@@ -248,7 +248,10 @@ def _pairs_from_csv(pairs_csv, reference_dir, moving_dir, output_dir, keep_jpeg)
                     f"{name}, line {line}: output {cells['output']} is outside OUTPUT_DIR "
                     f"{os.fspath(output_dir)}; give a path relative to it"
                 )
-            image_format(target)  # a bad extension fails now, not in every task
+            try:
+                image_format(target)  # a bad extension fails now, not in every task
+            except ValueError as exc:
+                raise ValueError(f"{name}, line {line}: {exc}") from None
             out_rel = out_rel.replace(os.sep, "/")
         else:
             base = pair if not os.path.isabs(pair) else os.path.basename(moving)

@@ -100,9 +100,11 @@ def batch_align(
         recursively. Hidden files and folders are ignored.
     pairs_csv : str or os.PathLike, optional
         Instead of matching names: a CSV with the header
-        ``reference,moving[,output]``. Paths are relative to the reference,
+        ``reference,moving[,output]``, UTF-8. Paths are relative to the reference,
         moving and output folders, or absolute (outputs must stay inside
-        ``output_dir``).
+        ``output_dir``). Rows whose outputs would write the same file, or that
+        are named like this program's temporary files, are refused before
+        anything runs (ValueError naming the lines).
     motion : {"translation", "euclidean", "affine", "homography"}
     init : str or array_like
         ``"auto"``, ``"identity"``, ``"phase"``, ``"fourier-mellin"``,
@@ -155,8 +157,9 @@ def batch_align(
         If an input folder (or ``pairs_csv``) does not exist.
     ValueError
         If ``output_dir`` is inside an input folder, nothing matches, an
-        argument is invalid, or another batch is writing to ``output_dir``.
-        Nothing is written in these cases.
+        argument is invalid, ``pairs_csv`` is malformed (the message names the
+        line), or another batch is writing to ``output_dir``. Nothing is
+        written in these cases.
     ConnectionError
         If the scheduler cannot be reached.
     OSError

@@ -25,10 +25,13 @@ from napari_ecc_align.batch import (
     batch_align,
     find_pairs,
     remove_temporary_files,
+    save_image,
 )
+from napari_ecc_align.batch.run import RUNS_NAME, recorded_runs
 from napari_ecc_align.cli import main
 from napari_ecc_align.data import natural_pair
-from napari_ecc_align.engine.alignment import corner_rms
+from napari_ecc_align.engine.alignment import corner_rms, write_text_atomic
+from napari_ecc_align.engine.temporary import new_owner, temporary_name
 from napari_ecc_align.io.images import read_image, write_image
 
 SHAPE = (160, 200)
@@ -168,15 +171,18 @@ def test_batch_resumes_after_sigkill(tmp_path):
     assert 0 < len(done_at_kill) < n
     assert not (out / "alignment.csv").exists()
 
-    # What a kill between writing and renaming leaves behind, made by the real writers.
+    # What a kill between writing and renaming leaves behind, made by the batch's own
+    # writers with the killed run's token (recorded in the output folder).
+    (killed,) = recorded_runs(out)
     real_replace = os.replace
     os.replace = lambda *args, **kwargs: None
     try:
-        write_image(out / "s0" / "p00.png", np.zeros((4, 4), np.uint8))
-        Alignment.from_json(out / next(iter(done_at_kill))).to_json(out / "s1" / "x.json")
+        save_image(str(out / "s0" / "p00.png"), np.zeros((4, 4), np.uint8), owner=killed)
+        text = Alignment.from_json(out / next(iter(done_at_kill))).to_json()
+        write_text_atomic(out / "s1" / "x.json", text, owner=killed)
     finally:
         os.replace = real_replace
-    assert len(_hidden(out)) == 2
+    assert len(_hidden(out)) == 3  # the two temporary files and the record of runs
 
     result = subprocess.run(_cli(ref, mov, out, "--workers", "1"), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -344,12 +350,23 @@ def test_fail_fast_stops_before_running_when_a_partner_is_missing(dataset, capsy
 
 
 def test_remove_temporary_files_keeps_everything_else(tmp_path):
-    for name in (".a.1f2e3d4c.tmp.png", "sub/.x1y2z3_a.json.tmp", ".keep", "a.png", "a.tmp"):
+    # Only files named by a recorded run's owner token go; a stranger's file with the
+    # same form of name but another token, and every old-style "*.tmp*" name, stay.
+    ours, stranger = new_owner(), new_owner()
+    (tmp_path / RUNS_NAME).write_text(f"{ours}\n")
+    mine = [temporary_name("a.png", ours), "sub/" + temporary_name("x.json", ours)]
+    others = [
+        temporary_name("a.png", stranger), ".a.1f2e3d4c.tmp.png", "sub/.x1y2z3_a.json.tmp",
+        ".keep", "a.png", "a.tmp",
+    ]  # fmt: skip
+    for name in mine + others:
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     removed = remove_temporary_files(tmp_path)
-    assert sorted(Path(p).name for p in removed) == [".a.1f2e3d4c.tmp.png", ".x1y2z3_a.json.tmp"]
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [".keep", "a.png", "a.tmp"]
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in removed) == sorted(mine)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted([RUNS_NAME, *others])
+    assert remove_temporary_files(tmp_path, [stranger]) == [str(tmp_path / others[0])]
 
 
 def test_find_pairs_pattern_jpeg_names_and_clashes(tmp_path):

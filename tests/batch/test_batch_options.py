@@ -107,8 +107,10 @@ def test_keep_jpeg_writes_jpeg(tmp_path):
             "{csv}, line 2: output ../escape.png is outside OUTPUT_DIR {out}; give a path "
             "relative to it",
         ),
-        # names the output cell, though not the CSV line
-        ("reference,moving,output\na.png,a.png,a.bmp\n", "{out}/a.bmp: unsupported file extension"),
+        (
+            "reference,moving,output\na.png,a.png,a.bmp\n",
+            "{csv}, line 2: {out}/a.bmp: unsupported file extension",
+        ),
     ],
     ids=["empty", "no-moving-column", "no-rows", "empty-moving-cell", "outside", "extension"],
 )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import errno
 import fnmatch
+import io
 import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..engine.alignment import Alignment
 from ..engine.initialisation import SEARCHES
+from ..engine.temporary import temporary_owner
 from ..io.images import image_format
 
 PathLike = str | os.PathLike
@@ -53,6 +55,7 @@ class PairJob:
     ndim: int | None = None  # 2, 3, or None: the files' metadata decide
     spacing: tuple[float, float, float] | None = None  # overrides the files' voxel size
     problem: str | None = None  # known before running: the pair fails without a task
+    owner: str | None = None  # the run's token: its temporary files carry it (engine.temporary)
 
     @property
     def stem(self) -> str:
@@ -106,28 +109,49 @@ def find_pairs(
 ) -> list[PairJob]:
     """The pairs of a batch, in a stable order, without touching any file.
 
-    Pairs whose outputs would collide with another pair's, or land inside an
-    input folder or on an input file, come back with ``problem`` set (they
-    fail; the others run).
+    Pairs whose outputs would land inside an input folder or on an input file,
+    or (matching folders) collide with another pair's, come back with
+    ``problem`` set (they fail; the others run). A sub-folder of
+    ``moving_dir`` that cannot be listed comes back as a job with ``problem``
+    set too (its ``pair`` is the folder's relative path), in its sorted place.
 
     Raises
     ------
     ValueError
-        If nothing matches, or ``pairs_csv`` is malformed.
+        If nothing matches, or ``pairs_csv`` is malformed: not UTF-8 text, a
+        NUL character, a cell over the CSV reader's limit, an output outside
+        ``output_dir``, named like a temporary file of this program
+        (:mod:`~napari_ecc_align.engine.temporary`), or shared by two rows.
+        The message names the file and line(s).
+    OSError
+        If ``moving_dir`` itself cannot be listed.
     """
     if pairs_csv is not None:
         jobs = _pairs_from_csv(pairs_csv, reference_dir, moving_dir, output_dir, keep_jpeg)
-    else:
-        jobs = _pairs_from_folders(reference_dir, moving_dir, output_dir, pattern, keep_jpeg)
-    return _flag_conflicts(jobs, reference_dir, moving_dir)
+        return _flag_conflicts(jobs, reference_dir, moving_dir)
+    jobs, unlisted = _pairs_from_folders(reference_dir, moving_dir, output_dir, pattern, keep_jpeg)
+    jobs = _flag_conflicts(jobs, reference_dir, moving_dir)
+    return sorted(jobs + unlisted, key=lambda job: job.pair)
 
 
 def _pairs_from_folders(reference_dir, moving_dir, output_dir, pattern, keep_jpeg):
     ref_root, mov_root, out_root = (
         os.path.abspath(p) for p in (reference_dir, moving_dir, output_dir)
     )
-    names = _image_files(mov_root, pattern)
-    if not names:
+    names, unreadable = _image_files(mov_root, pattern)
+    unlisted = [
+        PairJob(
+            pair=rel,
+            reference=None,
+            moving=os.path.join(mov_root, rel),
+            aligned=os.path.join(out_root, rel),
+            reference_label="",
+            output_label="",
+            problem=f"cannot list folder {os.path.join(os.fspath(moving_dir), rel)}: {why}",
+        )
+        for rel, why in unreadable
+    ]
+    if not names and not unlisted:
         what = f"matching {pattern!r}" if pattern else "(.png, .jpg, .jpeg, .tif, .tiff)"
         raise ValueError(f"no image files {what} under MOVING_DIR {os.fspath(moving_dir)}")
     jobs = []
@@ -151,19 +175,27 @@ def _pairs_from_folders(reference_dir, moving_dir, output_dir, pattern, keep_jpe
                 problem=problem,
             )
         )
-    return jobs
+    return jobs, unlisted
 
 
-def _image_files(root: str, pattern: str | None) -> list[str]:
-    """Relative POSIX paths of the PNG/JPEG/TIFF files under ``root``, sorted.
+def _image_files(root: str, pattern: str | None) -> tuple[list[str], list[tuple[str, str]]]:
+    """Relative POSIX paths of the PNG/JPEG/TIFF files under ``root``, sorted, and the
+    sub-folders that could not be listed (relative path, reason).
 
     Hidden files and folders (name starting with '.') are left out, and links to
     folders are not followed. ``pattern``
     is matched, case-insensitively, against the file name when it contains no
     '/', else against the relative path.
     """
-    found = []
-    for folder, dirs, files in os.walk(root):
+    found, unreadable = [], []
+
+    def cannot_list(exc: OSError) -> None:
+        if os.path.abspath(exc.filename) == root:
+            raise exc  # MOVING_DIR itself
+        rel = os.path.relpath(exc.filename, root).replace(os.sep, "/")
+        unreadable.append((rel, exc.strerror or str(exc)))
+
+    for folder, dirs, files in os.walk(root, onerror=cannot_list):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel_folder = os.path.relpath(folder, root)
         for name in files:
@@ -174,7 +206,7 @@ def _image_files(root: str, pattern: str | None) -> list[str]:
                 (rel if "/" in pattern else name).lower(), pattern.lower()
             ):
                 found.append(rel)
-    return sorted(found)
+    return sorted(found), sorted(unreadable)
 
 
 def _default_output(rel: str, keep_jpeg: bool) -> str:
@@ -192,19 +224,16 @@ def _pairs_from_csv(pairs_csv, reference_dir, moving_dir, output_dir, keep_jpeg)
     name = os.fspath(pairs_csv)
     if not os.path.isfile(name):
         raise FileNotFoundError(errno.ENOENT, "no such pairs file (--pairs)", name)
-    with open(name, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = [cell.strip().lower() for cell in next(reader, [])]
-        if "reference" not in header or "moving" not in header:
-            raise ValueError(
-                f"{name}: the first row must name the columns reference,moving[,output]; "
-                f"found {','.join(header) or 'nothing'}"
-            )
-        lines = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+    header, lines = _read_pairs_csv(name)
+    if "reference" not in header or "moving" not in header:
+        raise ValueError(
+            f"{name}: the first row must name the columns reference,moving[,output]; "
+            f"found {','.join(header) or 'nothing'}"
+        )
     if not lines:
         raise ValueError(f"{name}: lists no pairs")
     column = {key: header.index(key) for key in ("reference", "moving", "output") if key in header}
-    jobs = []
+    jobs, outputs = [], []
     for line, row in lines:
         cells = {k: (row[i].strip() if i < len(row) else "") for k, i in column.items()}
         if not cells["moving"]:
@@ -219,11 +248,15 @@ def _pairs_from_csv(pairs_csv, reference_dir, moving_dir, output_dir, keep_jpeg)
                     f"{name}, line {line}: output {cells['output']} is outside OUTPUT_DIR "
                     f"{os.fspath(output_dir)}; give a path relative to it"
                 )
-            image_format(target)  # a bad extension fails now, not in every task
+            try:
+                image_format(target)  # a bad extension fails now, not in every task
+            except ValueError as exc:
+                raise ValueError(f"{name}, line {line}: {exc}") from None
             out_rel = out_rel.replace(os.sep, "/")
         else:
             base = pair if not os.path.isabs(pair) else os.path.basename(moving)
             out_rel = _default_output(base, keep_jpeg)
+        outputs.append((line, cells.get("output") or out_rel))
         problem = reference = None
         if not cells["reference"]:
             problem = f"no reference partner ({name}, line {line}: empty reference cell)"
@@ -244,7 +277,60 @@ def _pairs_from_csv(pairs_csv, reference_dir, moving_dir, output_dir, keep_jpeg)
                 problem=problem,
             )
         )
+    _refuse_shared_outputs(name, jobs, outputs)
     return jobs
+
+
+def _read_pairs_csv(name: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The lower-cased header and the non-blank rows (with their line numbers) of a pairs
+    CSV; ValueError naming the line for anything that is not UTF-8 CSV text."""
+    with open(name, "rb") as fh:
+        data = fh.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"{name}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); "
+            "save the pairs CSV as UTF-8"
+        ) from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise ValueError(f"{name}, line {line}: a NUL character; a pairs CSV is plain text")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [cell.strip().lower() for cell in next(reader, [])]
+        lines = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+    except csv.Error as exc:
+        if "field limit" in str(exc):  # no path is that long: refuse, keep the limit
+            limit = csv.field_size_limit()
+            raise ValueError(
+                f"{name}, line {reader.line_num}: a cell is longer than {limit} characters; "
+                "is this a pairs CSV (reference,moving[,output])?"
+            ) from None
+        raise ValueError(f"{name}, line {reader.line_num}: not a valid CSV row ({exc})") from None
+    return header, lines
+
+
+def _refuse_shared_outputs(name: str, jobs: list[PairJob], outputs) -> None:
+    """ValueError naming the lines of a pairs CSV whose outputs are named like this
+    program's temporary files, or that would write the same file as another line."""
+    lines: dict[str, list[int]] = {}
+    for job, (line, cell) in zip(jobs, outputs, strict=True):
+        for path in job.outputs():
+            if temporary_owner(os.path.basename(path)) is not None:
+                raise ValueError(
+                    f"{name}, line {line}: output {cell} is named like a temporary file of "
+                    "napari-ecc-align (.<name>.ecc<16 hex>-<8 hex>.tmp.<ext>); choose another name"
+                )
+            lines.setdefault(os.path.realpath(path), []).append(line)
+    for path, users in lines.items():
+        if len(users) > 1:
+            numbers = ", ".join(map(str, users[:-1])) + f" and {users[-1]}"
+            raise ValueError(
+                f"{name}, lines {numbers} would write the same file {path}; "
+                "give each row its own output (the output column)"
+            )
 
 
 def _relative_label(path: str, root: str) -> str:

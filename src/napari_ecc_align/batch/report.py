@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,14 +71,37 @@ class BatchReport:
         return f"{n} pair{'s' if n != 1 else ''}: {', '.join(parts)} — see {self.csv_path}"
 
 
-def write_csv(path: PathLike, rows: Sequence[dict[str, Any]]) -> None:
-    """Write the rows as ``alignment.csv`` (atomically)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+# Characters that cannot be written as UTF-8 even with surrogateescape (lone surrogates
+# that do not stand for a byte: Windows file names may hold them) and NUL (Python 3.10's
+# csv reader refuses it): written as \uXXXX escapes instead.
+_UNWRITABLE = re.compile("[\x00\ud800-\udc7f\udd00-\udfff]")
+# A cell is quoted when it holds one of these (RFC 4180); csv.writer leaves a lone "\r"
+# unquoted, which splits the row when read back.
+_NEEDS_QUOTES = re.compile('[,"\r\n]')
+
+
+def write_csv(path: PathLike, rows: Sequence[dict[str, Any]], *, owner: str | None = None) -> None:
+    """Write the rows as ``alignment.csv`` (atomically; ``owner`` names the temporary
+    file, see :func:`~napari_ecc_align.engine.alignment.write_text_atomic`).
+
+    The file is UTF-8, one row per line, cells quoted as in RFC 4180 when they hold a
+    comma, a quote or a line break, so any file name round-trips through
+    :mod:`csv` (read it with ``newline=""``). A file name that is not UTF-8 (a
+    POSIX name is bytes) is written with its own bytes: Python's ``surrogateescape``,
+    which ``open(path, newline="", encoding="utf-8", errors="surrogateescape")``
+    reads back to the very name :func:`os.listdir` gives. NUL and lone surrogates that
+    stand for no byte are written as ``\\uXXXX``.
+    """
+    lines = [",".join(_quoted(key) for key in CSV_COLUMNS)]
     for row in rows:
-        writer.writerow({key: _cell(key, row.get(key)) for key in CSV_COLUMNS})
-    write_text_atomic(path, buffer.getvalue(), ".csv.tmp")
+        lines.append(",".join(_quoted(_cell(key, row.get(key))) for key in CSV_COLUMNS))
+    write_text_atomic(path, "\n".join(lines) + "\n", owner=owner, errors="surrogateescape")
+
+
+def _quoted(cell: str) -> str:
+    if _NEEDS_QUOTES.search(cell):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 def _cell(key: str, value) -> str:
@@ -89,4 +111,4 @@ def _cell(key: str, value) -> str:
         if not np.isfinite(value):
             return ""
         return f"{value:.3f}" if key == "elapsed" else f"{value:.6f}"
-    return str(value)
+    return _UNWRITABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))

@@ -12,6 +12,13 @@ marks a complete pair: a run that is killed can be started again and skips the
 pairs already done. A pair that cannot be read or aligned is recorded in the
 CSV and the others go on.
 
+A batch owns only what it writes. Each run has a random owner token
+(:func:`~napari_ecc_align.engine.temporary.new_owner`), recorded in
+``OUTPUT_DIR/.napari-ecc-align.runs`` before anything else is written, and its
+temporary files carry it in their names. Clean-up removes a file only when its name
+has that form *and* its token is recorded there, so no other file under OUTPUT_DIR,
+whatever its name, is ever removed; the record goes when the run has tidied up.
+
 ``distributed`` and ``tqdm`` are imported inside the functions that use them,
 so ``import napari_ecc_align`` stays light. No Qt or napari here.
 """
@@ -21,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -29,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.alignment import MOTIONS, Alignment
+from ..engine.alignment import MOTIONS, Alignment, write_text_atomic
+from ..engine.temporary import is_owner, new_owner, temporary_owner
 from ..engine.volume_estimate import check_volume_motion
 from ..io.inputs import check_volume_options
 from .cluster import ProgressBar, dask_client, run_pairs
@@ -45,9 +53,8 @@ from .pairs import (
 from .report import BatchReport, write_csv
 from .worker import align_pair, describe_failure
 
-# Hidden temporary files of interrupted writes: io.atomic_output names them
-# ".<stem>.<hex>.tmp.<ext>", tempfile.mkstemp (Alignment.to_json, the CSV) ".<random>.<ext>.tmp".
-_TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
+# The owner tokens of the runs that may have left temporary files in OUTPUT_DIR.
+RUNS_NAME = ".napari-ecc-align.runs"
 
 
 # ------------------------------------------------------------------------------------- the batch
@@ -84,6 +91,8 @@ def batch_align(
         JPEG becomes PNG unless ``keep_jpeg``), ``<stem>.difference.png``
         (``.tif`` if an input is floating point) when ``difference`` is True,
         and ``<stem>.transform.json``, written last. Then ``alignment.csv``.
+        Nothing else there is touched: only this run's temporary files (and
+        those of earlier runs that were killed) are removed, see the module notes.
     pattern : str, optional
         Glob selecting the moving files, e.g. ``"*.tif"`` (matched against the
         file name) or ``"scans/*.png"`` (against the relative path);
@@ -91,9 +100,11 @@ def batch_align(
         recursively. Hidden files and folders are ignored.
     pairs_csv : str or os.PathLike, optional
         Instead of matching names: a CSV with the header
-        ``reference,moving[,output]``. Paths are relative to the reference,
+        ``reference,moving[,output]``, UTF-8. Paths are relative to the reference,
         moving and output folders, or absolute (outputs must stay inside
-        ``output_dir``).
+        ``output_dir``). Rows whose outputs would write the same file, or that
+        are named like this program's temporary files, are refused before
+        anything runs (ValueError naming the lines).
     motion : {"translation", "euclidean", "affine", "homography"}
     init : str or array_like
         ``"auto"``, ``"identity"``, ``"phase"``, ``"fourier-mellin"``,
@@ -133,7 +144,12 @@ def batch_align(
     -------
     BatchReport
         The rows of ``alignment.csv`` and the counts; ``report.ok`` is False
-        if any pair failed.
+        if any pair failed. A sub-folder of ``moving_dir`` that cannot be
+        listed is a failed row too (``pair`` is its relative path).
+        ``alignment.csv`` is UTF-8; a file name that is not (POSIX file names
+        are bytes) is written with its own bytes (Python's ``surrogateescape``),
+        so read it with ``open(path, newline="", encoding="utf-8",
+        errors="surrogateescape")`` to get the names as :func:`os.listdir` gives them.
 
     Raises
     ------
@@ -141,10 +157,14 @@ def batch_align(
         If an input folder (or ``pairs_csv``) does not exist.
     ValueError
         If ``output_dir`` is inside an input folder, nothing matches, an
-        argument is invalid, or another batch is writing to ``output_dir``.
-        Nothing is written in these cases.
+        argument is invalid, ``pairs_csv`` is malformed (the message names the
+        line), or another batch is writing to ``output_dir``. Nothing is
+        written in these cases.
     ConnectionError
         If the scheduler cannot be reached.
+    OSError
+        If ``alignment.csv`` cannot be written; the message says so, and the
+        aligned pairs and their transform JSON files are kept.
 
     Notes
     -----
@@ -172,7 +192,8 @@ def batch_align(
     csv_path = os.path.join(os.fspath(output_dir), CSV_NAME)
     if pairs_csv is not None and _same_file(pairs_csv, csv_path):
         raise ValueError(f"--pairs {os.fspath(pairs_csv)} would be overwritten by the results")
-    jobs = [replace(job, difference=difference, **options) for job in jobs]
+    run = new_owner()
+    jobs = [replace(job, difference=difference, owner=run, **options) for job in jobs]
 
     rows, todo = _triage(jobs, overwrite, difference)
     stopped = fail_fast and any(row["status"] == "failed" for row in rows.values())
@@ -185,7 +206,7 @@ def batch_align(
         client = cluster.enter_context(dask_client(scheduler, n_workers, bar)) if needed else None
         os.makedirs(output_dir, exist_ok=True)
         with _locked(os.fspath(output_dir)):
-            remove_temporary_files(output_dir)
+            _start_run(output_dir, run)
             started, error = time.time(), None
             try:
                 if client is not None:
@@ -200,8 +221,6 @@ def batch_align(
                 for i in todo:
                     if i not in rows:  # fail-fast or an error: what did not finish is listed
                         rows[i] = _unfinished_row(jobs[i], difference, started, why_not)
-                if scheduler is None:
-                    remove_temporary_files(output_dir)
                 report = BatchReport(
                     rows=[rows[i] for i in range(len(jobs))],
                     output_dir=os.fspath(output_dir),
@@ -209,8 +228,35 @@ def batch_align(
                     elapsed=time.perf_counter() - start,
                     stopped=bool(stopped),
                 )
-                write_csv(csv_path, report.rows)
+                # Cancelled tasks on someone else's cluster may still be writing: their
+                # temporary files are left to the next run (the record keeps the token).
+                tidy = scheduler is None or all(rows[i]["status"] != "cancelled" for i in todo)
+                _write_report(report, run, tidy, error)
     return report
+
+
+def _write_report(report: BatchReport, run: str, tidy: bool, error) -> None:
+    """Write ``alignment.csv``, tidy up, and say so plainly if the CSV cannot be written."""
+    try:
+        write_csv(report.csv_path, report.rows, owner=run)
+        failure = None
+    except (OSError, ValueError) as exc:  # UnicodeError is a ValueError
+        failure = exc
+    finally:
+        if tidy:
+            remove_temporary_files(report.output_dir)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(report.output_dir, RUNS_NAME))
+    if failure is not None and error is None:  # never hide an interruption
+        counts = report.counts
+        done = counts["ok"] + counts["skipped"]
+        kept = "pair and its .transform.json file are" if done == 1 else (
+            "pairs and their .transform.json files are")  # fmt: skip
+        # The message names the CSV; an OSError's own file name would be the temporary one.
+        why = getattr(failure, "strerror", None) or describe_failure(failure)
+        raise OSError(
+            f"could not write the report {report.csv_path}: {why}; the {done} aligned {kept} kept"
+        ) from failure
 
 
 def _triage(jobs, overwrite: bool, difference: bool):
@@ -336,19 +382,58 @@ def _complete(job: PairJob, difference: bool) -> Alignment | None:
         return None
     try:
         return Alignment.from_json(job.transform)
-    except (OSError, ValueError, TypeError):
+    except Exception:  # unreadable or malformed, whatever the loader raises: align it again
         return None
 
 
-def remove_temporary_files(output_dir: PathLike) -> list[str]:
-    """Delete the hidden temporary files that interrupted writes left under ``output_dir``."""
-    removed = []
-    for folder, dirs, files in os.walk(output_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+def _start_run(output_dir: PathLike, run: str) -> None:
+    """Record ``run`` (before it writes anything), then remove what earlier, killed runs
+    left and forget them."""
+    path = os.path.join(os.fspath(output_dir), RUNS_NAME)
+    earlier = recorded_runs(output_dir)
+    # Appended, on a line of its own even after a line cut short by a kill.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    with os.fdopen(fd, "a", encoding="ascii") as fh:
+        fh.write(f"\n{run}\n")
+    if earlier:
+        remove_temporary_files(output_dir, earlier)
+        write_text_atomic(path, run + "\n", owner=run)
+
+
+def recorded_runs(output_dir: PathLike) -> set[str]:
+    """The owner tokens recorded in ``output_dir`` by batch runs that have not tidied up."""
+    try:
+        with open(os.path.join(os.fspath(output_dir), RUNS_NAME), encoding="ascii",
+                  errors="replace") as fh:  # fmt: skip
+            return {line.strip() for line in fh if is_owner(line.strip())}
+    except FileNotFoundError:
+        return set()
+
+
+def remove_temporary_files(output_dir: PathLike, runs=None) -> list[str]:
+    """Delete the temporary files that batch runs left under ``output_dir``, and nothing else.
+
+    A file is removed only when it is a regular file named like a temporary file of
+    this program (``.<stem>.<owner>-<hex>.tmp<ext>``, see
+    :mod:`~napari_ecc_align.engine.temporary`) *and* its owner is one of ``runs``
+    (default: the runs recorded in ``output_dir/.napari-ecc-align.runs``).
+
+    Returns
+    -------
+    list of str
+        The removed paths.
+    """
+    runs = recorded_runs(output_dir) if runs is None else set(runs)
+    removed: list[str] = []
+    if not runs:
+        return removed
+    for folder, _, files in os.walk(output_dir):  # links to folders are not followed
         for name in files:
-            if _TEMPORARY.match(name):
-                path = os.path.join(folder, name)
-                with contextlib.suppress(FileNotFoundError):
+            if temporary_owner(name) not in runs:
+                continue
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISREG(os.lstat(path).st_mode):
                     os.remove(path)
                     removed.append(path)
     return removed

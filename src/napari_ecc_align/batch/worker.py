@@ -10,9 +10,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..engine.alignment import Alignment
+from ..engine.alignment import Alignment, write_text_atomic
 from ..io.images import atomic_output, check_writable, write_image
 from ..io.inputs import read_pair
+from ..io.volumes import write_volume
 from .pairs import DIFFERENCE_SUFFIXES, PairJob
 
 # PNG encoder settings for the outputs (lossless either way). zlib level 1 with the RLE
@@ -58,7 +59,14 @@ def _align_files(job: PairJob) -> Alignment:
     alignment = align(pair.reference, pair.moving, motion=job.motion, init=init,
                       **pair.align_keywords)  # fmt: skip
     aligned = warp(pair.moving, alignment)
-    save = save_image if pair.ndim == 2 else pair.write  # volumes carry the voxel size
+
+    def save(path: str, array: np.ndarray) -> None:
+        if pair.ndim == 2:
+            save_image(path, array, owner=job.owner)
+        else:  # volumes carry the voxel size
+            with atomic_output(path, owner=job.owner) as tmp:
+                write_volume(tmp, array, spacing=pair.spacing, unit=pair.unit, atomic=False)
+
     save(job.aligned, aligned)
     if job.difference:
         mode = default_difference_mode(pair.reference, pair.moving)
@@ -66,16 +74,18 @@ def _align_files(job: PairJob) -> Alignment:
         path = job.stem + DIFFERENCE_SUFFIXES[1 if floating or pair.ndim == 3 else 0]
         diff = difference(pair.reference, aligned, mode=mode, alignment=alignment)
         save(path, difference_for_file(diff, path, mode, pair.reference, pair.moving))
-    alignment.to_json(job.transform)  # last: now the pair is complete
+    # Last: now the pair is complete (the same text as alignment.to_json(path) writes).
+    write_text_atomic(job.transform, alignment.to_json() + "\n", owner=job.owner)
     return alignment
 
 
-def save_image(path: str, array: np.ndarray) -> None:
+def save_image(path: str, array: np.ndarray, *, owner: str | None = None) -> None:
     """:func:`~napari_ecc_align.io.write_image`, with faster lossless PNG settings.
 
     PNGs with 1, 3 or 4 channels are encoded by OpenCV (see ``_PNG_GRAY``) and
     renamed into place like every other write; anything else goes through
-    ``write_image``.
+    ``write_image``. ``owner`` names the temporary file (see
+    :func:`~napari_ecc_align.io.images.atomic_output`).
     """
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -83,7 +93,8 @@ def save_image(path: str, array: np.ndarray) -> None:
     fmt = check_writable(path, arr.dtype, arr.shape)
     channels = 0 if arr.ndim == 2 else arr.shape[-1]
     if fmt != "PNG" or channels not in (0, 3, 4):
-        write_image(path, arr)
+        with atomic_output(path, owner=owner) as tmp:
+            write_image(tmp, arr, atomic=False)
         return
     if arr.dtype == np.bool_:
         arr = np.where(arr, np.uint8(255), np.uint8(0))
@@ -94,7 +105,7 @@ def save_image(path: str, array: np.ndarray) -> None:
     )
     if not ok:
         raise OSError(f"OpenCV could not encode {path} as PNG")
-    with atomic_output(path) as tmp:
+    with atomic_output(path, owner=owner) as tmp:
         buffer.tofile(tmp)
 
 

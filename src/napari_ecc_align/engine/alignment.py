@@ -405,14 +405,31 @@ def _json_default(obj):
     return str(obj)
 
 
-def write_text_atomic(path, text: str, suffix: str = ".tmp") -> None:
+def write_text_atomic(
+    path, text: str, suffix: str = ".tmp", *, owner: str | None = None, errors: str = "strict"
+) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``:
-    a reader never sees half a file. Missing parent folders are created."""
+    a reader never sees half a file. Missing parent folders are created.
+
+    The text is encoded as UTF-8 with the given ``errors`` handler (``"surrogateescape"``
+    writes the bytes of a file name that is not UTF-8 as they are). With an ``owner``
+    token (:func:`napari_ecc_align.engine.temporary.new_owner`) the temporary file is
+    named ``.<stem>.<owner>-<hex>.tmp<ext>`` (``suffix`` unused), so the owner's
+    clean-up can tell it from any other file; by default it is ``.<random><suffix>``.
+    """
+    from .temporary import temporary_name
+
     folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if owner is not None:
+        name = temporary_name(os.fspath(path), owner)  # refuses a malformed owner first
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=suffix, dir=folder)
+    if owner is None:
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=suffix, dir=folder)
+    else:
+        tmp = os.path.join(folder, name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", errors=errors, newline="") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -358,7 +358,9 @@ def _write(target: str, arr: np.ndarray, fmt: str, ext: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: PathLike, *, atomic: bool = True) -> Iterator[str]:
+def atomic_output(
+    path: PathLike, *, atomic: bool = True, owner: str | None = None
+) -> Iterator[str]:
     """Context manager yielding a path to write to, moved onto ``path`` on success.
 
     The temporary file sits in the target's folder (``os.replace`` is only
@@ -366,20 +368,38 @@ def atomic_output(path: PathLike, *, atomic: bool = True) -> Iterator[str]:
     keeps the real extension. It is removed if the body raises. Missing
     parent folders are created.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The target.
+    atomic : bool
+        False: yield ``path`` itself (no temporary file).
+    owner : str, optional
+        A token from :func:`napari_ecc_align.engine.temporary.new_owner`: the
+        temporary file is then named ``.<stem>.<owner>-<hex>.tmp<ext>``, a name
+        only that owner makes, so its clean-up can tell its own left-overs
+        (``batch`` does this). Default: ``.<stem>.<hex>.tmp<ext>``.
+
     Examples
     --------
     >>> with atomic_output("result.json") as tmp:  # doctest: +SKIP
     ...     alignment.to_json(tmp)
     """
+    from ..engine.temporary import temporary_name
+
     target = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(target)
+    if owner is not None:
+        name = temporary_name(target, owner)  # refuses a malformed owner before any write
     os.makedirs(folder, exist_ok=True)
     if not atomic:
         yield target
         return
     base = os.path.basename(target)
     stem, ext = os.path.splitext(base)
-    tmp = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.tmp{ext}")
+    if owner is None:
+        name = f".{stem}.{secrets.token_hex(4)}.tmp{ext}"
+    tmp = os.path.join(folder, name)
     # O_EXCL: never clobber a stranger's file; mode 0o666 lets the umask apply as for
     # any new file (mkstemp would leave the result readable by its owner only).
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))

@@ -33,6 +33,8 @@ CORRUPT = {
     "huge-entry": lambda text, data: json.dumps(
         {**data, "matrix": [[10**400, 0, 0], [0, 1, 0], [0, 0, 1]]}
     ),
+    "negative-shape": lambda text, data: json.dumps({**data, "reference_shape": [-5, 10]}),
+    "strings-for-numbers": lambda text, data: json.dumps({**data, "levels": "3", "elapsed": "x"}),
     "huge-shape": lambda text, data: json.dumps({**data, "reference_shape": [1.5, 160]}).replace(
         "1.5", "1e400"
     ),
@@ -205,3 +207,36 @@ def test_an_unreadable_moving_folder_itself_is_refused(shared_folder):
     assert code == 2, log
     assert log == f"napari-ecc-align: error: Permission denied: {root / 'mov'}\n"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["deep-nesting", "huge-entry", "negative-shape"])
+def test_a_hostile_init_json_is_refused_before_anything_runs(tmp_path, capsys, case):
+    _write(tmp_path, ["a.png"])
+    valid = Alignment.from_json(
+        '{"matrix": [[1, 0, 0], [0, 1, 0]], "motion": "affine", '
+        '"reference_shape": [10, 10], "moving_shape": [10, 10]}'
+    ).to_dict()
+    init = tmp_path / "init.json"
+    init.write_text(CORRUPT[case](json.dumps(valid), valid), encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["batch", str(tmp_path / "ref"), str(tmp_path / "mov"), str(out),
+                 "--init", str(init), "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("napari-ecc-align: error: init must be")
+    assert str(init) in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_pixel_budget_option_reaches_every_pair(tmp_path, capsys):
+    _write(tmp_path, ["a.png", "b.png"])
+    out = tmp_path / "out"
+    args = ["batch", str(tmp_path / "ref"), str(tmp_path / "mov"), str(out), "--workers", "1"]
+    assert main([*args, "-q", "--max-pixels", "1000"]) == 1
+    rows = _rows(out)
+    assert {r["status"] for r in rows.values()} == {"failed"}
+    assert all("more than the pixel budget of 1,000" in r["error"] for r in rows.values())
+    assert not (out / "a.png").exists()
+    capsys.readouterr()
+    assert main([*args, "-q", "--max-pixels", "inf"]) == 0  # the same files, a raised limit
+    assert {r["status"] for r in _rows(out).values()} == {"ok"}

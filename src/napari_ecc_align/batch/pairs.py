@@ -54,6 +54,7 @@ class PairJob:
     difference: bool = False
     ndim: int | None = None  # 2, 3, or None: the files' metadata decide
     spacing: tuple[float, float, float] | None = None  # overrides the files' voxel size
+    max_pixels: int | float | None = None  # pixel budget of the files (None: the default)
     problem: str | None = None  # known before running: the pair fails without a task
     owner: str | None = None  # the run's token: its temporary files carry it (engine.temporary)
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.alignment import MOTIONS, Alignment, write_text_atomic
+from ..engine.limits import max_pixels as pixel_budget
 from ..engine.temporary import is_owner, new_owner, temporary_owner
 from ..engine.volume_estimate import check_volume_motion
 from ..io.inputs import check_volume_options
@@ -75,6 +76,7 @@ def batch_align(
     keep_jpeg: bool = False,
     ndim: int | None = None,
     spacing=None,
+    max_pixels=None,
     progress: bool = True,
 ) -> BatchReport:
     """Align every image of ``moving_dir`` onto its partner in ``reference_dir`` on Dask.
@@ -137,6 +139,10 @@ def batch_align(
         Voxel size of every volume pair, instead of the one in the files'
         metadata (the reference's; a pair whose two files state different
         voxel sizes fails without it).
+    max_pixels : int, optional
+        Pixel budget of every input file and transform JSON: files declaring
+        more pixels (voxels) fail before they are read. Default: the environment
+        variable ``NAPARI_ECC_ALIGN_MAX_PIXELS``, else 2**28.
     progress : bool
         Show a tqdm progress bar on stderr.
 
@@ -180,7 +186,9 @@ def batch_align(
     """
     start = time.perf_counter()
     _check_folders(reference_dir, moving_dir, output_dir)
-    options = _check_options(motion, init, workers, scheduler, pattern, pairs_csv, ndim, spacing)
+    options = _check_options(
+        motion, init, workers, scheduler, pattern, pairs_csv, ndim, spacing, max_pixels
+    )
     jobs = find_pairs(
         reference_dir,
         moving_dir,
@@ -314,19 +322,17 @@ def _check_folders(reference_dir, moving_dir, output_dir) -> None:
 
 
 def _check_options(
-    motion, init, workers, scheduler, pattern, pairs_csv, ndim=None, spacing=None
+    motion, init, workers, scheduler, pattern, pairs_csv, ndim=None, spacing=None, budget=None
 ) -> dict[str, Any]:
     if not isinstance(motion, str) or motion.lower() not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
     volume = _check_volume_options(motion.lower(), ndim, spacing)
+    budget = None if budget is None else pixel_budget(budget)  # a bad value fails here, once
     if isinstance(init, (str, os.PathLike)) and os.fspath(init).lower().endswith(".json"):
-        path = os.fspath(init)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(errno.ENOENT, "no such transform file (--init)", path)
-        try:
-            init = Alignment.from_json(path).matrix
+        try:  # refuses missing files, FIFOs and hostile JSON, naming the field
+            init = Alignment.from_json(os.fspath(init), max_pixels=budget).matrix
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"init {path} is not a transform JSON file: {exc}") from None
+            raise type(exc)(f"init must be a transform JSON file: {exc}") from None
     if isinstance(init, str):
         if init not in INIT_CHOICES:
             raise ValueError(
@@ -345,7 +351,7 @@ def _check_options(
             )
     if pattern is not None and pairs_csv is not None:
         raise ValueError("pattern and pairs_csv exclude each other: the CSV lists the pairs")
-    return {"motion": motion.lower(), "init": init, **volume}
+    return {"motion": motion.lower(), "init": init, "max_pixels": budget, **volume}
 
 
 def _check_volume_options(motion: str, ndim, spacing) -> dict[str, Any]:
@@ -380,9 +386,9 @@ def _complete(job: PairJob, difference: bool) -> Alignment | None:
         return None
     if difference and not any(os.path.isfile(job.stem + s) for s in DIFFERENCE_SUFFIXES):
         return None
-    try:
-        return Alignment.from_json(job.transform)
-    except Exception:  # unreadable or malformed, whatever the loader raises: align it again
+    try:  # the loader turns anything malformed into ValueError/TypeError
+        return Alignment.from_json(job.transform, max_pixels=job.max_pixels)
+    except (OSError, ValueError, TypeError):  # unreadable or corrupt: align the pair again
         return None
 
 

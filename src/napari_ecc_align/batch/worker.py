@@ -53,7 +53,9 @@ def _align_files(job: PairJob) -> Alignment:
     # The JSON marks a complete pair: take it away before replacing any output.
     with contextlib.suppress(FileNotFoundError):
         os.remove(job.transform)
-    pair = read_pair(job.reference, job.moving, ndim=job.ndim, spacing=job.spacing)
+    pair = read_pair(
+        job.reference, job.moving, ndim=job.ndim, spacing=job.spacing, max_pixels=job.max_pixels
+    )
     pair.check_output(job.aligned)
     init = np.asarray(job.init, dtype=np.float64) if not isinstance(job.init, str) else job.init
     alignment = align(pair.reference, pair.moving, motion=job.motion, init=init,
@@ -69,7 +71,7 @@ def _align_files(job: PairJob) -> Alignment:
 
     save(job.aligned, aligned)
     if job.difference:
-        mode = default_difference_mode(pair.reference, pair.moving)
+        mode = default_difference_mode(pair.reference, pair.moving, ndim=pair.ndim)
         floating = any(a.dtype.kind == "f" for a in (pair.reference, pair.moving))
         path = job.stem + DIFFERENCE_SUFFIXES[1 if floating or pair.ndim == 3 else 0]
         diff = difference(pair.reference, aligned, mode=mode, alignment=alignment)

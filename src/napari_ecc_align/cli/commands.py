@@ -243,6 +243,7 @@ def _add_batch_parser(commands) -> None:
                    help="no progress bar; print only failures")
     # fmt: on
     _add_volume_options(b)
+    _add_budget_option(b)
     _add_debug_option(b)
     b.set_defaults(func=_cmd_batch)
 
@@ -334,6 +335,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         keep_jpeg=args.keep_jpeg,
         ndim=args.ndim,
         spacing=args.spacing,
+        max_pixels=args.max_pixels,
         progress=not args.quiet,
     )
     if report.ok:

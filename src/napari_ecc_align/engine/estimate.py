@@ -36,7 +36,7 @@ from .ecc import (
     usable_pixels,
 )
 from .finishing import Pair, check_outcome, finish_runner_ups, nearer_identity, normalise_matrix
-from .initialisation import SEARCHES, choose_initialisation
+from .initialisation import SEARCHES, choose_initialisation, with_skipped
 from .preprocess import as_array, normalise, shrink, split_channels
 from .template import Template
 from .volume_estimate import check_volume_motion, iter_align_volume
@@ -261,6 +261,8 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         moving, mov_mask = shrink(moving, mov_mask, halvings)
     ref, ref_valid = prepared.normalised(halvings)
     mov, mov_valid = normalise(moving, "moving", mov_mask, "moving_mask")
+    for name, shape in (("reference", ref.shape), ("moving", mov.shape)):
+        _check_thick_enough(name, shape, params["gauss_filter_size"])
     levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
     levels = _fit_levels(levels, ref.shape, mov.shape)
     ref_pyr = prepared.pyramid(halvings, levels)
@@ -349,6 +351,8 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         yield Progress(0, total, total, n_iter, correlation)
     _check_plausible(matrix, ref.shape, mov.shape)
     check_outcome(corr_before, corr_after, tried=tried)
+    if tried:
+        init_method = with_skipped(init_method, found.tried)
     parameters = {k: v for k, v in params.items() if k != "init"}
     if bilevel is not None:
         parameters["bilevel"], parameters["bilevel_inverted"] = bilevel, inverted
@@ -486,6 +490,28 @@ def _fit_levels(levels: int, ref_shape, mov_shape) -> int:
     while levels > 1 and side / 2 ** (levels - 1) < 8:
         levels -= 1
     return levels
+
+
+def _check_thick_enough(name: str, shape, ksize: int) -> None:
+    """ECC samples only pixels ``level_margin`` away from every edge (the prefilter
+    reflects the image there), and a sample band one pixel wide cannot move across
+    it: a strip needs two margins and two pixels."""
+    need, side = _thinnest(ksize), min(shape)
+    if side < need:
+        hint = (
+            f"use gauss_filter_size=0, which needs {_thinnest(0)}"
+            if side >= _thinnest(0)
+            else "ECC cannot align an image this thin"
+        )
+        raise AlignmentError(
+            f"the {name} image is {side} pixels across, too thin for gauss_filter_size="
+            f"{ksize}, which needs {need} (a {level_margin(ksize)}-pixel margin on each "
+            f"side); {hint}"
+        )
+
+
+def _thinnest(ksize: int) -> int:
+    return 2 * level_margin(ksize) + 2
 
 
 def _check_plausible(matrix, ref_shape, mov_shape) -> None:

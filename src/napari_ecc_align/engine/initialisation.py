@@ -55,6 +55,19 @@ _FARTHER_PX = 1.0
 # The identity is also refined from the small level itself when the coarse levels took
 # it further than this (small-level pixels).
 _DIRECT_REACH_PX = 2.0
+# Fourier–Mellin reads rotation and scale from a square spectrum. Beyond this ratio of
+# the long side to the short one a rotation of more than about 2 / ratio radians (14°
+# at 8:1) leaves the strip no overlap with itself, and the padded square would hold
+# ratio times more pixels than the image: the estimator is skipped.
+MAX_SPECTRAL_ASPECT = 8
+# A phase-correlation grid (the two images padded to a common shape) may hold this many
+# times the pixels of both images together (more only when their shapes differ wildly,
+# e.g. a tall and a wide strip, which no translation can overlap) ...
+_PHASE_GRID_FACTOR = 4
+# ... or this many pixels, whichever is more.
+_PHASE_GRID_FLOOR = 512 * 512
+# Window taper only along axes at least this long: a Hann window over 2 rows is zero.
+_MIN_TAPER = 8
 
 
 @dataclass
@@ -68,6 +81,7 @@ class Candidate:
 
     refined: np.ndarray | None = None
     path: str = ""  # how the identity was refined (it is refined two ways)
+    skipped: str = ""  # why the estimator was not run (then ``error`` says it too)
 
     @property
     def label(self) -> str:
@@ -86,6 +100,8 @@ class Candidate:
 
     def describe(self) -> str:
         how = f", {self.path}" if self.path else ""
+        if self.skipped:
+            return f"{self.method} (skipped: {self.skipped})"
         if self.error:
             return f"{self.method} (failed{how}: {self.error})"
         return f"{self.method} (correlation {self.correlation:.3f}{how})"
@@ -99,6 +115,15 @@ class Initialisation:
     method: str
     level: int
     tried: list[Candidate] = field(default_factory=list)
+
+
+def with_skipped(method: str, tried) -> str:
+    """``init_method`` with the estimators of ``tried`` that were skipped and why, e.g.
+    ``"identity (fourier-mellin skipped: aspect ratio 2000:1)"``."""
+    notes = "; ".join(f"{c.method} skipped: {c.skipped}" for c in tried if c.skipped)
+    if not notes:
+        return method
+    return f"{method[:-1]}; {notes})" if method.endswith(")") else f"{method} ({notes})"
 
 
 def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> Initialisation:
@@ -137,6 +162,14 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
             break
         try:
             found = _estimate(method, ref_pyr, mov_pyr, levels, small, motion)
+        except Skipped as exc:
+            if not auto:
+                raise AlignmentError(
+                    f"init={method!r} cannot be used on these images: {exc}; use "
+                    "init='phase' (translation), 'features', 'identity' or a matrix"
+                ) from None
+            tried.append(Candidate(method, np.eye(3), error=str(exc), skipped=exc.reason))
+            continue
         except _NoEstimate as exc:
             tried.append(Candidate(method, np.eye(3), error=str(exc)))
             continue
@@ -265,21 +298,54 @@ class _NoEstimate(Exception):
     """An estimator found nothing usable (said in the final error message)."""
 
 
+class Skipped(_NoEstimate):
+    """An estimator that means nothing (or would cost too much) for these shapes."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason} ({detail})")
+        self.reason = reason
+
+
+def aspect_ratio(*shapes) -> float:
+    """The largest long-to-short side ratio of the given (rows, cols, ...) shapes."""
+    return max(max(shape) / max(min(shape), 1) for shape in shapes)
+
+
+def check_phase_grid(ref_shape, mov_shape) -> tuple[int, ...]:
+    """The common padded grid of a phase correlation of two shapes, or ``Skipped`` when
+    it would hold far more pixels than both images (shapes too different to overlap)."""
+    grid = tuple(max(a, b) for a, b in zip(ref_shape, mov_shape, strict=True))
+    pixels = math.prod(grid)
+    inputs = math.prod(ref_shape) + math.prod(mov_shape)
+    if pixels > max(_PHASE_GRID_FACTOR * inputs, _PHASE_GRID_FLOOR):
+        raise Skipped(
+            "image shapes too different",
+            f"{tuple(ref_shape)} and {tuple(mov_shape)} pad to a {pixels}-pixel grid",
+        )
+    return grid
+
+
+def _window(rows: int, cols: int) -> np.ndarray:
+    """A Hann window (float32) tapering only the axes of at least ``_MIN_TAPER`` pixels."""
+    if min(rows, cols) >= _MIN_TAPER:
+        return cv2.createHanningWindow((cols, rows), cv2.CV_32F)
+    taper = [np.hanning(n) if n >= _MIN_TAPER else np.ones(n) for n in (rows, cols)]
+    return np.outer(*taper).astype(np.float32)
+
+
 def _spectrum(image: np.ndarray, shape) -> np.ndarray:
     """Windowed, mean-padded FFT on a common ``shape``."""
     rows, cols = shape
     padded = np.full((rows, cols), float(image.mean()), np.float32)
     padded[: image.shape[0], : image.shape[1]] = image
     padded -= padded.mean()
-    window = cv2.createHanningWindow((cols, rows), cv2.CV_32F)
-    return np.fft.rfft2(padded * window)
+    return np.fft.rfft2(padded * _window(rows, cols))
 
 
 def phase_surface(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
     """The phase-correlation surface of two images on a common padded grid (float32,
     lightly blurred so a peak split between two pixels counts as one)."""
-    rows = max(ref.shape[0], mov.shape[0])
-    cols = max(ref.shape[1], mov.shape[1])
+    rows, cols = check_phase_grid(ref.shape, mov.shape)
     cross = _spectrum(mov, (rows, cols)) * np.conj(_spectrum(ref, (rows, cols)))
     cross /= np.abs(cross) + 1e-12
     surface = np.fft.irfft2(cross, s=(rows, cols))
@@ -335,9 +401,8 @@ def _log_polar_magnitude(image: np.ndarray, size: int) -> tuple[np.ndarray, floa
     # window over the padded square left a small reference (a crop of the moving image)
     # with hard edges, whose spectrum then pulled the rotation towards 0° or 90°.
     rows, cols = image.shape
-    window = cv2.createHanningWindow((cols, rows), cv2.CV_32F)
     padded = np.zeros((size, size), np.float32)
-    padded[:rows, :cols] = (image - image.mean()) * window
+    padded[:rows, :cols] = (image - image.mean()) * _window(rows, cols)
     magnitude = np.abs(np.fft.fftshift(np.fft.fft2(padded))).astype(np.float32)
     magnitude = np.log1p(magnitude)
     # Emphasise mid frequencies: the DC peak and the noise floor carry no rotation.
@@ -375,10 +440,24 @@ def _log_polar_grid(size: int, max_radius: float) -> tuple[np.ndarray, np.ndarra
 
 
 def fourier_mellin(ref, mov) -> list[np.ndarray]:
-    """Similarity candidates (rotation, scale, then translation) reference → moving."""
-    size = int(2 ** math.ceil(math.log2(max(*ref.shape, *mov.shape))))
-    polar_ref, max_radius = _log_polar_magnitude(ref, size)
-    polar_mov, _ = _log_polar_magnitude(mov, size)
+    """Similarity candidates (rotation, scale, then translation) reference → moving.
+
+    Rotation and scale are read on copies at most ``_SMALL_SIDE`` pixels long (the
+    pyramid level normally is; a shallow pyramid, as a narrow strip has, is not), so
+    the padded square never exceeds ``_SMALL_SIDE``² whatever the input. Images more
+    elongated than ``MAX_SPECTRAL_ASPECT`` raise ``Skipped``.
+    """
+    aspect = aspect_ratio(ref.shape, mov.shape)
+    if aspect > MAX_SPECTRAL_ASPECT:
+        raise Skipped(
+            f"aspect ratio {aspect:.0f}:1",
+            f"over {MAX_SPECTRAL_ASPECT}:1, rotation and scale cannot be read from the spectrum",
+        )
+    factor = min(1.0, _SMALL_SIDE / max(*ref.shape, *mov.shape))
+    spectral = [_resized(image, factor) for image in (ref, mov)]
+    size = int(2 ** math.ceil(math.log2(max(*spectral[0].shape, *spectral[1].shape))))
+    polar_ref, max_radius = _log_polar_magnitude(spectral[0], size)
+    polar_mov, _ = _log_polar_magnitude(spectral[1], size)
     (d_rho, d_phi), response = cv2.phaseCorrelate(polar_ref, polar_mov)
     if not np.isfinite(response) or response <= 0:
         raise _NoEstimate("no log-polar correlation peak")
@@ -401,6 +480,14 @@ def fourier_mellin(ref, mov) -> list[np.ndarray]:
     if not out:
         raise _NoEstimate("no overlapping translation after rotation")
     return out
+
+
+def _resized(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` scaled by ``factor`` <= 1 (area averaging); itself when 1."""
+    if factor >= 1.0:
+        return image
+    rows, cols = (max(2, round(n * factor)) for n in image.shape)
+    return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA)
 
 
 def _rotation_scale(angle_deg: float, scale: float) -> np.ndarray:

@@ -37,7 +37,7 @@ from .ecc import (
 )
 from .finishing import Pair, check_outcome, finish_runner_ups, nearer_identity, normalise_matrix
 from .initialisation import SEARCHES, choose_initialisation, with_skipped
-from .preprocess import as_array, normalise, shrink, split_channels
+from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels
 from .template import Template
 from .volume_estimate import check_volume_motion, iter_align_volume
 
@@ -449,10 +449,7 @@ def initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
         raise ValueError(
             f"init must be one of {('identity', *SEARCHES)}, None or a 3x3 matrix, got {init!r}"
         )
-    try:
-        matrix = np.array(init, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"init must be a 3x3 matrix, got {type(init).__name__}") from None
+    matrix = as_real_matrix(init, "init", "a 3x3 matrix")
     if matrix.shape == (2, 3):
         matrix = np.vstack([matrix, [0.0, 0.0, 1.0]])
     if matrix.shape != (3, 3):

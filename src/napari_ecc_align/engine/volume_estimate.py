@@ -24,6 +24,7 @@ from .alignment import VOLUME_MOTIONS, Alignment, AlignmentError
 from .ecc import climb
 from .finishing import check_outcome
 from .initialisation import Candidate, Skipped, check_phase_grid, choose_candidate, with_skipped
+from .preprocess import as_real_matrix
 from .reference_side import level_margin
 from .volume import (
     blurred,
@@ -140,11 +141,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
 def _initial_matrix(init, motion, spacing) -> np.ndarray:
     if init is None or (isinstance(init, str) and init == "identity"):
         return np.eye(4)
-    try:
-        matrix = np.array(init, dtype=np.float64)
-    except (TypeError, ValueError):
-        kind = type(init).__name__
-        raise TypeError(f"init must be a 4x4 matrix for volumes, got {kind}") from None
+    matrix = as_real_matrix(init, "init", "a 4x4 matrix for volumes")
     if matrix.shape == (3, 4):
         matrix = np.vstack([matrix, [0.0, 0.0, 0.0, 1.0]])
     if matrix.shape != (4, 4):

@@ -23,9 +23,10 @@ from scipy import ndimage
 from .alignment import VOLUME_MOTIONS, Alignment, AlignmentError
 from .ecc import climb
 from .finishing import check_outcome
-from .initialisation import Candidate, Skipped, check_phase_grid, choose_candidate, with_skipped
+from .initialisation import Candidate, choose_candidate, with_skipped
 from .preprocess import as_real_matrix
 from .reference_side import level_margin
+from .spectral import Skipped, check_phase_grid
 from .volume import (
     blurred,
     check_spacing,

@@ -38,6 +38,7 @@ from .ecc import (
 from .finishing import Pair, check_outcome, finish_runner_ups, nearer_identity, normalise_matrix
 from .initialisation import SEARCHES, choose_initialisation, with_skipped
 from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels
+from .reference_side import check_thick_enough
 from .template import Template
 from .volume_estimate import check_volume_motion, iter_align_volume
 
@@ -122,8 +123,10 @@ def align(
         perspective, low overlap) and the identity — refines each briefly with
         ECC and keeps the one with the highest correlation (of those within 0.01
         of it, the one that moves the image least); the name of one
-        estimator forces it. ``None`` or ``"identity"`` starts from the
-        identity. A 3×3 (or 2×3) matrix in the result's convention is used as
+        estimator forces it. Fourier–Mellin needs images at most 8 times longer
+        than wide: beyond, ``"auto"`` skips it (``init_method`` says so) and
+        ``"fourier-mellin"`` raises ``AlignmentError``. ``None`` or ``"identity"``
+        starts from the identity. A 3×3 (or 2×3) matrix in the result's convention is used as
         given (projected onto ``motion``). ``Alignment.init_method`` says which
         start was used.
     reference_mask, moving_mask : array_like of bool, optional
@@ -262,7 +265,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     ref, ref_valid = prepared.normalised(halvings)
     mov, mov_valid = normalise(moving, "moving", mov_mask, "moving_mask")
     for name, shape in (("reference", ref.shape), ("moving", mov.shape)):
-        _check_thick_enough(name, shape, params["gauss_filter_size"])
+        check_thick_enough(name, shape, params["gauss_filter_size"])
     levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
     levels = _fit_levels(levels, ref.shape, mov.shape)
     ref_pyr = prepared.pyramid(halvings, levels)
@@ -487,28 +490,6 @@ def _fit_levels(levels: int, ref_shape, mov_shape) -> int:
     while levels > 1 and side / 2 ** (levels - 1) < 8:
         levels -= 1
     return levels
-
-
-def _check_thick_enough(name: str, shape, ksize: int) -> None:
-    """ECC samples only pixels ``level_margin`` away from every edge (the prefilter
-    reflects the image there), and a sample band one pixel wide cannot move across
-    it: a strip needs two margins and two pixels."""
-    need, side = _thinnest(ksize), min(shape)
-    if side < need:
-        hint = (
-            f"use gauss_filter_size=0, which needs {_thinnest(0)}"
-            if side >= _thinnest(0)
-            else "ECC cannot align an image this thin"
-        )
-        raise AlignmentError(
-            f"the {name} image is {side} pixels across, too thin for gauss_filter_size="
-            f"{ksize}, which needs {need} (a {level_margin(ksize)}-pixel margin on each "
-            f"side); {hint}"
-        )
-
-
-def _thinnest(ksize: int) -> int:
-    return 2 * level_margin(ksize) + 2
 
 
 def _check_plausible(matrix, ref_shape, mov_shape) -> None:

@@ -339,3 +339,25 @@ def _remap(image, xy, interpolation):
 
 
 _CV_REMAP_LIMIT = 32767  # SHRT_MAX: cv2.remap refuses larger source or map sides
+
+
+def check_thick_enough(name: str, shape, ksize: int) -> None:
+    """ECC samples only pixels ``level_margin`` away from every edge (the prefilter
+    reflects the image there), and a sample band one pixel wide cannot move across
+    it: a strip needs two margins and two pixels."""
+    need, side = _thinnest(ksize), min(shape)
+    if side < need:
+        hint = (
+            f"use gauss_filter_size=0, which needs {_thinnest(0)}"
+            if side >= _thinnest(0)
+            else "ECC cannot align an image this thin"
+        )
+        raise AlignmentError(
+            f"the {name} image is {side} pixels across, too thin for gauss_filter_size="
+            f"{ksize}, which needs {need} (a {level_margin(ksize)}-pixel margin on each "
+            f"side); {hint}"
+        )
+
+
+def _thinnest(ksize: int) -> int:
+    return 2 * level_margin(ksize) + 2

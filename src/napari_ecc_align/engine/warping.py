@@ -56,7 +56,9 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
         convention (2×3 and 3×4 are padded; a 4×4 must be affine).
     output_shape : tuple (rows, cols) or (z, y, x), optional
         Size of the output grid; defaults to the alignment's reference shape
-        (the image's own shape when a bare matrix is given).
+        (the image's own shape when a bare matrix is given). Positive whole numbers
+        (ints, numpy integers or integral floats such as ``2.0``); ``1.5`` raises
+        ValueError rather than being truncated.
     interpolation : {"linear", "nearest", "cubic"}
         Boolean images always use nearest neighbour; use "nearest" for label
         images so no new label values appear. OpenCV's cubic kernel (a = -0.75)
@@ -68,13 +70,18 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
         the others are not touched by it.
     fill_value : scalar
         Value of output pixels that fall outside the moving image. Must be
-        representable in the image's dtype.
+        representable in the image's dtype (any integer in its range, e.g.
+        ``2**64 - 1`` for uint64; not ``2.5`` for an integer image).
 
     Returns
     -------
     ndarray
         Same dtype as ``image``; shape with the spatial axes replaced by
         ``output_shape``. Integer results are rounded and clipped, never wrapped.
+        int64/uint64 are interpolated in float64, which holds only 53 bits: pixels
+        whose kernel weights are all 0 and 1 (nearest neighbour, the identity,
+        whole-pixel shifts, flips, quarter turns, and the fill) keep their exact
+        value; a pixel between source pixels is their weighted mean rounded once.
 
     Examples
     --------

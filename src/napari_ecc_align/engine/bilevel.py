@@ -27,7 +27,8 @@ import numpy as np
 
 from .alignment import AlignmentError
 from .ecc import _Level, run_levels
-from .initialisation import corner_displacement, phase_surface
+from .initialisation import corner_displacement
+from .spectral import phase_surface
 from .warping import warp_plane
 
 # A normalised image is bilevel when this share of its valid pixels sits within

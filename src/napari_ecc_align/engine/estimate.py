@@ -36,8 +36,9 @@ from .ecc import (
     usable_pixels,
 )
 from .finishing import Pair, check_outcome, finish_runner_ups, nearer_identity, normalise_matrix
-from .initialisation import SEARCHES, choose_initialisation
-from .preprocess import as_array, normalise, shrink, split_channels
+from .initialisation import SEARCHES, choose_initialisation, with_skipped
+from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels
+from .reference_side import check_thick_enough
 from .template import Template
 from .volume_estimate import check_volume_motion, iter_align_volume
 
@@ -122,8 +123,10 @@ def align(
         perspective, low overlap) and the identity — refines each briefly with
         ECC and keeps the one with the highest correlation (of those within 0.01
         of it, the one that moves the image least); the name of one
-        estimator forces it. ``None`` or ``"identity"`` starts from the
-        identity. A 3×3 (or 2×3) matrix in the result's convention is used as
+        estimator forces it. Fourier–Mellin needs images at most 8 times longer
+        than wide: beyond, ``"auto"`` skips it (``init_method`` says so) and
+        ``"fourier-mellin"`` raises ``AlignmentError``. ``None`` or ``"identity"``
+        starts from the identity. A 3×3 (or 2×3) matrix in the result's convention is used as
         given (projected onto ``motion``). ``Alignment.init_method`` says which
         start was used.
     reference_mask, moving_mask : array_like of bool, optional
@@ -261,6 +264,8 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         moving, mov_mask = shrink(moving, mov_mask, halvings)
     ref, ref_valid = prepared.normalised(halvings)
     mov, mov_valid = normalise(moving, "moving", mov_mask, "moving_mask")
+    for name, shape in (("reference", ref.shape), ("moving", mov.shape)):
+        check_thick_enough(name, shape, params["gauss_filter_size"])
     levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
     levels = _fit_levels(levels, ref.shape, mov.shape)
     ref_pyr = prepared.pyramid(halvings, levels)
@@ -349,6 +354,8 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         yield Progress(0, total, total, n_iter, correlation)
     _check_plausible(matrix, ref.shape, mov.shape)
     check_outcome(corr_before, corr_after, tried=tried)
+    if tried:
+        init_method = with_skipped(init_method, found.tried)
     parameters = {k: v for k, v in params.items() if k != "init"}
     if bilevel is not None:
         parameters["bilevel"], parameters["bilevel_inverted"] = bilevel, inverted
@@ -445,10 +452,7 @@ def initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
         raise ValueError(
             f"init must be one of {('identity', *SEARCHES)}, None or a 3x3 matrix, got {init!r}"
         )
-    try:
-        matrix = np.array(init, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"init must be a 3x3 matrix, got {type(init).__name__}") from None
+    matrix = as_real_matrix(init, "init", "a 3x3 matrix")
     if matrix.shape == (2, 3):
         matrix = np.vstack([matrix, [0.0, 0.0, 1.0]])
     if matrix.shape != (3, 3):

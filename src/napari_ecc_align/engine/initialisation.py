@@ -9,10 +9,12 @@ two. Here candidate poses come from three classic estimators, all run on small
 * ``"fourier-mellin"``: phase correlation of the log-polar resampled magnitude
   spectra gives rotation and scale (:func:`log_polar`); both readings of the
   spectrum's 180° symmetry are tried, each followed by phase correlation for
-  the translation.
+  the translation. Skipped beyond an aspect ratio of 8:1 (said in ``init_method``).
 * ``"features"``: ORB keypoints, ratio-tested matches and a RANSAC fit
   (``estimateAffinePartial2D``/``estimateAffine2D``/``findHomography``) for
   large rotations, perspective and low overlap.
+
+The two spectral estimators live in :mod:`.spectral`, which bounds their memory.
 
 Every candidate, the identity included, is refined briefly by ECC on the small
 images and ranked by the correlation it reaches; the best one seeds the full
@@ -21,7 +23,6 @@ pyramid. Matrices follow the project convention: reference (x, y, 1) → moving.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 
@@ -30,12 +31,13 @@ import numpy as np
 
 from .alignment import AlignmentError
 from .ecc import from_level, full_correlation, project_to_motion, run_levels, to_level
+from .spectral import NoEstimate, Skipped, fourier_mellin, phase_candidates
+from .spectral import log_polar as log_polar  # re-exported: tests and notes name it here
 
 # Long side of the images the global estimators work on.
 _SMALL_SIDE = 256
 # Features want more detail than the spectral methods.
 _FEATURE_SIDE = 512
-_PHASE_PEAKS = 3
 _ORB_FEATURES = 800
 _RATIO = 0.8
 METHODS = ("phase", "fourier-mellin", "features")
@@ -68,6 +70,7 @@ class Candidate:
 
     refined: np.ndarray | None = None
     path: str = ""  # how the identity was refined (it is refined two ways)
+    skipped: str = ""  # why the estimator was not run (then ``error`` says it too)
 
     @property
     def label(self) -> str:
@@ -86,6 +89,8 @@ class Candidate:
 
     def describe(self) -> str:
         how = f", {self.path}" if self.path else ""
+        if self.skipped:
+            return f"{self.method} (skipped: {self.skipped})"
         if self.error:
             return f"{self.method} (failed{how}: {self.error})"
         return f"{self.method} (correlation {self.correlation:.3f}{how})"
@@ -99,6 +104,15 @@ class Initialisation:
     method: str
     level: int
     tried: list[Candidate] = field(default_factory=list)
+
+
+def with_skipped(method: str, tried) -> str:
+    """``init_method`` with the estimators of ``tried`` that were skipped and why, e.g.
+    ``"identity (fourier-mellin skipped: aspect ratio 2000:1)"``."""
+    notes = "; ".join(f"{c.method} skipped: {c.skipped}" for c in tried if c.skipped)
+    if not notes:
+        return method
+    return f"{method[:-1]}; {notes})" if method.endswith(")") else f"{method} ({notes})"
 
 
 def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> Initialisation:
@@ -137,7 +151,15 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
             break
         try:
             found = _estimate(method, ref_pyr, mov_pyr, levels, small, motion)
-        except _NoEstimate as exc:
+        except Skipped as exc:
+            if not auto:
+                raise AlignmentError(
+                    f"init={method!r} cannot be used on these images: {exc}; use "
+                    "init='phase' (translation), 'features', 'identity' or a matrix"
+                ) from None
+            tried.append(Candidate(method, np.eye(3), error=str(exc), skipped=exc.reason))
+            continue
+        except NoEstimate as exc:
             tried.append(Candidate(method, np.eye(3), error=str(exc)))
             continue
         found = [project_to_motion(m, motion) for m in found]
@@ -261,164 +283,6 @@ def _score(ref, mov, matrix) -> float:
     return value if np.isfinite(value) else -1.0
 
 
-class _NoEstimate(Exception):
-    """An estimator found nothing usable (said in the final error message)."""
-
-
-def _spectrum(image: np.ndarray, shape) -> np.ndarray:
-    """Windowed, mean-padded FFT on a common ``shape``."""
-    rows, cols = shape
-    padded = np.full((rows, cols), float(image.mean()), np.float32)
-    padded[: image.shape[0], : image.shape[1]] = image
-    padded -= padded.mean()
-    window = cv2.createHanningWindow((cols, rows), cv2.CV_32F)
-    return np.fft.rfft2(padded * window)
-
-
-def phase_surface(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
-    """The phase-correlation surface of two images on a common padded grid (float32,
-    lightly blurred so a peak split between two pixels counts as one)."""
-    rows = max(ref.shape[0], mov.shape[0])
-    cols = max(ref.shape[1], mov.shape[1])
-    cross = _spectrum(mov, (rows, cols)) * np.conj(_spectrum(ref, (rows, cols)))
-    cross /= np.abs(cross) + 1e-12
-    surface = np.fft.irfft2(cross, s=(rows, cols))
-    return cv2.GaussianBlur(surface.astype(np.float32), (3, 3), 0)
-
-
-def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
-    """Translations (dx, dy) with mov(x + d) ≈ ref(x), strongest first, every
-    wrap-around reading of each of the ``peaks`` strongest correlation peaks."""
-    surface = phase_surface(ref, mov)
-    rows, cols = surface.shape
-    shifts = []
-    for _ in range(peaks):
-        py, px = np.unravel_index(int(np.argmax(surface)), surface.shape)
-        # sub-pixel: centroid of the 3x3 neighbourhood (wrapping)
-        ys = [(py + k) % rows for k in (-1, 0, 1)]
-        xs = [(px + k) % cols for k in (-1, 0, 1)]
-        patch = np.clip(surface[np.ix_(ys, xs)], 0, None)
-        total = patch.sum() or 1.0
-        fy = py + float((patch.sum(axis=1) * [-1, 0, 1]).sum() / total)
-        fx = px + float((patch.sum(axis=0) * [-1, 0, 1]).sum() / total)
-        for dy in (fy, fy - rows):
-            for dx in (fx, fx - cols):
-                shifts.append((dx, dy))
-        surface[
-            np.ix_([(py + k) % rows for k in range(-3, 4)], [(px + k) % cols for k in range(-3, 4)])
-        ] = -np.inf
-    return shifts
-
-
-def phase_candidates(ref, mov) -> list[np.ndarray]:
-    return [_translation(dx, dy) for dx, dy in _plausible(shift_peaks(ref, mov), ref, mov)]
-
-
-def _plausible(shifts, ref, mov):
-    """Keep shifts that leave at least a tenth of the reference overlapping."""
-    keep = []
-    for dx, dy in shifts:
-        w = min(ref.shape[1], mov.shape[1] - dx) - max(0, -dx)
-        h = min(ref.shape[0], mov.shape[0] - dy) - max(0, -dy)
-        if w > 0 and h > 0 and w * h >= 0.1 * ref.size:
-            keep.append((dx, dy))
-    return keep
-
-
-def _translation(dx, dy) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
-
-
-# ------------------------------------------------------------------------------- Fourier–Mellin
-def _log_polar_magnitude(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    # The window is the image's own, so it tapers the image's edges whatever its size: one
-    # window over the padded square left a small reference (a crop of the moving image)
-    # with hard edges, whose spectrum then pulled the rotation towards 0° or 90°.
-    rows, cols = image.shape
-    window = cv2.createHanningWindow((cols, rows), cv2.CV_32F)
-    padded = np.zeros((size, size), np.float32)
-    padded[:rows, :cols] = (image - image.mean()) * window
-    magnitude = np.abs(np.fft.fftshift(np.fft.fft2(padded))).astype(np.float32)
-    magnitude = np.log1p(magnitude)
-    # Emphasise mid frequencies: the DC peak and the noise floor carry no rotation.
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - size / 2
-    radius = np.hypot(xx, yy) / (size / 2)
-    magnitude *= np.clip(radius, 0, 1) * (1 - np.clip(radius, 0, 1)) * 4
-    max_radius = size / 2
-    return log_polar(magnitude, max_radius), max_radius
-
-
-def log_polar(image: np.ndarray, max_radius: float) -> np.ndarray:
-    """Bilinear log-polar resampling of a square image about its centre.
-
-    Row k is the angle 360° k / size, column j the radius ``max_radius ** (j / size)``;
-    outside the image is 0. ``cv2.remap`` on our own sampling grid rather than
-    ``cv2.warpPolar``, whose output differs between OpenCV 4 and 5 enough to move the
-    correlation peak: with it, Fourier–Mellin found the rotation of 30 of 45 seeded
-    pairs under OpenCV 4.8 and 45 under 5.0; with this grid, 45 of 45 under both.
-    """
-    map_x, map_y = _log_polar_grid(image.shape[0], float(max_radius))
-    return cv2.remap(
-        np.asarray(image, np.float32), map_x, map_y, cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
-    )  # fmt: skip
-
-
-@functools.lru_cache(maxsize=2)
-def _log_polar_grid(size: int, max_radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Where each log-polar sample lies in the image: the same for every image of one size."""
-    radius = np.exp(np.arange(size) * (math.log(max_radius) / size))
-    angle = np.arange(size) * (2 * math.pi / size)
-    map_x = (size / 2 + np.outer(np.cos(angle), radius)).astype(np.float32)
-    map_y = (size / 2 + np.outer(np.sin(angle), radius)).astype(np.float32)
-    return map_x, map_y
-
-
-def fourier_mellin(ref, mov) -> list[np.ndarray]:
-    """Similarity candidates (rotation, scale, then translation) reference → moving."""
-    size = int(2 ** math.ceil(math.log2(max(*ref.shape, *mov.shape))))
-    polar_ref, max_radius = _log_polar_magnitude(ref, size)
-    polar_mov, _ = _log_polar_magnitude(mov, size)
-    (d_rho, d_phi), response = cv2.phaseCorrelate(polar_ref, polar_mov)
-    if not np.isfinite(response) or response <= 0:
-        raise _NoEstimate("no log-polar correlation peak")
-    angle = 360.0 * d_phi / size  # rows of the log-polar image span 360°
-    scale = math.exp(-d_rho * math.log(max_radius) / size)  # the spectrum scales by 1/s
-    if not 0.25 < scale < 4:
-        raise _NoEstimate(f"implausible scale {scale:.2f}")
-    out = []
-    center = ((mov.shape[1] - 1) / 2, (mov.shape[0] - 1) / 2)
-    for theta in (angle, angle + 180.0):
-        # A moving image rotated by theta and scaled by s about its centre: undo it,
-        # then phase correlation finds the remaining translation.
-        linear = _rotation_scale(theta, scale)
-        about = _about(linear, center)
-        upright = cv2.warpPerspective(
-            mov, about, (ref.shape[1], ref.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        )
-        for dx, dy in _plausible(shift_peaks(ref, upright, peaks=1), ref, upright)[:4]:
-            out.append(about @ _translation(dx, dy))
-    if not out:
-        raise _NoEstimate("no overlapping translation after rotation")
-    return out
-
-
-def _rotation_scale(angle_deg: float, scale: float) -> np.ndarray:
-    a = math.radians(angle_deg)
-    return np.array(
-        [
-            [scale * math.cos(a), -scale * math.sin(a), 0],
-            [scale * math.sin(a), scale * math.cos(a), 0],
-            [0, 0, 1.0],
-        ]
-    )
-
-
-def _about(linear: np.ndarray, center) -> np.ndarray:
-    cx, cy = center
-    return _translation(cx, cy) @ linear @ _translation(-cx, -cy)
-
-
 # ------------------------------------------------------------------------------------ features
 def features(ref, mov, motion: str) -> np.ndarray:
     """ORB keypoints, ratio-tested matches and a RANSAC fit of ``motion``."""
@@ -426,11 +290,11 @@ def features(ref, mov, motion: str) -> np.ndarray:
     kp_ref, des_ref = orb.detectAndCompute(_to_u8(ref), None)
     kp_mov, des_mov = orb.detectAndCompute(_to_u8(mov), None)
     if des_ref is None or des_mov is None or len(kp_ref) < 8 or len(kp_mov) < 8:
-        raise _NoEstimate("too few keypoints")
+        raise NoEstimate("too few keypoints")
     matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(des_ref, des_mov, k=2)
     good = [m[0] for m in matches if len(m) == 2 and m[0].distance < _RATIO * m[1].distance]
     if len(good) < 8:
-        raise _NoEstimate(f"{len(good)} distinctive matches")
+        raise NoEstimate(f"{len(good)} distinctive matches")
     src = np.float32([kp_ref[m.queryIdx].pt for m in good])
     dst = np.float32([kp_mov[m.trainIdx].pt for m in good])
     if motion == "homography":
@@ -441,7 +305,7 @@ def features(ref, mov, motion: str) -> np.ndarray:
         if matrix is not None:
             matrix = np.vstack([matrix, [0, 0, 1]])
     if matrix is None or inliers is None or int(inliers.sum()) < 6:
-        raise _NoEstimate("no consistent set of matches")
+        raise NoEstimate("no consistent set of matches")
     return np.asarray(matrix, np.float64)
 
 

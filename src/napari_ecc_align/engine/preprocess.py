@@ -33,6 +33,51 @@ def as_array(image, name: str) -> np.ndarray:
     return arr
 
 
+def as_real_matrix(value, name: str, expected: str) -> np.ndarray:
+    """``value`` as a float64 array, or a TypeError naming ``name`` (``expected`` says
+    what it should be, e.g. ``"a 3x3 matrix"``). Complex values are refused: casting
+    them to float would silently drop their imaginary part."""
+    try:
+        arr = np.asarray(value)
+        if np.iscomplexobj(arr):
+            raise TypeError(
+                f"{name} must be a real matrix, got complex values ({arr.dtype}); pass "
+                f"np.real({name}) if the imaginary parts are meant to be 0"
+            )
+        return np.array(arr, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        if str(exc).startswith(f"{name} must be a real"):
+            raise
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}") from None
+
+
+def as_shape(shape, name: str, form: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive ints with as many entries as ``form`` names
+    (e.g. ``"(rows, cols)"``), or a TypeError/ValueError naming ``name``.
+
+    Integers (Python or numpy) and integral floats (``2.0``: what arithmetic on sizes
+    gives) are accepted; ``1.5`` is refused (ValueError) rather than truncated, and
+    bools and non-numbers are refused (TypeError).
+    """
+    length = form.count(",") + 1
+    try:
+        entries = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence {form}, got {shape!r}") from None
+    dims = []
+    for n in entries:
+        if isinstance(n, (bool, np.bool_)) or not isinstance(
+            n, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(f"{name} must be {form} of whole numbers, got {shape!r}")
+        if not isinstance(n, (int, np.integer)) and not (np.isfinite(n) and float(n).is_integer()):
+            raise ValueError(f"{name} must be {form} of whole numbers, got {shape!r}")
+        dims.append(int(n))
+    if len(dims) != length or min(dims) < 1:
+        raise ValueError(f"{name} must be {form} of positive ints, got {shape!r}")
+    return tuple(dims)
+
+
 def split_channels(arr: np.ndarray, name: str) -> tuple[tuple[int, int], int]:
     """Return the spatial ``(rows, cols)`` of a 2D image and its channel count (0 for gray).
 
@@ -110,10 +155,11 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
         if not opaque.all():
             valid = opaque if valid is None else valid & opaque
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size:
-        # Scale float64 before the float32 cast so huge values do not overflow to inf.
+        # Scale float64 before the float32 cast so huge values do not overflow to inf
+        # and tiny ones do not underflow to 0.
         with np.errstate(invalid="ignore"):
             extremes = np.abs([np.nanmin(arr), np.nanmax(arr)]) if not np.isnan(arr).all() else [0]
-        if max(extremes) > 1e30:
+        if not _TINY <= max(extremes) <= _HUGE:
             finite_vals = arr[np.isfinite(arr)]
             peak = float(np.abs(finite_vals).max()) if finite_vals.size else 0.0
             if peak > 0:
@@ -137,6 +183,12 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
     span = hi - lo
     if not np.isfinite(span) or span <= 0:
         _no_contrast(name, lo)
+    peak = max(abs(lo), abs(hi))
+    if peak > _HUGE or span < _TINY:
+        # float32 differences near its limits overflow (±3e38 spans 6e38), and 1 / span
+        # of a tiny span does: bring the values to a peak of 1 first, in float64.
+        gray = (gray.astype(np.float64) / peak).astype(np.float32)
+        lo, span = lo / peak, span / peak
     out = gray - np.float32(lo)
     out *= np.float32(1.0 / span)
     if valid is not None:
@@ -146,6 +198,8 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
     return out, valid
 
 
+# Beyond these magnitudes float32 arithmetic on the values overflows or loses them.
+_HUGE, _TINY = 1e30, 1e-30
 _CV_INTEGER_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32)}
 
 

@@ -41,6 +41,13 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds):
     points = _reference_points(ref, ksize, level, seeds)
     idx, xs, ys, template, grad_x_s, grad_y_s, selected = points
     if idx.size < 4 * N_PARAMS[motion]:
+        margin, side = level_margin(ksize), min(ref.image.shape)
+        if side <= 2 * margin + 1:  # a thin strip: the prefilter's margin leaves no samples
+            raise AlignmentError(
+                f"the reference is {side} pixels across on pyramid level {level}, too thin "
+                f"for the {margin}-pixel margin gauss_filter_size={ksize} keeps on each side "
+                "(use gauss_filter_size=0 or fewer pyramid_levels)"
+            )
         raise AlignmentError(
             f"the reference has too few valid pixels on pyramid level {level} "
             f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
@@ -163,10 +170,10 @@ class Samples:
             xy = xy.astype(np.float32).reshape(self.map.shape)
         else:
             xy = cv2.transform(self.map, matrix[:2])
-        values = cv2.remap(mov_img, xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        values = _remap(mov_img, xy, cv2.INTER_LINEAR)
         inside = cv2.inRange(xy, (margin, margin), (cols - 1 - margin, rows - 1 - margin))
         if mov_ok is not None:
-            valid = cv2.remap(mov_ok.view(np.uint8), xy, None, cv2.INTER_NEAREST)
+            valid = _remap(mov_ok.view(np.uint8), xy, cv2.INTER_NEAREST)
             inside = cv2.bitwise_and(inside, inside, mask=valid)
         inside = inside.reshape(-1)[: self.n]
         values = values.reshape(-1)[: self.n].astype(np.float64)
@@ -317,3 +324,40 @@ def _jacobian(motion, x, y, gx, gy) -> np.ndarray:
             radial = x * gx + y * gy
             cols += [-x * radial, -y * radial]
     return np.stack(cols)
+
+
+def _remap(image, xy, interpolation):
+    """``cv2.remap`` (edges replicated) of ``image`` at the float32 map ``xy``; beyond its
+    32767-pixel limit (a long strip), ``scipy.ndimage.map_coordinates`` does the same."""
+    if max(image.shape) < _CV_REMAP_LIMIT:
+        return cv2.remap(image, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
+    from scipy import ndimage
+
+    order = 1 if interpolation == cv2.INTER_LINEAR else 0
+    coords = [xy[..., 1], xy[..., 0]]  # (row, col) order
+    return ndimage.map_coordinates(image, coords, order=order, mode="nearest")
+
+
+_CV_REMAP_LIMIT = 32767  # SHRT_MAX: cv2.remap refuses larger source or map sides
+
+
+def check_thick_enough(name: str, shape, ksize: int) -> None:
+    """ECC samples only pixels ``level_margin`` away from every edge (the prefilter
+    reflects the image there), and a sample band one pixel wide cannot move across
+    it: a strip needs two margins and two pixels."""
+    need, side = _thinnest(ksize), min(shape)
+    if side < need:
+        hint = (
+            f"use gauss_filter_size=0, which needs {_thinnest(0)}"
+            if side >= _thinnest(0)
+            else "ECC cannot align an image this thin"
+        )
+        raise AlignmentError(
+            f"the {name} image is {side} pixels across, too thin for gauss_filter_size="
+            f"{ksize}, which needs {need} (a {level_margin(ksize)}-pixel margin on each "
+            f"side); {hint}"
+        )
+
+
+def _thinnest(ksize: int) -> int:
+    return 2 * level_margin(ksize) + 2

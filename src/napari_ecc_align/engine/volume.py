@@ -76,6 +76,11 @@ def normalise_volume(volume, name: str, mask=None, mask_name: str = "mask"):
             f"{name} has no contrast (every valid voxel equals {lo:g}); ECC needs structure "
             "in both volumes: check that the right volume or channel was passed"
         )
+    peak = max(abs(lo), abs(hi))
+    if peak > 1e30 or hi - lo < 1e-30:
+        # float32 differences near its limits overflow (±3e38 spans 6e38), tiny float64
+        # values vanish in float32: a peak of 1 first, in the input's own precision
+        arr, lo, hi = arr / peak, lo / peak, hi / peak
     # One float32 copy, scaled in place (a volume is large; the input is never changed).
     out = np.subtract(arr, lo, dtype=np.float32, casting="unsafe")
     out *= np.float32(1.0 / (hi - lo))

@@ -23,8 +23,10 @@ from scipy import ndimage
 from .alignment import VOLUME_MOTIONS, Alignment, AlignmentError
 from .ecc import climb
 from .finishing import check_outcome
-from .initialisation import Candidate, choose_candidate
+from .initialisation import Candidate, choose_candidate, with_skipped
+from .preprocess import as_real_matrix
 from .reference_side import level_margin
+from .spectral import Skipped, check_phase_grid
 from .volume import (
     blurred,
     check_spacing,
@@ -140,11 +142,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
 def _initial_matrix(init, motion, spacing) -> np.ndarray:
     if init is None or (isinstance(init, str) and init == "identity"):
         return np.eye(4)
-    try:
-        matrix = np.array(init, dtype=np.float64)
-    except (TypeError, ValueError):
-        kind = type(init).__name__
-        raise TypeError(f"init must be a 4x4 matrix for volumes, got {kind}") from None
+    matrix = as_real_matrix(init, "init", "a 4x4 matrix for volumes")
     if matrix.shape == (3, 4):
         matrix = np.vstack([matrix, [0.0, 0.0, 0.0, 1.0]])
     if matrix.shape != (4, 4):
@@ -321,8 +319,17 @@ def _initialise(ref_pyr, mov_pyr, factors, spacing, motion, params, search):
                 small)  # fmt: skip
     if not (tried and tried[0].correlation >= _GOOD_CORRELATION):
         ref_small, mov_small = ref_pyr[small], mov_pyr[small]
-        ranked = []
-        for shift in phase_shifts(ref_small.image, mov_small.image):
+        ranked, shifts = [], []
+        try:
+            shifts = phase_shifts(ref_small.image, mov_small.image)
+        except Skipped as exc:
+            if search != "auto":
+                raise AlignmentError(
+                    f"init='phase' cannot be used on these volumes: {exc}; use "
+                    "init='identity' or a 4x4 matrix"
+                ) from None
+            tried.append(Candidate("phase", np.eye(4), error=str(exc), skipped=exc.reason))
+        for shift in shifts:
             on_level = np.eye(4)
             on_level[:3, 3] = shift
             score = volume_correlation(ref_small.image, ref_small.valid, mov_small.image,
@@ -336,7 +343,7 @@ def _initialise(ref_pyr, mov_pyr, factors, spacing, motion, params, search):
             _refine(tried[-1], ref_pyr, mov_pyr, factors, spacing, motion, refine, small, small)
     shape = ref_pyr[0].image.shape
     chosen, method = choose_candidate(tried, shape, "volumes show the same sample")
-    return chosen.refined, method, small
+    return chosen.refined, with_skipped(method, tried), small
 
 
 def _refine(cand, ref_pyr, mov_pyr, factors, spacing, motion, params, top, small):
@@ -347,7 +354,7 @@ def _refine(cand, ref_pyr, mov_pyr, factors, spacing, motion, params, top, small
 def phase_shifts(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
     """Shifts (dx, dy, dz) with mov(v + d) ≈ ref(v), strongest peaks first, each with
     every wrap-around reading that leaves a tenth of the reference overlapping."""
-    shape = tuple(max(a, b) for a, b in zip(ref.shape, mov.shape, strict=True))
+    shape = check_phase_grid(ref.shape, mov.shape)  # raises Skipped for a wasteful grid
     window = np.ones(shape, np.float32)
     for axis, n in enumerate(shape):
         taper = np.hanning(n).astype(np.float32) if n > 2 else np.ones(n, np.float32)

@@ -14,7 +14,15 @@ import cv2
 import numpy as np
 
 from .alignment import Alignment, is_affine
-from .preprocess import as_array
+from .exact import (
+    WIDE_INTEGERS,
+    cast,
+    check_fill,
+    keep_exact,
+    keep_exact_plane,
+    warp_nearest_gather,
+)
+from .preprocess import as_array, as_real_matrix, as_shape
 
 _INTERPOLATION = {
     "nearest": cv2.INTER_NEAREST,
@@ -48,7 +56,9 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
         convention (2×3 and 3×4 are padded; a 4×4 must be affine).
     output_shape : tuple (rows, cols) or (z, y, x), optional
         Size of the output grid; defaults to the alignment's reference shape
-        (the image's own shape when a bare matrix is given).
+        (the image's own shape when a bare matrix is given). Positive whole numbers
+        (ints, numpy integers or integral floats such as ``2.0``); ``1.5`` raises
+        ValueError rather than being truncated.
     interpolation : {"linear", "nearest", "cubic"}
         Boolean images always use nearest neighbour; use "nearest" for label
         images so no new label values appear. OpenCV's cubic kernel (a = -0.75)
@@ -60,13 +70,18 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
         the others are not touched by it.
     fill_value : scalar
         Value of output pixels that fall outside the moving image. Must be
-        representable in the image's dtype.
+        representable in the image's dtype (any integer in its range, e.g.
+        ``2**64 - 1`` for uint64; not ``2.5`` for an integer image).
 
     Returns
     -------
     ndarray
         Same dtype as ``image``; shape with the spatial axes replaced by
         ``output_shape``. Integer results are rounded and clipped, never wrapped.
+        int64/uint64 are interpolated in float64, which holds only 53 bits: pixels
+        whose kernel weights are all 0 and 1 (nearest neighbour, the identity,
+        whole-pixel shifts, flips, quarter turns, and the fill) keep their exact
+        value; a pixel between source pixels is their weighted mean rounded once.
 
     Examples
     --------
@@ -91,7 +106,7 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
     if output_shape is None:
         output_shape = default_shape or (src_rows, src_cols)
     out_rows, out_cols = _check_output_shape(output_shape)
-    fill = _check_fill(fill_value, arr.dtype)
+    fill = check_fill(fill_value, arr.dtype)
     if arr.dtype == np.bool_:
         interpolation = "nearest"
 
@@ -107,13 +122,8 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
 def _matrix_and_shapes(alignment):
     if isinstance(alignment, Alignment):
         return alignment.matrix, alignment.reference_shape, alignment.moving_shape
-    try:
-        matrix = np.array(alignment, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(
-            "alignment must be an Alignment or a 3x3 (image) or 4x4 (volume) matrix, "
-            f"got {type(alignment).__name__}"
-        ) from None
+    expected = "an Alignment or a 3x3 (image) or 4x4 (volume) matrix"
+    matrix = as_real_matrix(alignment, "alignment", expected)
     if matrix.shape in ((2, 3), (3, 4)):
         matrix = np.vstack([matrix, np.eye(matrix.shape[1])[-1]])
     if matrix.shape not in ((3, 3), (4, 4)) or not np.all(np.isfinite(matrix)):
@@ -138,32 +148,7 @@ def _has_channel_axis(arr, moving_shape) -> bool:
 
 
 def _check_output_shape(output_shape):
-    try:
-        rows, cols = (int(n) for n in tuple(output_shape)[-2:])
-    except (TypeError, ValueError):
-        raise TypeError(f"output_shape must be (rows, cols), got {output_shape!r}") from None
-    if len(tuple(output_shape)) != 2 or rows < 1 or cols < 1:
-        raise ValueError(
-            f"output_shape must be (rows, cols) of positive ints, got {output_shape!r}"
-        )
-    return rows, cols
-
-
-def _check_fill(fill_value, dtype):
-    if dtype == np.bool_:
-        return bool(fill_value)
-    try:
-        value = float(fill_value)
-    except (TypeError, ValueError):
-        raise TypeError(f"fill_value must be a number, got {fill_value!r}") from None
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        if not np.isfinite(value) or not info.min <= value <= info.max:
-            raise ValueError(f"fill_value {fill_value!r} does not fit the image dtype {dtype}")
-        return int(fill_value)
-    if np.isfinite(value) and abs(value) > float(np.finfo(dtype).max):  # would become inf
-        raise ValueError(f"fill_value {fill_value!r} does not fit the image dtype {dtype}")
-    return value
+    return as_shape(output_shape, "output_shape", "(rows, cols)")
 
 
 def _warp_one(plane, matrix, out_shape, interpolation, fill):
@@ -171,7 +156,7 @@ def _warp_one(plane, matrix, out_shape, interpolation, fill):
     dtype = plane.dtype
     flag = _INTERPOLATION[interpolation] | cv2.WARP_INVERSE_MAP
     if interpolation == "nearest" and dtype not in _CV_NATIVE:
-        return _warp_nearest_gather(plane, matrix, out_shape, fill)
+        return warp_nearest_gather(plane, matrix, out_shape, fill)
     if dtype in _CV_NATIVE:
         work = plane
     elif dtype == np.float16:
@@ -189,20 +174,10 @@ def _warp_one(plane, matrix, out_shape, interpolation, fill):
         result = warp_plane(np.ascontiguousarray(work), matrix, out_shape, flag, border)
         if channels and result.ndim == 2:  # OpenCV drops a length-1 channel axis
             result = result[..., None]
-    return _cast(result, dtype)
-
-
-def _cast(result, dtype):
-    """``result`` in ``dtype``: integers rounded and clipped, never wrapped."""
-    if result.dtype == dtype:
-        return result
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        top = np.float64(info.max)
-        if int(top) > info.max:  # 2**63 - 1 rounds up to 2**63 in float64
-            top = np.nextafter(top, 0)
-        result = np.clip(np.rint(result), info.min, top)
-    return result.astype(dtype)
+    result = cast(result, dtype)
+    if dtype in WIDE_INTEGERS:  # float64 rounded them: restore what is not interpolated
+        keep_exact_plane(result, plane, matrix, fill, interpolation)
+    return result
 
 
 def warp_plane(src, matrix, out_shape, flags, border_value):
@@ -276,22 +251,6 @@ def _cv_warp(src, matrix, out_shape, flags, border_value, affine):
     )
 
 
-def _warp_nearest_gather(plane, matrix, out_shape, fill):
-    """Nearest-neighbour warp by index gathering: exact for every dtype (int64 labels)."""
-    rows, cols = out_shape
-    src_rows, src_cols = plane.shape[:2]
-    ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float64)
-    den = matrix[2, 0] * xs + matrix[2, 1] * ys + matrix[2, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mx = np.rint((matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]) / den)
-        my = np.rint((matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]) / den)
-    inside = (den > 0) & (mx >= 0) & (mx < src_cols) & (my >= 0) & (my < src_rows)
-    out = np.empty((rows, cols) + plane.shape[2:], dtype=plane.dtype)
-    out[...] = fill
-    out[inside] = plane[my[inside].astype(np.intp), mx[inside].astype(np.intp)]
-    return out
-
-
 def overlap(alignment: Alignment, output_shape=None) -> np.ndarray:
     """Boolean mask of the reference-grid pixels that the moving image fully covers.
 
@@ -335,7 +294,7 @@ def _warp_volumes(arr, matrix, default_shape, moving_shape, output_shape, interp
     out_shape = _check_volume_shape(
         default_shape or src_shape if output_shape is None else output_shape
     )
-    fill = _check_fill(fill, arr.dtype)
+    fill = check_fill(fill, arr.dtype)
     if arr.dtype == np.bool_:
         interpolation = "nearest"
     volumes = arr.reshape((-1,) + src_shape)
@@ -346,13 +305,7 @@ def _warp_volumes(arr, matrix, default_shape, moving_shape, output_shape, interp
 
 
 def _check_volume_shape(shape):
-    try:
-        dims = tuple(int(n) for n in tuple(shape))
-    except (TypeError, ValueError):
-        raise TypeError(f"output_shape must be (z, y, x), got {shape!r}") from None
-    if len(dims) != 3 or min(dims) < 1:
-        raise ValueError(f"output_shape must be (z, y, x) of positive ints, got {shape!r}")
-    return dims
+    return as_shape(shape, "output_shape", "(z, y, x)")
 
 
 def _plane_coordinates(matrix, k, box, dtype=np.float64):
@@ -391,7 +344,8 @@ def _warp_volume(volume, matrix, out, interpolation, fill):
     taps = _TAPS[interpolation]
     if max(nx, rows, cols) >= _CV_LIMIT or len(taps) * (ny + 2 * _PAD) >= _CV_LIMIT:
         result = _warp_volume_scipy(work, matrix, out.shape, interpolation, fill)
-        out[...] = _cast(result, out.dtype)
+        out[...] = cast(result, out.dtype)
+        _keep_exact_volume(out, volume, matrix, fill, interpolation)
         return
     finite = bool(np.isfinite(fill))
     pad = ((_PAD, _PAD), (_PAD, _PAD), (0, 0))
@@ -407,9 +361,18 @@ def _warp_volume(volume, matrix, out, interpolation, fill):
         target = out[k] if direct else plane
         _resample_box(padded, volume.shape, matrix, k, (0, rows, 0, cols), taps, border, target)
         if not direct:
-            out[k] = _cast(plane, out.dtype)
+            out[k] = cast(plane, out.dtype)
     if not finite:
         out[~_overlap_mask(matrix, out.shape, volume.shape)] = fill
+    _keep_exact_volume(out, volume, matrix, fill, interpolation)
+
+
+def _keep_exact_volume(out, volume, matrix, fill, interpolation):
+    """64-bit integers: voxels not interpolated get their exact value (see ``exact``)."""
+    if out.dtype in WIDE_INTEGERS:
+        box = (0, out.shape[1], 0, out.shape[2])
+        for k in range(out.shape[0]):
+            keep_exact(out[k], _plane_coordinates(matrix, k, box), volume, fill, interpolation)
 
 
 def _resample_box(padded, shape, matrix, k, box, taps, border, plane):

@@ -27,7 +27,7 @@ import numpy as np
 from ..engine.alignment import Alignment, AlignmentError
 from ..engine.ecc import project_to_motion
 from ..engine.estimate import align, initial_matrix, validate_params
-from ..engine.initialisation import SEARCHES
+from ..engine.initialisation import SEARCHES, corner_displacement
 from ..engine.preprocess import luminance
 from ..engine.template import Template
 from ..engine.volume import check_spacing
@@ -38,6 +38,11 @@ from .pool import FRAME_FAILURES, run_tasks, single_threaded
 from .result import FrameProgress, StackAlignment
 
 REFERENCES = ("previous", "first", "mean")
+# reference="mean" runs at most this many passes, and stops earlier once no frame's matrix
+# moves a corner of the grid by more than MEAN_CONVERGED_PX between two passes: the mean
+# image has stopped changing, so another pass would reproduce the same matrices.
+MAX_MEAN_ITERATIONS = 20
+MEAN_CONVERGED_PX = 0.01
 
 
 # ------------------------------------------------------------------------------------- the work
@@ -98,10 +103,11 @@ def _iterate(plan: _Plan) -> Generator[FrameProgress, None, StackAlignment]:
     errors = [""] * n
     mode = {"previous": _previous, "mean": _mean}.get(plan.reference, _fixed)
     with single_threaded():
-        yield from mode(plan, alignments, errors)
+        passes = (yield from mode(plan, alignments, errors)) or 1
     return StackAlignment(
         alignments, errors, plan.reference, layout.axis, layout.channel_axis, plan.channel,
         plan.params["motion"], layout.frame_shape, time.perf_counter() - start, layout.ndim,
+        passes,
     )  # fmt: skip
 
 
@@ -177,7 +183,8 @@ def _mean(plan: _Plan, alignments, errors):
 
     Pass 1 starts from ``init``, later passes from the previous pass's matrix.
     Failed frames are left out of the next mean; grid pixels covered by less than
-    half a frame are masked out of it.
+    half a frame are masked out of it. Stops after ``mean_iterations`` passes, or
+    once a pass moved no frame's matrix (see :func:`_settled`); returns the passes run.
     """
     n, shape, passes = plan.layout.frames, plan.layout.frame_shape, plan.mean_iterations
     total = np.zeros(shape, np.float64)
@@ -190,6 +197,7 @@ def _mean(plan: _Plan, alignments, errors):
     mean, mask, done = (total / n).astype(np.float32), None, 0
     for i in range(passes):
         last = i == passes - 1
+        before = list(alignments)
         acc, weight = np.zeros(shape, np.float64), np.zeros(shape, np.float64)
         ref, extra = plan.fixed_reference(mean, mask)  # this pass's samples: once
 
@@ -208,11 +216,27 @@ def _mean(plan: _Plan, alignments, errors):
                     weight += cover
                 alignments[t], errors[t] = result, plan.failed(t, exc) if exc else ""
                 yield FrameProgress(t, done, n * passes, result, errors[t])
+        if i > 0 and _settled(before, alignments, shape):
+            return i + 1
         if not last and weight.max() > 0:
             covered = weight >= 0.5
             fill = acc[covered].sum() / weight[covered].sum()
             mean = np.where(covered, acc / np.maximum(weight, 1e-12), fill).astype(np.float32)
             mask = None if covered.all() else covered
+    return passes
+
+
+def _settled(before, after, shape) -> bool:
+    """Whether no frame changed between two passes: each failed in both, or its matrix
+    moves every grid corner less than ``MEAN_CONVERGED_PX`` from where it was."""
+    for old, new in zip(before, after, strict=True):
+        if (old is None) != (new is None):
+            return False
+        if old is not None and not (
+            corner_displacement(new.matrix, shape, old.matrix) < MEAN_CONVERGED_PX
+        ):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------------ public API
@@ -238,7 +262,9 @@ gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations, nd
     FrameProgress
         One per finished frame, in completion order. With ``reference="previous"``
         frames are reported in order; with ``"mean"`` once per pass
-        (``total = frames * mean_iterations``).
+        (``total = frames * mean_iterations``, an upper bound: when the mean settles
+        before the last pass, ``done`` stops short of it; the result's ``passes``
+        says how many ran).
 
     Returns
     -------
@@ -292,8 +318,11 @@ gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations, nd
     workers = (os.cpu_count() or 1) if workers is None else workers
     if not is_int(workers) or workers < 1:
         raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
-    if not is_int(mean_iterations) or mean_iterations < 1:
-        raise ValueError(f"mean_iterations must be a positive integer, got {mean_iterations!r}")
+    if not is_int(mean_iterations) or not 1 <= mean_iterations <= MAX_MEAN_ITERATIONS:
+        raise ValueError(
+            f"mean_iterations must be an integer from 1 to {MAX_MEAN_ITERATIONS}, got "
+            f"{mean_iterations!r} (the passes stop by themselves once the mean settles)"
+        )
     channel = check_channel(channel, layout)
     workers = int(min(workers, max(1, n - 1)))
     fail_fast, mean_iterations = bool(fail_fast), int(mean_iterations)
@@ -346,7 +375,10 @@ def align_stack(
         Raise ``AlignmentError("frame t: ...")`` for the first frame that fails
         instead of recording it in ``errors`` (with the identity in ``matrices``).
     mean_iterations : int
-        Passes for ``reference="mean"``.
+        Passes for ``reference="mean"``, at most 20. The passes stop earlier once
+        they have settled: when a pass moved no frame's matrix (every corner of the
+        grid by less than 0.01 pixel) and no frame failed or recovered, the next
+        pass would repeat it. ``result.passes`` says how many ran.
     progress : callable(done, total) or "tqdm", optional
         Called after each finished frame; ``"tqdm"`` shows a progress bar.
     ndim : {2, 3}

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..engine.alignment import Alignment, write_text_atomic
+from ..engine.preprocess import as_shape
 from .canvas import Canvas, stack_canvas
 
 
@@ -72,6 +73,9 @@ class StackAlignment:
         Seconds the whole stack took.
     ndim : int
         2 for images, 3 for volumes (4×4 matrices over ``(x, y, z, 1)``).
+    passes : int
+        Passes over the stack: 1, or for ``reference="mean"`` the passes run, which
+        stop before ``mean_iterations`` once the mean image has settled.
     ok : ndarray of bool
         Per frame, whether it was aligned.
     matrices : ndarray, shape (frames, 3, 3) or (frames, 4, 4)
@@ -93,11 +97,15 @@ class StackAlignment:
     frame_shape: tuple[int, ...]  # (rows, cols) of the reference grid; (z, y, x) for volumes
     elapsed: float = 0.0
     ndim: int = 2
+    passes: int = 1  # reference="mean": the passes run (the mean settled or the limit)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alignments", tuple(self.alignments))
         object.__setattr__(self, "errors", tuple(str(e) for e in self.errors))
-        object.__setattr__(self, "frame_shape", tuple(int(n) for n in self.frame_shape))
+        form = "(z, y, x)" if self.ndim == 3 else "(rows, cols)"
+        object.__setattr__(self, "frame_shape", as_shape(self.frame_shape, "frame_shape", form))
+        if isinstance(self.passes, bool) or not isinstance(self.passes, (int, np.integer)):
+            raise TypeError(f"passes must be an integer, got {self.passes!r}")
         if len(self.errors) != len(self.alignments):
             raise ValueError("alignments and errors must have one entry per frame")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_ecc_align import align, warp
+from napari_ecc_align import Alignment, align, warp
 from napari_ecc_align.data import natural_pair
 
 
@@ -113,6 +113,11 @@ def test_complex_matrices_are_refused_not_truncated():
         warp(reference, np.eye(3) * 1j)
     with pytest.raises(TypeError, match=r"^reference has complex dtype"):
         align(reference.astype(complex), moving)
+    with pytest.raises(TypeError, match="matrix must be real"):
+        Alignment(np.eye(3) + 0j, "affine", 1.0, 1.0, (64, 64), (64, 64))
+    with pytest.raises(ValueError, match="matrix must be a 2x3"):  # what JSON could say
+        Alignment.from_dict({"matrix": (np.eye(3) + 1j).tolist(), "motion": "affine",
+                             "reference_shape": [64, 64], "moving_shape": [64, 64]})  # fmt: skip
 
 
 @pytest.mark.parametrize(

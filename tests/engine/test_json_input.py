@@ -216,3 +216,16 @@ def test_the_property_test_loaded_and_refused_often():
     # Runs after the property test (file order): both of its paths ran many times.
     assert OUTCOMES["loaded"] >= 30, OUTCOMES
     assert OUTCOMES["refused"] >= 30, OUTCOMES
+
+
+def test_stack_alignment_json_goes_through_the_same_loader(tmp_path):
+    from napari_ecc_align import StackAlignment
+
+    deep = tmp_path / "stack.json"
+    deep.write_text('{"alignments": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    with pytest.raises(ValueError, match="nested 100001 levels deep"):
+        StackAlignment.from_json(deep)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        StackAlignment.from_json(fifo)

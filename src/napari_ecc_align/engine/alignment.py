@@ -120,6 +120,8 @@ class Alignment:
     parameters: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        if np.iscomplexobj(self.matrix):  # float64 would silently drop the imaginary part
+            raise TypeError("matrix must be real, got a complex array")
         matrix = np.array(self.matrix, dtype=np.float64)
         if matrix.shape in ((2, 3), (3, 4)):
             matrix = np.vstack([matrix, np.eye(matrix.shape[1])[-1]])

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..engine.alignment import Alignment, write_text_atomic
+from ..engine.json_input import read_json
 from ..engine.preprocess import as_shape
 from .canvas import Canvas, stack_canvas
 
@@ -252,12 +253,12 @@ class StackAlignment:
 
     @classmethod
     def from_json(cls, path_or_text) -> StackAlignment:
-        """Read a stack alignment from a JSON file path or a JSON string."""
-        text = path_or_text
-        if not (isinstance(text, str) and text.lstrip().startswith("{")):
-            with open(path_or_text, encoding="utf-8") as fh:
-                text = fh.read()
-        return cls.from_dict(json.loads(text))
+        """Read a stack alignment from a JSON file path or a JSON string.
+
+        Through the same guarded loader as :meth:`Alignment.from_json` (regular
+        files only, bounded size and nesting; every frame's fields checked).
+        """
+        return cls.from_dict(read_json(path_or_text, "stack alignment JSON"))
 
 
 def _cell(value):

@@ -240,3 +240,38 @@ def test_the_pixel_budget_option_reaches_every_pair(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "-q", "--max-pixels", "inf"]) == 0  # the same files, a raised limit
     assert {r["status"] for r in _rows(out).values()} == {"ok"}
+
+
+def test_a_lower_budget_on_resume_keeps_the_finished_pairs(tmp_path, capsys):
+    # This program wrote the transforms: a budget lowered for the resume must not make
+    # them look corrupt, and a pair that cannot be read keeps its earlier result.
+    _write(tmp_path, ["a.png", "b.png"])
+    out = tmp_path / "out"
+    args = ["batch", str(tmp_path / "ref"), str(tmp_path / "mov"), str(out), "--workers", "1", "-q"]
+    assert main(args) == 0
+    finished = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "alignment.csv"}
+    assert main([*args, "--max-pixels", "1000"]) == 0
+    assert {r["status"] for r in _rows(out).values()} == {"skipped"}
+    assert main([*args, "--max-pixels", "1000", "--overwrite"]) == 1
+    rows = _rows(out)
+    assert {r["status"] for r in rows.values()} == {"failed"}
+    assert all("pixel budget" in r["error"] for r in rows.values())
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "alignment.csv"}
+    assert after == finished  # images and transform JSON of the earlier run, untouched
+    capsys.readouterr()
+
+
+def test_a_link_named_like_the_run_record_is_refused_and_left_alone(tmp_path, capsys):
+    _write(tmp_path, ["a.png"])
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "precious.txt"
+    elsewhere.write_text("keep me\n")
+    (out / ".napari-ecc-align.runs").symlink_to(elsewhere)
+    code = main(["batch", str(tmp_path / "ref"), str(tmp_path / "mov"), str(out),
+                 "--workers", "1", "-q"])  # fmt: skip
+    assert code == 2
+    assert "is not a regular file" in capsys.readouterr().err
+    assert elsewhere.read_text() == "keep me\n"
+    assert (out / ".napari-ecc-align.runs").is_symlink()
+    assert not (out / "a.png").exists()

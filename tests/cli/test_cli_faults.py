@@ -3,6 +3,7 @@ traceback only when --debug asks for it."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 import tifffile
 
 from napari_ecc_align import Alignment
-from napari_ecc_align.cli import commands, main
+from napari_ecc_align.cli import commands, main, messages
 from napari_ecc_align.data import natural_pair
 from napari_ecc_align.io.images import write_image
 
@@ -66,6 +67,7 @@ def test_hostile_init_json_is_one_line_and_writes_nothing(pair_dir, capsys, name
     assert not out.exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
 def test_init_that_is_a_fifo_is_refused_not_waited_on(pair_dir, capsys):
     fifo = pair_dir / "init.json"
     os.mkfifo(fifo)
@@ -97,17 +99,25 @@ def test_absurd_spacing_is_refused_by_the_option(tmp_path, capsys, spacing, word
     assert not (tmp_path / "out.tif").exists()
 
 
-def test_a_failed_save_leaves_no_partial_result(pair_dir, capsys):
+def test_a_failed_save_leaves_no_partial_result_and_the_old_files(pair_dir, capsys):
     # The aligned image can be written, the difference cannot (its folder is a file):
-    # the command fails and takes the aligned image it had written with it.
+    # the command fails, writes nothing, and an earlier result under the same name stays.
     (pair_dir / "blocker").write_text("a file where a folder is needed")
     out = pair_dir / "out.png"
-    code = main(["align", str(pair_dir / "ref.png"), str(pair_dir / "mov.png"), "-o", str(out),
-                 "--difference", str(pair_dir / "blocker" / "diff.png"), "-q"])  # fmt: skip
+    args = ["align", str(pair_dir / "ref.png"), str(pair_dir / "mov.png"), "-o", str(out), "-q"]
+    code = main([*args, "--difference", str(pair_dir / "blocker" / "diff.png")])
     assert code == 2
     _one_line_error(capsys, "blocker")
-    assert not out.exists()
     assert sorted(p.name for p in pair_dir.iterdir()) == ["blocker", "mov.png", "ref.png"]
+
+    assert main([*args, "--transform", str(pair_dir / "t.json")]) == 0  # a good first run
+    before = {p.name: p.read_bytes() for p in pair_dir.iterdir()}
+    code = main([*args, "--transform", str(pair_dir / "t.json"), "--motion", "translation",
+                 "--difference", str(pair_dir / "blocker" / "diff.png")])  # fmt: skip
+    assert code == 2
+    _one_line_error(capsys, "blocker")
+    after = {p.name: p.read_bytes() for p in pair_dir.iterdir()}
+    assert after == before  # old out.png and t.json untouched, no temporary left
 
 
 def test_debug_shows_the_traceback_before_or_after_the_command(pair_dir):
@@ -156,3 +166,26 @@ def test_max_pixels_option_sets_the_budget_of_the_inputs_and_init(pair_dir, caps
     for bad in ("0", "-5", "2.5", "lots"):
         assert main([*args, "-o", str(out), "--max-pixels", bad]) == 2
         assert "expected a positive whole number of pixels" in capsys.readouterr().err
+
+
+def test_a_missing_init_file_names_the_option(pair_dir, capsys):
+    missing = str(pair_dir / "none.json")
+    code = main(["align", str(pair_dir / "ref.png"), str(pair_dir / "mov.png"),
+                 "-o", str(pair_dir / "out.png"), "--init", missing])  # fmt: skip
+    assert code == 2
+    _one_line_error(capsys, f"--init: no such file: {pair_dir / 'none.json'}")
+
+
+def test_names_the_terminal_cannot_encode_are_escaped_not_fatal(monkeypatch):
+    # A POSIX file name that is not UTF-8 reaches Python as lone surrogates; a strict
+    # UTF-8 stdout would fail on it after the work was done.
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    messages.say("12 pairs: see out/bad\udcff\udcfename/alignment.csv")
+    stdout.flush()
+    assert stdout.buffer.getvalue() == b"12 pairs: see out/bad\\udcff\\udcfename/alignment.csv\n"
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stderr", stderr)
+    messages.print_error("cannot read caf\u00e9\udcff.png")
+    stderr.flush()
+    assert stderr.buffer.getvalue() == b"napari-ecc-align: error: cannot read caf\\xe9\\udcff.png\n"

@@ -176,7 +176,7 @@ def test_a_fifo_named_like_an_image_does_not_block_align(tmp_path, flat, swap):
     code, err = _main_in_subprocess("align", *inputs, "-o", tmp_path / "out.png")
     message = _assert_one_line_error(code, err, output=tmp_path / "out.png")
     assert message == f"{tmp_path / 'x.png'} is a FIFO, not a regular file; " + (
-        "give the path of an image file"
+        "give the path of the file itself"
     )
 
 

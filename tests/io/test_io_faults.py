@@ -288,7 +288,7 @@ def test_a_fifo_is_refused_before_it_is_opened(tmp_path):
         tmp_path / "scan.tif",
     )
     assert result.stdout.strip() == (
-        f"{tmp_path / 'scan.tif'} is a FIFO, not a regular file; give the path of an image file"
+        f"{tmp_path / 'scan.tif'} is a FIFO, not a regular file; give the path of the file itself"
     )
 
 

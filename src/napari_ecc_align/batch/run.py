@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import stat
 import time
@@ -56,6 +57,7 @@ from .worker import align_pair, describe_failure
 
 # The owner tokens of the runs that may have left temporary files in OUTPUT_DIR.
 RUNS_NAME = ".napari-ecc-align.runs"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 # ------------------------------------------------------------------------------------- the batch
@@ -253,8 +255,7 @@ def _write_report(report: BatchReport, run: str, tidy: bool, error) -> None:
     finally:
         if tidy:
             remove_temporary_files(report.output_dir)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(report.output_dir, RUNS_NAME))
+            _forget_runs(report.output_dir)
     if failure is not None and error is None:  # never hide an interruption
         counts = report.counts
         done = counts["ok"] + counts["skipped"]
@@ -327,12 +328,16 @@ def _check_options(
     if not isinstance(motion, str) or motion.lower() not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
     volume = _check_volume_options(motion.lower(), ndim, spacing)
-    budget = None if budget is None else pixel_budget(budget)  # a bad value fails here, once
+    # Settled here, once: remote workers need not share this environment, and a bad
+    # NAPARI_ECC_ALIGN_MAX_PIXELS fails before anything runs.
+    budget = pixel_budget(budget)
     if isinstance(init, (str, os.PathLike)) and os.fspath(init).lower().endswith(".json"):
         try:  # refuses missing files, FIFOs and hostile JSON, naming the field
             init = Alignment.from_json(os.fspath(init), max_pixels=budget).matrix
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"init must be a transform JSON file: {exc}") from None
+        except OSError as exc:  # say which option named the file
+            raise OSError(exc.errno, f"init: {exc.strerror}", exc.filename) from None
     if isinstance(init, str):
         if init not in INIT_CHOICES:
             raise ValueError(
@@ -386,10 +391,20 @@ def _complete(job: PairJob, difference: bool) -> Alignment | None:
         return None
     if difference and not any(os.path.isfile(job.stem + s) for s in DIFFERENCE_SUFFIXES):
         return None
-    try:  # the loader turns anything malformed into ValueError/TypeError
-        return Alignment.from_json(job.transform, max_pixels=job.max_pixels)
+    try:  # the loader turns anything malformed into ValueError/TypeError. No budget: this
+        # program wrote the file for images it has read, and a lower budget on a resume
+        # must not make finished pairs look corrupt.
+        return Alignment.from_json(job.transform, max_pixels=math.inf)
     except (OSError, ValueError, TypeError):  # unreadable or corrupt: align the pair again
         return None
+
+
+def _forget_runs(output_dir: PathLike) -> None:
+    """Remove the record of runs: the regular file this program made, never a link."""
+    path = os.path.join(os.fspath(output_dir), RUNS_NAME)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.remove(path)
 
 
 def _start_run(output_dir: PathLike, run: str) -> None:
@@ -397,8 +412,9 @@ def _start_run(output_dir: PathLike, run: str) -> None:
     left and forget them."""
     path = os.path.join(os.fspath(output_dir), RUNS_NAME)
     earlier = recorded_runs(output_dir)
-    # Appended, on a line of its own even after a line cut short by a kill.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    # Appended, on a line of its own even after a line cut short by a kill. O_NOFOLLOW: a
+    # link of that name must not lead the append outside OUTPUT_DIR.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o666)
     with os.fdopen(fd, "a", encoding="ascii") as fh:
         fh.write(f"\n{run}\n")
     if earlier:
@@ -407,7 +423,24 @@ def _start_run(output_dir: PathLike, run: str) -> None:
 
 
 def recorded_runs(output_dir: PathLike) -> set[str]:
-    """The owner tokens recorded in ``output_dir`` by batch runs that have not tidied up."""
+    """The owner tokens recorded in ``output_dir`` by batch runs that have not tidied up.
+
+    Raises
+    ------
+    ValueError
+        If ``.napari-ecc-align.runs`` is there but is no regular file (a link, a folder):
+        not this program's record, so nothing is appended to it or removed.
+    """
+    path = os.path.join(os.fspath(output_dir), RUNS_NAME)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return set()
+    if not stat.S_ISREG(mode):
+        raise ValueError(
+            f"{path} is not a regular file, so it is not this program's record of its runs; "
+            "move it away, then run the batch again"
+        )
     try:
         with open(os.path.join(os.fspath(output_dir), RUNS_NAME), encoding="ascii",
                   errors="replace") as fh:  # fmt: skip

@@ -50,9 +50,6 @@ def _align_files(job: PairJob) -> Alignment:
     from ..engine.warping import warp
     from ..io.images import difference_for_file
 
-    # The JSON marks a complete pair: take it away before replacing any output.
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(job.transform)
     pair = read_pair(
         job.reference, job.moving, ndim=job.ndim, spacing=job.spacing, max_pixels=job.max_pixels
     )
@@ -69,6 +66,10 @@ def _align_files(job: PairJob) -> Alignment:
             with atomic_output(path, owner=job.owner) as tmp:
                 write_volume(tmp, array, spacing=pair.spacing, unit=pair.unit, atomic=False)
 
+    # The JSON marks a complete pair: take it away before replacing any output (not sooner:
+    # a pair that cannot be read or aligned keeps its earlier, complete result).
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(job.transform)
     save(job.aligned, aligned)
     if job.difference:
         mode = default_difference_mode(pair.reference, pair.moving, ndim=pair.ndim)

@@ -31,7 +31,7 @@ from ..engine.warping import warp
 from ..io.images import atomic_output, check_writable, difference_for_file
 from ..io.inputs import read_pair
 from .demo import run_demo
-from .messages import PROG, in_cli_terms, print_error, summarize
+from .messages import PROG, in_cli_terms, print_error, say, summarize
 
 # Engine defaults, shown in --help and passed through unchanged: one source of truth.
 _DEFAULTS = {k: p.default for k, p in inspect.signature(align).parameters.items()}
@@ -340,7 +340,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     )
     if report.ok:
         if not args.quiet:
-            print(report.summary())
+            say(report.summary())
         return 0
     first = report.failed[0] if report.failed else None
     if report.stopped and first is not None:
@@ -391,23 +391,18 @@ def _cmd_align(args: argparse.Namespace) -> int:
     if args.difference:  # computed before anything is written: a failure writes nothing
         diff = difference(pair.reference, aligned, mode=mode, alignment=alignment)
         diff = difference_for_file(diff, args.difference, mode, pair.reference, pair.moving)
-    written: list[str] = []
-    try:
-        pair.write(args.output, aligned)
-        written.append(args.output)
+    # Every output goes to its temporary file first; they are renamed into place together
+    # only when all are written, so a failure leaves the old files and no partial result.
+    with contextlib.ExitStack() as outputs:
+        names = [path for path in (args.output, args.difference, args.transform) if path]
+        temporary = {path: outputs.enter_context(atomic_output(path)) for path in names}
+        pair.write(temporary[args.output], aligned, atomic=False)
         if diff is not None:
-            pair.write(args.difference, diff)
-            written.append(args.difference)
+            pair.write(temporary[args.difference], diff, atomic=False)
         if args.transform:
-            with atomic_output(args.transform) as tmp:
-                alignment.to_json(tmp)
-    except BaseException:
-        for path in written:  # all or nothing: a half-saved result is not left behind
-            with contextlib.suppress(OSError):
-                os.remove(path)
-        raise
+            alignment.to_json(temporary[args.transform])
     if not args.quiet:
-        print(summarize(alignment))
+        say(summarize(alignment))
     return 0
 
 
@@ -424,6 +419,8 @@ def _read_init(path: str, ndim: int, budget=None) -> np.ndarray:
         init = Alignment.from_json(path, max_pixels=budget)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"--init must be a --transform JSON file: {exc}") from None
+    except OSError as exc:  # say which option named the file
+        raise OSError(exc.errno, f"--init: {exc.strerror}", exc.filename) from None
     if init.ndim != ndim:
         kinds = {2: "2D images", 3: "volumes"}
         raise ValueError(

@@ -85,4 +85,16 @@ def print_error(exc: BaseException | str) -> None:
         message = f"{exc.strerror}: {exc.filename}"
     else:
         message = str(exc) or type(exc).__name__
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    print(printable(f"{PROG}: error: {' '.join(message.split())}", sys.stderr), file=sys.stderr)
+
+
+def say(text: str) -> None:
+    """Print ``text`` on stdout, whatever characters it holds (see :func:`printable`)."""
+    print(printable(text, sys.stdout))
+
+
+def printable(text: str, stream) -> str:
+    """``text`` as ``stream`` can encode it: what it cannot (a file name's undecodable
+    bytes, kept as surrogates) is shown as a backslash escape instead of failing."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)

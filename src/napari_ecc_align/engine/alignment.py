@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -210,19 +211,21 @@ class Alignment:
         data : dict
             As :meth:`to_dict` returns it (JSON-parsed or built in Python).
         max_pixels : int, optional
-            Pixel budget for ``reference_shape`` and ``moving_shape`` (default: the
-            environment variable ``NAPARI_ECC_ALIGN_MAX_PIXELS``, else 2**28).
+            Pixel budget for ``reference_shape`` and ``moving_shape``. None (default)
+            sets none: a dictionary made in this process describes images that
+            already exist. :meth:`from_json` always applies one.
 
         Raises
         ------
         TypeError
             If ``data`` is not a dict or a field has the wrong type.
         ValueError
-            If a field is missing, of the wrong length, not finite, out of range, or a
-            shape exceeds the pixel budget; the message names the field.
+            If a field is missing, of the wrong length, not finite or out of range, or
+            a shape exceeds ``max_pixels``; the message names the field.
         """
+        budget = math.inf if max_pixels is None else max_pixels
         names = [f.name for f in dataclasses.fields(cls)]
-        return cls(**alignment_fields(data, names, max_pixels))
+        return cls(**alignment_fields(data, names, budget))
 
     def to_json(self, path=None, **dump_kwargs) -> str:
         """Return the alignment as JSON text, and write it to ``path`` if given.
@@ -242,11 +245,14 @@ class Alignment:
         Hostile input is refused with a :class:`ValueError` or :class:`TypeError`
         naming the problem: a path that is no regular file (a FIFO would block), a
         file over 16 MiB, nesting deeper than 64, non-finite or huge numbers, and
-        every field as in :meth:`from_dict` (with ``max_pixels``).
+        every field as in :meth:`from_dict`. The shapes must hold at most
+        ``max_pixels`` pixels (default: the environment variable
+        ``NAPARI_ECC_ALIGN_MAX_PIXELS``, else 2**28).
         """
         data = read_json(path_or_text, "transform JSON")
-        try:
-            return cls.from_dict(data, max_pixels=max_pixels)
+        names = [f.name for f in dataclasses.fields(cls)]
+        try:  # a file may claim any size: the budget applies (the default one if None)
+            return cls(**alignment_fields(data, names, max_pixels))
         except (TypeError, ValueError) as exc:  # say which file, keep the type
             raise type(exc)(f"{json_path(path_or_text) or 'transform JSON'}: {exc}") from None
 

@@ -20,19 +20,22 @@ import json
 import math
 import os
 import re
-import stat
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .input_files import open_input
 from .limits import check_pixels
 
 MAX_JSON_BYTES = 16 * 2**20  # a transform is a few kB; a stack of 10 000 frames a few MB
 MAX_DEPTH = 64  # ours nest 4 deep (parameters may hold a matrix)
 _MAX_DIGITS = 300  # float64 holds about 1.8e308
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
+_MAX_LEVELS = 64  # pyramid levels: 2**64 is beyond any image
+_MAX_SIDE = 2**31 - 1  # pixels along one axis, budget or not (OpenCV's and TIFF's int32)
+_MAX_ITERATIONS = 10**9  # ECC iterations on one level
+# What the nesting count looks at: brackets, and the quotes and escapes that hide them.
+_TOKEN = re.compile(r'[\[\]{}"\\]')
 
 
 def read_json(path_or_text, what: str = "transform JSON") -> Any:
@@ -88,11 +91,8 @@ def json_path(path_or_text) -> str | None:
 
 
 def _read_text(path: str, what: str) -> str:
-    mode = os.stat(path).st_mode  # OSError (missing, loop, permission) propagates as it is
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO or device)"
-        raise ValueError(f"{path} is {kind}; give the path of a {what} file")
-    with open(path, "rb") as fh:
+    # Regular files only (a FIFO would block), with the OS's true reason otherwise.
+    with open_input(path) as fh:
         data = fh.read(MAX_JSON_BYTES + 1)
     if len(data) > MAX_JSON_BYTES:
         raise ValueError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB: not a {what}")
@@ -103,12 +103,27 @@ def _read_text(path: str, what: str) -> str:
 
 
 def _nesting_depth(text: str) -> int:
+    """The deepest bracket nesting outside strings, in one pass (linear in any input);
+    a text with at most :data:`MAX_DEPTH` brackets gives their count, an upper bound."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:  # cannot be deeper: skip the scan
+        return text.count("[") + text.count("{")
     depth = deepest = 0
-    for match in _BRACKET.finditer(_STRING.sub('""', text)):
-        if match.group() in "[{":
+    in_string, escaped_until = False, -1
+    for match in _TOKEN.finditer(text):
+        where, token = match.start(), match.group()
+        if where < escaped_until:  # the character after a backslash
+            continue
+        if in_string:
+            if token == "\\":
+                escaped_until = where + 2
+            elif token == '"':
+                in_string = False
+        elif token == '"':
+            in_string = True
+        elif token in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        else:
+        elif token in "]}":
             depth -= 1
     return deepest
 
@@ -163,14 +178,14 @@ def alignment_fields(data, field_names: Sequence[str], limit=None) -> dict[str, 
     if "elapsed" in data:
         kwargs["elapsed"] = _number(data["elapsed"], "elapsed", low=0.0)
     if "levels" in data:
-        kwargs["levels"] = _whole(data["levels"], "levels", low=1)
+        kwargs["levels"] = _whole(data["levels"], "levels", low=1, high=_MAX_LEVELS)
     if "init_method" in data and not isinstance(data["init_method"], str):
         raise TypeError(f"init_method must be a string, got {type(data['init_method']).__name__}")
     iterations = data.get("iterations", ())
     if not _is_sequence(iterations):
         raise TypeError(f"iterations must be a list of whole numbers, got {iterations!r:.80}")
     kwargs["iterations"] = tuple(
-        _whole(n, f"iterations[{i}]", low=0) for i, n in enumerate(iterations)
+        _whole(n, f"iterations[{i}]", low=0, high=_MAX_ITERATIONS) for i, n in enumerate(iterations)
     )
     if "parameters" in data and not isinstance(data["parameters"], dict):
         raise TypeError(f"parameters must be a dict, got {type(data['parameters']).__name__}")
@@ -197,7 +212,7 @@ def _shape(value, name: str, ndim: int, limit) -> tuple[int, ...]:
         raise ValueError(
             f"{name} must be {ndim} whole numbers {axes} for a {ndim}D alignment, got {value!r:.80}"
         )
-    shape = tuple(_whole(n, f"{name}[{i}]", low=1) for i, n in enumerate(value))
+    shape = tuple(_whole(n, f"{name}[{i}]", low=1, high=_MAX_SIDE) for i, n in enumerate(value))
     check_pixels(shape, name, limit)
     return shape
 
@@ -214,7 +229,10 @@ def _correlation(value, name: str) -> float:
 def _number(value, name: str, *, low: float | None = None, allow_nan: bool = False) -> float:
     if _is_bool(value) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {value!r:.80}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a Python integer beyond any float
+        number = math.inf
     if math.isnan(number) and allow_nan:
         return number
     if not math.isfinite(number) or (low is not None and number < low):
@@ -223,12 +241,17 @@ def _number(value, name: str, *, low: float | None = None, allow_nan: bool = Fal
     return number
 
 
-def _whole(value, name: str, *, low: int) -> int:
+def _whole(value, name: str, *, low: int, high: float = math.inf) -> int:
     is_number = isinstance(value, (int, float, np.integer, np.floating)) and not _is_bool(value)
     if not is_number:
         raise TypeError(f"{name} must be a whole number, got {value!r:.80}")
-    if not (math.isfinite(value) and float(value).is_integer() and value >= low):
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r:.80}")
+    # Integers compare exactly, however large; floats must be finite and whole.
+    whole = isinstance(value, (int, np.integer)) or (
+        math.isfinite(value) and float(value).is_integer()
+    )
+    if not (whole and low <= value <= high):
+        bound = f">= {low}" if high == math.inf else f"from {low} to {high:,}"
+        raise ValueError(f"{name} must be a whole number {bound}, got {value!r:.80}")
     return int(value)
 
 

@@ -66,12 +66,16 @@ class ImagePair:
         """:func:`check_writable` for the aligned image at ``path``; returns its format."""
         return check_writable(path, self.moving.dtype, self.aligned_shape, volume=self.ndim == 3)
 
-    def write(self, path: PathLike, array: np.ndarray) -> None:
-        """Save an output on the reference grid: a volume with the pair's voxel size."""
+    def write(self, path: PathLike, array: np.ndarray, *, atomic: bool = True) -> None:
+        """Save an output on the reference grid: a volume with the pair's voxel size.
+
+        ``atomic=False`` writes ``path`` directly, for a caller that already writes
+        to a temporary name (:func:`~napari_ecc_align.io.images.atomic_output`).
+        """
         if self.ndim == 3:
-            write_volume(path, array, spacing=self.spacing, unit=self.unit)
+            write_volume(path, array, spacing=self.spacing, unit=self.unit, atomic=atomic)
         else:
-            write_image(path, array)
+            write_image(path, array, atomic=atomic)
 
 
 def read_pair(

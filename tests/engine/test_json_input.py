@@ -259,3 +259,26 @@ def test_stack_alignment_json_goes_through_the_same_loader(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file"):
         StackAlignment.from_json(fifo)
+
+
+def test_stack_alignment_fields_are_checked_by_name():
+    from napari_ecc_align import StackAlignment
+
+    frame = Alignment(np.eye(3), "euclidean", 1.0, 1.0, (40, 50), (40, 50)).to_dict()
+    good = StackAlignment([Alignment.from_dict(frame), None], ["", "no overlap"], "first", 0,
+                          None, None, "euclidean", (40, 50), 0.5).to_dict()  # fmt: skip
+    assert StackAlignment.from_json(json.dumps(good)).to_dict() == good
+    for field, value, error, words in [
+        ("motion", 3, ValueError, "motion must be one of"),
+        ("elapsed", "soon", TypeError, "elapsed must be a number"),
+        ("ndim", "two", ValueError, "ndim must be 2 or 3"),
+        ("reference", "last", TypeError, "reference must be a whole number"),
+        ("reference", -1, ValueError, "reference must be a whole number >= 0"),
+        ("axis", 2.5, ValueError, "axis must be a whole number from 0 to 31"),
+        ("passes", 0, ValueError, "passes must be a whole number from 1"),
+        ("errors", [1, 2], TypeError, "errors must be a list of strings"),
+        ("alignments", [{**frame, "levels": "x"}, None], TypeError, r"alignments\[0\]: levels"),
+        ("frame_shape", [10**6, 10**6], PixelBudgetError, "frame_shape declares"),
+    ]:
+        with pytest.raises(error, match=words):
+            StackAlignment.from_json(json.dumps({**good, field: value}))

@@ -172,20 +172,21 @@ def alignment_fields(data, field_names: Sequence[str], limit=None) -> dict[str, 
     if not isinstance(data["motion"], str):
         raise TypeError(f"motion must be a string, got {type(data['motion']).__name__}")
     for name in ("reference_shape", "moving_shape"):
-        kwargs[name] = _shape(data[name], name, ndim, limit)
+        kwargs[name] = shape_field(data[name], name, ndim, limit)
     for name in ("correlation", "correlation_before"):
         kwargs[name] = _correlation(data.get(name, math.nan), name)
     if "elapsed" in data:
-        kwargs["elapsed"] = _number(data["elapsed"], "elapsed", low=0.0)
+        kwargs["elapsed"] = number_field(data["elapsed"], "elapsed", low=0.0)
     if "levels" in data:
-        kwargs["levels"] = _whole(data["levels"], "levels", low=1, high=_MAX_LEVELS)
+        kwargs["levels"] = whole_field(data["levels"], "levels", low=1, high=_MAX_LEVELS)
     if "init_method" in data and not isinstance(data["init_method"], str):
         raise TypeError(f"init_method must be a string, got {type(data['init_method']).__name__}")
     iterations = data.get("iterations", ())
     if not _is_sequence(iterations):
         raise TypeError(f"iterations must be a list of whole numbers, got {iterations!r:.80}")
     kwargs["iterations"] = tuple(
-        _whole(n, f"iterations[{i}]", low=0, high=_MAX_ITERATIONS) for i, n in enumerate(iterations)
+        whole_field(n, f"iterations[{i}]", low=0, high=_MAX_ITERATIONS)
+        for i, n in enumerate(iterations)
     )
     if "parameters" in data and not isinstance(data["parameters"], dict):
         raise TypeError(f"parameters must be a dict, got {type(data['parameters']).__name__}")
@@ -206,13 +207,24 @@ def _matrix(value) -> np.ndarray:
     return matrix
 
 
-def _shape(value, name: str, ndim: int, limit) -> tuple[int, ...]:
+def shape_field(value, name: str, ndim: int, limit=None) -> tuple[int, ...]:
+    """``value`` as a shape of ``ndim`` whole numbers from 1 to 2**31 - 1, within the budget.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``name`` (and the entry: ``frame_shape[1]``).
+    PixelBudgetError
+        If the shape holds more pixels than ``limit`` (see :func:`.limits.max_pixels`).
+    """
     axes = "(z, y, x)" if ndim == 3 else "(rows, cols)"
     if not _is_sequence(value) or len(value) != ndim:
         raise ValueError(
             f"{name} must be {ndim} whole numbers {axes} for a {ndim}D alignment, got {value!r:.80}"
         )
-    shape = tuple(_whole(n, f"{name}[{i}]", low=1, high=_MAX_SIDE) for i, n in enumerate(value))
+    shape = tuple(
+        whole_field(n, f"{name}[{i}]", low=1, high=_MAX_SIDE) for i, n in enumerate(value)
+    )
     check_pixels(shape, name, limit)
     return shape
 
@@ -220,13 +232,22 @@ def _shape(value, name: str, ndim: int, limit) -> tuple[int, ...]:
 def _correlation(value, name: str) -> float:
     if value is None:
         return math.nan
-    number = _number(value, name, allow_nan=True)
+    number = number_field(value, name, allow_nan=True)
     if not (math.isnan(number) or -1.0 - 1e-6 <= number <= 1.0 + 1e-6):
         raise ValueError(f"{name} must be a correlation between -1 and 1 (or NaN), got {value!r}")
     return number
 
 
-def _number(value, name: str, *, low: float | None = None, allow_nan: bool = False) -> float:
+def number_field(value, name: str, *, low: float | None = None, allow_nan: bool = False) -> float:
+    """``value`` as a finite float (NaN too with ``allow_nan``) of at least ``low``.
+
+    Raises
+    ------
+    TypeError
+        If it is no number (booleans and strings are not), naming ``name``.
+    ValueError
+        If it is infinite, too large for a float, NaN or below ``low``.
+    """
     if _is_bool(value) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {value!r:.80}")
     try:
@@ -241,7 +262,16 @@ def _number(value, name: str, *, low: float | None = None, allow_nan: bool = Fal
     return number
 
 
-def _whole(value, name: str, *, low: int, high: float = math.inf) -> int:
+def whole_field(value, name: str, *, low: int, high: float = math.inf) -> int:
+    """``value`` as an int from ``low`` to ``high``: Python/numpy integers, or whole floats.
+
+    Raises
+    ------
+    TypeError
+        If it is no number (booleans and strings are not), naming ``name``.
+    ValueError
+        If it is not whole, not finite, or out of range.
+    """
     is_number = isinstance(value, (int, float, np.integer, np.floating)) and not _is_bool(value)
     if not is_number:
         raise TypeError(f"{name} must be a whole number, got {value!r:.80}")

@@ -35,9 +35,8 @@ from ..engine.volume_estimate import check_volume_motion, project_volume
 from ..engine.warping import warp
 from .layout import StackLayout, check_channel, is_int, stack_layout
 from .pool import FRAME_FAILURES, run_tasks, single_threaded
-from .result import FrameProgress, StackAlignment
+from .result import REFERENCES, FrameProgress, StackAlignment
 
-REFERENCES = ("previous", "first", "mean")
 # reference="mean" runs at most this many passes, and stops earlier once no frame's matrix
 # moves a corner of the grid by more than MEAN_CONVERGED_PX between two passes: the mean
 # image has stopped changing, so another pass would reproduce the same matrices.

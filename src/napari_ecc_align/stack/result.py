@@ -8,16 +8,21 @@ import csv
 import dataclasses
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..engine.alignment import Alignment, write_text_atomic
-from ..engine.json_input import read_json
+from ..engine.alignment import MOTIONS, Alignment, write_text_atomic
+from ..engine.json_input import number_field, read_json, shape_field, whole_field
+from ..engine.limits import max_pixels as pixel_budget
 from ..engine.preprocess import as_shape
 from .canvas import Canvas, stack_canvas
+
+# What align_stack's ``reference`` may name besides a frame index.
+REFERENCES = ("previous", "first", "mean")
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,18 +236,29 @@ class StackAlignment:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StackAlignment:
-        """Rebuild a :class:`StackAlignment` from :meth:`to_dict` output."""
+    def from_dict(cls, data: dict[str, Any], *, max_pixels=None) -> StackAlignment:
+        """Rebuild a :class:`StackAlignment` from :meth:`to_dict` output, checking every field.
+
+        Parameters
+        ----------
+        data : dict
+            As :meth:`to_dict` returns it.
+        max_pixels : int, optional
+            Pixel budget of ``frame_shape`` and of every frame's shapes; None (default)
+            sets none for a dictionary made in this process. :meth:`from_json` applies one.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If a field is missing, of the wrong type or out of range; the message names it.
+        """
         if not isinstance(data, dict):
             raise TypeError(f"data must be a dict, got {type(data).__name__}")
         missing = {"alignments", "errors", "reference", "axis", "motion", "frame_shape"} - set(data)
         if missing:
             raise ValueError(f"stack alignment data lacks the keys {sorted(missing)}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {"channel_axis": None, "channel": None}
-        kwargs.update((k, v) for k, v in data.items() if k in names)
-        kwargs["alignments"] = [a and Alignment.from_dict(a) for a in data["alignments"]]
-        return cls(**kwargs)
+        budget = math.inf if max_pixels is None else max_pixels
+        return cls(**_stack_fields(data, budget))
 
     def to_json(self, path=None) -> str:
         """Return the JSON text, and write it to ``path`` (atomically) if given."""
@@ -252,13 +268,56 @@ class StackAlignment:
         return text
 
     @classmethod
-    def from_json(cls, path_or_text) -> StackAlignment:
+    def from_json(cls, path_or_text, *, max_pixels=None) -> StackAlignment:
         """Read a stack alignment from a JSON file path or a JSON string.
 
         Through the same guarded loader as :meth:`Alignment.from_json` (regular
-        files only, bounded size and nesting; every frame's fields checked).
+        files only, bounded size and nesting), every field checked as in
+        :meth:`from_dict`, the shapes within ``max_pixels`` (default: the
+        environment variable ``NAPARI_ECC_ALIGN_MAX_PIXELS``, else 2**28).
         """
-        return cls.from_dict(read_json(path_or_text, "stack alignment JSON"))
+        data = read_json(path_or_text, "stack alignment JSON")
+        return cls.from_dict(data, max_pixels=pixel_budget(max_pixels))
+
+
+def _stack_fields(data: dict[str, Any], budget) -> dict[str, Any]:
+    """The constructor's keyword arguments from ``to_dict`` output, each checked by name."""
+    frames = data["alignments"]
+    if not isinstance(frames, (list, tuple)):
+        raise TypeError(f"alignments must be a list, got {type(frames).__name__}")
+    errors = data["errors"]
+    if not isinstance(errors, (list, tuple)) or not all(isinstance(e, str) for e in errors):
+        raise TypeError(f"errors must be a list of strings, got {errors!r:.80}")
+    alignments = []
+    for t, frame in enumerate(frames):
+        if frame is None:
+            alignments.append(None)
+            continue
+        try:
+            alignments.append(Alignment.from_dict(frame, max_pixels=budget))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"alignments[{t}]: {exc}") from None
+    ndim = data.get("ndim", 2)
+    if ndim not in (2, 3) or isinstance(ndim, bool):
+        raise ValueError(f"ndim must be 2 or 3, got {ndim!r:.80}")
+    reference = data["reference"]
+    if not (isinstance(reference, str) and reference in REFERENCES):
+        reference = whole_field(reference, "reference", low=0)
+    if not isinstance(data["motion"], str) or data["motion"] not in MOTIONS:
+        raise ValueError(f"motion must be one of {MOTIONS}, got {data['motion']!r:.80}")
+    optional = {name: data.get(name) for name in ("channel_axis", "channel")}
+    return {
+        "alignments": alignments,
+        "errors": list(errors),
+        "reference": reference,
+        "axis": whole_field(data["axis"], "axis", low=0, high=31),
+        **{k: None if v is None else whole_field(v, k, low=0) for k, v in optional.items()},
+        "motion": data["motion"],
+        "frame_shape": shape_field(data["frame_shape"], "frame_shape", ndim, budget),
+        "elapsed": number_field(data.get("elapsed", 0.0), "elapsed", low=0.0),
+        "ndim": ndim,
+        "passes": whole_field(data.get("passes", 1), "passes", low=1, high=1000),
+    }
 
 
 def _cell(value):

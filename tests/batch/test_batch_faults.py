@@ -3,29 +3,15 @@ is reported with no partial file left; inputs stay byte-identical."""
 
 import csv
 import hashlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from napari_ecc_align import Alignment
 from napari_ecc_align.cli import main
-from napari_ecc_align.data import natural_pair
-from napari_ecc_align.io.images import read_image, write_image
+from napari_ecc_align.io.images import read_image
 
 PAIRS = 16
-
-
-def _dataset(root: Path) -> None:
-    for k in range(PAIRS):
-        reference, moving, _ = natural_pair((160, 200), seed=k, shift=(2.0, -1.0), scale=1.0)
-        sub = f"day{k % 2}"
-        write_image(root / "ref" / sub / f"p{k:02d}.png", np.rint(reference * 255).astype(np.uint8))
-        write_image(root / "mov" / sub / f"p{k:02d}.png", np.rint(moving * 255).astype(np.uint8))
 
 
 def _hashes(folder: Path) -> dict:
@@ -41,24 +27,14 @@ def _rows(out: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_kill_then_resume_equals_a_clean_run(tmp_path):
-    _dataset(tmp_path)
+def test_kill_then_resume_equals_a_clean_run(tmp_path, kill_batch_midway, batch_dataset):
+    batch_dataset(tmp_path, PAIRS)
     inputs = _hashes(tmp_path / "ref") | {"m/" + k: v for k, v in _hashes(tmp_path / "mov").items()}
     clean, resumed = tmp_path / "clean", tmp_path / "resumed"
     args = [str(tmp_path / "ref"), str(tmp_path / "mov")]
     assert main(["batch", *args, str(clean), "--workers", "1", "-q"]) == 0
 
-    cmd = [sys.executable, "-m", "napari_ecc_align.cli.commands", "batch", *args, str(resumed)]
-    proc = subprocess.Popen([*cmd, "--workers", "1", "-q"], start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(resumed.rglob("*.transform.json"))) < 2:
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Dask worker processes
-        proc.wait()
+    kill_batch_midway([*args, resumed, "--workers", "1", "-q"], resumed)
     done_before = len(list(resumed.rglob("*.transform.json")))
     assert done_before < PAIRS
     assert main(["batch", *args, str(resumed), "--workers", "1", "-q"]) == 0
@@ -78,8 +54,8 @@ def test_kill_then_resume_equals_a_clean_run(tmp_path):
     assert after == inputs
 
 
-def test_write_failure_is_reported_and_leaves_no_partial_file(tmp_path):
-    _dataset(tmp_path)
+def test_write_failure_is_reported_and_leaves_no_partial_file(tmp_path, batch_dataset):
+    batch_dataset(tmp_path, PAIRS)
     out = tmp_path / "out"
     out.mkdir()
     (out / "day1").write_text("a file where the batch needs a folder")  # writes there fail

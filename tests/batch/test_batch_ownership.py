@@ -6,20 +6,14 @@ with its temporary files or with each other are refused before anything runs."""
 import csv
 import hashlib
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from napari_ecc_align.batch.run import RUNS_NAME, recorded_runs
 from napari_ecc_align.cli import main
-from napari_ecc_align.data import natural_pair
 from napari_ecc_align.engine.temporary import new_owner, temporary_name, temporary_owner
-from napari_ecc_align.io.images import atomic_output, write_image
+from napari_ecc_align.io.images import atomic_output
 
 PAIRS = 16
 # Hidden files of the user's, at several depths, named like every temporary file the
@@ -34,14 +28,6 @@ FOREIGN = (
     ".hidden/.a.tmp.tif",
     "unrelated/notes.txt",
 )
-
-
-def _dataset(root: Path, pairs: int = PAIRS) -> None:
-    for k in range(pairs):
-        reference, moving, _ = natural_pair((160, 200), seed=k, shift=(2.0, -1.0), scale=1.0)
-        sub = f"day{k % 2}"
-        write_image(root / "ref" / sub / f"p{k:02d}.png", np.rint(reference * 255).astype(np.uint8))
-        write_image(root / "mov" / sub / f"p{k:02d}.png", np.rint(moving * 255).astype(np.uint8))
 
 
 def _foreign_files(out: Path) -> dict:
@@ -70,24 +56,16 @@ def _rows(out: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_foreign_hidden_files_survive_a_kill_the_resume_and_another_resume(tmp_path):
-    _dataset(tmp_path)
+def test_foreign_hidden_files_survive_a_kill_the_resume_and_another_resume(
+    tmp_path, kill_batch_midway, batch_dataset
+):
+    batch_dataset(tmp_path, PAIRS)
     out = tmp_path / "out"
     foreign = _foreign_files(out)
     hidden_before = _hidden(out)
     args = [str(tmp_path / "ref"), str(tmp_path / "mov"), str(out), "--workers", "1", "-q"]
 
-    cmd = [sys.executable, "-m", "napari_ecc_align.cli.commands", "batch", *args]
-    proc = subprocess.Popen(cmd, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(out.rglob("*.transform.json"))) < 2:
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Dask worker processes
-        proc.wait()
+    kill_batch_midway(args, out)
     assert len(list(out.rglob("*.transform.json"))) < PAIRS
     assert _hashes(out, foreign) == foreign
     (killed,) = recorded_runs(out)  # the killed run had recorded its token first
@@ -113,8 +91,10 @@ def test_foreign_hidden_files_survive_a_kill_the_resume_and_another_resume(tmp_p
     assert _hidden(out) == hidden_before
 
 
-def test_a_pairs_csv_output_named_like_an_old_temporary_is_aligned_and_kept(tmp_path):
-    _dataset(tmp_path, pairs=2)
+def test_a_pairs_csv_output_named_like_an_old_temporary_is_aligned_and_kept(
+    tmp_path, batch_dataset
+):
+    batch_dataset(tmp_path, 2)
     out = tmp_path / "out"
     out.mkdir()
     (out / ".draft.tmp.png").write_bytes(b"the user's draft")
@@ -158,8 +138,10 @@ def test_a_pairs_csv_output_named_like_an_old_temporary_is_aligned_and_kept(tmp_
     ],
     ids=["same-image", "same-transform", "same-default", "temporary-name"],
 )
-def test_pairs_csv_collisions_are_refused_before_anything_runs(tmp_path, capsys, rows, message):
-    _dataset(tmp_path, pairs=2)
+def test_pairs_csv_collisions_are_refused_before_anything_runs(
+    tmp_path, capsys, rows, message, batch_dataset
+):
+    batch_dataset(tmp_path, 2)
     temp = temporary_name("p.png", new_owner())
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(

@@ -457,10 +457,26 @@ def remove_temporary_files(output_dir: PathLike, runs=None) -> list[str]:
     :mod:`~napari_ecc_align.engine.temporary`) *and* its owner is one of ``runs``
     (default: the runs recorded in ``output_dir/.napari-ecc-align.runs``).
 
+    Parameters
+    ----------
+    output_dir : str or os.PathLike
+        The batch's output folder; searched with its subfolders (links to folders
+        are not followed, and links are never removed).
+    runs : iterable of str, optional
+        Owner tokens (:func:`~napari_ecc_align.engine.temporary.new_owner`) whose
+        files may be removed. Default: :func:`recorded_runs` of ``output_dir``.
+
     Returns
     -------
     list of str
-        The removed paths.
+        The removed paths; empty when nothing qualifies (no runs recorded, no folder).
+
+    Raises
+    ------
+    ValueError
+        If ``runs`` is not given and the record is no regular file (:func:`recorded_runs`).
+    OSError
+        If the record cannot be read, or a file that qualifies cannot be removed.
     """
     runs = recorded_runs(output_dir) if runs is None else set(runs)
     removed: list[str] = []

@@ -31,7 +31,46 @@ _ROWS_PER_CHUNK = 1024  # coordinates are computed this many output rows at a ti
 
 
 def check_fill(fill_value, dtype):
-    """``fill_value`` as the dtype holds it (int for integers), or a ValueError naming it."""
+    """``fill_value`` as the dtype holds it (int for integers), or a ValueError naming it.
+
+    Integer fill values are compared with the dtype's range as Python integers, so
+    ``2**64 - 1`` fits uint64 and is not rounded through float64.
+
+    Parameters
+    ----------
+    fill_value : number
+        The value for output pixels that no source pixel reaches. Python and numpy
+        numbers are taken as they are; anything else (a bool, a numeric string) goes
+        through ``float()`` first.
+    dtype : numpy.dtype
+        The image's dtype.
+
+    Returns
+    -------
+    bool, int or float
+        ``bool(fill_value)`` for a boolean dtype; an ``int`` for an integer dtype;
+        a ``float`` (NaN and inf allowed) for a floating dtype.
+
+    Raises
+    ------
+    TypeError
+        If ``fill_value`` is no number and ``float()`` cannot make one of it.
+    ValueError
+        For an integer dtype, if the value is not whole, not finite or outside the
+        dtype's range; for a floating dtype, if it is finite but larger in magnitude
+        than the dtype's largest value (it would become inf). The message names it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_ecc_align.engine.exact import check_fill
+    >>> check_fill(2.0, np.dtype(np.uint8)), check_fill(2**64 - 1, np.dtype(np.uint64))
+    (2, 18446744073709551615)
+    >>> check_fill(256, np.dtype(np.uint8))
+    Traceback (most recent call last):
+    ...
+    ValueError: fill_value 256 does not fit the image dtype uint8 (integers from 0 to 255)
+    """
     if dtype == np.bool_:
         return bool(fill_value)
     if isinstance(fill_value, (bool, np.bool_)) or not isinstance(
@@ -65,7 +104,33 @@ def check_fill(fill_value, dtype):
 
 
 def cast(result, dtype):
-    """``result`` in ``dtype``: integers rounded and clipped, never wrapped."""
+    """``result`` in ``dtype``: integers rounded and clipped, never wrapped.
+
+    Parameters
+    ----------
+    result : numpy.ndarray
+        Interpolated values, usually float32 or float64.
+    dtype : numpy.dtype
+        The dtype to return.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``result`` itself when it already has ``dtype``. For an integer dtype, a new
+        array rounded to the nearest integer (halves to even, :func:`numpy.rint`)
+        and clipped to the dtype's range; float64's ``2**63`` and ``2**64``, what the
+        largest int64 and uint64 values round to, become those largest values. For
+        any other dtype, ``result.astype(dtype)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_ecc_align.engine.exact import cast
+    >>> cast(np.array([-3.0, 1.5, 2.5, 300.0]), np.dtype(np.uint8))
+    array([  0,   2,   2, 255], dtype=uint8)
+    >>> cast(np.array([2.0**64]), np.dtype(np.uint64))
+    array([18446744073709551615], dtype=uint64)
+    """
     if result.dtype == dtype:
         return result
     if dtype.kind not in "iu":
@@ -82,7 +147,29 @@ def cast(result, dtype):
 
 
 def warp_nearest_gather(plane, matrix, out_shape, fill):
-    """Nearest-neighbour warp by index gathering: exact for every dtype (int64 labels)."""
+    """Nearest-neighbour warp by index gathering: exact for every dtype (int64 labels).
+
+    Parameters
+    ----------
+    plane : numpy.ndarray
+        The moving image, ``(rows, cols)`` or ``(rows, cols, channels...)``, any dtype.
+    matrix : numpy.ndarray
+        3x3 float64 map from an output pixel ``(x, y, 1)`` to its position in
+        ``plane`` (reference → moving: OpenCV's ``WARP_INVERSE_MAP`` sense).
+    out_shape : tuple of int
+        ``(rows, cols)`` of the output.
+    fill : scalar
+        The value of output pixels whose rounded source position falls outside
+        ``plane`` or that lie behind a homography's horizon, as :func:`check_fill`
+        returns it.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array of shape ``out_shape + plane.shape[2:]`` and ``plane``'s dtype:
+        each pixel is the source pixel at the rounded position (:func:`numpy.rint`),
+        copied, never interpolated.
+    """
     rows, cols = out_shape
     src_rows, src_cols = plane.shape[:2]
     out = np.empty((rows, cols) + plane.shape[2:], dtype=plane.dtype)
@@ -96,18 +183,65 @@ def warp_nearest_gather(plane, matrix, out_shape, fill):
 
 
 def keep_exact_plane(out, plane, matrix, fill, interpolation) -> None:
-    """Overwrite, in the warped 2D ``out``, the pixels whose kernel weights are 0 and 1
-    with the exact source pixel or ``fill`` (see the module notes)."""
+    """Give the pixels of a warped 2D ``out`` whose kernel weights are 0 and 1 exact values.
+
+    :func:`keep_exact` applied to every pixel of ``out``, a chunk of rows at a time
+    (see the module notes).
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        The warped plane, ``(rows, cols[, channels])``, changed in place.
+    plane : numpy.ndarray
+        The moving image it was warped from, ``(rows, cols[, channels])``.
+    matrix : numpy.ndarray
+        3x3 float64 map from an output pixel ``(x, y, 1)`` to its position in
+        ``plane``, as for :func:`warp_nearest_gather`.
+    fill : scalar
+        The fill value the warp used.
+    interpolation : {"linear", "cubic"}
+        The kernel the warp used; it sets how far outside ``plane`` a pixel still
+        reaches it.
+
+    Raises
+    ------
+    KeyError
+        If ``interpolation`` is neither ``"linear"`` nor ``"cubic"``.
+    """
     rows, cols = out.shape[:2]
     for y0, mx, my in _source_positions(matrix, rows, cols):
         keep_exact(out[y0 : y0 + len(mx)], (mx, my), plane, fill, interpolation)
 
 
 def keep_exact(out, coords, source, fill, interpolation) -> None:
-    """``out[...]`` (leading axes matching the arrays of ``coords``, the source positions
-    ``(x, y[, z])`` of its pixels; NaN for none) gets ``source[z, y, x]`` exactly where
-    every coordinate is a whole pixel inside ``source``, and ``fill`` where the kernel
-    reaches no pixel of it."""
+    """Set the pixels of ``out`` that interpolation did not mix: exact source pixels, or fill.
+
+    A pixel whose every source coordinate is a whole number within ``source`` gets
+    that source pixel; a pixel whose source position is NaN, or lies so far outside
+    ``source`` along some axis that the kernel reaches none of its pixels, gets
+    ``fill``. Every other pixel is left as it is.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        The warped pixels, changed in place; its leading axes match the shape of
+        the arrays in ``coords`` (further axes are channels).
+    coords : sequence of numpy.ndarray
+        ``(x, y)`` or ``(x, y, z)``: the position in ``source`` of each pixel of
+        ``out``, float, NaN where a pixel has none.
+    source : numpy.ndarray
+        The moving image ``(y, x[, channels])`` or volume ``(z, y, x)``.
+    fill : scalar
+        The fill value the warp used.
+    interpolation : {"linear", "cubic"}
+        The kernel the warp used: it reaches 1 (linear) or 2 (cubic) pixels
+        beyond the first and last pixel centres.
+
+    Raises
+    ------
+    KeyError
+        If ``interpolation`` is neither ``"linear"`` nor ``"cubic"``.
+    """
     reach = _REACH[interpolation]
     sizes = source.shape[: len(coords)][::-1]  # (x, y[, z]) sizes
     whole = np.ones(coords[0].shape, bool)

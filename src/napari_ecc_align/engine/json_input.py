@@ -83,7 +83,34 @@ def read_json(path_or_text, what: str = "transform JSON") -> Any:
 
 
 def json_path(path_or_text) -> str | None:
-    """The file name ``path_or_text`` names, or None when it is JSON text itself."""
+    """The file name ``path_or_text`` names, or None when it is JSON text itself.
+
+    A string whose first non-blank character is ``{`` or ``[`` is JSON text unless a
+    file of that name exists; anything else is a path, whether or not the file exists
+    (opening it reports that).
+
+    Parameters
+    ----------
+    path_or_text : str or os.PathLike
+        What :func:`read_json` was given.
+
+    Returns
+    -------
+    str or None
+        ``os.fspath(path_or_text)`` for a path, None for JSON text.
+
+    Raises
+    ------
+    TypeError
+        If ``path_or_text`` is no string and no path-like object (:func:`os.fspath`
+        refuses it).
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.json_input import json_path
+    >>> json_path("results/p01.json"), json_path('{"matrix": [[1, 0, 0], [0, 1, 0]]}')
+    ('results/p01.json', None)
+    """
     is_text = isinstance(path_or_text, str) and path_or_text.lstrip()[:1] in ("{", "[")
     if is_text and not os.path.exists(path_or_text):
         return None

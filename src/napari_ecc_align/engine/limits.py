@@ -81,7 +81,30 @@ def _parse(value, name: str) -> int | float:
 
 
 def pixel_count(shape: Iterable[int]) -> int:
-    """The product of ``shape`` as an exact Python integer (no overflow)."""
+    """The product of ``shape`` as an exact Python integer (no overflow).
+
+    Parameters
+    ----------
+    shape : iterable of int
+        Axis lengths; Python or numpy integers, or anything ``int()`` accepts.
+
+    Returns
+    -------
+    int
+        The number of pixels (voxels); 1 for an empty shape. Unlike
+        ``numpy.prod``, a declared 100 000 × 100 000 × 100 000 does not wrap around.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If an entry cannot be made an ``int``.
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.limits import pixel_count
+    >>> pixel_count((100_000, 100_000, 100_000))
+    1000000000000000
+    """
     return math.prod(int(n) for n in shape)
 
 

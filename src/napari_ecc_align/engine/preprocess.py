@@ -34,9 +34,44 @@ def as_array(image, name: str) -> np.ndarray:
 
 
 def as_real_matrix(value, name: str, expected: str) -> np.ndarray:
-    """``value`` as a float64 array, or a TypeError naming ``name`` (``expected`` says
-    what it should be, e.g. ``"a 3x3 matrix"``). Complex values are refused: casting
-    them to float would silently drop their imaginary part."""
+    """``value`` as a float64 array, or a TypeError naming ``name``.
+
+    Complex values are refused: casting them to float would silently drop their
+    imaginary part. Only the conversion is checked here; the caller checks the
+    shape and finiteness (``None`` comes back as a 0-d NaN array).
+
+    Parameters
+    ----------
+    value : array_like
+        The matrix as the user gave it (nested lists, an ndarray, ...).
+    name : str
+        The argument's name, for messages.
+    expected : str
+        What it should be, for the message, e.g. ``"a 3x3 matrix"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new float64 array (a copy, even when ``value`` already is one).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` holds complex numbers (the message suggests ``np.real``), or
+        cannot be made a float64 array (ragged rows, non-numeric strings,
+        objects): "``name`` must be ``expected``, got <type>".
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.preprocess import as_real_matrix
+    >>> as_real_matrix([[1, 0, 2], [0, 1, 3]], "matrix", "a 2x3 matrix")
+    array([[1., 0., 2.],
+           [0., 1., 3.]])
+    >>> as_real_matrix("eye", "matrix", "a 2x3 matrix")
+    Traceback (most recent call last):
+    ...
+    TypeError: matrix must be a 2x3 matrix, got str
+    """
     try:
         arr = np.asarray(value)
         if np.iscomplexobj(arr):
@@ -52,12 +87,45 @@ def as_real_matrix(value, name: str, expected: str) -> np.ndarray:
 
 
 def as_shape(shape, name: str, form: str) -> tuple[int, ...]:
-    """``shape`` as a tuple of positive ints with as many entries as ``form`` names
-    (e.g. ``"(rows, cols)"``), or a TypeError/ValueError naming ``name``.
+    """``shape`` as a tuple of positive ints, or a TypeError/ValueError naming ``name``.
 
     Integers (Python or numpy) and integral floats (``2.0``: what arithmetic on sizes
     gives) are accepted; ``1.5`` is refused (ValueError) rather than truncated, and
     bools and non-numbers are refused (TypeError).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The shape as the user gave it.
+    name : str
+        The argument's name, for messages.
+    form : str
+        The expected axes, e.g. ``"(rows, cols)"`` or ``"(z, y, x)"``: the number of
+        entries is its number of commas plus one, and messages quote it.
+
+    Returns
+    -------
+    tuple of int
+        Python ints, each at least 1.
+
+    Raises
+    ------
+    TypeError
+        If ``shape`` is not iterable, or an entry is a bool or no number.
+    ValueError
+        If an entry is not whole (or not finite), an entry is below 1, or the
+        number of entries differs from ``form``'s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_ecc_align.engine.preprocess import as_shape
+    >>> as_shape([2.0, np.int64(3)], "output_shape", "(rows, cols)")
+    (2, 3)
+    >>> as_shape((1.5, 2), "output_shape", "(rows, cols)")
+    Traceback (most recent call last):
+    ...
+    ValueError: output_shape must be (rows, cols) of whole numbers, got (1.5, 2)
     """
     length = form.count(",") + 1
     try:

@@ -47,13 +47,66 @@ class Skipped(NoEstimate):
 
 
 def aspect_ratio(*shapes) -> float:
-    """The largest long-to-short side ratio of the given (rows, cols, ...) shapes."""
+    """The largest long-to-short side ratio of the given (rows, cols, ...) shapes.
+
+    Parameters
+    ----------
+    *shapes : tuple of int
+        One or more image or volume shapes. A shortest side of 0 counts as 1 (no
+        division by zero).
+
+    Returns
+    -------
+    float
+        The ratio of the longest side to the shortest, for the most elongated shape.
+
+    Raises
+    ------
+    ValueError
+        If no shape (or an empty one) is given.
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.spectral import aspect_ratio
+    >>> aspect_ratio((100, 200), (300, 100))
+    3.0
+    """
     return max(max(shape) / max(min(shape), 1) for shape in shapes)
 
 
 def check_phase_grid(ref_shape, mov_shape) -> tuple[int, ...]:
-    """The common padded grid of a phase correlation of two shapes, or ``Skipped`` when
-    it would hold far more pixels than both images (shapes too different to overlap)."""
+    """The common padded grid of a phase correlation of two shapes, or ``Skipped``.
+
+    The grid is the larger of the two lengths along each axis. It may hold at most
+    ``_PHASE_GRID_FACTOR`` (4) times the pixels of both images together, or
+    ``_PHASE_GRID_FLOOR`` (512²) pixels if that is more; beyond that the shapes are
+    too different for any translation to overlap them (a tall and a wide strip), and
+    padding them would cost memory for nothing.
+
+    Parameters
+    ----------
+    ref_shape, mov_shape : tuple of int
+        The shapes of the two images (or volumes), with as many axes each.
+
+    Returns
+    -------
+    tuple of int
+        The grid's shape.
+
+    Raises
+    ------
+    Skipped
+        If the grid would hold too many pixels; its reason is
+        ``"image shapes too different"``.
+    ValueError
+        If the two shapes have different numbers of axes.
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.spectral import check_phase_grid
+    >>> check_phase_grid((100, 200), (150, 120))
+    (150, 200)
+    """
     grid = tuple(max(a, b) for a, b in zip(ref_shape, mov_shape, strict=True))
     pixels = math.prod(grid)
     inputs = math.prod(ref_shape) + math.prod(mov_shape)
@@ -83,8 +136,30 @@ def _spectrum(image: np.ndarray, shape) -> np.ndarray:
 
 
 def phase_surface(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
-    """The phase-correlation surface of two images on a common padded grid (float32,
-    lightly blurred so a peak split between two pixels counts as one)."""
+    """The phase-correlation surface of two images on a common padded grid.
+
+    Both images are padded with their mean to the grid of :func:`check_phase_grid`,
+    tapered by a Hann window and Fourier transformed; the normalised cross-power
+    spectrum transformed back is the surface, lightly blurred (3x3 Gaussian) so
+    that a peak split between two pixels counts as one.
+
+    Parameters
+    ----------
+    ref, mov : numpy.ndarray
+        The reference and moving images, 2D, real.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 surface of the grid's ``(rows, cols)``; its peak lies at the shift
+        ``(dy, dx)`` with ``mov(x + d) ≈ ref(x)``, modulo the grid (wrapped around).
+
+    Raises
+    ------
+    Skipped
+        If the shapes are too different for a phase correlation
+        (:func:`check_phase_grid`).
+    """
     rows, cols = check_phase_grid(ref.shape, mov.shape)
     cross = _spectrum(mov, (rows, cols)) * np.conj(_spectrum(ref, (rows, cols)))
     cross /= np.abs(cross) + 1e-12
@@ -93,8 +168,33 @@ def phase_surface(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
 
 
 def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
-    """Translations (dx, dy) with mov(x + d) ≈ ref(x), strongest first, every
-    wrap-around reading of each of the ``peaks`` strongest correlation peaks."""
+    """Translations (dx, dy) with mov(x + d) ≈ ref(x), from the strongest correlation peaks.
+
+    Each peak of :func:`phase_surface` is located to a fraction of a pixel (the
+    centroid of its 3x3 neighbourhood) and its 7x7 neighbourhood is then cleared
+    before the next one is sought. The surface wraps around, so a peak at ``(fx, fy)``
+    is read four ways: ``(fx, fy)``, ``(fx - cols, fy)``, ``(fx, fy - rows)`` and
+    ``(fx - cols, fy - rows)``.
+
+    Parameters
+    ----------
+    ref, mov : numpy.ndarray
+        The reference and moving images, 2D, real.
+    peaks : int, optional
+        How many peaks to read (default 3).
+
+    Returns
+    -------
+    list of tuple of float
+        ``4 * peaks`` shifts ``(dx, dy)``: the four readings of the strongest peak,
+        then of the next, and so on.
+
+    Raises
+    ------
+    Skipped
+        If the shapes are too different for a phase correlation
+        (:func:`check_phase_grid`).
+    """
     surface = phase_surface(ref, mov)
     rows, cols = surface.shape
     shifts = []
@@ -117,6 +217,28 @@ def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
 
 
 def phase_candidates(ref, mov) -> list[np.ndarray]:
+    """Translation candidates reference → moving from phase correlation, strongest first.
+
+    The shifts of :func:`shift_peaks` that leave at least a tenth of the reference
+    overlapping the moving image, as matrices.
+
+    Parameters
+    ----------
+    ref, mov : numpy.ndarray
+        The reference and moving images, 2D, real.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        3x3 float64 translation matrices taking reference ``(x, y, 1)`` to moving
+        positions; empty when no shift leaves enough overlap.
+
+    Raises
+    ------
+    Skipped
+        If the shapes are too different for a phase correlation
+        (:func:`check_phase_grid`).
+    """
     return [_translation(dx, dy) for dx, dy in _plausible(shift_peaks(ref, mov), ref, mov)]
 
 
@@ -161,6 +283,19 @@ def log_polar(image: np.ndarray, max_radius: float) -> np.ndarray:
     ``cv2.warpPolar``, whose output differs between OpenCV 4 and 5 enough to move the
     correlation peak: with it, Fourier–Mellin found the rotation of 30 of 45 seeded
     pairs under OpenCV 4.8 and 45 under 5.0; with this grid, 45 of 45 under both.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        A square 2D image, ``size × size``; converted to float32.
+    max_radius : float
+        The radial scale: column j samples the radius ``max_radius ** (j / size)``
+        pixels from the centre.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of ``size × size``: rows are angles, columns log radii.
     """
     map_x, map_y = _log_polar_grid(image.shape[0], float(max_radius))
     return cv2.remap(
@@ -186,6 +321,29 @@ def fourier_mellin(ref, mov) -> list[np.ndarray]:
     pyramid level normally is; a shallow pyramid, as a narrow strip has, is not), so
     the padded square never exceeds ``_SPECTRAL_SIDE``² whatever the input. Images more
     elongated than ``MAX_SPECTRAL_ASPECT`` raise ``Skipped``.
+
+    The rotation is read modulo 180°, so both readings (θ and θ + 180°) are tried;
+    for each, the moving image is turned upright and phase correlation gives up to
+    four translations that leave at least a tenth of the reference overlapping.
+
+    Parameters
+    ----------
+    ref, mov : numpy.ndarray
+        The reference and moving images, 2D, real (a small pyramid level).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        At least one 3x3 float64 similarity matrix taking reference ``(x, y, 1)``
+        to moving positions: those of θ first, then those of θ + 180°.
+
+    Raises
+    ------
+    Skipped
+        If either image is more elongated than ``MAX_SPECTRAL_ASPECT`` (8:1).
+    NoEstimate
+        If the log-polar spectra have no correlation peak, the scale read is not
+        between 0.25 and 4, or no translation leaves enough overlap.
     """
     aspect = aspect_ratio(ref.shape, mov.shape)
     if aspect > MAX_SPECTRAL_ASPECT:

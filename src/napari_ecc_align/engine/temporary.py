@@ -26,22 +26,80 @@ _STEM_CHARACTERS = 48
 
 
 def new_owner() -> str:
-    """A fresh owner token: ``"ecc"`` and 16 random hexadecimal digits."""
+    """A fresh owner token: ``"ecc"`` and 16 random hexadecimal digits.
+
+    One token per writer (a batch run makes one); :func:`temporary_name` puts it in
+    the names of that writer's temporary files.
+
+    Returns
+    -------
+    str
+        ``"ecc"`` followed by 16 lowercase hexadecimal digits from :mod:`secrets`
+        (19 characters), different at each call.
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.temporary import is_owner, new_owner
+    >>> token = new_owner()
+    >>> len(token), token.startswith("ecc"), is_owner(token)
+    (19, True, True)
+    """
     return "ecc" + secrets.token_hex(8)
 
 
 def is_owner(token) -> bool:
-    """True when ``token`` is an owner token as :func:`new_owner` makes them."""
+    """True when ``token`` is an owner token as :func:`new_owner` makes them.
+
+    Parameters
+    ----------
+    token : object
+        Anything; only a string can be a token.
+
+    Returns
+    -------
+    bool
+        True when ``token`` is a string of exactly ``"ecc"`` and 16 lowercase
+        hexadecimal digits, False otherwise (other types included: no error).
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.temporary import is_owner
+    >>> is_owner("ecc0123456789abcdef"), is_owner("ecc0123"), is_owner(None)
+    (True, False, False)
+    """
     return isinstance(token, str) and _OWNER.fullmatch(token) is not None
 
 
 def temporary_name(target: str, owner: str) -> str:
     """The base name of a new temporary file for ``target``, owned by ``owner``.
 
+    The name is ``.<stem>.<owner>-<8 hex digits>.tmp<ext>``: hidden, with the first
+    48 characters of the target's stem, the owner token, 8 random hexadecimal digits
+    (a new name at each call) and the target's extension, so that it sits beside the
+    target and :func:`temporary_owner` gives ``owner`` back.
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        The file the temporary file will be renamed onto; only its base name is used.
+    owner : str
+        A token from :func:`new_owner`.
+
+    Returns
+    -------
+    str
+        A base name (no folder): join it to the target's folder.
+
     Raises
     ------
     ValueError
         If ``owner`` is not a token from :func:`new_owner`.
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.temporary import temporary_name
+    >>> temporary_name("out/p01.png", "ecc0123456789abcdef")  # doctest: +ELLIPSIS
+    '.p01.ecc0123456789abcdef-....tmp.png'
     """
     if not is_owner(owner):
         raise ValueError(f"owner must be a token from new_owner(), got {owner!r}")
@@ -50,6 +108,27 @@ def temporary_name(target: str, owner: str) -> str:
 
 
 def temporary_owner(name: str) -> str | None:
-    """The owner token of a temporary file's base ``name``, or None if it is not one."""
+    """The owner token of a temporary file's base ``name``, or None if it is not one.
+
+    Parameters
+    ----------
+    name : str
+        A base name (no folder), as :func:`os.walk` or :func:`os.listdir` give them.
+
+    Returns
+    -------
+    str or None
+        The owner token when the whole of ``name`` has the form that
+        :func:`temporary_name` makes, else None. The name alone is looked at: the
+        caller checks that the token is one of its own and that the file is one.
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine.temporary import temporary_owner
+    >>> temporary_owner(".p01.ecc0123456789abcdef-1b2c3d4e.tmp.png")
+    'ecc0123456789abcdef'
+    >>> temporary_owner("p01.png") is None
+    True
+    """
     match = _TEMPORARY.fullmatch(name)
     return match.group("owner") if match else None

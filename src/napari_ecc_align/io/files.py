@@ -17,7 +17,28 @@ __all__ = ["PathLike", "check_input_file", "check_tiff_series", "open_input", "t
 
 
 def tiff_pixel_shape(shape, axes: str) -> tuple[int, ...]:
-    """The axes of a TIFF series that count against the budget: all but samples (``S``)."""
+    """The axes of a TIFF series that count against the budget: all but samples (``S``).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        A tifffile series' ``shape``.
+    axes : str
+        The series' ``axes``, one character per entry of ``shape`` (``"ZYXS"``);
+        ``shape`` and ``axes`` are paired in order, as far as the shorter goes.
+
+    Returns
+    -------
+    tuple of int
+        The lengths of every axis but ``S``: pages, planes and pixels count, RGB(A)
+        samples do not.
+
+    Examples
+    --------
+    >>> from napari_ecc_align.io.files import tiff_pixel_shape
+    >>> tiff_pixel_shape((10, 512, 512, 3), "ZYXS")
+    (10, 512, 512)
+    """
     return tuple(n for n, axis in zip(shape, axes, strict=False) if axis != "S")
 
 

@@ -148,7 +148,32 @@ def read_image(path: PathLike, *, max_pixels=None) -> np.ndarray:
 
 
 def sniff_format(header: bytes) -> str | None:
-    """``"PNG"``, ``"JPEG"`` or ``"TIFF"`` from a file's first bytes, or None."""
+    """``"PNG"``, ``"JPEG"`` or ``"TIFF"`` from a file's first bytes, or None.
+
+    The format is told by the file's content, not its extension, so a PNG saved
+    as ``.tif`` is still read as a PNG.
+
+    Parameters
+    ----------
+    header : bytes
+        The first bytes of the file (:func:`read_image` reads 32); the longest
+        signature, PNG's, is 8 bytes.
+
+    Returns
+    -------
+    str or None
+        ``"PNG"`` for the PNG signature, ``"JPEG"`` for ``FF D8 FF``, ``"TIFF"`` for a
+        classic or BigTIFF signature in either byte order (:func:`is_tiff_header`),
+        None for anything else (an empty file included).
+
+    Examples
+    --------
+    >>> from napari_ecc_align.io.images import sniff_format
+    >>> sniff_format(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(24))
+    'PNG'
+    >>> sniff_format(b"II*\\x00" + bytes(28)), sniff_format(b"GIF89a"), sniff_format(b"")
+    ('TIFF', None, None)
+    """
     if header.startswith(_PNG_SIGNATURE):
         return "PNG"
     if header.startswith(b"\xff\xd8\xff"):

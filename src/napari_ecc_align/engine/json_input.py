@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -223,7 +224,9 @@ def alignment_fields(data, field_names: Sequence[str], limit=None) -> dict[str, 
 def _matrix(value) -> np.ndarray:
     shapes = "2x3 or 3x3 (an image) or 3x4 or 4x4 (a volume)"
     try:
-        matrix = np.array(value)
+        with warnings.catch_warnings():  # numpy < 1.24 warns, then makes an object array
+            warnings.simplefilter("ignore")
+            matrix = np.array(value)
     except (ValueError, TypeError):  # ragged rows
         raise ValueError(f"matrix must be a {shapes} array of numbers, got {value!r:.80}") from None
     if matrix.dtype.kind not in "iuf" or matrix.shape not in ((2, 3), (3, 3), (3, 4), (4, 4)):

@@ -194,8 +194,8 @@ _json_values = st.recursive(
 
 
 def _mostly(valid, hostile=_json_values):
-    """Four draws in five are valid: enough whole documents load to test that path too."""
-    return st.one_of(valid, valid, valid, valid, hostile)
+    """Nine draws in ten are valid: enough whole documents load to test that path too."""
+    return st.one_of(*[valid] * 9, hostile)
 
 
 _shape = st.lists(st.integers(min_value=1, max_value=5000), min_size=2, max_size=2)
@@ -219,21 +219,26 @@ _fields = st.fixed_dictionaries(
         "ndim": _mostly(st.just(2)),
     },
 )
-OUTCOMES = {"loaded": 0, "refused": 0}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 300 examples every run, so the counts below are stable.
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(fields=_fields, keep=st.sampled_from([True, True, True, False]))
-def test_from_json_accepts_or_refuses_by_name_never_anything_else(fields, keep):
+def _load_or_refuse(outcomes, fields, keep):
     data = {**GOOD, **fields} if keep else fields
     text = json.dumps(data)  # NaN and Infinity are written as the JSON extensions
     try:
         alignment = Alignment.from_json(text)
     except (ValueError, TypeError) as exc:
-        OUTCOMES["refused"] += 1
+        outcomes["refused"] += 1
         assert str(exc)
         return
-    OUTCOMES["loaded"] += 1
+    outcomes["loaded"] += 1
     # What loads is whole: it writes back, and its shapes and matrix are usable.
     again = Alignment.from_json(alignment.to_json())
     assert again.reference_shape == alignment.reference_shape
@@ -241,10 +246,12 @@ def test_from_json_accepts_or_refuses_by_name_never_anything_else(fields, keep):
     assert min(alignment.reference_shape) >= 1
 
 
-def test_the_property_test_loaded_and_refused_often():
-    # Runs after the property test (file order): both of its paths ran many times.
-    assert OUTCOMES["loaded"] >= 30, OUTCOMES
-    assert OUTCOMES["refused"] >= 30, OUTCOMES
+def test_from_json_accepts_or_refuses_by_name_never_anything_else():
+    outcomes = {"loaded": 0, "refused": 0}
+    _load_or_refuse(outcomes)  # hypothesis runs every example
+    # Both paths ran many times: the strategy is not all garbage, nor all valid.
+    assert outcomes["loaded"] >= 30, outcomes
+    assert outcomes["refused"] >= 30, outcomes
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")

@@ -1,9 +1,11 @@
 """The layout's rules, checked on the source: no import cycle, no reaching into another
-subpackage's underscore names, no Qt outside ``plugin/_qt``, short modules, one manifest."""
+subpackage's underscore names nor a sibling module's, the engine reached only through its
+facade, no Qt outside ``plugin/_qt``, short modules, one manifest."""
 
 from __future__ import annotations
 
 import ast
+import functools
 import graphlib
 import subprocess
 import sys
@@ -41,6 +43,24 @@ def _resolve(module: str, node: ast.ImportFrom) -> str:
     return f"{package}.{node.module}" if node.module else package
 
 
+@functools.cache
+def _rebound(package: str) -> frozenset[str]:
+    """Names a package's ``__init__`` binds to something other than its submodule of that
+    name: ``from .difference import difference`` makes ``engine.difference`` the function."""
+    if package not in MODULES or not _is_package(package):
+        return frozenset()
+    names = set()
+    for node in ast.parse(MODULES[package].read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom):
+            base = _resolve(package, node)
+            names.update(
+                alias.asname or alias.name
+                for alias in node.names
+                if f"{base}.{alias.name}" not in MODULES
+            )
+    return frozenset(names)
+
+
 def _imports(module: str):
     """(imported module, imported name or None, at module level?) for every import."""
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
@@ -52,8 +72,10 @@ def _imports(module: str):
         elif isinstance(node, ast.ImportFrom):
             base = _resolve(module, node)
             for alias in node.names:
-                if f"{base}.{alias.name}" in MODULES:  # `from pkg import submodule`
-                    yield f"{base}.{alias.name}", None, id(node) in top_level
+                submodule = f"{base}.{alias.name}"
+                if submodule in MODULES and alias.name not in _rebound(base):
+                    # `from pkg import submodule`
+                    yield submodule, None, id(node) in top_level
                 else:
                     yield base, alias.name, id(node) in top_level
 
@@ -106,6 +128,54 @@ def test_the_engine_knows_nothing_of_the_rest():
         if target.startswith(ROOT) and _subpackage(target) != "engine"
     ]
     assert not outside, "\n".join(outside)
+
+
+def test_no_underscore_name_from_a_sibling_module():
+    # A name two modules share is part of the subpackage's inside API: it has a public name,
+    # so moving code between modules (the engine's file split) never breaks a private import.
+    offences = [
+        f"{module} imports {target}.{name}"
+        for module in MODULES
+        for target, name, _ in _imports(module)
+        if target in MODULES
+        and target != module
+        and _subpackage(target) == _subpackage(module)
+        and name is not None
+        and name.startswith("_")
+        and not name.startswith("__")
+    ]
+    assert not offences, "\n".join(offences)
+
+
+ENGINE = f"{ROOT}.engine"
+
+
+def test_the_rest_reaches_the_engine_only_through_its_facade():
+    # The engine's modules are its private layout; the package's __init__ is the contract.
+    offences = [
+        f"{module} imports {target}"
+        for module in MODULES
+        if _subpackage(module) != "engine" and module not in DEPRECATED_ALIASES
+        for target, _, _ in _imports(module)
+        if target.startswith(f"{ENGINE}.")
+    ]
+    assert not offences, "\n".join(offences)
+
+
+def test_the_engine_facade_exports_what_the_rest_imports():
+    import napari_ecc_align.engine as engine
+
+    exported = set(engine.__all__)
+    assert all(hasattr(engine, name) for name in exported)
+    used = {
+        name
+        for module in MODULES
+        if _subpackage(module) != "engine"
+        for target, name, _ in _imports(module)
+        if target == ENGINE and name is not None
+    }
+    assert used, "the walk found no import of the engine facade"
+    assert used <= exported, f"imported but not in engine.__all__: {sorted(used - exported)}"
 
 
 def test_qt_only_in_plugin_qt():

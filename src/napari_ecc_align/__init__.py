@@ -21,11 +21,17 @@ Pairs: :func:`align` (and its generator form :func:`iter_align`, which yields
 from importlib.metadata import PackageNotFoundError, version
 
 from .batch import BatchReport, batch_align
-from .engine.alignment import MOTIONS, Alignment, AlignmentError
-from .engine.difference import difference
-from .engine.estimate import Progress, align, iter_align
-from .engine.template import Template
-from .engine.warping import warp
+from .engine import (
+    MOTIONS,
+    Alignment,
+    AlignmentError,
+    Progress,
+    Template,
+    align,
+    difference,
+    iter_align,
+    warp,
+)
 from .io import read_image, write_image
 from .stack import (
     Canvas,

@@ -10,9 +10,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..engine.alignment import Alignment
-from ..engine.initialisation import SEARCHES
-from ..engine.temporary import temporary_owner
+from ..engine import SEARCHES, Alignment, temporary_owner
 from ..io.images import image_format
 
 PathLike = str | os.PathLike

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.alignment import write_text_atomic
+from ..engine import write_text_atomic
 from .pairs import CSV_COLUMNS, STATUSES, PathLike
 
 
@@ -82,7 +82,7 @@ _NEEDS_QUOTES = re.compile('[,"\r\n]')
 
 def write_csv(path: PathLike, rows: Sequence[dict[str, Any]], *, owner: str | None = None) -> None:
     """Write the rows as ``alignment.csv`` (atomically; ``owner`` names the temporary
-    file, see :func:`~napari_ecc_align.engine.alignment.write_text_atomic`).
+    file, see :func:`~napari_ecc_align.engine.write_text_atomic`).
 
     The file is UTF-8, one row per line, cells quoted as in RFC 4180 when they hold a
     comma, a quote or a line break, so any file name round-trips through

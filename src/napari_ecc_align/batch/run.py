@@ -13,7 +13,7 @@ pairs already done. A pair that cannot be read or aligned is recorded in the
 CSV and the others go on.
 
 A batch owns only what it writes. Each run has a random owner token
-(:func:`~napari_ecc_align.engine.temporary.new_owner`), recorded in
+(:func:`~napari_ecc_align.engine.new_owner`), recorded in
 ``OUTPUT_DIR/.napari-ecc-align.runs`` before anything else is written, and its
 temporary files carry it in their names. Clean-up removes a file only when its name
 has that form *and* its token is recorded there, so no other file under OUTPUT_DIR,
@@ -37,10 +37,16 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.alignment import MOTIONS, Alignment, write_text_atomic
-from ..engine.limits import max_pixels as pixel_budget
-from ..engine.temporary import is_owner, new_owner, temporary_owner
-from ..engine.volume_estimate import check_volume_motion
+from ..engine import (
+    MOTIONS,
+    Alignment,
+    check_volume_motion,
+    is_owner,
+    new_owner,
+    temporary_owner,
+    write_text_atomic,
+)
+from ..engine import max_pixels as pixel_budget
 from ..io.inputs import check_volume_options
 from .cluster import ProgressBar, dask_client, run_pairs
 from .pairs import (
@@ -89,26 +95,24 @@ def batch_align(
         Input folders; never modified. A moving file is paired with the file of
         the same relative path under ``reference_dir``.
     output_dir : str or os.PathLike
-        Where the results go (created if missing), with the sub-folders of
-        ``moving_dir``; it must not be inside (or equal to) an input folder.
-        Per pair: the aligned image (the moving file's name, format and dtype;
-        JPEG becomes PNG unless ``keep_jpeg``), ``<stem>.difference.png``
-        (``.tif`` if an input is floating point) when ``difference`` is True,
-        and ``<stem>.transform.json``, written last. Then ``alignment.csv``.
-        Nothing else there is touched: only this run's temporary files (and
-        those of earlier runs that were killed) are removed, see the module notes.
+        Where the results go (created if missing), with the sub-folders of ``moving_dir``; it
+        must not be inside (or equal to) an input folder. Per pair: the aligned image (the
+        moving file's name, format and dtype; JPEG becomes PNG unless ``keep_jpeg``),
+        ``<stem>.difference.png`` (``.tif`` if an input is floating point) when ``difference``
+        is True, and ``<stem>.transform.json``, written last. Then ``alignment.csv``. Nothing
+        else there is touched: only this run's temporary files (and those of earlier runs that
+        were killed) are removed, see the module notes.
     pattern : str, optional
         Glob selecting the moving files, e.g. ``"*.tif"`` (matched against the
         file name) or ``"scans/*.png"`` (against the relative path);
         case-insensitive. Default: every .png, .jpg, .jpeg, .tif and .tiff,
         recursively. Hidden files and folders are ignored.
     pairs_csv : str or os.PathLike, optional
-        Instead of matching names: a CSV with the header
-        ``reference,moving[,output]``, UTF-8. Paths are relative to the reference,
-        moving and output folders, or absolute (outputs must stay inside
-        ``output_dir``). Rows whose outputs would write the same file, or that
-        are named like this program's temporary files, are refused before
-        anything runs (ValueError naming the lines).
+        Instead of matching names: a CSV with the header ``reference,moving[,output]``, UTF-8.
+        Paths are relative to the reference, moving and output folders, or absolute (outputs
+        must stay inside ``output_dir``). Rows whose outputs would write the same file, or that
+        are named like this program's temporary files, are refused before anything runs
+        (ValueError naming the lines).
     motion : {"translation", "euclidean", "affine", "homography"}
     init : str or array_like
         ``"auto"``, ``"identity"``, ``"phase"``, ``"fourier-mellin"``,
@@ -442,8 +446,7 @@ def recorded_runs(output_dir: PathLike) -> set[str]:
             "move it away, then run the batch again"
         )
     try:
-        with open(os.path.join(os.fspath(output_dir), RUNS_NAME), encoding="ascii",
-                  errors="replace") as fh:  # fmt: skip
+        with open(path, encoding="ascii", errors="replace") as fh:
             return {line.strip() for line in fh if is_owner(line.strip())}
     except FileNotFoundError:
         return set()
@@ -463,7 +466,7 @@ def remove_temporary_files(output_dir: PathLike, runs=None) -> list[str]:
         The batch's output folder; searched with its subfolders (links to folders
         are not followed, and links are never removed).
     runs : iterable of str, optional
-        Owner tokens (:func:`~napari_ecc_align.engine.temporary.new_owner`) whose
+        Owner tokens (:func:`~napari_ecc_align.engine.new_owner`) whose
         files may be removed. Default: :func:`recorded_runs` of ``output_dir``.
 
     Returns

@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..engine.alignment import Alignment, write_text_atomic
+from ..engine import Alignment, write_text_atomic
 from ..io.images import atomic_output, check_writable, write_image
 from ..io.inputs import read_pair
 from ..io.volumes import write_volume
@@ -45,9 +45,7 @@ def align_pair(job: PairJob) -> dict[str, Any]:
 
 
 def _align_files(job: PairJob) -> Alignment:
-    from ..engine.difference import default_difference_mode, difference
-    from ..engine.estimate import align
-    from ..engine.warping import warp
+    from ..engine import align, default_difference_mode, difference, warp
     from ..io.images import difference_for_file
 
     pair = read_pair(
@@ -118,7 +116,7 @@ def describe_failure(exc: BaseException) -> str:
         message = f"{exc.strerror}: {exc.filename}"
     else:
         message = str(exc) or type(exc).__name__
-        from ..engine.alignment import AlignmentError
+        from ..engine import AlignmentError
 
         if not isinstance(exc, (AlignmentError, ValueError, TypeError, OSError, MemoryError)):
             message = f"{type(exc).__name__}: {message}"

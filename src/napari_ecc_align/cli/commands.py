@@ -22,12 +22,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import __version__
-from ..engine.alignment import MOTIONS, Alignment, AlignmentError
-from ..engine.difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
-from ..engine.estimate import align
-from ..engine.limits import DEFAULT_MAX_PIXELS, ENV_VAR, max_pixels
-from ..engine.volume import check_spacing
-from ..engine.warping import warp
+from ..engine import (
+    DEFAULT_MAX_PIXELS,
+    ENV_VAR,
+    MOTIONS,
+    NORMALIZED_FULL_SCALE,
+    Alignment,
+    AlignmentError,
+    align,
+    check_spacing,
+    default_difference_mode,
+    difference,
+    max_pixels,
+    warp,
+)
 from ..io.images import atomic_output, check_writable, difference_for_file
 from ..io.inputs import read_pair
 from .demo import run_demo
@@ -196,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------- batch
 def _add_batch_parser(commands) -> None:
-    from ..engine.initialisation import SEARCHES
+    from ..engine import SEARCHES
 
     b = commands.add_parser(
         "batch",

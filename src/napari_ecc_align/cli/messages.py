@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from ..engine.alignment import Alignment
+from ..engine import Alignment
 
 PROG = "napari-ecc-align"
 

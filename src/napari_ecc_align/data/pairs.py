@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from ..engine.alignment import MOTIONS
+from ..engine import MOTIONS
 from .images import (
     Shape,
     check_shape,

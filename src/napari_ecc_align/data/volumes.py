@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from ..engine.warping import warp
+from ..engine import warp
 
 Shape3 = tuple[int, int, int]
 Spacing = tuple[float, float, float]

@@ -1,21 +1,118 @@
-"""The ECC engine: pairs of 2D arrays in, an :class:`~.alignment.Alignment` out. No Qt, no napari.
+"""The ECC engine: two 2D images or two 3D volumes in, an :class:`Alignment` out.
+No Qt, no napari, no image file formats.
 
-In the order data flows through it:
+The modules, in the order data flows through them:
 
 - :mod:`.preprocess` — validation, dtype/channel handling, float32 luminance and masks;
-- :mod:`.template` — :class:`~.template.Template`, a reference prepared once;
-- :mod:`.initialisation` — the rough pose for ``init="auto"`` (phase correlation,
-  Fourier–Mellin, features) on a small pyramid level; :mod:`.spectral` holds the
-  first two, on bounded grids;
-- :mod:`.ecc` — the pyramid and the coarse-to-fine inverse-compositional ECC loop;
+- :mod:`.template` — :class:`Template`, a 2D reference prepared once for many images;
+- :mod:`.initialisation` — the rough 2D pose for ``init="auto"`` (phase correlation,
+  Fourier–Mellin, features) on a small pyramid level, and its ranking;
+- :mod:`.spectral` — phase correlation and Fourier–Mellin on bounded padded grids;
+- :mod:`.ecc` — the 2D pyramid, one inverse-compositional ECC level, the coarse-to-fine
+  loop and the full-resolution correlation;
 - :mod:`.reference_side` — the reference's half of an ECC level (sample points,
-  Jacobians, moment matrices), computed once per level;
-- :mod:`.estimate` — :func:`~.estimate.align` / :func:`~.estimate.iter_align`, which
-  tie the above together and check the result;
-- :mod:`.alignment` — the result type, its matrix convention and serialisation;
-- :mod:`.warping` and :mod:`.difference` — applying a result to images
-  (:mod:`.exact`: integer fill values and 64-bit integers kept exact).
+  Jacobians, moment matrices), computed once per level, and the per-iteration sums;
+- :mod:`.finishing` — second opinions for ``init="auto"`` (runner-up and identity
+  finishing) and the checks on every estimate's final correlation;
+- :mod:`.bilevel` — a last full-resolution pass on intensity-matched images when exactly
+  one of them is binarised (bilevel);
+- :mod:`.estimate` — :func:`align` / :func:`iter_align`, which tie the above together,
+  pick the pyramid depth (:func:`auto_levels`) and check the result; volumes
+  (``ndim=3``) go on to :mod:`.volume_estimate`;
+- :mod:`.volume` — volumes: normalisation, the anisotropic pyramid (voxel ``spacing``)
+  and one level's sample points;
+- :mod:`.volume_estimate` — ECC for two volumes, coarse to fine, with 3D phase
+  correlation for the start;
+- :mod:`.alignment` — the result type, its matrix convention (2D and 3D) and
+  serialisation, and the error :class:`AlignmentError`;
+- :mod:`.json_input` — reading transform JSON that may be hostile, field by field;
+- :mod:`.limits` — the pixel budget for everything read, loaded or allocated;
+- :mod:`.temporary` — owner-tagged names of the temporary files atomic writes use;
+- :mod:`.input_files` — opening input files safely (regular files only, clear errors);
+- :mod:`.warping` — :func:`warp`, resampling an image or volume onto the reference grid;
+- :mod:`.exact` — integer fill values and 64-bit integers kept exact through a warp;
+- :mod:`.difference` — :func:`difference` images, plain or normalised.
 
-Users import from :mod:`napari_ecc_align`; the other subpackages import the names
-these modules define without a leading underscore.
+The facade: the other subpackages (``stack``, ``io``, ``batch``, ``cli``, ``plugin``,
+``data``) and the package's top level import from ``napari_ecc_align.engine`` only,
+never from the modules above, which are the engine's private layout (the architecture
+test enforces this); users import from :mod:`napari_ecc_align`. The names in
+``__all__`` are the facade:
+
+- estimating: :func:`align`, :func:`iter_align` and its :class:`Progress`,
+  :class:`Template`, :func:`auto_levels`, :func:`validate_params`,
+  :func:`initial_matrix`, :data:`SEARCHES` (the ``init`` searches);
+- the result: :class:`Alignment`, :class:`AlignmentError`, :data:`MOTIONS`,
+  :data:`VOLUME_MOTIONS`, :func:`project_to_motion`, :func:`project_volume`,
+  :func:`corner_displacement`, :func:`check_volume_motion`, :func:`check_spacing`;
+- applying it: :func:`warp`, :func:`difference`, :func:`default_difference_mode`,
+  :data:`NORMALIZED_FULL_SCALE`;
+- images: :func:`luminance`, :func:`as_shape`;
+- the pixel budget: :func:`max_pixels`, :func:`check_pixels`, :class:`PixelBudgetError`,
+  :data:`DEFAULT_MAX_PIXELS`, :data:`ENV_VAR` (its environment variable's name);
+- files: :func:`open_input`, :func:`check_input_file`, ``PathLike``, :func:`read_json`
+  and its field checks (:func:`number_field`, :func:`shape_field`, :func:`whole_field`),
+  :func:`write_text_atomic`, and the temporary-file owners (:func:`new_owner`,
+  :func:`is_owner`, :func:`temporary_owner`, :func:`temporary_name`).
+
+Everything here is loaded by ``import napari_ecc_align`` anyway, so importing it all at
+once costs nothing extra.
 """
+
+from .alignment import MOTIONS, VOLUME_MOTIONS, Alignment, AlignmentError, write_text_atomic
+from .difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
+from .ecc import project_to_motion
+from .estimate import Progress, align, auto_levels, initial_matrix, iter_align, validate_params
+from .initialisation import SEARCHES, corner_displacement
+from .input_files import PathLike, check_input_file, open_input
+from .json_input import number_field, read_json, shape_field, whole_field
+from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
+from .preprocess import as_shape, luminance
+from .template import Template
+from .temporary import is_owner, new_owner, temporary_name, temporary_owner
+from .volume import check_spacing
+from .volume_estimate import check_volume_motion, project_volume
+from .warping import warp
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ENV_VAR",
+    "MOTIONS",
+    "NORMALIZED_FULL_SCALE",
+    "SEARCHES",
+    "VOLUME_MOTIONS",
+    "Alignment",
+    "AlignmentError",
+    "PathLike",
+    "PixelBudgetError",
+    "Progress",
+    "Template",
+    "align",
+    "as_shape",
+    "auto_levels",
+    "check_input_file",
+    "check_pixels",
+    "check_spacing",
+    "check_volume_motion",
+    "corner_displacement",
+    "default_difference_mode",
+    "difference",
+    "initial_matrix",
+    "is_owner",
+    "iter_align",
+    "luminance",
+    "max_pixels",
+    "new_owner",
+    "number_field",
+    "open_input",
+    "project_to_motion",
+    "project_volume",
+    "read_json",
+    "shape_field",
+    "temporary_name",
+    "temporary_owner",
+    "validate_params",
+    "warp",
+    "whole_field",
+    "write_text_atomic",
+]

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .alignment import AlignmentError
-from .ecc import _Level, run_levels
+from .ecc import Level, run_levels
 from .initialisation import corner_displacement
 from .spectral import phase_surface
 from .warping import warp_plane
@@ -113,7 +113,7 @@ def is_inverted(ref_pyr, mov_pyr) -> bool:
 
 def turned_over(pyr) -> list:
     """The pyramid of ``1 - image`` (pyrDown is linear and keeps constants: no recompute)."""
-    return [_Level(np.float32(1) - level.image, level.valid) for level in pyr]
+    return [Level(np.float32(1) - level.image, level.valid) for level in pyr]
 
 
 def transfer_function(gray_values: np.ndarray, binary_values: np.ndarray) -> np.ndarray:
@@ -167,10 +167,10 @@ def refine_bilevel(side, ref_level, mov_level, matrix, motion, params):
         return None
     if side == "reference":
         table = transfer_function(warped[inside], ref_sub[inside])
-        mov_level = _Level(apply_transfer(mov, table), mov_level.valid)
+        mov_level = Level(apply_transfer(mov, table), mov_level.valid)
     else:
         table = transfer_function(ref_sub[inside], warped[inside])
-        ref_level = _Level(apply_transfer(ref, table), ref_level.valid)
+        ref_level = Level(apply_transfer(ref, table), ref_level.valid)
     steps = run_levels([ref_level], [mov_level], matrix, motion, params, 0, 0, staged=False)
     try:
         while True:

@@ -106,7 +106,7 @@ def run_levels(
 
 # ------------------------------------------------------------------------------------- pyramid
 @dataclass
-class _Level:
+class Level:
     image: np.ndarray  # float32, unblurred
     valid: np.ndarray | None  # bool, None = all valid
     # The reference side of ECC on this level (samples, Jacobians), filled on first
@@ -114,10 +114,10 @@ class _Level:
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-def pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[_Level]:
+def pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[Level]:
     """Gaussian pyramid. ``cv2.pyrDown`` centres its kernel on even pixels, so a
     level-k pixel x sits exactly at 2x on level k-1: no half-pixel offset."""
-    out = [_Level(image, valid)]
+    out = [Level(image, valid)]
     for _ in range(levels - 1):
         prev = out[-1]
         small = cv2.pyrDown(prev.image)
@@ -126,13 +126,13 @@ def pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[_L
             # Invalid pixels hold the mean value (see normalise), so a coarse pixel
             # whose footprint is mostly valid is still a fair sample of the image.
             small_valid = cv2.pyrDown(prev.valid.astype(np.float32)) > 0.75
-        out.append(_Level(small, small_valid))
+        out.append(Level(small, small_valid))
     return out
 
 
 # ------------------------------------------------------------------------------- one ECC level
 def _ecc_level(
-    ref: _Level, mov: _Level, matrix, motion, params, level, seeds=None,
+    ref: Level, mov: Level, matrix, motion, params, level, seeds=None,
     tolerance=_STEP_TOLERANCE,
 ):  # fmt: skip
     """Run ECC on one pyramid level from ``matrix``.
@@ -237,7 +237,7 @@ def _normaliser(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return norm, norm_inv
 
 
-def usable_pixels(level: _Level, margin: int) -> int:
+def usable_pixels(level: Level, margin: int) -> int:
     """Pixels of a level that ECC may sample: valid and away from the border."""
     rows, cols = level.image.shape
     if level.valid is None:

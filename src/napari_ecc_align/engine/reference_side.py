@@ -68,7 +68,9 @@ def centre_and_half_size(rows: int, cols: int) -> tuple[float, float, float]:
     return (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0
 
 
-def _flat(level: int) -> AlignmentError:
+def flat_overlap_error(level: int) -> AlignmentError:
+    """The error for a pyramid level with no structure where the images overlap
+    (shared with :mod:`.volume`, which samples volumes)."""
     return AlignmentError(
         f"one image is flat where they overlap (pyramid level {level}); "
         "use a mask around the textured region or a different init"
@@ -188,7 +190,7 @@ class Samples:
         centred = moments - sums[:, None] * (sums / n)  # Σ(r - r̄)(r - r̄)ᵀ
         tt = centred[p, p]
         if not tt > 1e-10 * moments[p, p]:  # relative: rounding error of a flat template
-            raise _flat(self.level)
+            raise flat_overlap_error(self.level)
         t_proj = centred[:p, p]
         invertible, h_inv = cv2.invert(centred[:p, :p].copy())  # LU, as np.linalg.inv
         if not invertible:
@@ -222,7 +224,7 @@ class Samples:
         ww_sum = float(np.dot(warped, warped))
         ww = ww_sum - w_sum * w_sum / n
         if not ww > 1e-10 * ww_sum:
-            raise _flat(self.level)
+            raise flat_overlap_error(self.level)
         tw, w_proj = centred[p], centred[:p]
         corr = float(tw / math.sqrt(tt * ww))
         # Δp = H⁻¹Gᵀ(λw - t) moves the linearised template towards the gain-matched

@@ -21,9 +21,9 @@ import numpy as np
 from scipy import ndimage
 
 from .alignment import AlignmentError
-from .ecc import _Level
+from .ecc import Level
 from .preprocess import as_array, validate_mask
-from .reference_side import Samples, _flat
+from .reference_side import Samples, flat_overlap_error
 
 # Volumes keep more sample points than images: three gradient directions share them.
 _MAX_SAMPLES = 60_000
@@ -145,18 +145,18 @@ def plan_levels(ref_shape, mov_shape, spacing, levels=None) -> list[tuple[int, i
     return factors
 
 
-def volume_pyramid(volume, valid, factors) -> list[_Level]:
+def volume_pyramid(volume, valid, factors) -> list[Level]:
     """Gaussian pyramid with the per-level factors of :func:`plan_levels`. In-plane it
     is ``cv2.pyrDown`` per plane; along z the same 5-tap kernel on even planes, so a
     level-k voxel sits exactly at the factor times its index on level k-1."""
-    out = [_Level(volume, valid)]
+    out = [Level(volume, valid)]
     for (sz, _, _), (pz, _, _) in zip(factors[1:], factors[:-1], strict=True):
         prev = out[-1]
         image = _down(prev.image, sz != pz)
         small_valid = None
         if prev.valid is not None:
             small_valid = _down(prev.valid.astype(np.float32), sz != pz) > 0.75
-        out.append(_Level(image, small_valid))
+        out.append(Level(image, small_valid))
     return out
 
 
@@ -283,7 +283,7 @@ class VolumeSamples(Samples):
         return values.astype(np.float64), inside, int(np.count_nonzero(inside))
 
 
-def blurred(level: _Level, ksize: int, spacing, in_place: bool = False) -> np.ndarray:
+def blurred(level: Level, ksize: int, spacing, in_place: bool = False) -> np.ndarray:
     """The level's image through :func:`blur`, memoised on the level. ``in_place`` blurs
     over the level's own image, for a full-resolution volume whose plain values nothing
     reads any more: a copy of it would be the estimate's memory peak."""
@@ -293,7 +293,7 @@ def blurred(level: _Level, ksize: int, spacing, in_place: bool = False) -> np.nd
     return level.memo[key]
 
 
-def reference_samples(ref: _Level, ksize, motion, level, spacing, margin,
+def reference_samples(ref: Level, ksize, motion, level, spacing, margin,
                       in_place: bool = False) -> VolumeSamples:  # fmt: skip
     """The level's :class:`VolumeSamples` for ``motion``, memoised on ``ref``."""
     key = ("volume", ksize, motion, spacing)
@@ -321,7 +321,7 @@ def reference_samples(ref: _Level, ksize, motion, level, spacing, margin,
     rows[p], rows[p + 1] = image.ravel()[idx], 1.0
     del u, g
     if not np.ptp(rows[p]) > 0:
-        raise _flat(level)
+        raise flat_overlap_error(level)
     return ref.memo.setdefault(key, VolumeSamples(rows, points, level))
 
 

@@ -10,8 +10,7 @@ TIFF's declared size against the pixel budget
 
 from __future__ import annotations
 
-from ..engine.input_files import PathLike, check_input_file, open_input
-from ..engine.limits import check_pixels
+from ..engine import PathLike, check_input_file, check_pixels, open_input
 
 __all__ = ["PathLike", "check_input_file", "check_tiff_series", "open_input", "tiff_pixel_shape"]
 

@@ -30,9 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..engine.difference import NORMALIZED_FULL_SCALE
-from ..engine.limits import PixelBudgetError, check_pixels
-from ..engine.limits import max_pixels as budget
+from ..engine import NORMALIZED_FULL_SCALE, PixelBudgetError, check_pixels
+from ..engine import max_pixels as budget
 from .files import check_tiff_series, open_input
 
 PathLike = str | os.PathLike
@@ -400,7 +399,7 @@ def atomic_output(
     atomic : bool
         False: yield ``path`` itself (no temporary file).
     owner : str, optional
-        A token from :func:`napari_ecc_align.engine.temporary.new_owner`: the
+        A token from :func:`napari_ecc_align.engine.new_owner`: the
         temporary file is then named ``.<stem>.<owner>-<hex>.tmp<ext>``, a name
         only that owner makes, so its clean-up can tell its own left-overs
         (``batch`` does this). Default: ``.<stem>.<hex>.tmp<ext>``.
@@ -410,7 +409,7 @@ def atomic_output(
     >>> with atomic_output("result.json") as tmp:  # doctest: +SKIP
     ...     alignment.to_json(tmp)
     """
-    from ..engine.temporary import temporary_name
+    from ..engine import temporary_name
 
     target = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(target)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine.limits import max_pixels as budget
-from ..engine.volume import check_spacing
+from ..engine import check_spacing
+from ..engine import max_pixels as budget
 from .images import PathLike, check_writable, read_image, write_image
 from .volumes import VoxelSize, read_layout, read_volume, write_volume
 

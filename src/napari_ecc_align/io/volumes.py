@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine.limits import max_pixels as budget
-from ..engine.volume import check_spacing
+from ..engine import check_spacing
+from ..engine import max_pixels as budget
 from .files import open_input
 from .images import PathLike, atomic_output, check_writable, read_image, sniff_format
 

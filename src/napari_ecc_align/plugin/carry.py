@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine.alignment import Alignment
-from ..engine.warping import warp
+from ..engine import Alignment, warp
 from .layers import (
     carry_coordinates,
     check_grid,

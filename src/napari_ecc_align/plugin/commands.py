@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from ..engine.difference import default_difference_mode, difference
-from ..engine.estimate import align
-from ..engine.warping import warp
+from ..engine import align, default_difference_mode, difference, warp
 
 if TYPE_CHECKING:
     import napari

@@ -12,10 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.alignment import Alignment
-from ..engine.difference import default_difference_mode, difference
-from ..engine.estimate import Progress, iter_align
-from ..engine.warping import warp
+from ..engine import Alignment, Progress, default_difference_mode, difference, iter_align, warp
 
 
 @dataclass

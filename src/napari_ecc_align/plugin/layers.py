@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine.alignment import Alignment
+from ..engine import Alignment
 
 if TYPE_CHECKING:
     from napari.layers import Layer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.alignment import Alignment
+from ..engine import Alignment
 from .carry import carry_layer, check_carriable
 
 

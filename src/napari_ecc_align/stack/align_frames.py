@@ -24,15 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.alignment import Alignment, AlignmentError
-from ..engine.ecc import project_to_motion
-from ..engine.estimate import align, initial_matrix, validate_params
-from ..engine.initialisation import SEARCHES, corner_displacement
-from ..engine.preprocess import luminance
-from ..engine.template import Template
-from ..engine.volume import check_spacing
-from ..engine.volume_estimate import check_volume_motion, project_volume
-from ..engine.warping import warp
+from ..engine import (
+    SEARCHES,
+    Alignment,
+    AlignmentError,
+    Template,
+    align,
+    check_spacing,
+    check_volume_motion,
+    corner_displacement,
+    initial_matrix,
+    luminance,
+    project_to_motion,
+    project_volume,
+    validate_params,
+    warp,
+)
 from .layout import StackLayout, check_channel, is_int, stack_layout
 from .pool import FRAME_FAILURES, run_tasks, single_threaded
 from .result import REFERENCES, FrameProgress, StackAlignment

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 from threadpoolctl import threadpool_limits
 
-from ..engine.alignment import AlignmentError
+from ..engine import AlignmentError
 
 # A frame that cannot be aligned is recorded; anything else raises.
 FRAME_FAILURES = (AlignmentError, ValueError)

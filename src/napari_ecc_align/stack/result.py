@@ -15,10 +15,17 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..engine.alignment import MOTIONS, Alignment, write_text_atomic
-from ..engine.json_input import number_field, read_json, shape_field, whole_field
-from ..engine.limits import max_pixels as pixel_budget
-from ..engine.preprocess import as_shape
+from ..engine import (
+    MOTIONS,
+    Alignment,
+    as_shape,
+    number_field,
+    read_json,
+    shape_field,
+    whole_field,
+    write_text_atomic,
+)
+from ..engine import max_pixels as pixel_budget
 from .canvas import Canvas, stack_canvas
 
 # What align_stack's ``reference`` may name besides a frame index.

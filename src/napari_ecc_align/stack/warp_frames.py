@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.warping import warp
+from ..engine import warp
 from .layout import stack_layout
 from .result import StackAlignment
 

@@ -31,9 +31,14 @@ from magicgui.widgets import (
 )
 from qtpy.QtCore import QEvent, QObject
 
-from ...engine.alignment import MOTIONS, VOLUME_MOTIONS, Alignment
-from ...engine.difference import NORMALIZED_FULL_SCALE
-from ...engine.estimate import Progress, auto_levels
+from ...engine import (
+    MOTIONS,
+    NORMALIZED_FULL_SCALE,
+    VOLUME_MOTIONS,
+    Alignment,
+    Progress,
+    auto_levels,
+)
 from ..jobs import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
 from ..layers import (
     aligned_layer_kwargs,

@@ -118,7 +118,7 @@ def test_volume_pairs_align_write_tiffs_and_resume(volumes, capsys):
     ("options", "message"),
     [
         (["--ndim", "2", "--spacing", "3,1,1"],
-         "error: --spacing dz,dy,dx is the voxel size of volumes; it does not go with --ndim 2"),
+         "error: --spacing dz,dy,dx is the voxel size of volumes; it goes with --ndim 3, not"),
         (["--ndim", "3", "--motion", "homography"],
          "error: --motion homography is for 2D images only; volumes (--ndim 3) take"),
         (["--spacing", "3,-1,1"], "argument --spacing: expected three positive numbers"),

@@ -189,7 +189,7 @@ def test_spacing_without_a_volume_names_the_option(tmp_path, capsys):
     code, _, err = _run(capsys, *common, "--spacing", "3,1,1", "--ndim", "2")
     assert code == 2
     assert err == "napari-ecc-align: error: --spacing dz,dy,dx is the voxel size of volumes; " \
-                  "it does not go with --ndim 2\n"  # fmt: skip
+                  "it goes with --ndim 3, not --ndim 2\n"  # fmt: skip
     code, _, err = _run(capsys, *common, "--spacing", "3,1,1")
     assert code == 2
     assert "error: --spacing dz,dy,dx is the voxel size of volumes, but " in err

@@ -156,3 +156,38 @@ def test_dask_like_and_list_inputs():
 
     result = align(Lazy(reference), moving.tolist(), motion="translation")
     np.testing.assert_allclose(result.matrix, true, atol=0.02)
+
+
+def test_every_caller_words_an_option_mistake_the_same_way(tmp_path):
+    # One validator behind align, align_stack, batch_align and read_pair: the same
+    # mistake gives the same words, whoever was called.
+    from napari_ecc_align import align_stack, batch_align
+    from napari_ecc_align.io import read_pair
+
+    image = np.zeros((16, 16), np.float32)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "m").mkdir()
+    calls = {
+        "align": lambda **kw: align(image, image, **kw),
+        "align_stack": lambda **kw: align_stack(np.stack([image, image]), **kw),
+        "batch_align": lambda **kw: batch_align(
+            tmp_path / "r", tmp_path / "m", tmp_path / "o", progress=False, **kw
+        ),  # fmt: skip
+    }
+    mistakes = [
+        ({"motion": "similarity"}, "motion must be one of"),
+        ({"ndim": 3, "motion": "homography"}, "motion='homography' is for 2D images only"),
+        ({"ndim": 2, "spacing": (3, 1, 1)}, "it goes with ndim=3, not ndim=2"),
+        ({"ndim": 3, "spacing": (1e300, 1, 1)}, "spacing must lie between"),
+    ]
+    for options, words in mistakes:
+        messages = set()
+        for call in calls.values():
+            with pytest.raises(ValueError, match=words) as error:
+                call(**options)
+            messages.add(str(error.value))
+        assert len(messages) == 1, (options, messages)
+    with pytest.raises(ValueError, match="it goes with ndim=3, not ndim=2"):
+        read_pair(tmp_path / "r.png", tmp_path / "m.png", ndim=2, spacing=(3, 1, 1))
+    with pytest.raises(ValueError, match=r"ndim must be 2 \(images\), 3 \(volumes\) or None"):
+        read_pair(tmp_path / "r.png", tmp_path / "m.png", ndim=4)

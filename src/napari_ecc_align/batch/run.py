@@ -38,16 +38,16 @@ from typing import Any
 import numpy as np
 
 from ..engine import (
-    MOTIONS,
     Alignment,
+    check_dimensions,
     check_volume_motion,
     is_owner,
     new_owner,
     temporary_owner,
+    validate_params,
     write_text_atomic,
 )
 from ..engine import max_pixels as pixel_budget
-from ..io.inputs import check_volume_options
 from .cluster import ProgressBar, dask_client, run_pairs
 from .pairs import (
     CSV_NAME,
@@ -329,9 +329,8 @@ def _check_folders(reference_dir, moving_dir, output_dir) -> None:
 def _check_options(
     motion, init, workers, scheduler, pattern, pairs_csv, ndim=None, spacing=None, budget=None
 ) -> dict[str, Any]:
-    if not isinstance(motion, str) or motion.lower() not in MOTIONS:
-        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
-    volume = _check_volume_options(motion.lower(), ndim, spacing)
+    motion = validate_params(motion=motion)["motion"]  # the engine's words
+    volume = _check_volume_options(motion, ndim, spacing)
     # Settled here, once: remote workers need not share this environment, and a bad
     # NAPARI_ECC_ALIGN_MAX_PIXELS fails before anything runs.
     budget = pixel_budget(budget)
@@ -360,12 +359,12 @@ def _check_options(
             )
     if pattern is not None and pairs_csv is not None:
         raise ValueError("pattern and pairs_csv exclude each other: the CSV lists the pairs")
-    return {"motion": motion.lower(), "init": init, "max_pixels": budget, **volume}
+    return {"motion": motion, "init": init, "max_pixels": budget, **volume}
 
 
 def _check_volume_options(motion: str, ndim, spacing) -> dict[str, Any]:
-    """``ndim`` and ``spacing`` for the jobs (plain values), or raise."""
-    ndim, spacing = check_volume_options(ndim, spacing)
+    """``ndim`` and ``spacing`` for the jobs (plain values), or raise (the engine's words)."""
+    ndim, spacing = check_dimensions(ndim, spacing, files_decide=True)
     if ndim == 3:
         check_volume_motion(motion)
     return {"ndim": ndim, "spacing": spacing}

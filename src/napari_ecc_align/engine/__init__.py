@@ -27,6 +27,7 @@ The modules, in the order data flows through them:
   serialisation, and the error :class:`AlignmentError`;
 - :mod:`.json_input` — reading transform JSON that may be hostile, field by field;
 - :mod:`.limits` — the pixel budget for everything read, loaded or allocated;
+- :mod:`.options` — the one validator of the options every caller shares;
 - :mod:`.temporary` — owner-tagged names of the temporary files atomic writes use;
 - :mod:`.input_files` — opening input files safely (regular files only, clear errors);
 - :mod:`.warping` — :func:`warp`, resampling an image or volume onto the reference grid;
@@ -40,11 +41,14 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
 ``__all__`` are the facade:
 
 - estimating: :func:`align`, :func:`iter_align` and its :class:`Progress`,
-  :class:`Template`, :func:`auto_levels`, :func:`validate_params`,
-  :func:`initial_matrix`, :data:`SEARCHES` (the ``init`` searches);
+  :class:`Template`, :func:`auto_levels`, :func:`initial_matrix`, :data:`SEARCHES`
+  (the ``init`` searches);
+- the options, checked once for every caller (:mod:`.options`): :func:`check_options`,
+  :func:`check_dimensions` (``ndim`` and ``spacing``), :func:`validate_params`,
+  :func:`check_volume_motion`;
 - the result: :class:`Alignment`, :class:`AlignmentError`, :data:`MOTIONS`,
   :data:`VOLUME_MOTIONS`, :func:`project_to_motion`, :func:`project_volume`,
-  :func:`corner_displacement`, :func:`check_volume_motion`, :func:`check_spacing`;
+  :func:`corner_displacement`, :func:`check_spacing`;
 - applying it: :func:`warp`, :func:`difference`, :func:`default_difference_mode`,
   :data:`NORMALIZED_FULL_SCALE`;
 - images: :func:`luminance`, :func:`as_shape`;
@@ -62,16 +66,17 @@ once costs nothing extra.
 from .alignment import MOTIONS, VOLUME_MOTIONS, Alignment, AlignmentError, write_text_atomic
 from .difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
 from .ecc import project_to_motion
-from .estimate import Progress, align, auto_levels, initial_matrix, iter_align, validate_params
+from .estimate import Progress, align, auto_levels, initial_matrix, iter_align
 from .initialisation import SEARCHES, corner_displacement
 from .input_files import PathLike, check_input_file, open_input
 from .json_input import number_field, read_json, shape_field, whole_field
 from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
+from .options import check_dimensions, check_options, check_volume_motion, validate_params
 from .preprocess import as_shape, luminance
 from .template import Template
 from .temporary import is_owner, new_owner, temporary_name, temporary_owner
 from .volume import check_spacing
-from .volume_estimate import check_volume_motion, project_volume
+from .volume_estimate import project_volume
 from .warping import warp
 
 __all__ = [
@@ -90,7 +95,9 @@ __all__ = [
     "align",
     "as_shape",
     "auto_levels",
+    "check_dimensions",
     "check_input_file",
+    "check_options",
     "check_pixels",
     "check_spacing",
     "check_volume_motion",

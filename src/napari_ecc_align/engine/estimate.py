@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .alignment import MOTIONS, Alignment, AlignmentError
+from .alignment import Alignment, AlignmentError
 from .bilevel import bilevel_side, is_inverted, refine_bilevel, turned_over
 from .ecc import (
     from_level,
@@ -37,10 +37,11 @@ from .ecc import (
 )
 from .finishing import Pair, check_outcome, finish_runner_ups, nearer_identity, normalise_matrix
 from .initialisation import SEARCHES, choose_initialisation, with_skipped
+from .options import check_dimensions, check_volume_motion, validate_params
 from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels
 from .reference_side import check_thick_enough
 from .template import Template
-from .volume_estimate import check_volume_motion, iter_align_volume
+from .volume_estimate import iter_align_volume
 
 # The coarsest automatic level keeps at least this many pixels on its shorter side:
 # small enough that a shift of 10 % of the image is about a pixel there.
@@ -233,14 +234,10 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     >>> steps[-1].corner_error(truth) < 0.1
     True
     """
-    ndim, spacing = kwargs.pop("ndim", 2), kwargs.pop("spacing", None)
-    if isinstance(ndim, bool) or ndim not in (2, 3):
-        raise ValueError(f"ndim must be 2 (images) or 3 (volumes), got {ndim!r}")
+    ndim, spacing = check_dimensions(kwargs.pop("ndim", 2), kwargs.pop("spacing", None))
     if ndim == 3:
         yield from _iter_align_volume(reference, moving, spacing, kwargs)
         return
-    if spacing is not None:
-        raise ValueError("spacing is the voxel size of volumes: pass it with ndim=3")
     start = time.perf_counter()
     params = validate_params(**kwargs)
     motion = params["motion"]
@@ -390,61 +387,6 @@ def _iter_align_volume(reference, moving, spacing, kwargs):
 
 
 # ------------------------------------------------------------------------------------ arguments
-def validate_params(
-    *,
-    motion="affine",
-    max_iterations=100,
-    eps=1e-6,
-    gauss_filter_size=5,
-    pyramid_levels=None,
-    init="auto",
-    reference_mask=None,
-    moving_mask=None,
-) -> dict:
-    if not isinstance(motion, str):
-        raise TypeError(f"motion must be a string, one of {MOTIONS}, got {type(motion).__name__}")
-    motion = motion.lower()
-    if motion not in MOTIONS:
-        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
-    max_iterations = _as_int(max_iterations, "max_iterations", minimum=1)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
-        raise TypeError(f"eps must be a number, got {type(eps).__name__}")
-    eps = float(eps)
-    if not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps}")
-    gauss_filter_size = _as_int(gauss_filter_size, "gauss_filter_size", minimum=0)
-    if gauss_filter_size > 1 and gauss_filter_size % 2 == 0:
-        raise ValueError(
-            f"gauss_filter_size must be odd (or 0 to disable), got {gauss_filter_size}"
-        )
-    if gauss_filter_size > 31:
-        raise ValueError(f"gauss_filter_size must be at most 31, got {gauss_filter_size}")
-    if pyramid_levels is not None:
-        pyramid_levels = _as_int(pyramid_levels, "pyramid_levels", minimum=1)
-        if pyramid_levels > 16:
-            raise ValueError(f"pyramid_levels must be at most 16, got {pyramid_levels}")
-    return {
-        "motion": motion,
-        "max_iterations": max_iterations,
-        "eps": eps,
-        "gauss_filter_size": gauss_filter_size,
-        "pyramid_levels": pyramid_levels,
-        "init": init,
-    }
-
-
-def _as_int(value, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
     if init is None or (isinstance(init, str) and init == "identity"):
         return np.eye(3), "identity"

@@ -20,10 +20,11 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from .alignment import VOLUME_MOTIONS, Alignment, AlignmentError
+from .alignment import Alignment, AlignmentError
 from .ecc import climb
 from .finishing import check_outcome
 from .initialisation import Candidate, choose_candidate, with_skipped
+from .options import check_volume_motion
 from .preprocess import as_real_matrix
 from .reference_side import level_margin
 from .spectral import Skipped, check_phase_grid
@@ -58,13 +59,6 @@ _GOOD_CORRELATION = 0.95
 # stride chosen so at most this many voxels are resampled (scipy's trilinear warp of a
 # whole 96x192x192 volume took 0.5 s, a third of the estimate).
 _CORRELATION_VOXELS = 500_000
-
-
-def check_volume_motion(motion: str) -> None:
-    if motion == "homography":
-        raise ValueError(
-            f"motion='homography' is for 2D images only; volumes (ndim=3) take {VOLUME_MOTIONS}"
-        )
 
 
 def iter_align_volume(reference, moving, params, spacing, reference_mask=None, moving_mask=None):

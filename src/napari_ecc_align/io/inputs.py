@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine import check_spacing
+from ..engine import check_dimensions
 from ..engine import max_pixels as budget
 from .images import PathLike, check_writable, read_image, write_image
 from .volumes import VoxelSize, read_layout, read_volume, write_volume
@@ -165,23 +165,16 @@ def _check_images(paths: dict, layouts: dict) -> None:
 def check_volume_options(ndim, spacing) -> tuple[int | None, tuple[float, float, float] | None]:
     """``ndim`` and ``spacing`` of :func:`read_pair`, checked (spacing as floats).
 
+    :func:`~napari_ecc_align.engine.check_dimensions` with ``ndim=None`` allowed (the
+    files decide): the same words as every other caller's.
+
     Raises
     ------
     ValueError
         If ``ndim`` is not None, 2 or 3, ``spacing`` is not three positive
         numbers, or ``spacing`` comes with ``ndim=2``.
     """
-    if ndim is not None and (isinstance(ndim, bool) or ndim not in (2, 3)):
-        raise ValueError(
-            f"ndim must be 2 (images), 3 (volumes) or None (ask the files), got {ndim!r}"
-        )
-    if spacing is None:
-        return ndim, None
-    if ndim == 2:
-        raise ValueError(
-            "spacing=(dz, dy, dx) is the voxel size of volumes; it does not go with ndim=2"
-        )
-    return ndim, check_spacing(spacing)
+    return check_dimensions(ndim, spacing, files_decide=True)
 
 
 def _choose_spacing(spacing, ref: VoxelSize, mov: VoxelSize):

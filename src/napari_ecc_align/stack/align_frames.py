@@ -30,14 +30,13 @@ from ..engine import (
     AlignmentError,
     Template,
     align,
+    check_options,
     check_spacing,
-    check_volume_motion,
     corner_displacement,
     initial_matrix,
     luminance,
     project_to_motion,
     project_volume,
-    validate_params,
     warp,
 )
 from .layout import StackLayout, check_channel, is_int, stack_layout
@@ -299,19 +298,17 @@ gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations, nd
     >>> np.round(result.matrices[:, 1, 2], 2)  # reference row y -> frame row y - t
     array([ 0., -1., -2., -3.])
     """
-    if isinstance(ndim, bool) or ndim not in (2, 3):
-        raise ValueError(f"ndim must be 2 (frames are images) or 3 (volumes), got {ndim!r}")
-    if spacing is not None and ndim != 3:
-        raise ValueError("spacing is the voxel size of volumes: pass it with ndim=3")
-    layout = stack_layout(stack, axis, channel_axis, ndim)
-    n = layout.frames
-    params = validate_params(
+    options = check_options(
         motion=motion, max_iterations=max_iterations, eps=eps, init=init,
         gauss_filter_size=gauss_filter_size, pyramid_levels=pyramid_levels,
+        ndim=ndim, spacing=spacing,
     )  # fmt: skip
+    ndim, spacing = options.pop("ndim"), options.pop("spacing")
+    params = options
+    layout = stack_layout(stack, axis, channel_axis, ndim)
+    n = layout.frames
     if ndim == 3:
-        check_volume_motion(params["motion"])
-        spacing = check_spacing(spacing)
+        spacing = check_spacing(spacing)  # None: isotropic
     elif not (isinstance(init, str) and init in SEARCHES):
         initial_matrix(init, params["motion"])  # raises for an invalid init
     if is_int(reference) and -n <= reference < n:
@@ -420,8 +417,13 @@ def align_stack(
     """
     if progress is not None and progress != "tqdm" and not callable(progress):
         raise TypeError(f"progress must be a callable(done, total) or 'tqdm', got {progress!r}")
-    kwargs = {k: v for k, v in locals().items() if k not in ("stack", "progress")}
-    steps = iter_align_stack(stack, **kwargs)
+    steps = iter_align_stack(
+        stack, reference=reference, axis=axis, channel_axis=channel_axis, channel=channel,
+        motion=motion, max_iterations=max_iterations, eps=eps,
+        gauss_filter_size=gauss_filter_size, pyramid_levels=pyramid_levels, init=init,
+        workers=workers, fail_fast=fail_fast, mean_iterations=mean_iterations, ndim=ndim,
+        spacing=spacing,
+    )  # fmt: skip
     bar = None
     if progress == "tqdm":
         from tqdm.auto import tqdm

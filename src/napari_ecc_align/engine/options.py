@@ -1,0 +1,176 @@
+"""The one validator of the options shared by ``align``, ``align_stack``, ``batch_align``
+and the command line: motion, criteria, ``ndim`` and ``spacing``, each mistake worded once.
+
+:func:`check_options` checks everything an estimate takes; :func:`check_dimensions`
+the ``ndim``/``spacing`` pair alone (for readers that let the files decide). The
+command line rewords ``ndim=3`` as ``--ndim 3`` and so on
+(:func:`napari_ecc_align.cli.messages.in_cli_terms`), so the words here are the
+Python API's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .alignment import MOTIONS, VOLUME_MOTIONS
+from .volume import check_spacing
+
+
+def check_options(
+    *,
+    motion="affine",
+    max_iterations=100,
+    eps=1e-6,
+    gauss_filter_size=5,
+    pyramid_levels=None,
+    init="auto",
+    ndim=2,
+    spacing=None,
+) -> dict:
+    """Check the options of an estimate and return them normalised.
+
+    Parameters
+    ----------
+    motion, max_iterations, eps, gauss_filter_size, pyramid_levels, init
+        As :func:`~napari_ecc_align.align` takes them; ``init`` is passed through
+        (matrices are checked against the images' dimension where they are used).
+    ndim : {2, 3}
+        Images or volumes.
+    spacing : (dz, dy, dx), optional
+        Voxel size; volumes only.
+
+    Returns
+    -------
+    dict
+        ``motion`` (lower case), ``max_iterations``, ``eps``, ``gauss_filter_size``,
+        ``pyramid_levels``, ``init``, ``ndim`` and ``spacing`` (floats, or None).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument; one message per mistake.
+    """
+    ndim, spacing = check_dimensions(ndim, spacing)
+    params = validate_params(
+        motion=motion, max_iterations=max_iterations, eps=eps, init=init,
+        gauss_filter_size=gauss_filter_size, pyramid_levels=pyramid_levels,
+    )  # fmt: skip
+    if ndim == 3:
+        check_volume_motion(params["motion"])
+    return {**params, "ndim": ndim, "spacing": spacing}
+
+
+def check_dimensions(ndim, spacing, *, files_decide: bool = False):
+    """``ndim`` and ``spacing`` checked together: ``(ndim, spacing as floats or None)``.
+
+    Parameters
+    ----------
+    ndim : {2, 3} or None
+        None only with ``files_decide`` (the files' metadata say which).
+    spacing : (dz, dy, dx), optional
+        Voxel size; not with ``ndim=2``.
+    files_decide : bool
+        Accept ``ndim=None``.
+
+    Raises
+    ------
+    ValueError
+        For any other ``ndim``, a spacing with ``ndim=2``, or a spacing that
+        :func:`~napari_ecc_align.engine.check_spacing` refuses.
+    """
+    allowed = (2, 3, None) if files_decide else (2, 3)
+    if isinstance(ndim, bool) or ndim not in allowed:
+        choices = "2 (images) or 3 (volumes)"
+        if files_decide:
+            choices = "2 (images), 3 (volumes) or None (the files decide)"
+        raise ValueError(f"ndim must be {choices}, got {ndim!r}")
+    if spacing is None:
+        return ndim, None
+    if ndim == 2:
+        raise ValueError(
+            "spacing=(dz, dy, dx) is the voxel size of volumes; it goes with ndim=3, not ndim=2"
+        )
+    return ndim, check_spacing(spacing)
+
+
+def check_volume_motion(motion: str) -> None:
+    """Refuse a motion volumes do not have (the homography).
+
+    Raises
+    ------
+    ValueError
+        For ``"homography"``, naming the motions volumes take.
+    """
+    if motion == "homography":
+        raise ValueError(
+            f"motion='homography' is for 2D images only; volumes (ndim=3) take {VOLUME_MOTIONS}"
+        )
+
+
+def validate_params(
+    *,
+    motion="affine",
+    max_iterations=100,
+    eps=1e-6,
+    gauss_filter_size=5,
+    pyramid_levels=None,
+    init="auto",
+    reference_mask=None,
+    moving_mask=None,
+) -> dict:
+    """The estimate's criteria and motion, checked: what :func:`check_options` adds
+    ``ndim`` and ``spacing`` to (the masks are checked against their images later).
+
+    Returns
+    -------
+    dict
+        ``motion``, ``max_iterations``, ``eps``, ``gauss_filter_size``,
+        ``pyramid_levels`` and ``init``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
+    """
+    if not isinstance(motion, str):
+        raise TypeError(f"motion must be a string, one of {MOTIONS}, got {type(motion).__name__}")
+    motion = motion.lower()
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
+    max_iterations = _as_int(max_iterations, "max_iterations", minimum=1)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise TypeError(f"eps must be a number, got {type(eps).__name__}")
+    eps = float(eps)
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps}")
+    gauss_filter_size = _as_int(gauss_filter_size, "gauss_filter_size", minimum=0)
+    if gauss_filter_size > 1 and gauss_filter_size % 2 == 0:
+        raise ValueError(
+            f"gauss_filter_size must be odd (or 0 to disable), got {gauss_filter_size}"
+        )
+    if gauss_filter_size > 31:
+        raise ValueError(f"gauss_filter_size must be at most 31, got {gauss_filter_size}")
+    if pyramid_levels is not None:
+        pyramid_levels = _as_int(pyramid_levels, "pyramid_levels", minimum=1)
+        if pyramid_levels > 16:
+            raise ValueError(f"pyramid_levels must be at most 16, got {pyramid_levels}")
+    return {
+        "motion": motion,
+        "max_iterations": max_iterations,
+        "eps": eps,
+        "gauss_filter_size": gauss_filter_size,
+        "pyramid_levels": pyramid_levels,
+        "init": init,
+    }
+
+
+def _as_int(value, name: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import time
 
 import cv2
@@ -101,7 +102,7 @@ def _pair_whose_job_lasts(seconds, widget):
     """A reference/moving pair whose alignment job (the engine calls the worker makes, with
     the widget's settings) took at least ``seconds`` in this process: the image grows until
     it does, so the job is long on any machine without any assertion on time."""
-    shape = (2000, 2600)
+    shape, cap = (2000, 2600), 100_000_000  # memory, not time, bounds the growth
     while True:
         big = natural_image((shape[0] + 8, shape[1] + 8), seed=5)
         reference, moving = big[:-8, :-8], big[5:-3, 3:-5]
@@ -109,10 +110,11 @@ def _pair_whose_job_lasts(seconds, widget):
         result = align(reference, moving, **widget.parameters())
         difference(reference, warp(moving, result, interpolation=widget.interpolation.value))
         took = time.perf_counter() - tic
-        if took >= seconds or shape[0] * shape[1] >= 100_000_000:  # memory, not time, caps
+        pixels = shape[0] * shape[1]
+        if took >= seconds or pixels >= cap:
             return reference, moving
-        grow = np.sqrt(np.clip(1.3 * seconds / took, 1.5, 8.0))  # area x1.5..8 per round
-        shape = (int(shape[0] * grow), int(shape[1] * grow))
+        area = min(np.clip(1.3 * seconds / took, 1.5, 8.0), cap / pixels)  # x1.5..8 a round
+        shape = (math.ceil(shape[0] * np.sqrt(area)), math.ceil(shape[1] * np.sqrt(area)))
 
 
 def test_event_loop_never_stalls_while_the_worker_aligns(qtbot, viewer_widget):

@@ -158,10 +158,10 @@ def test_batch_resumes_after_sigkill(tmp_path):
         start_new_session=True,  # its own process group: the dask workers die with it
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a hang guard only: slow machines take long
         while not list(out.rglob("*.transform.json")):
             assert proc.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline, "no pair finished within 60 s"
+            assert time.monotonic() < deadline, "no pair finished within 300 s"
             time.sleep(0.005)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -237,8 +237,8 @@ def test_batch_on_a_running_scheduler(tmp_path, capsys):
                 stderr=subprocess.STDOUT,
             )
         )
-        with Client(address, timeout="60s") as client:
-            client.wait_for_workers(1, timeout=60)
+        with Client(address, timeout="300s") as client:  # hang guards: slow starts are fine
+            client.wait_for_workers(1, timeout=300)
 
         out = tmp_path / "out"
         folders = [str(tmp_path / "ref"), str(tmp_path / "mov"), str(out)]

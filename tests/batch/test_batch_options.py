@@ -3,7 +3,9 @@ the output-folder lock, on real files and a real Dask LocalCluster."""
 
 import csv
 import hashlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -129,8 +131,7 @@ def test_malformed_pairs_csv_exits_2_before_writing(tmp_path, capsys, text, mess
 
 
 def test_second_batch_on_a_locked_output_folder_fails_and_loses_nothing(tmp_path, capsys):
-    # Many small identical pairs: the first batch holds the lock for several seconds.
-    n = 200
+    n = 60  # pairs left when the first batch is paused: far more than one poll could miss
     truth = _write_pair(tmp_path, "p000.png", 7)
     for k in range(1, n):
         for side in ("ref", "mov"):
@@ -141,28 +142,32 @@ def test_second_batch_on_a_locked_output_folder_fails_and_loses_nothing(tmp_path
     cmd = [sys.executable, "-m", "napari_ecc_align.cli.commands", "batch"]
     log = open(tmp_path / "first.log", "wb")
     first = subprocess.Popen([*cmd, str(ref), str(mov), str(out), "--workers", "1", "-q"],
-                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                             stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a hang guard only: a slow machine may need long
         while not list(out.glob("*.transform.json")):  # pairs are written: the lock is held
             assert first.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline, "the first batch wrote nothing within 120 s"
-            time.sleep(0.01)
+            assert time.monotonic() < deadline, "the first batch wrote nothing within 300 s"
+            time.sleep(0.005)
+        # Paused (the CLI and its Dask workers) while still holding the lock: the second
+        # batch meets the lock however fast the first one would otherwise have finished.
+        os.killpg(first.pid, signal.SIGSTOP)
+        assert first.poll() is None, "the first batch ended before it could be paused"
 
         code = main(["batch", str(ref), str(mov), str(out), "--workers", "1", "-q"])
         err = capsys.readouterr().err
-        running = first.poll() is None
-        assert running, "the first batch ended before the second one tried the lock"
         assert code == 2
         assert err == (
             f"napari-ecc-align: error: another batch is writing to {out}; wait for it or "
             "choose another OUTPUT_DIR\n"
         )
         assert not (out / "alignment.csv").exists()  # the refused batch wrote no CSV
-        assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()
+        os.killpg(first.pid, signal.SIGCONT)
+        assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()
     finally:
         if first.poll() is None:
-            first.kill()
+            os.killpg(first.pid, signal.SIGKILL)  # the CLI and its Dask worker processes
             first.wait()
         log.close()
 

@@ -58,7 +58,7 @@ def _main_in_subprocess(*args, setup: str = "", drop: str = "") -> tuple[int, st
         [sys.executable, "-c", code, *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=60,  # a refused input returns at once; a blocked open never does
+        timeout=300,  # a refused input returns at once; a blocked open never does
         env=env,
     )
     assert result.returncode == 0 and result.stdout, result.stderr

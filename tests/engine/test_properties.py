@@ -97,7 +97,9 @@ def test_align_returns_or_raises_cleanly(reference, other, related, motion):
         else:
             event("align returned")
             _check_alignment(result, reference.shape, moving.shape)
-    assert time.perf_counter() - start < 10
+    # A hang guard, not a speed claim: these images are at most 48 pixels a side, so even
+    # a machine many times slower than any CI finishes each call in well under a second.
+    assert time.perf_counter() - start < 120
     assert len(caught) <= 2, [str(w.message) for w in caught]
 
 

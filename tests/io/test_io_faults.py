@@ -35,7 +35,7 @@ from napari_ecc_align.io import read_image, read_pair, read_volume, read_voxel_s
 
 SOURCE = str(Path(napari_ecc_align.__file__).parents[1])  # this copy of the package
 NOBODY = 65534
-HANG_GUARD = 60  # seconds: a refused file returns at once, a blocked open never does
+HANG_GUARD = 300  # seconds: a refused file returns at once, a blocked open never does
 
 
 def _python(code: str, *args, timeout: float = HANG_GUARD) -> subprocess.CompletedProcess:

@@ -75,7 +75,7 @@ def test_docking_the_widget_emits_no_deprecation(qtbot, make_napari_viewer):
         moving.name = "moving (renamed)"
         widget.moving.value = moving
         widget.align_button.native.click()
-        qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+        qtbot.waitUntil(lambda: not widget.running, timeout=300_000)  # a hang guard
         viewer.layers.remove(moving)
     assert widget.last_alignment is not None
     warned = [
@@ -121,7 +121,7 @@ def test_opening_a_viewer_shows_no_deprecation_notice(request, tmp_path):
         [sys.executable, "-c", _OPEN_A_VIEWER],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # a hang guard: opening napari is slow on a slow machine
         env=env,
         cwd=tmp_path,
     )

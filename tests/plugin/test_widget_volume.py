@@ -15,7 +15,7 @@ from napari_ecc_align import Alignment, warp
 from napari_ecc_align.data import drift_volume, volume_pair
 from napari_ecc_align.plugin.modes import AS_PLANES, AS_TIMELAPSE, AS_VOLUME, Mode
 
-TIMEOUT_MS = 120_000
+TIMEOUT_MS = 300_000  # guards against a hang only: generous for slow machines
 TOLERANCE_VOXELS = 0.05
 SHAPE = (24, 64, 64)
 SPACING = (3.0, 1.0, 1.0)  # z planes 3x further apart than pixels

@@ -381,7 +381,7 @@ def phase_shifts(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
 
     cross = spectrum(mov) * np.conj(spectrum(ref))
     cross /= np.abs(cross) + 1e-12
-    surface = ndimage.uniform_filter(np.fft.irfftn(cross, s=shape), size=3, mode="wrap")
+    surface = ndimage.uniform_filter(np.fft.irfftn(cross, s=shape, axes=(0, 1, 2)), size=3, mode="wrap")
     shifts = []
     for _ in range(peaks):
         peak = np.unravel_index(int(np.argmax(surface)), shape)

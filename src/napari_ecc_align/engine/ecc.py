@@ -84,7 +84,7 @@ def run_levels(
             matrix = from_level(matrix, 1)  # one level finer: S·W·S⁻¹, S = diag(2, 2, 1)
         selected = None
 
-        def fit(stage, budget, level=level):
+        def fit(stage, budget, level=level, seeds=seeds):
             nonlocal matrix, correlation, selected
             matrix, used, correlation, selected = _ecc_level(
                 ref_pyr[level], mov_pyr[level], matrix, stage,

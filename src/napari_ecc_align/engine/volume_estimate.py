@@ -83,9 +83,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
     mov_pyr = volume_pyramid(mov, mov_valid, factors)
     levels = len(factors)
     if not params["pyramid_levels"]:  # automatic: drop coarsest levels flat for ECC
-        ksize, margin = params["gauss_filter_size"], level_margin(params["gauss_filter_size"])
-        levels = content_depth(levels, lambda k: fixes(lambda: reference_samples(
-            ref_pyr[k], ksize, "translation", k, level_spacing(spacing, factors[k]), margin)))
+        levels = content_depth(levels, _fixes_translation(ref_pyr, factors, spacing, params))
         del factors[levels:], ref_pyr[levels:], mov_pyr[levels:]
     init = params["init"]
     if isinstance(init, str) and init != "identity":
@@ -143,6 +141,18 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
         iterations=tuple(iterations),
         parameters=parameters,
     )
+
+
+def _fixes_translation(ref_pyr, factors, spacing, params):
+    """``level -> bool``: whether the reference can fix a translation on that level."""
+    ksize = params["gauss_filter_size"]
+    margin = level_margin(ksize)
+
+    def probe(k):
+        spaced = level_spacing(spacing, factors[k])
+        return fixes(lambda: reference_samples(ref_pyr[k], ksize, "translation", k, spaced, margin))
+
+    return probe
 
 
 def _initial_matrix(init, motion, spacing) -> np.ndarray:
@@ -381,7 +391,8 @@ def phase_shifts(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
 
     cross = spectrum(mov) * np.conj(spectrum(ref))
     cross /= np.abs(cross) + 1e-12
-    surface = ndimage.uniform_filter(np.fft.irfftn(cross, s=shape, axes=(0, 1, 2)), size=3, mode="wrap")
+    correlation = np.fft.irfftn(cross, s=shape, axes=(0, 1, 2))
+    surface = ndimage.uniform_filter(correlation, size=3, mode="wrap")
     shifts = []
     for _ in range(peaks):
         peak = np.unravel_index(int(np.argmax(surface)), shape)

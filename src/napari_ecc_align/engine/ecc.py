@@ -23,6 +23,7 @@ import numpy as np
 
 from .alignment import AlignmentError
 from .reference_side import N_PARAMS, centre_and_half_size, erode, level_margin, reference_side
+from .structure import fit_stages
 from .warping import warp_plane
 
 _STAGES = {
@@ -77,27 +78,26 @@ def run_levels(
     iterations: list[int] = []
     correlation = float("nan")
     seeds = None
+    staging = staged and top > bottom
     for level in range(top, bottom - 1, -1):
         if level != top:
             matrix = from_level(matrix, 1)  # one level finer: S·W·S⁻¹, S = diag(2, 2, 1)
-        n_iter = 0
         selected = None
-        stages = _STAGES[motion] if staged and level == top and top > bottom else (motion,)
-        for stage in stages:
-            budget = params["max_iterations"] - n_iter  # the stages share the level's budget
-            if budget < 1:
-                break
-            try:
-                matrix, stage_iter, correlation, selected = _ecc_level(
-                    ref_pyr[level], mov_pyr[level], matrix, stage,
-                    {**params, "max_iterations": budget}, level, seeds,
-                    _STEP_TOLERANCE if level == 0 else _COARSE_STEP_TOLERANCE,
-                )  # fmt: skip
-            except AlignmentError:
-                if level == bottom:
-                    raise
-                break  # a coarse level with too little overlap or structure: refine finer
-            n_iter += stage_iter
+
+        def fit(stage, budget, level=level, seeds=seeds):
+            nonlocal matrix, correlation, selected
+            matrix, used, correlation, selected = _ecc_level(
+                ref_pyr[level], mov_pyr[level], matrix, stage,
+                {**params, "max_iterations": budget}, level, seeds,
+                _STEP_TOLERANCE if level == 0 else _COARSE_STEP_TOLERANCE,
+            )  # fmt: skip
+            return used
+
+        # A coarse level with too little overlap or structure is skipped (a staged start
+        # that stopped short starts again on the next finer level); see .structure.
+        stages = _STAGES[motion] if staging else (motion,)
+        n_iter, complete = fit_stages(stages, fit, params["max_iterations"], level == bottom)
+        staging = staging and not complete
         seeds = selected
         iterations.append(n_iter)
         yield level, n_iter, correlation

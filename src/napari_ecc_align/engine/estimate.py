@@ -39,7 +39,8 @@ from .finishing import Pair, check_outcome, finish_runner_ups, nearer_identity, 
 from .initialisation import SEARCHES, choose_initialisation, with_skipped
 from .options import check_dimensions, check_volume_motion, validate_params
 from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels
-from .reference_side import check_thick_enough
+from .reference_side import check_thick_enough, reference_side
+from .structure import content_depth, fixes
 from .template import Template
 from .volume_estimate import iter_align_volume
 
@@ -287,6 +288,10 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         < _MIN_COARSE_PIXELS
     ):
         levels -= 1
+    if not params["pyramid_levels"]:  # automatic: drop coarsest levels flat for ECC
+        ksize = params["gauss_filter_size"]
+        levels = content_depth(levels, lambda k: fixes(
+            lambda: reference_side(ref_pyr[k], ksize, "translation", k, None)))  # fmt: skip
 
     init = params["init"]
     if halvings and init is not None and not isinstance(init, str):

@@ -33,6 +33,7 @@ from .alignment import AlignmentError
 from .ecc import from_level, full_correlation, project_to_motion, run_levels, to_level
 from .spectral import NoEstimate, Skipped, fourier_mellin, phase_candidates
 from .spectral import log_polar as log_polar  # re-exported: tests and notes name it here
+from .structure import NoStructure, first_level_that_works
 
 # Long side of the images the global estimators work on.
 _SMALL_SIDE = 256
@@ -71,6 +72,8 @@ class Candidate:
     refined: np.ndarray | None = None
     path: str = ""  # how the identity was refined (it is refined two ways)
     skipped: str = ""  # why the estimator was not run (then ``error`` says it too)
+    # The refinement failed for want of structure on its level (a finer one may do).
+    structural: bool = False
 
     @property
     def label(self) -> str:
@@ -86,6 +89,7 @@ class Candidate:
             self.refined, _, self.correlation = stop.value
         except AlignmentError as exc:
             self.error = str(exc).split(";")[0]
+            self.structural = isinstance(exc, NoStructure)
 
     def describe(self) -> str:
         how = f", {self.path}" if self.path else ""
@@ -125,8 +129,16 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
     pairs (a few pixels apart) need no more than the first step.
     """
     small = _level_at_most(ref_pyr, mov_pyr, levels, _SMALL_SIDE)
-    ref, mov = ref_pyr[small].image, mov_pyr[small].image
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
+    # A search level that cannot fix the motion moves to the next finer one (.structure).
+    return first_level_that_works(
+        lambda level: _search(ref_pyr, mov_pyr, levels, search, motion, refine, level), small
+    )
+
+
+def _search(ref_pyr, mov_pyr, levels, search, motion, refine, small) -> Initialisation:
+    """:func:`choose_initialisation` on pyramid level ``small``."""
+    ref, mov = ref_pyr[small].image, mov_pyr[small].image
     auto = search == "auto"
     tried = []
     if auto:
@@ -177,7 +189,9 @@ def choose_candidate(tried, shape, same: str):
     ``AlignmentError`` listing every one tried (``same``: what to check, in words)."""
     usable = [c for c in tried if not c.error and np.isfinite(c.correlation)]
     if not usable:
-        raise AlignmentError(
+        # NoStructure: the search level may be what failed, and a finer one may do.
+        error = NoStructure if any(c.structural for c in tried) else AlignmentError
+        raise error(
             "no initialisation worked: tried "
             + ", ".join(c.describe() for c in tried)
             + f"; check that both {same}, or give an init matrix"

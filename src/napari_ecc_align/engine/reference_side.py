@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .alignment import AlignmentError
+from .structure import NoStructure
 
 N_PARAMS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
 # Sample points per level; more buys little accuracy for linear cost.
@@ -43,12 +44,12 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds):
     if idx.size < 4 * N_PARAMS[motion]:
         margin, side = level_margin(ksize), min(ref.image.shape)
         if side <= 2 * margin + 1:  # a thin strip: the prefilter's margin leaves no samples
-            raise AlignmentError(
+            raise NoStructure(
                 f"the reference is {side} pixels across on pyramid level {level}, too thin "
                 f"for the {margin}-pixel margin gauss_filter_size={ksize} keeps on each side "
                 "(use gauss_filter_size=0 or fewer pyramid_levels)"
             )
-        raise AlignmentError(
+        raise NoStructure(
             f"the reference has too few valid pixels on pyramid level {level} "
             f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
         )
@@ -68,10 +69,11 @@ def centre_and_half_size(rows: int, cols: int) -> tuple[float, float, float]:
     return (cols - 1) / 2.0, (rows - 1) / 2.0, max(rows, cols) / 2.0
 
 
-def flat_overlap_error(level: int) -> AlignmentError:
+def flat_overlap_error(level: int) -> NoStructure:
     """The error for a pyramid level with no structure where the images overlap
-    (shared with :mod:`.volume`, which samples volumes)."""
-    return AlignmentError(
+    (shared with :mod:`.volume`, which samples volumes): a :class:`NoStructure`, so the
+    estimate goes on from a finer level."""
+    return NoStructure(
         f"one image is flat where they overlap (pyramid level {level}); "
         "use a mask around the textured region or a different init"
     )
@@ -194,7 +196,7 @@ class Samples:
         t_proj = centred[:p, p]
         invertible, h_inv = cv2.invert(centred[:p, :p].copy())  # LU, as np.linalg.inv
         if not invertible:
-            raise AlignmentError(
+            raise NoStructure(
                 f"the reference has no structure that fixes this motion on pyramid level "
                 f"{self.level}; try a simpler motion model or fewer pyramid_levels"
             )

@@ -24,6 +24,7 @@ from .alignment import AlignmentError
 from .ecc import Level
 from .preprocess import as_array, validate_mask
 from .reference_side import Samples, flat_overlap_error
+from .structure import NoStructure
 
 # Volumes keep more sample points than images: three gradient directions share them.
 _MAX_SAMPLES = 60_000
@@ -303,7 +304,7 @@ def reference_samples(ref: Level, ksize, motion, level, spacing, margin,
     image = blurred(ref, ksize, spacing, in_place)
     idx = _select(image, ref.valid, margin)
     if idx.size < 4 * N_PARAMS_3D[motion]:
-        raise AlignmentError(
+        raise NoStructure(
             f"the reference has too few valid voxels on pyramid level {level} ({idx.size}); "
             "use fewer pyramid_levels or a larger reference_mask"
         )

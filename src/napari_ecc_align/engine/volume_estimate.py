@@ -28,6 +28,7 @@ from .options import check_volume_motion
 from .preprocess import as_real_matrix
 from .reference_side import level_margin
 from .spectral import Skipped, check_phase_grid
+from .structure import content_depth, first_level_that_works, fit_stages, fixes
 from .volume import (
     blurred,
     check_spacing,
@@ -75,6 +76,9 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
     ref_pyr = volume_pyramid(ref, ref_valid, factors)
     mov_pyr = volume_pyramid(mov, mov_valid, factors)
     levels = len(factors)
+    if not params["pyramid_levels"]:  # automatic: drop coarsest levels flat for ECC
+        levels = content_depth(levels, _fixes_translation(ref_pyr, factors, spacing, params))
+        del factors[levels:], ref_pyr[levels:], mov_pyr[levels:]
     init = params["init"]
     if isinstance(init, str) and init != "identity":
         if init not in ("auto", "phase"):
@@ -133,6 +137,18 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
     )
 
 
+def _fixes_translation(ref_pyr, factors, spacing, params):
+    """``level -> bool``: whether the reference can fix a translation on that level."""
+    ksize = params["gauss_filter_size"]
+    margin = level_margin(ksize)
+
+    def probe(k):
+        spaced = level_spacing(spacing, factors[k])
+        return fixes(lambda: reference_samples(ref_pyr[k], ksize, "translation", k, spaced, margin))
+
+    return probe
+
+
 def _initial_matrix(init, motion, spacing) -> np.ndarray:
     if init is None or (isinstance(init, str) and init == "identity"):
         return np.eye(4)
@@ -188,27 +204,26 @@ def run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing
     levels are dropped from the lists once passed (for the final run)."""
     matrix = to_level(matrix, factors[top])
     iterations, correlation = [], float("nan")
+    staging = staged and top > bottom
     for level in range(top, bottom - 1, -1):
         if level != top:
             matrix = to_level(from_level(matrix, factors[level + 1]), factors[level])
-        stages = _STAGES[motion] if staged and level == top and top > bottom else (motion,)
-        n_iter = 0
-        for stage in stages:
-            budget = params["max_iterations"] - n_iter
-            if budget < 1:
-                break
-            try:
-                matrix, used, correlation = _ecc_level(
-                    ref_pyr[level], mov_pyr[level], matrix, stage,
-                    {**params, "max_iterations": budget}, level,
-                    level_spacing(spacing, factors[level]),
-                    _STEP_TOLERANCE if level == 0 else _COARSE_STEP_TOLERANCE,
-                )  # fmt: skip
-            except AlignmentError:
-                if level == bottom:
-                    raise
-                break
-            n_iter += used
+
+        def fit(stage, budget, level=level):
+            nonlocal matrix, correlation
+            matrix, used, correlation = _ecc_level(
+                ref_pyr[level], mov_pyr[level], matrix, stage,
+                {**params, "max_iterations": budget}, level,
+                level_spacing(spacing, factors[level]),
+                _STEP_TOLERANCE if level == 0 else _COARSE_STEP_TOLERANCE,
+            )  # fmt: skip
+            return used
+
+        # As in 2D (.structure): a level that cannot fit is skipped, and a staged start
+        # that stopped short starts again on the next finer level.
+        stages = _STAGES[motion] if staging else (motion,)
+        n_iter, complete = fit_stages(stages, fit, params["max_iterations"], level == bottom)
+        staging = staging and not complete
         iterations.append(n_iter)
         if level > bottom:  # nothing runs on this level again: free its samples and copies
             ref_pyr[level].memo.clear()
@@ -306,6 +321,15 @@ def _initialise(ref_pyr, mov_pyr, factors, spacing, motion, params, search):
         len(factors) - 1,
     )  # fmt: skip
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
+    # A search level that cannot fix the motion moves to the next finer one (.structure).
+    return first_level_that_works(
+        lambda level: _search(ref_pyr, mov_pyr, factors, spacing, motion, refine, search, level),
+        small,
+    )
+
+
+def _search(ref_pyr, mov_pyr, factors, spacing, motion, refine, search, small):
+    """The start search on level ``small``: ``(matrix, init_method, small)``."""
     tried = []
     if search == "auto":
         tried.append(Candidate("identity", np.eye(4), path="via the coarse levels"))
@@ -361,7 +385,8 @@ def phase_shifts(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
 
     cross = spectrum(mov) * np.conj(spectrum(ref))
     cross /= np.abs(cross) + 1e-12
-    surface = ndimage.uniform_filter(np.fft.irfftn(cross, s=shape), size=3, mode="wrap")
+    correlation = np.fft.irfftn(cross, s=shape, axes=(0, 1, 2))
+    surface = ndimage.uniform_filter(correlation, size=3, mode="wrap")
     shifts = []
     for _ in range(peaks):
         peak = np.unravel_index(int(np.argmax(surface)), shape)

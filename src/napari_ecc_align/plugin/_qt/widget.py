@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,16 +33,13 @@ from magicgui.widgets import (
 from qtpy.QtCore import QEvent, QObject
 
 from ...engine.alignment import MOTIONS, VOLUME_MOTIONS, Alignment
-from ...engine.difference import NORMALIZED_FULL_SCALE
 from ...engine.estimate import Progress, auto_levels
 from ..jobs import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
 from ..layers import (
-    aligned_layer_kwargs,
     alignment_metadata,
     image_for_alignment,
     layer_spacing,
     move_layer_onto_reference,
-    shifted_translate,
 )
 from ..modes import (
     PLANAR_INITS,
@@ -52,7 +50,19 @@ from ..modes import (
     spacing_mismatch,
     spatial_ndim,
 )
-from ..outputs import carrier, kind, put_image, put_layer, rasterise_mask
+from ..outputs import (
+    aligned_kwargs,
+    carried_kwargs,
+    carrier,
+    difference_kwargs,
+    is_output,
+    kind,
+    output_name,
+    put_image,
+    put_layer,
+    rasterise_mask,
+    stack_kwargs,
+)
 from .dialogs import file_dialog
 from .number_fields import ScientificFloat
 from .stack_controls import StackControls
@@ -221,7 +231,7 @@ class AlignWidget(Container):
         return [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if kind(layer) in CARRY_TYPES and id(layer) not in chosen and not _is_output(layer)
+            if kind(layer) in CARRY_TYPES and id(layer) not in chosen and not is_output(layer)
         ]
 
     def _on_layer_inserted(self, event) -> None:
@@ -239,7 +249,7 @@ class AlignWidget(Container):
             others = [
                 layer
                 for _, layer in images
-                if layer is not self.reference.value and not _is_output(layer)
+                if layer is not self.reference.value and not is_output(layer)
             ]
             if others:
                 self.moving.value = others[0]
@@ -532,19 +542,8 @@ class AlignWidget(Container):
         meta = {"ecc_stack_alignment": stack_alignment.to_dict()}
         steps = []
         if result.aligned is not None:
-            kwargs = {k: getattr(moving, k) for k in ("scale", "translate", "rotate", "shear")}
-            kwargs.update(
-                affine=moving.affine,
-                colormap=moving.colormap.name,
-                contrast_limits=moving.contrast_limits,
-                blending=moving.blending,
-                rgb=moving.rgb,
-                units=tuple(str(u) for u in moving.units),
-                metadata=meta,
-            )
-            if any(result.origin):  # a grown canvas starts above and left of the frames
-                kwargs["translate"] = shifted_translate(moving, result.origin)
-            name = f"{moving.name} (aligned)"
+            kwargs = stack_kwargs(moving, meta, result.origin)
+            name = output_name(moving, "aligned")
             steps.append(lambda: put_image(self._viewer, name, result.aligned, kwargs))
         steps.append(lambda: self._show_stack_result(stack_alignment))
         self._pending = steps
@@ -588,27 +587,17 @@ class AlignWidget(Container):
                 moving=moving.name,
             )
         }
-        base = aligned_layer_kwargs(reference, moving)
         steps = []
         if result.aligned is not None:
-            name = f"{moving.name} (aligned)"
-            kwargs = {**base, "metadata": meta}
+            name, kwargs = output_name(moving, "aligned"), aligned_kwargs(reference, moving, meta)
             steps.append(lambda: put_image(self._viewer, name, result.aligned, kwargs))
         if result.difference is not None:
-            diff_name = f"{moving.name} (difference)"
-            grid = ("scale", "translate", "rotate", "shear", "affine", "units")
-            diff_kwargs = {k: base[k] for k in grid}
-            diff_kwargs.update(colormap="inferno", blending="translucent", metadata=meta)
-            if result.difference_mode == "normalized":
-                # In standard deviations; full scale at 4, as the CLI writes it.
-                diff_kwargs["contrast_limits"] = (0.0, NORMALIZED_FULL_SCALE)
+            diff_name = output_name(moving, "difference")
+            diff_kwargs = difference_kwargs(reference, result.difference_mode, meta)
             steps.append(lambda: put_image(self._viewer, diff_name, result.difference, diff_kwargs))
         for data, layer_meta, layer_type in result.carried:
-            steps.append(
-                lambda d=data, m=layer_meta, t=layer_type: put_layer(
-                    self._viewer, d, {**m, "metadata": meta}, t
-                )
-            )
+            meta_out = carried_kwargs(layer_meta, meta)
+            steps.append(partial(put_layer, self._viewer, data, meta_out, layer_type))
         if self.move_only.value and alignment.motion != "homography":
             steps.append(lambda: move_layer_onto_reference(moving, reference, alignment))
         steps.append(lambda: self._show_result(alignment))
@@ -756,8 +745,3 @@ def _guarded(job: Job | StackJob):
         return (yield from run_job(job))
     except Exception as exc:  # reported on the main thread by _on_returned
         return _Failure(exc)
-
-
-def _is_output(layer) -> bool:
-    """A layer this widget made (it would be odd to pick or carry it again)."""
-    return layer.name.endswith((" (aligned)", " (difference)"))

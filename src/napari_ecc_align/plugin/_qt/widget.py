@@ -33,7 +33,8 @@ from magicgui.widgets import (
 from qtpy.QtCore import QEvent, QObject
 
 from ...engine.alignment import MOTIONS, VOLUME_MOTIONS, Alignment
-from ...engine.estimate import Progress, auto_levels
+from ...engine.estimate import Progress
+from ...engine.steps import expected_progress_steps
 from ..jobs import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
 from ..layers import (
     alignment_metadata,
@@ -438,11 +439,11 @@ class AlignWidget(Container):
             self._expected_frames = frames
             total = frames + int(job.want_aligned)
         else:
-            ndim = job.alignment.ndim if job.alignment else job.align_kwargs.get("ndim", 2)
-            plane = slice(ndim - 2, ndim)  # rows and columns (of a volume's planes)
-            levels = job.align_kwargs.get("pyramid_levels") or auto_levels(
-                job.reference.shape[plane], job.moving.shape[plane]
-            )
+            levels = 0
+            if job.alignment is None:
+                options = ("ndim", "spacing", "pyramid_levels", "init")
+                kwargs = {k: v for k, v in job.align_kwargs.items() if k in options}
+                levels = expected_progress_steps(job.reference.shape, job.moving.shape, **kwargs)
             self._expected_levels = levels
             total = steps_expected(job, levels)
         self._progress = progress(total=total, desc="ECC align")

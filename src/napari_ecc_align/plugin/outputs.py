@@ -7,6 +7,7 @@ widget recognises its outputs by it, not by their names, which the user may chan
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,14 @@ import numpy as np
 from ..engine.alignment import Alignment
 from ..engine.difference import NORMALIZED_FULL_SCALE
 from .carry import carry_layer, check_carriable
-from .layers import aligned_layer_kwargs, grid_kwargs, image_look, shifted_translate
+from .layers import (
+    aligned_layer_kwargs,
+    alignment_metadata,
+    grid_kwargs,
+    image_look,
+    move_layer_onto_reference,
+    shifted_translate,
+)
 
 # The metadata key marking a layer this plugin made; its value says which output it is.
 OUTPUT_KEY = "ecc_align_output"
@@ -148,3 +156,42 @@ def rasterise_mask(layer, shape) -> np.ndarray:
     if len(layer.data) == 0:
         raise ValueError(f"mask layer '{layer.name}' has no shapes")
     return np.asarray(layer.to_masks(mask_shape=tuple(shape))).any(axis=0)
+
+
+def pair_updates(viewer, result, reference, moving, interpolation: str, move_only: bool) -> list:
+    """The layer updates for a pair's ``JobResult``, one callable each (the widget applies
+    one per event-loop turn): aligned image, difference, carried layers, the moved layer."""
+    alignment = result.alignment
+    meta = {
+        "ecc_alignment": alignment_metadata(
+            alignment,
+            interpolation=interpolation,
+            difference_mode=result.difference_mode,
+            reference=reference.name,
+            moving=moving.name,
+        )
+    }
+    updates = []
+    if result.aligned is not None:
+        kwargs = aligned_kwargs(reference, moving, meta)
+        updates.append(partial(put_image, viewer, output_name(moving, "aligned"), result.aligned,
+                               kwargs))  # fmt: skip
+    if result.difference is not None:
+        kwargs = difference_kwargs(reference, result.difference_mode, meta)
+        updates.append(partial(put_image, viewer, output_name(moving, "difference"),
+                               result.difference, kwargs))  # fmt: skip
+    for data, layer_meta, layer_type in result.carried:
+        updates.append(partial(put_layer, viewer, data, carried_kwargs(layer_meta, meta),
+                               layer_type))  # fmt: skip
+    if move_only and alignment.motion != "homography":
+        updates.append(partial(move_layer_onto_reference, moving, reference, alignment))
+    return updates
+
+
+def stack_updates(viewer, result, moving) -> list:
+    """The layer update for a ``StackJobResult``: its aligned frames, if made."""
+    if result.aligned is None:
+        return []
+    meta = {"ecc_stack_alignment": result.stack_alignment.to_dict()}
+    kwargs = stack_kwargs(moving, meta, result.origin)
+    return [partial(put_image, viewer, output_name(moving, "aligned"), result.aligned, kwargs)]

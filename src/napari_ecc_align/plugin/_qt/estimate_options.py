@@ -1,4 +1,7 @@
-"""The widget's estimation controls: motion, iterations, eps and the advanced options."""
+"""The widget's estimation controls: motion, iterations, eps and the advanced options.
+
+:class:`EstimateOptions` owns its controls and their callbacks; the dock lays its
+``widgets`` out in its own form, so their labels line up with the others'."""
 
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ class AdvancedOptions(Container):
         )
 
 
-class EstimateOptions(Container):
+class EstimateOptions:
     """How the transform is estimated; :meth:`fit` adapts the choices to 2D or 3D."""
 
     def __init__(self, masks: Callable):
@@ -62,11 +65,8 @@ class EstimateOptions(Container):
         )  # fmt: skip
         self.show_advanced = CheckBox(text="Advanced", value=False)
         self.advanced = AdvancedOptions(inits=self._inits, masks=masks)
-        super().__init__(
-            widgets=[self.motion, self.max_iterations, self.eps, self.show_advanced, self.advanced],
-            labels=True,
-        )
-        self.margins = (0, 0, 0, 0)
+        self.widgets = [self.motion, self.max_iterations, self.eps, self.show_advanced,
+                        self.advanced]  # fmt: skip
         self.motion_touched = False  # the user picked a motion: no automatic change then
         self._add_callbacks()
 

@@ -1,16 +1,19 @@
-"""The widget's output choices: which layers Align makes, and which it carries along."""
+"""The widget's output choices: which layers Align makes, and which it carries along.
+
+:class:`OutputOptions` owns its controls; the dock lays its ``widgets`` out in its own
+form, so their labels line up with the others'."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from magicgui.widgets import CheckBox, ComboBox, Container, Select
+from magicgui.widgets import CheckBox, ComboBox, Select
 
 HOMOGRAPHY_TIP = "napari's affine transforms cannot express a homography; use Aligned image"
 MOVE_TIP = "Set the moving layer's affine so it overlays the reference (no resampling)"
 
 
-class OutputOptions(Container):
+class OutputOptions:
     """Aligned image, difference, moving the layer itself, and other layers to carry."""
 
     def __init__(self, carriable: Callable):
@@ -21,17 +24,13 @@ class OutputOptions(Container):
         )
         self.move_only = CheckBox(text="Move layer only", value=False)
         self.also = Select(label="Also transform", choices=carriable, value=[])
-        super().__init__(
-            widgets=[
-                self.out_aligned,
-                self.out_difference,
-                self.difference_mode,
-                self.move_only,
-                self.also,
-            ],
-            labels=True,
-        )
-        self.margins = (0, 0, 0, 0)
+        self.widgets = [
+            self.out_aligned,
+            self.out_difference,
+            self.difference_mode,
+            self.move_only,
+            self.also,
+        ]
 
     def show_pair_outputs(self, show: bool) -> None:
         """A stack makes only its aligned frames: hide the outputs of a pair."""

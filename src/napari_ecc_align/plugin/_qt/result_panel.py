@@ -1,5 +1,8 @@
 """The widget's result panel: the last result in words, its matrix, save and apply
-buttons, and (after a stack) the drift plot."""
+buttons, and (after a stack) the drift plot.
+
+:class:`ResultPanel` owns these controls and their callbacks; the dock lays its
+``widgets`` out in its own form, and the drift plot goes below them in ``host``."""
 
 from __future__ import annotations
 
@@ -11,20 +14,17 @@ from magicgui.widgets import Container, Label, PushButton, TextEdit
 from ...engine.alignment import Alignment
 
 
-class ResultPanel(Container):
+class ResultPanel:
     """Shows a pair's or a stack's result; ``save`` and ``apply`` run on the buttons."""
 
-    def __init__(self, save: Callable[[], object], apply: Callable[[], object]):
+    def __init__(self, host: Container, save: Callable[[], object], apply: Callable[[], object]):
         self.result = Label(value="")
         self.matrix_view = TextEdit(value="", enabled=True, visible=False)
         self.matrix_view.native.setReadOnly(True)
         self.save_button = PushButton(text="Save transform…", enabled=False)
         self.apply_button = PushButton(text="Apply transform…")
-        super().__init__(
-            widgets=[self.result, self.matrix_view, self.save_button, self.apply_button],
-            labels=True,
-        )
-        self.margins = (0, 0, 0, 0)
+        self.widgets = [self.result, self.matrix_view, self.save_button, self.apply_button]
+        self._host = host
         self.drift_plot = None  # created on the first stack result (imports matplotlib)
         self._add_callbacks(save, apply)
 
@@ -65,6 +65,6 @@ class ResultPanel(Container):
             from .drift_plot import DriftPlot
 
             self.drift_plot = DriftPlot(on_frame=on_frame)
-            self.native.layout().addWidget(self.drift_plot.native)
+            self._host.native.layout().addWidget(self.drift_plot.native)
         self.drift_plot.show_table(rows)
         self.save_button.enabled = True

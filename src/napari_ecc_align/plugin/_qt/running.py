@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from qtpy.QtCore import QEvent, QObject
 
 from ...engine.estimate import Progress
-from ..jobs import Job, StackJob, run_job, run_stack_job
+from ...engine.steps import expected_progress_steps
+from ..jobs import Job, StackJob, run_job, run_stack_job, steps_expected
 
 
 @dataclass
@@ -60,6 +62,20 @@ class StepProgress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def progress_for(job: Job | StackJob) -> StepProgress:
+    """A progress bar sized by the frames of a stack, or by the steps the engine will
+    report for a pair (plus the output steps)."""
+    if isinstance(job, StackJob):
+        frames = np.shape(job.stack)[job.stack_kwargs["axis"]]
+        return StepProgress(frames + int(job.want_aligned), frames=frames)
+    levels = 0
+    if job.alignment is None:
+        options = ("ndim", "spacing", "pyramid_levels", "init")
+        kwargs = {k: v for k, v in job.align_kwargs.items() if k in options}
+        levels = expected_progress_steps(job.reference.shape, job.moving.shape, **kwargs)
+    return StepProgress(steps_expected(job, levels), levels=levels)
 
 
 class RemovalWatch(QObject):

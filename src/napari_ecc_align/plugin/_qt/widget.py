@@ -1,10 +1,11 @@
 """The "ECC Align" dock widget.
 
 Thin by design: it composes small control groups (:class:`.EstimateOptions`,
-:class:`.StackControls`, :class:`.OutputOptions`, :class:`.ResultPanel`), keeps the
-layer pickers and the "Align as" question, snapshots the layers' arrays, runs
-:func:`napari_ecc_align.plugin.jobs.run_job` in a napari ``thread_worker`` and, back on
-the main thread, turns the result into layers. No layer or Qt object is touched inside
+:class:`.StackControls`, :class:`.OutputOptions`, :class:`.ResultPanel`), each owning its
+controls and their signals; their controls sit in this one form so the labels line up.
+It keeps the layer pickers and the "Align as" question, snapshots the layers' arrays,
+runs :func:`napari_ecc_align.plugin.jobs.run_job` in a napari ``thread_worker`` and,
+back on the main thread, turns the result into layers. No layer or Qt object is touched inside
 the worker. The work itself is in :mod:`napari_ecc_align.plugin.jobs`, every output's
 layer keywords in :mod:`napari_ecc_align.plugin.outputs`.
 """
@@ -15,12 +16,10 @@ import json
 from functools import partial
 from typing import TYPE_CHECKING
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 
 from ...engine.alignment import Alignment
-from ...engine.steps import expected_progress_steps
-from ..jobs import Job, JobResult, StackJob, steps_expected
+from ..jobs import Job, JobResult, StackJob
 from ..layers import image_for_alignment, layer_spacing
 from ..modes import Mode, align_as_choices, mode_for, pair_problem, spacing_mismatch
 from ..outputs import carrier, is_output, kind, pair_updates, rasterise_mask, stack_updates
@@ -28,7 +27,7 @@ from .dialogs import file_dialog
 from .estimate_options import EstimateOptions
 from .output_options import OutputOptions
 from .result_panel import ResultPanel
-from .running import Failure, RemovalWatch, StepProgress, guarded
+from .running import Failure, RemovalWatch, StepProgress, guarded, progress_for
 from .stack_controls import StackControls
 
 if TYPE_CHECKING:
@@ -77,7 +76,7 @@ class AlignWidget(Container):
         self.output_options = OutputOptions(carriable=self._other_layers)
         self.align_button = PushButton(text="Align")
         self.cancel_button = PushButton(text="Cancel", enabled=False, visible=False)
-        self.result_panel = ResultPanel(save=self.save_transform, apply=self.apply_transform)
+        self.result_panel = ResultPanel(self, save=self.save_transform, apply=self.apply_transform)
         groups = [
             (self.estimate_options, _OPTIONS),
             (self.estimate_options.advanced, _ADVANCED),
@@ -87,9 +86,9 @@ class AlignWidget(Container):
         for group, names in groups:
             for name in names:
                 setattr(self, name, getattr(group, name))
-        self.extend([self.reference, self.moving, self.align_as, self.message,
-                     self.estimate_options, self.stack, self.output_options, self.align_button,
-                     self.cancel_button, self.result_panel])  # fmt: skip
+        inputs = [self.reference, self.moving, self.align_as, self.message]
+        outputs = [self.stack, *self.output_options.widgets, self.align_button, self.cancel_button]
+        self.extend([*inputs, *self.estimate_options.widgets, *outputs, *self.result_panel.widgets])
         self._add_callbacks()
         self._on_layers_changed()
 
@@ -253,7 +252,8 @@ class AlignWidget(Container):
         from napari.qt.threading import create_worker
 
         reference, moving = self.reference.value, self.moving.value
-        self._progress = self._progress_for(job)
+        self._progress = progress_for(job)
+        self._expected_levels = self._progress.levels
         worker = create_worker(guarded, job, _start_thread=False)
         worker.yielded.connect(self._on_step)
         worker.returned.connect(lambda result: self._on_returned(result, reference, moving, job))
@@ -263,21 +263,6 @@ class AlignWidget(Container):
         self._discard = False
         self._set_running(True)
         worker.start()
-
-    def _progress_for(self, job: Job | StackJob) -> StepProgress:
-        """A progress bar sized by the frames of a stack, or by the steps the engine
-        will report for a pair (plus the output steps)."""
-        if isinstance(job, StackJob):
-            frames = np.shape(job.stack)[job.stack_kwargs["axis"]]
-            self._expected_levels = 0
-            return StepProgress(frames + int(job.want_aligned), frames=frames)
-        levels = 0
-        if job.alignment is None:
-            options = ("ndim", "spacing", "pyramid_levels", "init")
-            kwargs = {k: v for k, v in job.align_kwargs.items() if k in options}
-            levels = expected_progress_steps(job.reference.shape, job.moving.shape, **kwargs)
-        self._expected_levels = levels
-        return StepProgress(steps_expected(job, levels), levels=levels)
 
     def cancel(self) -> None:
         """Stop the running alignment at its next step; no layer is changed."""

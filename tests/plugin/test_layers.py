@@ -255,7 +255,7 @@ def test_aligned_layer_kwargs(scene):
     viewer, reference, moving = scene
     reference.affine = np.array([[1.0, 0.05, 2.0], [0.0, 1.0, 0.5], [0, 0, 1]])
     kwargs = aligned_layer_kwargs(reference, moving)
-    assert kwargs["colormap"] == "magma" and kwargs["rgb"] is False
+    assert kwargs["colormap"].name == "magma" and kwargs["rgb"] is False
     assert kwargs["contrast_limits"] == (0.0, 200.0) and kwargs["gamma"] == pytest.approx(0.8)
     out = viewer.add_image(np.zeros(REF_SHAPE, np.float32), **kwargs)
     for p in ([0, 0], [12.5, 3], [39, 49]):

@@ -356,3 +356,15 @@ def test_rgb_movies_are_stacks_of_planes(viewer_widget):
     assert not widget.align_as.visible and widget.stack_mode
     assert widget.stack.visible and not widget.message.visible
     assert widget.mode.ndim == 2
+
+
+def test_progress_bar_is_sized_by_the_engine_for_volumes(qtbot, viewer_widget, pair):
+    # The bar was sized with the 2D rule on the planes (3 levels for 64×64); the
+    # volume engine searches on its small level and runs 1 here.
+    viewer, widget = viewer_widget
+    _add_pair(viewer, pair)
+    widget.out_difference.value = False
+    _press_align(qtbot, widget)
+    alignment = widget.last_alignment
+    assert alignment.ndim == 3 and alignment.levels == 1
+    assert widget._expected_levels == alignment.levels

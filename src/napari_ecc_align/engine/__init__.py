@@ -27,6 +27,7 @@ The modules, in the order data flows through them:
   serialisation, and the error :class:`AlignmentError`;
 - :mod:`.json_input` — reading transform JSON that may be hostile, field by field;
 - :mod:`.limits` — the pixel budget for everything read, loaded or allocated;
+- :mod:`.steps` — how many progress steps an estimate will report, from the shapes;
 - :mod:`.options` — the one validator of the options every caller shares;
 - :mod:`.temporary` — owner-tagged names of the temporary files atomic writes use;
 - :mod:`.input_files` — opening input files safely (regular files only, clear errors);
@@ -42,7 +43,7 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
 
 - estimating: :func:`align`, :func:`iter_align` and its :class:`Progress`,
   :class:`Template`, :func:`auto_levels`, :func:`initial_matrix`, :data:`SEARCHES`
-  (the ``init`` searches);
+  (the ``init`` searches), :func:`expected_progress_steps` (for progress bars);
 - the options, checked once for every caller (:mod:`.options`): :func:`check_options`,
   :func:`check_dimensions` (``ndim`` and ``spacing``), :func:`validate_params`,
   :func:`check_volume_motion`;
@@ -73,6 +74,7 @@ from .json_input import number_field, read_json, shape_field, whole_field
 from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
 from .options import check_dimensions, check_options, check_volume_motion, validate_params
 from .preprocess import as_shape, luminance
+from .steps import expected_progress_steps
 from .template import Template
 from .temporary import is_owner, new_owner, temporary_name, temporary_owner
 from .volume import check_spacing
@@ -104,6 +106,7 @@ __all__ = [
     "corner_displacement",
     "default_difference_mode",
     "difference",
+    "expected_progress_steps",
     "initial_matrix",
     "is_owner",
     "iter_align",

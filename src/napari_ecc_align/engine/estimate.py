@@ -257,7 +257,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     mov_mask = kwargs.get("moving_mask")
     # Images too large for float32 work within the memory budget are estimated on a
     # reduced copy (halved in their own dtype); the matrix is scaled back exactly.
-    halvings = _halvings_for_budget(ref_full, mov_full)
+    halvings = halvings_for_budget(ref_full, mov_full)
     if halvings:
         moving, mov_mask = shrink(moving, mov_mask, halvings)
     ref, ref_valid = prepared.normalised(halvings)
@@ -265,7 +265,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     for name, shape in (("reference", ref.shape), ("moving", mov.shape)):
         check_thick_enough(name, shape, params["gauss_filter_size"])
     levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
-    levels = _fit_levels(levels, ref.shape, mov.shape)
+    levels = fit_levels(levels, ref.shape, mov.shape)
     ref_pyr = prepared.pyramid(halvings, levels)
     mov_pyr = pyramid(mov, mov_valid, levels)
     # One image binarised, the other not: a last pass on intensity-matched images, and a
@@ -409,7 +409,7 @@ def initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
     return project_to_motion(matrix, motion), "matrix"
 
 
-def _halvings_for_budget(ref_shape, mov_shape) -> int:
+def halvings_for_budget(ref_shape, mov_shape) -> int:
     """How often to halve both images so each has at most ``_MAX_WORK_PIXELS`` pixels.
 
     The engine keeps about eight float32 copies of each image (normalised, blurred,
@@ -431,7 +431,7 @@ def auto_levels(ref_shape, mov_shape) -> int:
     return min(_MAX_AUTO_LEVELS, int(math.log2(side / _COARSEST_MIN_SIDE)) + 1)
 
 
-def _fit_levels(levels: int, ref_shape, mov_shape) -> int:
+def fit_levels(levels: int, ref_shape, mov_shape) -> int:
     """Reduce ``levels`` so no level is smaller than 8 px on a side."""
     side = min(min(ref_shape), min(mov_shape))
     while levels > 1 and side / 2 ** (levels - 1) < 8:

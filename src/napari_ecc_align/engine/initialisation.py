@@ -36,7 +36,7 @@ from .spectral import log_polar as log_polar  # re-exported: tests and notes nam
 from .structure import NoStructure, first_level_that_works
 
 # Long side of the images the global estimators work on.
-_SMALL_SIDE = 256
+SEARCH_SIDE = 256
 # Features want more detail than the spectral methods.
 _FEATURE_SIDE = 512
 _ORB_FEATURES = 800
@@ -128,7 +128,7 @@ def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> I
     correlation of at least 0.95: nothing else could do visibly better, and most
     pairs (a few pixels apart) need no more than the first step.
     """
-    small = _level_at_most(ref_pyr, mov_pyr, levels, _SMALL_SIDE)
+    small = _level_at_most(ref_pyr, mov_pyr, levels, SEARCH_SIDE)
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
     # A search level that cannot fix the motion moves to the next finer one (.structure).
     return first_level_that_works(

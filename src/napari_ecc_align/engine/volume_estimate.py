@@ -49,7 +49,7 @@ _STAGES = {
 _STEP_TOLERANCE = 1e-3
 _COARSE_STEP_TOLERANCE = 0.05
 # The rough pose is searched on the finest level at most this long on every axis.
-_SMALL_SIDE = 64
+VOLUME_SEARCH_SIDE = 64
 _REFINE_ITERATIONS = 10
 _PHASE_PEAKS = 2
 # Phase-correlation readings refined by ECC (ranked by their raw correlation first), and
@@ -317,7 +317,7 @@ def _zyx(matrix) -> np.ndarray:
 def _initialise(ref_pyr, mov_pyr, factors, spacing, motion, params, search):
     small = next(
         (k for k in range(len(factors))
-         if max(*ref_pyr[k].image.shape, *mov_pyr[k].image.shape) <= _SMALL_SIDE),
+         if max(*ref_pyr[k].image.shape, *mov_pyr[k].image.shape) <= VOLUME_SEARCH_SIDE),
         len(factors) - 1,
     )  # fmt: skip
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}

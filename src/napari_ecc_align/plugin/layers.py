@@ -292,16 +292,11 @@ def shifted_translate(layer: Layer, origin) -> tuple[float, ...]:
     return tuple(float(t) for t in np.asarray(layer.translate, float) + linear @ offset)
 
 
-def _colormap_name(layer: Layer):
-    from napari.utils.colormaps import AVAILABLE_COLORMAPS
-
-    name = layer.colormap.name
-    return name if name in AVAILABLE_COLORMAPS else layer.colormap
-
-
 def image_look(layer: Layer) -> dict[str, Any]:
+    """An Image layer's look as layer keywords: the colormap object itself (a custom
+    colormap survives, whatever its name), contrast limits, gamma, blending, opacity, rgb."""
     return {
-        "colormap": _colormap_name(layer),
+        "colormap": layer.colormap,
         "contrast_limits": tuple(float(c) for c in layer.contrast_limits),
         "gamma": float(layer.gamma),
         "blending": str(layer.blending),
@@ -316,7 +311,7 @@ def aligned_layer_kwargs(reference_layer: Layer, moving_layer: Layer) -> dict[st
     Returns a plain dict (usable as ``LayerDataTuple`` meta or ``viewer.add_image``
     kwargs): the reference layer's ``scale``, ``translate``, ``rotate``, ``shear``,
     ``affine`` and ``units`` (so the output sits exactly on the reference in world
-    coordinates) and the moving layer's ``colormap`` (its name when registered),
+    coordinates) and the moving layer's ``colormap`` (the object, so a custom one survives),
     ``contrast_limits``, ``gamma``, ``blending``, ``opacity`` and ``rgb``.
     """
     return {**grid_kwargs(reference_layer), **image_look(moving_layer)}

@@ -100,3 +100,28 @@ def ask_text(moving) -> str:
         f"'{moving.name}' is 3D: choose Align as — 'volume' to align it onto a 3D "
         "reference layer, or 'planes of a stack' to align its planes to each other."
     )
+
+
+def pair_problem(mode: Mode | None, reference, moving, images: int) -> str:
+    """Why Align cannot run on these layers in ``mode`` (``images``: image layers
+    open), as the inline hint to show, or "" when it can."""
+    if mode is None:
+        return ask_text(moving)
+    if mode.is_stack:
+        return ""  # a stack is aligned to its own frames
+    if images < 2:
+        what = "volume" if mode is Mode.VOLUMES else "image"
+        return f"Open two image layers: a reference and a moving {what}."
+    if reference is moving:
+        return "Reference and Moving are the same layer: pick two different ones."
+    if mode is Mode.VOLUMES and spatial_ndim(reference) != 3:
+        return (
+            f"Reference '{reference.name}' is not a volume: pick a 3D reference layer, "
+            "or align the moving layer as planes of a stack."
+        )
+    if mode is Mode.IMAGES and spatial_ndim(reference) > 2:
+        return (
+            f"Reference '{reference.name}' is 3D and Moving is 2D: pick a 2D reference, "
+            "or a 3D moving layer to align as a volume."
+        )
+    return ""

@@ -1,72 +1,44 @@
 """The "ECC Align" dock widget.
 
-Thin by design: it gathers parameters, snapshots the layers' arrays, runs
-:func:`napari_ecc_align.plugin.jobs.run_job` in a napari ``thread_worker`` and,
-back on the main thread, turns the result into layers. No layer or Qt object is
-touched inside the worker.
-
-Long because it is one magicgui ``Container`` whose many callbacks are each a few
-lines over the same state (the controls, the running worker, the last result);
-splitting the form from its callbacks would spread that state over two classes.
-The work itself is in :mod:`napari_ecc_align.plugin.jobs`, the layer logic in
-:mod:`napari_ecc_align.plugin.layers` and :mod:`napari_ecc_align.plugin.outputs`.
+Thin by design: it composes small control groups (:class:`.EstimateOptions`,
+:class:`.StackControls`, :class:`.OutputOptions`, :class:`.ResultPanel`), each owning its
+controls and their signals; their controls sit in this one form so the labels line up.
+It keeps the layer pickers and the "Align as" question, snapshots the layers' arrays,
+runs :func:`napari_ecc_align.plugin.jobs.run_job` in a napari ``thread_worker`` and,
+back on the main thread, turns the result into layers. No layer or Qt object is touched inside
+the worker. The work itself is in :mod:`napari_ecc_align.plugin.jobs`, every output's
+layer keywords in :mod:`napari_ecc_align.plugin.outputs`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
-import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    Label,
-    PushButton,
-    Select,
-    SpinBox,
-    TextEdit,
-)
-from qtpy.QtCore import QEvent, QObject
+from magicgui.widgets import ComboBox, Container, Label, PushButton
 
-from ...engine import (
-    MOTIONS,
-    NORMALIZED_FULL_SCALE,
-    VOLUME_MOTIONS,
-    Alignment,
-    Progress,
-    auto_levels,
-)
-from ..jobs import Job, JobResult, StackJob, run_job, run_stack_job, steps_expected
-from ..layers import (
-    aligned_layer_kwargs,
-    alignment_metadata,
-    image_for_alignment,
-    layer_spacing,
-    move_layer_onto_reference,
-    shifted_translate,
-)
-from ..modes import (
-    PLANAR_INITS,
-    Mode,
-    align_as_choices,
-    ask_text,
-    mode_for,
-    spacing_mismatch,
-    spatial_ndim,
-)
-from ..outputs import carrier, kind, put_image, put_layer, rasterise_mask
+from ...engine import Alignment
+from ..jobs import Job, JobResult, StackJob
+from ..layers import image_for_alignment, layer_spacing
+from ..modes import Mode, align_as_choices, mode_for, pair_problem, spacing_mismatch
+from ..outputs import carrier, is_output, kind, pair_updates, rasterise_mask, stack_updates
 from .dialogs import file_dialog
-from .number_fields import ScientificFloat
+from .estimate_options import EstimateOptions
+from .output_options import OutputOptions
+from .result_panel import ResultPanel
+from .running import Failure, RemovalWatch, StepProgress, guarded, progress_for
 from .stack_controls import StackControls
 
 if TYPE_CHECKING:
     import napari
 
 CARRY_TYPES = ("Image", "Labels", "Points", "Shapes", "Vectors", "Tracks")
-HOMOGRAPHY_TIP = "napari's affine transforms cannot express a homography; use Aligned image"
+# The controls of the composed groups, reachable on the widget itself as before.
+_OPTIONS = ("motion", "max_iterations", "eps", "show_advanced", "advanced")
+_ADVANCED = ("pyramid_levels", "gauss_filter_size", "init", "mask", "interpolation")
+_OUTPUTS = ("out_aligned", "out_difference", "difference_mode", "move_only", "also")
+_RESULTS = ("result", "matrix_view", "save_button", "apply_button")
 
 
 class AlignWidget(Container):
@@ -78,14 +50,14 @@ class AlignWidget(Container):
         self._closed = False
         self._discard = False  # the widget was taken off the viewer: drop this run's results
         self._worker = None
-        self._progress = None
+        self._progress: StepProgress | None = None
         self._expected_levels = 0
-        self._expected_frames = 0
         self._pending: list = []  # layer updates still to apply, one per event-loop turn
         self.last_alignment: Alignment | None = None
         self.last_stack_alignment = None
+        # The answers given per moving layer, by (layer id, data shape): asked once each.
+        self._align_as_answers: dict[tuple, str | None] = {}
 
-        # -- inputs
         self.reference = ComboBox(label="Reference", choices=self._image_layers)
         self.moving = ComboBox(label="Moving", choices=self._image_layers)
         self.align_as = ComboBox(
@@ -99,134 +71,67 @@ class AlignWidget(Container):
             "(frames) to each other",
         )
         self.message = Label(value="")
-        self.motion = ComboBox(label="Motion", choices=self._motions, value="affine")
-        self.max_iterations = SpinBox(
-            label="Max iterations", value=100, min=1, max=100_000, step=10,
-            tooltip="ECC iterations per pyramid level at most",
-        )  # fmt: skip
-        self.eps = ScientificFloat(
-            1e-6, label="Eps", min=1e-12, max=0.1,
-            tooltip="stop a level when the update is smaller than this (1e-6: OpenCV's "
-            "usual choice; the arrows step by factors of ten)",
-        )  # fmt: skip
-        self.show_advanced = CheckBox(text="Advanced", value=False)
-        self.pyramid_levels = ComboBox(
-            label="Pyramid levels", choices=["auto"] + [str(n) for n in range(1, 11)]
-        )
-        self.gauss_filter_size = ComboBox(
-            label="Gaussian filter", choices=["0", "3", "5", "7", "9", "11"], value="5"
-        )
-        self.init = ComboBox(
-            label="Initialisation",
-            choices=self._inits,
-            value="auto",
-            tooltip="auto: try phase correlation, Fourier-Mellin, features and the identity "
-            "on a small copy and keep the best; last result: refine the previous alignment",
-        )
-        self.mask = ComboBox(label="Mask", choices=self._mask_layers, nullable=True, value=None)
-        self.interpolation = ComboBox(
-            label="Interpolation", choices=["nearest", "linear", "cubic"], value="linear"
-        )
-        self.advanced = Container(
-            widgets=[
-                self.pyramid_levels,
-                self.gauss_filter_size,
-                self.init,
-                self.mask,
-                self.interpolation,
-            ],
-            labels=True,
-            visible=False,
-        )
+        self.estimate_options = EstimateOptions(masks=self._mask_layers)
         self.stack = StackControls()
-        # -- outputs
-        self.out_aligned = CheckBox(text="Aligned image", value=True)
-        self.out_difference = CheckBox(text="Difference", value=True)
-        self.difference_mode = ComboBox(
-            label="Difference mode", choices=["auto", "absolute", "normalized"], value="auto"
-        )
-        self.move_only = CheckBox(text="Move layer only", value=False)
-        self.also = Select(label="Also transform", choices=self._other_layers, value=[])
-        # -- actions and results
+        self.output_options = OutputOptions(carriable=self._other_layers)
         self.align_button = PushButton(text="Align")
         self.cancel_button = PushButton(text="Cancel", enabled=False, visible=False)
-        self.result = Label(value="")
-        self.matrix_view = TextEdit(value="", enabled=True, visible=False)
-        self.matrix_view.native.setReadOnly(True)
-        self.save_button = PushButton(text="Save transform…", enabled=False)
-        self.apply_button = PushButton(text="Apply transform…")
-        self.extend(
-            [
-                self.reference,
-                self.moving,
-                self.align_as,
-                self.message,
-                self.motion,
-                self.max_iterations,
-                self.eps,
-                self.show_advanced,
-                self.advanced,
-                self.stack,
-                self.out_aligned,
-                self.out_difference,
-                self.difference_mode,
-                self.move_only,
-                self.also,
-                self.align_button,
-                self.cancel_button,
-                self.result,
-                self.matrix_view,
-                self.save_button,
-                self.apply_button,
-            ]
-        )
+        self.result_panel = ResultPanel(self, save=self.save_transform, apply=self.apply_transform)
+        groups = [
+            (self.estimate_options, _OPTIONS),
+            (self.estimate_options.advanced, _ADVANCED),
+            (self.output_options, _OUTPUTS),
+            (self.result_panel, _RESULTS),
+        ]
+        for group, names in groups:
+            for name in names:
+                setattr(self, name, getattr(group, name))
+        inputs = [self.reference, self.moving, self.align_as, self.message]
+        outputs = [self.stack, *self.output_options.widgets, self.align_button, self.cancel_button]
+        self.extend([*inputs, *self.estimate_options.widgets, *outputs, *self.result_panel.widgets])
+        self._add_callbacks()
+        self._on_layers_changed()
 
-        self.show_advanced.changed.connect(lambda v: setattr(self.advanced, "visible", v))
-        self.motion.changed.connect(self._on_motion)
-        self._motion_touched = False
-        self.motion.native.activated.connect(lambda *_: setattr(self, "_motion_touched", True))
+    def _add_callbacks(self) -> None:
+        self.estimate_options.motion.changed.connect(self.output_options.follow_motion)
         self.reference.changed.connect(self._on_moving)
         self.moving.changed.connect(self._on_moving)
         self.align_as.changed.connect(self._on_align_as_chosen)
-        # The answers given per moving layer, by (layer id, data shape): asked once each.
-        self._align_as_answers: dict[tuple, str | None] = {}
-        self.drift_plot = None  # created on the first stack result (imports matplotlib)
         self.align_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        self.save_button.changed.connect(lambda: self.save_transform())
-        self.apply_button.changed.connect(lambda: self.apply_transform())
-        events = viewer.layers.events
+        events = self._viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(self._on_layers_changed)
         # A rename changes the choices too. The layer list's own `renamed` event is
         # napari >= 0.7 only; each layer's `name` event is there in every version.
         events.inserted.connect(self._on_layer_inserted)
         events.removed.connect(self._on_layer_removed)
-        for layer in viewer.layers:
+        for layer in self._viewer.layers:
             layer.events.name.connect(self._on_layers_changed)
         self.native.destroyed.connect(self._on_destroyed)
         # The dock's close button (napari's remove_dock_widget) unparents the widget
         # without destroying it: a run still going then has nowhere to deliver.
-        self._removal_watch = _RemovalWatch(self.native, self._on_removed)
-        self._on_layers_changed()
+        self._removal_watch = RemovalWatch(self.native, self._on_removed)
+
+    @property
+    def drift_plot(self):
+        """The stack result's drift plot (None before the first stack result)."""
+        return self.result_panel.drift_plot
 
     # ------------------------------------------------------------------ layer lists
     def _image_layers(self, _widget=None):
         return [(layer.name, layer) for layer in self._viewer.layers if kind(layer) == "Image"]
 
     def _mask_layers(self, _widget=None):
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if kind(layer) in ("Labels", "Shapes")
-        ]
+        masks = ("Labels", "Shapes")
+        return [(layer.name, layer) for layer in self._viewer.layers if kind(layer) in masks]
 
     def _other_layers(self, _widget=None):
         chosen = {id(self.reference.value), id(self.moving.value)}
         return [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if kind(layer) in CARRY_TYPES and id(layer) not in chosen and not _is_output(layer)
+            if kind(layer) in CARRY_TYPES and id(layer) not in chosen and not is_output(layer)
         ]
 
     def _on_layer_inserted(self, event) -> None:
@@ -239,13 +144,9 @@ class AlignWidget(Container):
 
     def _on_layers_changed(self, event=None):
         self.reset_choices()
-        images = self._image_layers()
+        images = [layer for _, layer in self._image_layers()]
         if len(images) >= 2 and self.moving.value is self.reference.value and not self.stack_mode:
-            others = [
-                layer
-                for _, layer in images
-                if layer is not self.reference.value and not _is_output(layer)
-            ]
+            others = [x for x in images if x is not self.reference.value and not is_output(x)]
             if others:
                 self.moving.value = others[0]
         self._on_moving()
@@ -253,31 +154,11 @@ class AlignWidget(Container):
 
     def _validate(self, _value=None) -> bool:
         """Inline hint when there is nothing to align; returns whether Align may run."""
-        mode = self.mode
-        if mode is None:
-            text = ask_text(self.moving.value)
-        elif mode.is_stack:
-            text = ""  # a stack is aligned to its own frames
-        elif len(self._image_layers()) < 2:
-            what = "volume" if mode is Mode.VOLUMES else "image"
-            text = f"Open two image layers: a reference and a moving {what}."
-        elif self.reference.value is self.moving.value:
-            text = "Reference and Moving are the same layer: pick two different ones."
-        elif mode is Mode.VOLUMES and spatial_ndim(self.reference.value) != 3:
-            text = (
-                f"Reference '{self.reference.value.name}' is not a volume: pick a 3D "
-                "reference layer, or align the moving layer as planes of a stack."
-            )
-        elif mode is Mode.IMAGES and spatial_ndim(self.reference.value) > 2:
-            text = (
-                f"Reference '{self.reference.value.name}' is 3D and Moving is 2D: pick a "
-                "2D reference, or a 3D moving layer to align as a volume."
-            )
-        else:
-            text = ""
+        reference, moving = self.reference.value, self.moving.value
+        text = pair_problem(self.mode, reference, moving, len(self._image_layers()))
         self.message.value = text
         self.message.visible = bool(text)
-        self.also.reset_choices()
+        self.output_options.also.reset_choices()
         return not text
 
     @property
@@ -323,43 +204,12 @@ class AlignWidget(Container):
         stack = mode is not None and mode.is_stack
         self.stack.follow(self.moving.value, show=stack, frame_ndim=mode.ndim if mode else 2)
         self.reference.enabled = not stack
-        for widget in (self.out_difference, self.difference_mode, self.move_only, self.also):
-            widget.visible = not stack
-        self._fit_motions()
-        if stack and self.motion.value == "affine" and not self._motion_touched:
-            self.motion.value = "euclidean"  # drift is rigid; affine fits noise on stacks
+        self.output_options.show_pair_outputs(not stack)
+        self.estimate_options.fit(mode.ndim if mode is not None else 2)
+        motion = self.estimate_options.motion
+        if stack and motion.value == "affine" and not self.estimate_options.motion_touched:
+            motion.value = "euclidean"  # drift is rigid; affine fits noise on stacks
         self._validate()
-
-    def _motions(self, _widget=None) -> list[str]:
-        """Volumes have no homography (no 3D perspective in ECC). A callable, so the
-        reset_choices napari runs on every layer event keeps it."""
-        mode = self.mode if hasattr(self, "align_as") else None
-        return list(VOLUME_MOTIONS if mode is not None and mode.ndim == 3 else MOTIONS)
-
-    def _inits(self, _widget=None) -> list[str]:
-        """Fourier-Mellin and feature matching are 2D searches: not offered for volumes."""
-        mode = self.mode if hasattr(self, "align_as") else None
-        planar = () if mode is not None and mode.ndim == 3 else PLANAR_INITS
-        return ["auto", "identity", "phase", *planar, "last result"]
-
-    def _fit_motions(self) -> None:
-        """Motion and initialisation choices for the mode; a choice no longer offered
-        falls back to the default (affine, auto), never to whatever is listed first."""
-        for combo, default in ((self.motion, "affine"), (self.init, "auto")):
-            current = combo.value
-            combo.reset_choices()
-            combo.value = current if current in combo.choices else default
-
-    def _on_motion(self, motion):
-        homography = motion == "homography"
-        if homography:
-            self.move_only.value = False
-        self.move_only.enabled = not homography
-        self.move_only.tooltip = (
-            HOMOGRAPHY_TIP
-            if homography
-            else ("Set the moving layer's affine so it overlays the reference (no resampling)")
-        )
 
     # ------------------------------------------------------------------ running
     @property
@@ -370,36 +220,12 @@ class AlignWidget(Container):
     def parameters(self) -> dict:
         """``align`` keyword arguments from the controls (raises ValueError for a choice
         that does not fit the layers)."""
-        levels = self.pyramid_levels.value
-        init = self.init.value
         ndim = self.mode.ndim if self.mode is not None else 2
-        if init == "last result":
-            if self.last_alignment is None:
-                raise ValueError("there is no last result yet: align once, or choose auto")
-            if self.last_alignment.ndim != ndim:
-                raise ValueError(
-                    f"the last result is a {self.last_alignment.ndim}D alignment and these "
-                    f"layers align in {ndim}D: choose auto"
-                )
-            init = self.last_alignment.matrix
-        if ndim == 3 and init in PLANAR_INITS:
-            raise ValueError(
-                f"initialisation {init!r} is for 2D images; volumes take auto, phase or identity"
-            )
-        if self.mode is Mode.VOLUMES and self.motion.value != "affine":
+        params = self.estimate_options.parameters(ndim, self.last_alignment)
+        if self.mode is Mode.VOLUMES and params["motion"] != "affine":
             mismatch = spacing_mismatch(self.reference.value, self.moving.value)
             if mismatch:
                 raise ValueError(mismatch)
-        params = {
-            "motion": self.motion.value,
-            "max_iterations": int(self.max_iterations.value),
-            "eps": float(self.eps.value),
-            "gauss_filter_size": int(self.gauss_filter_size.value),
-            "pyramid_levels": None if levels == "auto" else int(levels),
-            "init": init,
-        }
-        if ndim == 3:
-            params["ndim"] = 3
         return params
 
     def run(self, alignment: Alignment | None = None) -> None:
@@ -424,24 +250,11 @@ class AlignWidget(Container):
             self._notify(str(exc))
             return
         from napari.qt.threading import create_worker
-        from napari.utils import progress
 
         reference, moving = self.reference.value, self.moving.value
-        if stack:
-            frames = np.shape(job.stack)[job.stack_kwargs["axis"]]
-            self._expected_levels = 0
-            self._expected_frames = frames
-            total = frames + int(job.want_aligned)
-        else:
-            ndim = job.alignment.ndim if job.alignment else job.align_kwargs.get("ndim", 2)
-            plane = slice(ndim - 2, ndim)  # rows and columns (of a volume's planes)
-            levels = job.align_kwargs.get("pyramid_levels") or auto_levels(
-                job.reference.shape[plane], job.moving.shape[plane]
-            )
-            self._expected_levels = levels
-            total = steps_expected(job, levels)
-        self._progress = progress(total=total, desc="ECC align")
-        worker = create_worker(_guarded, job, _start_thread=False)
+        self._progress = progress_for(job)
+        self._expected_levels = self._progress.levels
+        worker = create_worker(guarded, job, _start_thread=False)
         worker.yielded.connect(self._on_step)
         worker.returned.connect(lambda result: self._on_returned(result, reference, moving, job))
         worker.errored.connect(self._on_error)
@@ -500,30 +313,16 @@ class AlignWidget(Container):
         )
 
     def _on_step(self, step) -> None:
-        pbar = self._progress  # local: a progress event may run _on_finished meanwhile
-        if pbar is None:
-            return
-        if isinstance(step, Progress):
-            if step.done == 1:  # the engine may use fewer levels than the size suggests
-                pbar.total += step.levels - self._expected_levels
-            pbar.set_description(f"ECC align: level {step.level} done")
-        elif hasattr(step, "total"):  # a stack frame ("mean" reports each frame per pass)
-            if step.done == 1:
-                pbar.total += step.total - self._expected_frames
-            state = "failed" if step.error else "done"
-            pbar.set_description(
-                f"ECC align: frame {step.index} {state} ({step.done}/{step.total})"
-            )
-        else:
-            pbar.set_description(f"ECC align: {step}")
-        pbar.update(1)
+        progress = self._progress  # local: a progress event may run _on_finished meanwhile
+        if progress is not None:
+            progress.step(step)
 
     def _on_returned(self, result, reference, moving, job: Job) -> None:
         if self._closed or self._discard:
             return
         inputs = (moving,) if isinstance(job, StackJob) else (reference, moving)
         gone = [layer.name for layer in inputs if layer not in self._viewer.layers]
-        if isinstance(result, _Failure):
+        if isinstance(result, Failure):
             self._on_error(result.error)
         elif gone:  # a layer was deleted meanwhile: its outputs would be orphans
             self._notify(f"'{gone[0]}' was removed while aligning; no layer was added")
@@ -533,46 +332,13 @@ class AlignWidget(Container):
             self._on_result(result, reference, moving, job)
 
     def _on_stack_result(self, result, moving) -> None:
-        stack_alignment = result.stack_alignment
-        meta = {"ecc_stack_alignment": stack_alignment.to_dict()}
-        steps = []
-        if result.aligned is not None:
-            kwargs = {k: getattr(moving, k) for k in ("scale", "translate", "rotate", "shear")}
-            kwargs.update(
-                affine=moving.affine,
-                colormap=moving.colormap.name,
-                contrast_limits=moving.contrast_limits,
-                blending=moving.blending,
-                rgb=moving.rgb,
-                units=tuple(str(u) for u in moving.units),
-                metadata=meta,
-            )
-            if any(result.origin):  # a grown canvas starts above and left of the frames
-                kwargs["translate"] = shifted_translate(moving, result.origin)
-            name = f"{moving.name} (aligned)"
-            steps.append(lambda: put_image(self._viewer, name, result.aligned, kwargs))
-        steps.append(lambda: self._show_stack_result(stack_alignment))
-        self._pending = steps
+        updates = stack_updates(self._viewer, result, moving)
+        self._pending = [*updates, partial(self._show_stack_result, result.stack_alignment)]
         self._next_update()
 
     def _show_stack_result(self, stack_alignment) -> None:
         self.last_stack_alignment = stack_alignment
-        rows = stack_alignment.table()
-        failed = [r["frame"] for r in rows if not r["ok"]]
-        corr = [r["correlation"] for r in rows if r["ok"]]
-        self.result.value = (
-            f"{len(rows)} frames aligned to {stack_alignment.reference!r}, "
-            f"{len(failed)} failed{(': ' + ', '.join(map(str, failed[:10]))) if failed else ''}\n"
-            f"median correlation {np.median(corr) if corr else float('nan'):.3f}, "
-            f"{stack_alignment.elapsed:.1f} s"
-        )
-        if self.drift_plot is None:
-            from .drift_plot import DriftPlot
-
-            self.drift_plot = DriftPlot(on_frame=self._go_to_frame)
-            self.native.layout().addWidget(self.drift_plot.native)
-        self.drift_plot.show_table(rows)
-        self.save_button.enabled = True
+        self.result_panel.show_stack(stack_alignment, on_frame=self._go_to_frame)
 
     def _go_to_frame(self, frame: int) -> None:
         """Move the viewer's slider for the frame axis to ``frame``."""
@@ -582,42 +348,10 @@ class AlignWidget(Container):
         self._viewer.dims.set_current_step(world_axis, frame)
 
     def _on_result(self, result: JobResult, reference, moving, job: Job) -> None:
-        alignment = result.alignment
-        self.last_alignment = alignment
-        meta = {
-            "ecc_alignment": alignment_metadata(
-                alignment,
-                interpolation=job.interpolation,
-                difference_mode=result.difference_mode,
-                reference=reference.name,
-                moving=moving.name,
-            )
-        }
-        base = aligned_layer_kwargs(reference, moving)
-        steps = []
-        if result.aligned is not None:
-            name = f"{moving.name} (aligned)"
-            kwargs = {**base, "metadata": meta}
-            steps.append(lambda: put_image(self._viewer, name, result.aligned, kwargs))
-        if result.difference is not None:
-            diff_name = f"{moving.name} (difference)"
-            grid = ("scale", "translate", "rotate", "shear", "affine", "units")
-            diff_kwargs = {k: base[k] for k in grid}
-            diff_kwargs.update(colormap="inferno", blending="translucent", metadata=meta)
-            if result.difference_mode == "normalized":
-                # In standard deviations; full scale at 4, as the CLI writes it.
-                diff_kwargs["contrast_limits"] = (0.0, NORMALIZED_FULL_SCALE)
-            steps.append(lambda: put_image(self._viewer, diff_name, result.difference, diff_kwargs))
-        for data, layer_meta, layer_type in result.carried:
-            steps.append(
-                lambda d=data, m=layer_meta, t=layer_type: put_layer(
-                    self._viewer, d, {**m, "metadata": meta}, t
-                )
-            )
-        if self.move_only.value and alignment.motion != "homography":
-            steps.append(lambda: move_layer_onto_reference(moving, reference, alignment))
-        steps.append(lambda: self._show_result(alignment))
-        self._pending = steps
+        self.last_alignment = result.alignment
+        updates = pair_updates(self._viewer, result, reference, moving, job.interpolation,
+                               self.move_only.value)  # fmt: skip
+        self._pending = [*updates, partial(self.result_panel.show_alignment, result.alignment)]
         self._next_update()
 
     def _next_update(self) -> None:
@@ -671,27 +405,11 @@ class AlignWidget(Container):
 
     def _set_running(self, running: bool) -> None:
         self.align_button.enabled = not running
-        self.apply_button.enabled = not running
+        self.result_panel.apply_button.enabled = not running
         self.cancel_button.visible = running
         self.cancel_button.enabled = running
 
     # ------------------------------------------------------------------ results
-    def _show_result(self, alignment: Alignment) -> None:
-        volume = alignment.ndim == 3
-        spacing = alignment.parameters.get("spacing") if volume else None
-        voxel = f"\nvoxel size (dz, dy, dx): {', '.join(f'{s:g}' for s in spacing or ())}"
-        self.result.value = (
-            f"correlation {alignment.correlation_before:.3f} → {alignment.correlation:.3f}\n"
-            f"{'volume, ' if volume else ''}{alignment.motion}, init: {alignment.init_method}, "
-            f"levels: {alignment.levels}, {alignment.elapsed:.2f} s" + (voxel if spacing else "")
-        )
-        point = "voxel (x, y, z, 1)" if volume else "pixel (x, y, 1)"
-        self.matrix_view.value = f"reference {point} → moving:\n" + np.array2string(
-            alignment.matrix, precision=5, suppress_small=True
-        )
-        self.matrix_view.visible = True
-        self.save_button.enabled = True
-
     def save_transform(self, path: str | None = None) -> str | None:
         """Write the last alignment as JSON (asks for a file name when ``path`` is None)."""
         result = self.last_alignment
@@ -726,43 +444,3 @@ class AlignWidget(Container):
         self.message.value = text
         self.message.visible = True
         (show_error if error else show_warning)(text)
-
-
-# ---------------------------------------------------------------------- helpers
-class _RemovalWatch(QObject):
-    """Calls ``callback`` when ``target`` loses its parent widget."""
-
-    def __init__(self, target, callback):
-        super().__init__(target)
-        self._callback = callback
-        target.installEventFilter(self)
-
-    def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
-            self._callback()
-        return False
-
-
-@dataclass
-class _Failure:
-    error: Exception
-
-
-def _guarded(job: Job | StackJob):
-    """run_job, with its exception handed back as a value.
-
-    superqt's workers treat a RuntimeError raised in the thread as "the worker
-    was deleted" and swallow it without emitting ``errored`` or ``finished``;
-    AlignmentError is a RuntimeError, so it must not propagate there.
-    """
-    try:
-        if isinstance(job, StackJob):
-            return (yield from run_stack_job(job))
-        return (yield from run_job(job))
-    except Exception as exc:  # reported on the main thread by _on_returned
-        return _Failure(exc)
-
-
-def _is_output(layer) -> bool:
-    """A layer this widget made (it would be odd to pick or carry it again)."""
-    return layer.name.endswith((" (aligned)", " (difference)"))

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from ..engine import warp
+from ..engine import grid_corners, warp
 
 Shape3 = tuple[int, int, int]
 Spacing = tuple[float, float, float]
@@ -140,10 +140,7 @@ class _Tissue:
 def _reach(shape: Shape3, matrices) -> tuple[np.ndarray, np.ndarray]:
     """Bounding box (x, y, z) in reference voxels of every voxel of every view, plus
     one voxel so the trilinear samples at the edges stay inside."""
-    nz, ny, nx = shape
-    corners = np.array(
-        [[x, y, z, 1.0] for z in (0, nz - 1) for y in (0, ny - 1) for x in (0, nx - 1)]
-    ).T
+    corners = grid_corners(shape)
     points = np.hstack([np.linalg.solve(m, corners)[:3] for m in matrices])
     return np.floor(points.min(axis=1)) - 1, np.ceil(points.max(axis=1)) + 1
 

@@ -27,6 +27,7 @@ The modules, in the order data flows through them:
   serialisation, and the error :class:`AlignmentError`;
 - :mod:`.json_input` — reading transform JSON that may be hostile, field by field;
 - :mod:`.limits` — the pixel budget for everything read, loaded or allocated;
+- :mod:`.geometry` — the corners of a pixel or voxel grid, for every corner measure;
 - :mod:`.steps` — how many progress steps an estimate will report, from the shapes;
 - :mod:`.options` — the one validator of the options every caller shares;
 - :mod:`.temporary` — owner-tagged names of the temporary files atomic writes use;
@@ -49,7 +50,7 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
   :func:`check_volume_motion`;
 - the result: :class:`Alignment`, :class:`AlignmentError`, :data:`MOTIONS`,
   :data:`VOLUME_MOTIONS`, :func:`project_to_motion`, :func:`project_volume`,
-  :func:`corner_displacement`, :func:`check_spacing`;
+  :func:`corner_displacement`, :func:`grid_corners`, :func:`check_spacing`;
 - applying it: :func:`warp`, :func:`difference`, :func:`default_difference_mode`,
   :data:`NORMALIZED_FULL_SCALE`;
 - images: :func:`luminance`, :func:`as_shape`;
@@ -68,6 +69,7 @@ from .alignment import MOTIONS, VOLUME_MOTIONS, Alignment, AlignmentError, write
 from .difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
 from .ecc import project_to_motion
 from .estimate import Progress, align, auto_levels, initial_matrix, iter_align
+from .geometry import grid_corners
 from .initialisation import SEARCHES, corner_displacement
 from .input_files import PathLike, check_input_file, open_input
 from .json_input import number_field, read_json, shape_field, whole_field
@@ -107,6 +109,7 @@ __all__ = [
     "default_difference_mode",
     "difference",
     "expected_progress_steps",
+    "grid_corners",
     "initial_matrix",
     "is_owner",
     "iter_align",

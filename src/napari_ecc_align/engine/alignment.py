@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .geometry import grid_corners
 from .json_input import alignment_fields, json_path, read_json
 
 MOTIONS = ("translation", "euclidean", "affine", "homography")
@@ -367,13 +368,7 @@ def corner_rms(matrix, true_matrix, shape) -> float:
     m, t = _homogeneous(matrix), _homogeneous(true_matrix)
     if m.shape != t.shape:
         raise ValueError(f"matrices of different dimensions: {m.shape} and {t.shape}")
-    if m.shape == (4, 4):
-        nz, ny, nx = shape[:3]
-        corners = [[x, y, z, 1] for z in (0, nz - 1) for y in (0, ny - 1) for x in (0, nx - 1)]
-    else:
-        rows, cols = shape[:2]
-        corners = [[0, 0, 1], [cols - 1, 0, 1], [0, rows - 1, 1], [cols - 1, rows - 1, 1]]
-    corners = np.array(corners, float).T
+    corners = grid_corners(shape[:3] if m.shape == (4, 4) else shape[:2])
 
     def project(h):
         p = h @ corners

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .alignment import AlignmentError
+from .geometry import grid_corners
 from .reference_side import N_PARAMS, centre_and_half_size, erode, level_margin, reference_side
 from .structure import fit_stages
 from .warping import warp_plane
@@ -157,9 +158,7 @@ def _ecc_level(
     # The Jacobian is in normalised coordinates (see reference_side); updates map back by N⁻¹·ΔW·N.
     norm, norm_inv = _normaliser(rows, cols)
 
-    corner_pts = np.array(
-        [[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], float
-    )
+    corner_pts = grid_corners((rows, cols))
     min_overlap = max(4 * N_PARAMS[motion], n_samples // 20)
 
     def evaluate(candidate):

@@ -31,6 +31,7 @@ import numpy as np
 
 from .alignment import AlignmentError
 from .ecc import from_level, full_correlation, project_to_motion, run_levels, to_level
+from .geometry import grid_corners
 from .spectral import NoEstimate, Skipped, fourier_mellin, phase_candidates
 from .spectral import log_polar as log_polar  # re-exported: tests and notes name it here
 from .structure import NoStructure, first_level_that_works
@@ -221,14 +222,8 @@ def nearest_note(method: str, other: str, gap: float) -> str:
 def corner_displacement(matrix, shape, other=None) -> float:
     """How far ``matrix`` moves the corners of a ``shape`` image from where ``other``
     (default: the identity) puts them, at most, in pixels (inf: to infinity)."""
-    if matrix.shape == (4, 4):  # a volume: the 8 corners of its (z, y, x) shape
-        nz, ny, nx = shape[:3]
-        corners = np.array([[x, y, z, 1.0] for z in (0, nz - 1) for y in (0, ny - 1)
-                            for x in (0, nx - 1)]).T  # fmt: skip
-    else:
-        rows, cols = shape[:2]
-        corners = np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1],
-                            [1, 1, 1, 1.0]])  # fmt: skip
+    # A volume: the 8 corners of its (z, y, x) shape; an image: the 4 of (rows, cols).
+    corners = grid_corners(shape[:3] if matrix.shape == (4, 4) else shape[:2])
     moved = matrix @ corners
     target = corners if other is None else other @ corners
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -269,8 +264,7 @@ def _mark_duplicates(cands, shape, level) -> None:
     refinement of their own: ECC would end in the same place. The identity is no
     twin: it was refined through the coarse levels, a different path that can end
     elsewhere (on repetitive pages, one staff spacing off)."""
-    corners = np.array([[0, shape[1] - 1, 0, shape[1] - 1], [0, 0, shape[0] - 1, shape[0] - 1],
-                        [1, 1, 1, 1]], float)  # fmt: skip
+    corners = grid_corners(shape[:2])
     kept = []
     for cand in cands:
         if cand.error or cand.method == "identity":

@@ -23,6 +23,7 @@ from scipy import ndimage
 from .alignment import Alignment, AlignmentError
 from .ecc import climb
 from .finishing import check_outcome
+from .geometry import grid_corners
 from .initialisation import Candidate, choose_candidate, with_skipped
 from .options import check_volume_motion
 from .preprocess import as_real_matrix
@@ -250,9 +251,7 @@ def _ecc_level(ref, mov, matrix, motion, params, level, spacing, tolerance):
         mov.memo[key] = usable
     mov_ok = mov.memo[key]
     norm, norm_inv = normaliser(ref.image.shape, spacing)
-    nz, ny, nx = ref.image.shape
-    corners = np.array(list(itertools.product((0, nx - 1), (0, ny - 1), (0, nz - 1)))).T
-    corners = np.vstack([corners, np.ones(8)])
+    corners = grid_corners(ref.image.shape)
     min_overlap = max(4 * problem.n_params, problem.n // 20)
 
     def evaluate(candidate):

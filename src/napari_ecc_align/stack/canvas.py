@@ -7,10 +7,11 @@ offset), so an output lands in world coordinates with a plain translate.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..engine import grid_corners
 
 CANVASES = ("reference", "union")
 # A union wider than this many frames along an axis comes from a wrong matrix (a near-singular
@@ -109,8 +110,7 @@ def stack_canvas(matrices, frame_shape, kind: str = "union") -> Canvas:
     if kind == "reference":
         return Canvas(frame_shape, (0,) * ndim)
     size = np.array(frame_shape[::-1], dtype=float)  # (x, y, z) order, like the matrices
-    corners = np.array(list(itertools.product(*[(0.0, n - 1) for n in size])), float).T
-    corners = np.vstack([corners, np.ones(corners.shape[1])])
+    corners = grid_corners(frame_shape)
     lows, highs = [np.zeros(ndim)], [size - 1]  # the reference grid itself is always inside
     for t, matrix in enumerate(np.asarray(matrices, dtype=float)):
         low, high = _footprint(matrix, corners, t)

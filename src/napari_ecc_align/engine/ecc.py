@@ -23,22 +23,10 @@ import numpy as np
 
 from .alignment import AlignmentError
 from .geometry import grid_corners
+from .levels import STEP_TOLERANCE, coarse_to_fine
 from .reference_side import N_PARAMS, centre_and_half_size, erode, level_margin, reference_side
-from .structure import fit_stages
 from .warping import warp_plane
 
-_STAGES = {
-    "translation": ("translation",),
-    "euclidean": ("translation", "euclidean"),
-    "affine": ("translation", "euclidean", "affine"),
-    "homography": ("translation", "euclidean", "affine", "homography"),
-}
-# A level stops once an update moves every corner by less than this (level pixels).
-_STEP_TOLERANCE = 1e-3
-# ... on a coarse level, whose result the next finer level refines anyway: 0.05 px
-# here is 0.1 px there, well inside ECC's capture range. Most of a stack frame's
-# iterations were spent polishing coarse levels to 0.001 px.
-_COARSE_STEP_TOLERANCE = 0.05
 # Levels with at most this many samples (128x128 px) run one thread at a time (see
 # _ecc_level): they barely gain from a second thread and lose a lot to GIL ping-pong.
 _SERIAL_SAMPLES = 20_000
@@ -73,35 +61,29 @@ def run_levels(
     Yields ``(level, iterations, correlation)`` after each level and returns the
     full-resolution matrix, the iterations per level and the last correlation.
     With ``staged``, the top level fits translation, then euclidean, then the
-    full model: fewer parameters, wider capture range.
+    full model (see :func:`~.levels.coarse_to_fine`, the loop shared with volumes).
     """
-    matrix = to_level(matrix, top)
-    iterations: list[int] = []
-    correlation = float("nan")
-    seeds = None
-    staging = staged and top > bottom
-    for level in range(top, bottom - 1, -1):
-        if level != top:
-            matrix = from_level(matrix, 1)  # one level finer: S·W·S⁻¹, S = diag(2, 2, 1)
-        selected = None
+    # Each level starts its sampling from the points the coarser level chose.
+    seeds = {"previous": None, "chosen": None}
 
-        def fit(stage, budget, level=level, seeds=seeds):
-            nonlocal matrix, correlation, selected
-            matrix, used, correlation, selected = _ecc_level(
-                ref_pyr[level], mov_pyr[level], matrix, stage,
-                {**params, "max_iterations": budget}, level, seeds,
-                _STEP_TOLERANCE if level == 0 else _COARSE_STEP_TOLERANCE,
-            )  # fmt: skip
-            return used
+    def fit(level, matrix, stage, budget, tolerance):
+        matrix, used, correlation, seeds["chosen"] = _ecc_level(
+            ref_pyr[level], mov_pyr[level], matrix, stage,
+            {**params, "max_iterations": budget}, level, seeds["previous"], tolerance,
+        )  # fmt: skip
+        return matrix, used, correlation
 
-        # A coarse level with too little overlap or structure is skipped (a staged start
-        # that stopped short starts again on the next finer level); see .structure.
-        stages = _STAGES[motion] if staging else (motion,)
-        n_iter, complete = fit_stages(stages, fit, params["max_iterations"], level == bottom)
-        staging = staging and not complete
-        seeds = selected
-        iterations.append(n_iter)
-        yield level, n_iter, correlation
+    def level_done(level):
+        seeds["previous"], seeds["chosen"] = seeds["chosen"], None
+
+    def descend(matrix, level):
+        return from_level(matrix, 1)  # one level finer: S·W·S⁻¹, S = diag(2, 2, 1)
+
+    steps = coarse_to_fine(
+        fit, descend, to_level(matrix, top), motion, params["max_iterations"], top, bottom,
+        staged, level_done,
+    )  # fmt: skip
+    matrix, iterations, correlation = yield from steps
     return from_level(matrix, bottom), iterations, correlation
 
 
@@ -134,7 +116,7 @@ def pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[Le
 # ------------------------------------------------------------------------------- one ECC level
 def _ecc_level(
     ref: Level, mov: Level, matrix, motion, params, level, seeds=None,
-    tolerance=_STEP_TOLERANCE,
+    tolerance=STEP_TOLERANCE,
 ):  # fmt: skip
     """Run ECC on one pyramid level from ``matrix``.
 

@@ -16,28 +16,20 @@ from .alignment import MOTIONS, VOLUME_MOTIONS
 from .volume import check_spacing
 
 
-def check_options(
-    *,
-    motion="affine",
-    max_iterations=100,
-    eps=1e-6,
-    gauss_filter_size=5,
-    pyramid_levels=None,
-    init="auto",
-    ndim=2,
-    spacing=None,
-) -> dict:
+def check_options(*, ndim=2, spacing=None, **criteria) -> dict:
     """Check the options of an estimate and return them normalised.
 
     Parameters
     ----------
-    motion, max_iterations, eps, gauss_filter_size, pyramid_levels, init
-        As :func:`~napari_ecc_align.align` takes them; ``init`` is passed through
-        (matrices are checked against the images' dimension where they are used).
     ndim : {2, 3}
         Images or volumes.
     spacing : (dz, dy, dx), optional
         Voxel size; volumes only.
+    **criteria
+        ``motion``, ``max_iterations``, ``eps``, ``gauss_filter_size``,
+        ``pyramid_levels``, ``init``, as :func:`~napari_ecc_align.align` takes them
+        (see :func:`validate_params`); ``init`` is passed through (matrices are checked
+        against the images' dimension where they are used).
 
     Returns
     -------
@@ -51,10 +43,7 @@ def check_options(
         Naming the argument; one message per mistake.
     """
     ndim, spacing = check_dimensions(ndim, spacing)
-    params = validate_params(
-        motion=motion, max_iterations=max_iterations, eps=eps, init=init,
-        gauss_filter_size=gauss_filter_size, pyramid_levels=pyramid_levels,
-    )  # fmt: skip
+    params = validate_params(**criteria)
     if ndim == 3:
         check_volume_motion(params["motion"])
     return {**params, "ndim": ndim, "spacing": spacing}

@@ -25,11 +25,12 @@ from .ecc import climb
 from .finishing import check_outcome
 from .geometry import grid_corners
 from .initialisation import Candidate, choose_candidate, with_skipped
+from .levels import coarse_to_fine
 from .options import check_volume_motion
 from .preprocess import as_real_matrix
 from .reference_side import level_margin
 from .spectral import Skipped, check_phase_grid
-from .structure import content_depth, first_level_that_works, fit_stages, fixes
+from .structure import content_depth, first_level_that_works, fixes
 from .volume import (
     blurred,
     check_spacing,
@@ -42,13 +43,6 @@ from .volume import (
     volume_pyramid,
 )
 
-_STAGES = {
-    "translation": ("translation",),
-    "euclidean": ("translation", "euclidean"),
-    "affine": ("translation", "euclidean", "affine"),
-}
-_STEP_TOLERANCE = 1e-3
-_COARSE_STEP_TOLERANCE = 0.05
 # The rough pose is searched on the finest level at most this long on every axis.
 VOLUME_SEARCH_SIDE = 64
 _REFINE_ITERATIONS = 10
@@ -201,37 +195,32 @@ def run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing
                       bottom=0, staged=True, release=False):  # fmt: skip
     """ECC from level ``top`` down to ``bottom`` from the full-resolution ``matrix``;
     yields ``(level, iterations, correlation)``, returns the full-resolution matrix,
-    the iterations per level and the last correlation. With ``release``, the pyramids'
-    levels are dropped from the lists once passed (for the final run)."""
-    matrix = to_level(matrix, factors[top])
-    iterations, correlation = [], float("nan")
-    staging = staged and top > bottom
-    for level in range(top, bottom - 1, -1):
-        if level != top:
-            matrix = to_level(from_level(matrix, factors[level + 1]), factors[level])
+    the iterations per level and the last correlation (the loop is
+    :func:`~.levels.coarse_to_fine`, shared with images). With ``release``, the
+    pyramids' levels are dropped from the lists once passed (for the final run)."""
 
-        def fit(stage, budget, level=level):
-            nonlocal matrix, correlation
-            matrix, used, correlation = _ecc_level(
-                ref_pyr[level], mov_pyr[level], matrix, stage,
-                {**params, "max_iterations": budget}, level,
-                level_spacing(spacing, factors[level]),
-                _STEP_TOLERANCE if level == 0 else _COARSE_STEP_TOLERANCE,
-            )  # fmt: skip
-            return used
+    def fit(level, matrix, stage, budget, tolerance):
+        return _ecc_level(
+            ref_pyr[level], mov_pyr[level], matrix, stage,
+            {**params, "max_iterations": budget}, level,
+            level_spacing(spacing, factors[level]), tolerance,
+        )  # fmt: skip
 
-        # As in 2D (.structure): a level that cannot fit is skipped, and a staged start
-        # that stopped short starts again on the next finer level.
-        stages = _STAGES[motion] if staging else (motion,)
-        n_iter, complete = fit_stages(stages, fit, params["max_iterations"], level == bottom)
-        staging = staging and not complete
-        iterations.append(n_iter)
+    def descend(matrix, level):
+        return to_level(from_level(matrix, factors[level + 1]), factors[level])
+
+    def level_done(level):
         if level > bottom:  # nothing runs on this level again: free its samples and copies
             ref_pyr[level].memo.clear()
             mov_pyr[level].memo.clear()
             if release:  # the last run over this pyramid: free the level's volumes too
                 ref_pyr[level] = mov_pyr[level] = None
-        yield level, n_iter, correlation
+
+    steps = coarse_to_fine(
+        fit, descend, to_level(matrix, factors[top]), motion, params["max_iterations"], top,
+        bottom, staged, level_done,
+    )  # fmt: skip
+    matrix, iterations, correlation = yield from steps
     return from_level(matrix, factors[bottom]), iterations, correlation
 
 

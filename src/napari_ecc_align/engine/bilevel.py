@@ -28,6 +28,7 @@ import numpy as np
 from .alignment import AlignmentError
 from .ecc import Level, run_levels
 from .initialisation import corner_displacement
+from .levels import run_to_end
 from .spectral import phase_surface
 from .warping import warp_plane
 
@@ -173,10 +174,7 @@ def refine_bilevel(side, ref_level, mov_level, matrix, motion, params):
         ref_level = Level(apply_transfer(ref, table), ref_level.valid)
     steps = run_levels([ref_level], [mov_level], matrix, motion, params, 0, 0, staged=False)
     try:
-        while True:
-            next(steps)
-    except StopIteration as stop:
-        refined, iterations, correlation = stop.value
+        refined, iterations, correlation = run_to_end(steps)
     except AlignmentError:  # e.g. a transfer function too flat to leave any contrast
         return None
     if corner_displacement(refined, ref.shape, matrix) > _MAX_CORRECTION_PX:

@@ -35,7 +35,14 @@ from .ecc import (
     to_level,
     usable_pixels,
 )
-from .finishing import Pair, check_outcome, finish_runner_ups, nearer_identity, normalise_matrix
+from .finishing import (
+    Pair,
+    check_outcome,
+    check_plausible,
+    finish_runner_ups,
+    nearer_identity,
+    normalise_matrix,
+)
 from .initialisation import SEARCHES, choose_initialisation, with_skipped
 from .options import check_dimensions, check_volume_motion, validate_params
 from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels
@@ -354,7 +361,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
                 n_iter, correlation = refined[1], refined[2]
                 iterations = [*iterations, n_iter]
         yield Progress(0, total, total, n_iter, correlation)
-    _check_plausible(matrix, ref.shape, mov.shape)
+    check_plausible(matrix)
     check_outcome(corr_before, corr_after, tried=tried)
     if tried:
         init_method = with_skipped(init_method, found.tried)
@@ -437,12 +444,3 @@ def fit_levels(levels: int, ref_shape, mov_shape) -> int:
     while levels > 1 and side / 2 ** (levels - 1) < 8:
         levels -= 1
     return levels
-
-
-def _check_plausible(matrix, ref_shape, mov_shape) -> None:
-    det = np.linalg.det(matrix[:2, :2])
-    if not np.all(np.isfinite(matrix)) or det <= 1e-4 or det >= 1e4:
-        raise AlignmentError(
-            f"ECC converged to a degenerate transform (area scale {det:.3g}); try a simpler "
-            "motion model (euclidean or translation), an init matrix, or a mask"
-        )

@@ -19,6 +19,7 @@ import numpy as np
 from .alignment import AlignmentError
 from .ecc import full_correlation, run_levels
 from .initialisation import NEAR_EQUAL, corner_displacement, nearest_note
+from .levels import run_to_end
 
 # Below this final correlation the "alignment" fits noise: unrelated blurred-noise
 # images reach 0.15-0.23 with an affine model by distorting one of them.
@@ -54,10 +55,7 @@ class Pair:
             self.ref_pyr, self.mov_pyr, cand.refined, self.motion, self.params, level, 0, False
         )
         try:
-            while True:
-                next(steps)
-        except StopIteration as stop:
-            matrix, iterations, _ = stop.value
+            matrix, iterations, _ = run_to_end(steps)
         except AlignmentError:
             return None
         matrix = normalise_matrix(matrix, self.motion)
@@ -145,3 +143,32 @@ def normalise_matrix(matrix, motion) -> np.ndarray:
         matrix = matrix.copy()
         matrix[2] = [0.0, 0.0, 1.0]
     return matrix
+
+
+# How far a result may scale the grid's area (volume) before it counts as degenerate.
+_MAX_SCALE = {2: 1e4, 3: 1e3}
+
+
+def check_plausible(matrix) -> None:
+    """Refuse a result that collapsed or exploded the grid: the last check of an estimate.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        A 3×3 (image) or 4×4 (volume) reference → moving matrix.
+
+    Raises
+    ------
+    AlignmentError
+        When the matrix is not finite, or scales the area (volume) by less than
+        1e-4 (1e-3) or more than 1e4 (1e3); the message says what to try.
+    """
+    ndim = matrix.shape[0] - 1
+    limit = _MAX_SCALE[ndim]
+    scale = float(np.linalg.det(matrix[:ndim, :ndim])) if np.all(np.isfinite(matrix)) else np.nan
+    if not 1 / limit < scale < limit:
+        what = "volume" if ndim == 3 else "area"
+        raise AlignmentError(
+            f"ECC converged to a degenerate transform ({what} scale {scale:.3g}); try a "
+            "simpler motion model (euclidean or translation), an init matrix, or a mask"
+        )

@@ -32,6 +32,7 @@ import numpy as np
 from .alignment import AlignmentError
 from .ecc import from_level, full_correlation, project_to_motion, run_levels, to_level
 from .geometry import grid_corners
+from .levels import run_to_end
 from .spectral import NoEstimate, Skipped, fourier_mellin, phase_candidates
 from .spectral import log_polar as log_polar  # re-exported: tests and notes name it here
 from .structure import NoStructure, first_level_that_works
@@ -84,10 +85,7 @@ class Candidate:
         """Run ``steps`` (a :func:`~.ecc.run_levels`-style generator) to its end and keep
         the pose and correlation it returns, or the first clause of its error."""
         try:
-            while True:
-                next(steps)
-        except StopIteration as stop:
-            self.refined, _, self.correlation = stop.value
+            self.refined, _, self.correlation = run_to_end(steps)
         except AlignmentError as exc:
             self.error = str(exc).split(";")[0]
             self.structural = isinstance(exc, NoStructure)

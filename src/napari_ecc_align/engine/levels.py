@@ -12,6 +12,7 @@ tolerances and the rule for levels without structure (:mod:`.structure`) live he
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from typing import Any
 
 import numpy as np
 
@@ -103,3 +104,24 @@ def coarse_to_fine(
             level_done(level)
         yield level, n_iter, correlation
     return matrix, iterations, correlation
+
+
+def run_to_end(steps: Generator[Any, None, Any]) -> Any:
+    """Drain a generator that reports progress (such as :func:`coarse_to_fine`) and
+    return what it returns; its errors propagate.
+
+    Parameters
+    ----------
+    steps : generator
+        Yields progress, returns a result.
+
+    Returns
+    -------
+    object
+        The generator's return value.
+    """
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value

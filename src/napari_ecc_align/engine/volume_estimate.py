@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from .alignment import Alignment, AlignmentError
 from .ecc import climb
-from .finishing import check_outcome
+from .finishing import check_outcome, check_plausible
 from .geometry import grid_corners
 from .initialisation import Candidate, choose_candidate, with_skipped
 from .levels import coarse_to_fine
@@ -108,12 +108,7 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
     mov, mov_valid = normalise_volume(moving, "moving", moving_mask, "moving_mask")
     corr_before = volume_correlation(ref_grid, grid_valid, mov, mov_valid, before, stride)
     corr_after = volume_correlation(ref_grid, grid_valid, mov, mov_valid, matrix, stride)
-    linear = np.linalg.det(matrix[:3, :3])
-    if not np.all(np.isfinite(matrix)) or not 1e-3 < linear < 1e3:
-        raise AlignmentError(
-            f"ECC converged to a degenerate transform (volume scale {linear:.3g}); try a "
-            "simpler motion model (euclidean or translation), an init matrix, or a mask"
-        )
+    check_plausible(matrix)
     check_outcome(corr_before, corr_after, images="volumes", scene="sample")
     parameters = {k: v for k, v in params.items() if k != "init"}
     parameters["spacing"] = list(spacing)

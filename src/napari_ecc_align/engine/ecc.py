@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .alignment import AlignmentError
-from .geometry import grid_corners
+from .geometry import from_level, grid_corners, to_level
 from .levels import STEP_TOLERANCE, coarse_to_fine
 from .reference_side import N_PARAMS, centre_and_half_size, erode, level_margin, reference_side
 from .warping import warp_plane
@@ -33,24 +33,6 @@ _SERIAL_SAMPLES = 20_000
 _SMALL_LEVEL_LOCK = threading.Lock()
 # Halvings of an ECC step that lowers the correlation before the level gives up.
 _MAX_HALVINGS = 6
-
-
-def to_level(matrix: np.ndarray, level: int) -> np.ndarray:
-    """A full-resolution matrix on pyramid level ``level`` (S⁻¹·W·S, S = diag(2^k, 2^k, 1))."""
-    return _rescale(matrix, 2.0**-level)
-
-
-def from_level(matrix: np.ndarray, level: int) -> np.ndarray:
-    """A matrix on pyramid level ``level`` at full resolution."""
-    return _rescale(matrix, 2.0**level)
-
-
-def _rescale(matrix, s: float) -> np.ndarray:
-    """D·W·D⁻¹ with D = diag(s, s, 1), elementwise (two 3x3 products cost more)."""
-    out = np.array(matrix, dtype=np.float64)
-    out[:2, 2] *= s
-    out[2, :2] /= s
-    return out
 
 
 def run_levels(

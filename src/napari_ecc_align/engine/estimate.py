@@ -26,13 +26,11 @@ import numpy as np
 from .alignment import Alignment, AlignmentError
 from .bilevel import bilevel_side, is_inverted, refine_bilevel, turned_over
 from .ecc import (
-    from_level,
     full_correlation,
     level_margin,
     project_to_motion,
     pyramid,
     run_levels,
-    to_level,
     usable_pixels,
 )
 from .finishing import (
@@ -43,6 +41,7 @@ from .finishing import (
     nearer_identity,
     normalise_matrix,
 )
+from .geometry import from_level, to_level
 from .initialisation import SEARCHES, choose_initialisation, with_skipped
 from .options import check_dimensions, check_volume_motion, validate_params
 from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels

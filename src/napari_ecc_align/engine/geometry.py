@@ -1,4 +1,5 @@
-"""Homogeneous-matrix geometry shared by images and volumes: the grid's corners.
+"""Homogeneous-matrix geometry shared by images and volumes: the grid's corners and
+moving a matrix between pyramid levels.
 
 Every matrix of the engine maps reference ``(x, y[, z], 1)`` to moving coordinates,
 so the corners of a ``(rows, cols)`` or ``(z, y, x)`` grid are what accuracy
@@ -40,3 +41,56 @@ def grid_corners(shape) -> np.ndarray:
     extents = [(0.0, float(n) - 1.0) for n in tuple(shape)]  # (rows, cols) or (z, y, x)
     points = [point[::-1] for point in itertools.product(*extents)]  # last axis (x) fastest
     return np.vstack([np.array(points, dtype=np.float64).T, np.ones(len(points))])
+
+
+def to_level(matrix: np.ndarray, factors) -> np.ndarray:
+    """A full-resolution matrix on a pyramid level downsampled by ``factors``: D⁻¹·W·D.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        A 3×3 (image) or 4×4 (volume) reference → moving matrix.
+    factors : int or tuple of int
+        An int ``k``: an image level halved ``k`` times on both axes (D = diag(2^k,
+        2^k, 1)). A tuple: the level's downsampling per axis in array order, ``(sy,
+        sx)`` or ``(sz, sy, sx)`` (D = diag(sx, sy[, sz], 1)).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the same shape. Powers of two scale exactly: no rounding.
+    """
+    return _rescale(matrix, factors, inverse=True)
+
+
+def from_level(matrix: np.ndarray, factors) -> np.ndarray:
+    """A matrix of the pyramid level downsampled by ``factors`` at full resolution: D·W·D⁻¹.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        A 3×3 or 4×4 matrix in the level's coordinates.
+    factors : int or tuple of int
+        As for :func:`to_level`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the same shape.
+    """
+    return _rescale(matrix, factors, inverse=False)
+
+
+def _rescale(matrix, factors, inverse: bool) -> np.ndarray:
+    out = np.array(matrix, dtype=np.float64)
+    n = out.shape[0] - 1
+    if isinstance(factors, (int, np.integer)):
+        d = np.full(n, 2.0 ** int(factors))
+    else:
+        d = np.array(factors, dtype=np.float64)[::-1]  # (x, y[, z]) like the matrix
+    if inverse:
+        d = 1.0 / d
+    d = np.append(d, 1.0)
+    # D·W·D⁻¹ elementwise: entry (i, j) scales by d_i / d_j (two products cost more).
+    out *= d[:, None] / d[None, :]
+    return out

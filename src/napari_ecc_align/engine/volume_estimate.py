@@ -23,7 +23,7 @@ from scipy import ndimage
 from .alignment import Alignment, AlignmentError
 from .ecc import climb
 from .finishing import check_outcome, check_plausible
-from .geometry import grid_corners
+from .geometry import from_level, grid_corners, to_level
 from .initialisation import Candidate, choose_candidate, with_skipped
 from .levels import coarse_to_fine
 from .options import check_volume_motion
@@ -173,17 +173,6 @@ def project_volume(matrix, motion, spacing=None) -> np.ndarray:
 def _scale(factor) -> np.ndarray:
     sz, sy, sx = factor
     return np.diag([float(sx), float(sy), float(sz), 1.0])
-
-
-def to_level(matrix, factor) -> np.ndarray:
-    """A full-resolution 4×4 on a level downsampled by ``factor`` (sz, sy, sx)."""
-    scale = _scale(factor)
-    return np.linalg.solve(scale, matrix) @ scale
-
-
-def from_level(matrix, factor) -> np.ndarray:
-    scale = _scale(factor)
-    return scale @ matrix @ np.linalg.inv(scale)
 
 
 def run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing, top,

@@ -1,0 +1,43 @@
+"""The homogeneous-matrix geometry shared by images and volumes (engine/geometry.py)."""
+
+import numpy as np
+
+from napari_ecc_align.engine import grid_corners
+from napari_ecc_align.engine.geometry import from_level, to_level
+
+HOMOGRAPHY = np.array([[1.01, 0.02, 12.5], [-0.03, 0.98, -7.25], [2e-4, -1e-4, 1.0]])
+VOLUME = np.array(
+    [[0.99, 0.01, 0.02, 3.5], [-0.01, 1.02, 0.0, -2.0], [0.0, 0.03, 0.97, 1.25], [0, 0, 0, 1.0]]
+)
+
+
+def test_levels_move_points_with_the_grid():
+    # A reference point p on the level is p * D at full resolution; the level matrix must
+    # send it to the moving point divided by D: W_level = D⁻¹ W D, for any factors.
+    rng = np.random.default_rng(0)
+    for matrix, factors, d in [
+        (HOMOGRAPHY, 2, np.array([4.0, 4.0, 1.0])),
+        (HOMOGRAPHY, (4, 2), np.array([2.0, 4.0, 1.0])),  # (sy, sx): x by 2, y by 4
+        (VOLUME, (2, 4, 4), np.array([4.0, 4.0, 2.0, 1.0])),
+    ]:
+        level = to_level(matrix, factors)
+        p = np.append(rng.uniform(0, 50, matrix.shape[0] - 1), 1.0)
+        full = matrix @ (p * d)
+        on_level = level @ p
+        np.testing.assert_allclose(on_level[:-1] / on_level[-1], (full[:-1] / full[-1]) / d[:-1])
+        np.testing.assert_array_equal(from_level(level, factors), matrix)  # exact: powers of 2
+
+
+def test_an_int_level_is_isotropic_halving():
+    np.testing.assert_array_equal(to_level(HOMOGRAPHY, 3), to_level(HOMOGRAPHY, (8, 8)))
+
+
+def test_grid_corners_of_images_and_volumes():
+    corners = grid_corners((3, 5))
+    assert corners.shape == (3, 4)
+    assert corners[:, -1].tolist() == [4.0, 2.0, 1.0]
+    volume = grid_corners((2, 3, 4))
+    assert volume.shape == (4, 8)
+    assert {tuple(c) for c in volume[:3].T} == {
+        (x, y, z) for x in (0.0, 3.0) for y in (0.0, 2.0) for z in (0.0, 1.0)
+    }

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import Alignment, AlignmentError, Progress, align, iter_align
-from napari_ecc_align.engine.ecc import project_to_motion
+from napari_ecc_align.engine import project_to_motion
 
 
 def _pair(shift=(3.0, -2.0), shape=(160, 200), seed=0):

@@ -41,3 +41,29 @@ def test_grid_corners_of_images_and_volumes():
     assert {tuple(c) for c in volume[:3].T} == {
         (x, y, z) for x in (0.0, 3.0) for y in (0.0, 2.0) for z in (0.0, 1.0)
     }
+
+
+def test_one_projection_for_images_and_volumes():
+    from napari_ecc_align.engine import project_to_motion, project_volume
+
+    # Images: a homography is scaled to end in 1; rigid is a rotation, never a reflection.
+    assert project_to_motion(HOMOGRAPHY * 2, "homography")[2, 2] == 1.0
+    flip = np.diag([-1.0, 1.0, 1.0])
+    rigid = project_to_motion(flip @ HOMOGRAPHY, "euclidean")
+    assert np.linalg.det(rigid[:2, :2]) > 0
+    np.testing.assert_allclose(rigid[:2, :2] @ rigid[:2, :2].T, np.eye(2), atol=1e-12)
+    # Volumes: rigid in physical units. With spacing (3, 1, 1) a rotation about y of the
+    # sample is S⁻¹·R·S in voxels, and projecting it onto euclidean leaves it as it is.
+    angle = np.radians(5.0)
+    rotation = np.eye(4)
+    rotation[[0, 0, 2, 2], [0, 2, 0, 2]] = (
+        np.cos(angle),
+        np.sin(angle),
+        -np.sin(angle),
+        np.cos(angle),
+    )
+    physical = np.diag([1.0, 1.0, 3.0, 1.0])  # (x, y, z)
+    voxels = np.linalg.solve(physical, rotation) @ physical
+    voxels[:3, 3] = (2.0, -1.0, 0.5)
+    np.testing.assert_allclose(project_volume(voxels, "euclidean", (3, 1, 1)), voxels, atol=1e-12)
+    assert project_to_motion(voxels, "translation", (3.0, 1.0, 1.0))[:3, 3].tolist() == [2, -1, 0.5]

@@ -67,9 +67,8 @@ once costs nothing extra.
 
 from .alignment import MOTIONS, VOLUME_MOTIONS, Alignment, AlignmentError, write_text_atomic
 from .difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
-from .ecc import project_to_motion
 from .estimate import Progress, align, auto_levels, initial_matrix, iter_align
-from .geometry import grid_corners
+from .geometry import grid_corners, project_to_motion
 from .initialisation import SEARCHES, corner_displacement
 from .input_files import PathLike, check_input_file, open_input
 from .json_input import number_field, read_json, shape_field, whole_field

@@ -238,25 +238,6 @@ def _max_corner_shift(step, corner_pts) -> float:
     return shift if shift == shift else math.inf  # NaN: a corner at infinity
 
 
-def project_to_motion(matrix: np.ndarray, motion: str) -> np.ndarray:
-    """The closest matrix of the ``motion`` family (drops what the model cannot express)."""
-    matrix = np.asarray(matrix, dtype=np.float64) / matrix[2, 2]
-    out = np.eye(3)
-    out[:2, 2] = matrix[:2, 2]
-    if motion == "euclidean":
-        u, _, vt = np.linalg.svd(matrix[:2, :2])
-        rot = u @ vt
-        if np.linalg.det(rot) < 0:  # a reflection is not a rotation
-            u[:, -1] *= -1
-            rot = u @ vt
-        out[:2, :2] = rot
-    elif motion == "affine":
-        out[:2, :2] = matrix[:2, :2]
-    elif motion == "homography":
-        out = matrix.copy()
-    return out
-
-
 # ---------------------------------------------------------------------------------- correlation
 # full_correlation works in bands of rows this size, so a band's warp, mask and sums
 # stay in cache between the passes (about 10 % faster than whole-image passes at 1 MP).

@@ -28,7 +28,6 @@ from .bilevel import bilevel_side, is_inverted, refine_bilevel, turned_over
 from .ecc import (
     full_correlation,
     level_margin,
-    project_to_motion,
     pyramid,
     run_levels,
     usable_pixels,
@@ -41,7 +40,7 @@ from .finishing import (
     nearer_identity,
     normalise_matrix,
 )
-from .geometry import from_level, to_level
+from .geometry import from_level, project_to_motion, to_level
 from .initialisation import SEARCHES, choose_initialisation, with_skipped
 from .options import check_dimensions, check_volume_motion, validate_params
 from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels

@@ -1,5 +1,5 @@
-"""Homogeneous-matrix geometry shared by images and volumes: the grid's corners and
-moving a matrix between pyramid levels.
+"""Homogeneous-matrix geometry shared by images and volumes: the grid's corners, moving
+a matrix between pyramid levels, and projecting it onto a motion model.
 
 Every matrix of the engine maps reference ``(x, y[, z], 1)`` to moving coordinates,
 so the corners of a ``(rows, cols)`` or ``(z, y, x)`` grid are what accuracy
@@ -94,3 +94,46 @@ def _rescale(matrix, factors, inverse: bool) -> np.ndarray:
     # D·W·D⁻¹ elementwise: entry (i, j) scales by d_i / d_j (two products cost more).
     out *= d[:, None] / d[None, :]
     return out
+
+
+def project_to_motion(matrix: np.ndarray, motion: str, spacing=None) -> np.ndarray:
+    """The closest matrix of the ``motion`` family (drops what the model cannot express).
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        A 3×3 (image) or 4×4 (volume) reference → moving matrix; an image's is first
+        scaled to end in 1.
+    motion : {"translation", "euclidean", "affine", "homography"}
+        ``"homography"`` keeps a 3×3 as it is.
+    spacing : (dz, dy, dx), optional
+        A volume's voxel size, already checked: rigid then means a rotation in physical
+        units, so the voxel matrix is S⁻¹·R·S with S = diag(dx, dy, dz, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the same shape. Euclidean keeps the rotation of the polar
+        decomposition (never a reflection), translation only the shift.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    n = matrix.shape[0] - 1
+    if n == 2:
+        matrix = matrix / matrix[2, 2]
+    else:  # a volume: work in physical units
+        physical = np.diag([*(spacing or (1.0, 1.0, 1.0))[::-1], 1.0])
+        matrix = physical @ matrix @ np.linalg.inv(physical)
+    out = np.eye(n + 1)
+    out[:n, n] = matrix[:n, n]
+    if motion == "euclidean":
+        u, _, vt = np.linalg.svd(matrix[:n, :n])
+        if np.linalg.det(u @ vt) < 0:  # a reflection is not a rotation
+            u[:, -1] *= -1
+        out[:n, :n] = u @ vt
+    elif motion == "affine":
+        out[:n, :n] = matrix[:n, :n]
+    elif motion == "homography":
+        out = matrix.copy()
+    if n == 2:
+        return out
+    return np.linalg.solve(physical, out) @ physical

@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from .alignment import AlignmentError
-from .ecc import full_correlation, project_to_motion, run_levels
-from .geometry import from_level, grid_corners, to_level
+from .ecc import full_correlation, run_levels
+from .geometry import from_level, grid_corners, project_to_motion, to_level
 from .levels import run_to_end
 from .spectral import NoEstimate, Skipped, fourier_mellin, phase_candidates
 from .spectral import log_polar as log_polar  # re-exported: tests and notes name it here

@@ -23,7 +23,7 @@ from scipy import ndimage
 from .alignment import Alignment, AlignmentError
 from .ecc import climb
 from .finishing import check_outcome, check_plausible
-from .geometry import from_level, grid_corners, to_level
+from .geometry import from_level, grid_corners, project_to_motion, to_level
 from .initialisation import Candidate, choose_candidate, with_skipped
 from .levels import coarse_to_fine
 from .options import check_volume_motion
@@ -153,28 +153,12 @@ def _initial_matrix(init, motion, spacing) -> np.ndarray:
 
 
 def project_volume(matrix, motion, spacing=None) -> np.ndarray:
-    """The closest matrix of the ``motion`` family; rigid means a rotation in physical
-    units, so with anisotropic ``spacing`` the voxel matrix is S⁻¹·R·S."""
-    physical = _scale(check_spacing(spacing))
-    matrix = physical @ matrix @ np.linalg.inv(physical)
-    out = np.eye(4)
-    out[:3, 3] = matrix[:3, 3]
-    if motion == "euclidean":
-        u, _, vt = np.linalg.svd(matrix[:3, :3])
-        if np.linalg.det(u @ vt) < 0:
-            u[:, -1] *= -1
-        out[:3, :3] = u @ vt
-    elif motion == "affine":
-        out[:3, :3] = matrix[:3, :3]
-    return np.linalg.solve(physical, out) @ physical
+    """:func:`~.geometry.project_to_motion` for a 4×4, with ``spacing`` checked
+    (None: isotropic)."""
+    return project_to_motion(matrix, motion, check_spacing(spacing))
 
 
 # --------------------------------------------------------------------------------- levels
-def _scale(factor) -> np.ndarray:
-    sz, sy, sx = factor
-    return np.diag([float(sx), float(sy), float(sz), 1.0])
-
-
 def run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing, top,
                       bottom=0, staged=True, release=False):  # fmt: skip
     """ECC from level ``top`` down to ``bottom`` from the full-resolution ``matrix``;

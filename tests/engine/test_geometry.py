@@ -67,3 +67,22 @@ def test_one_projection_for_images_and_volumes():
     voxels[:3, 3] = (2.0, -1.0, 0.5)
     np.testing.assert_allclose(project_volume(voxels, "euclidean", (3, 1, 1)), voxels, atol=1e-12)
     assert project_to_motion(voxels, "translation", (3.0, 1.0, 1.0))[:3, 3].tolist() == [2, -1, 0.5]
+
+
+def test_one_initial_matrix_for_images_and_volumes():
+    import pytest
+
+    from napari_ecc_align.engine import initial_matrix
+
+    assert initial_matrix(None, "affine")[1] == "identity"
+    assert initial_matrix("identity", "affine", ndim=3)[0].shape == (4, 4)
+    start, how = initial_matrix(VOLUME[:3], "translation", ndim=3, spacing=(3.0, 1.0, 1.0))
+    assert how == "matrix" and start[:3, :3].tolist() == np.eye(3).tolist()
+    with pytest.raises(ValueError, match=r"one of \('identity', 'auto', 'phase'\), None or a 4x4"):
+        initial_matrix("features", "affine", ndim=3)  # a 2D search
+    with pytest.raises(ValueError, match="fourier-mellin"):  # 2D lists its own searches
+        initial_matrix("sideways", "affine")
+    with pytest.raises(ValueError, match=r"init must be a 4x4 \(or 3x4\) matrix for volumes"):
+        initial_matrix(np.eye(3), "affine", ndim=3)
+    with pytest.raises(ValueError, match="finite, invertible"):
+        initial_matrix(np.zeros((3, 3)), "affine")

@@ -67,13 +67,19 @@ once costs nothing extra.
 
 from .alignment import MOTIONS, VOLUME_MOTIONS, Alignment, AlignmentError, write_text_atomic
 from .difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
-from .estimate import Progress, align, auto_levels, initial_matrix, iter_align
+from .estimate import Progress, align, auto_levels, iter_align
 from .geometry import grid_corners, project_to_motion
 from .initialisation import SEARCHES, corner_displacement
 from .input_files import PathLike, check_input_file, open_input
 from .json_input import number_field, read_json, shape_field, whole_field
 from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
-from .options import check_dimensions, check_options, check_volume_motion, validate_params
+from .options import (
+    check_dimensions,
+    check_options,
+    check_volume_motion,
+    initial_matrix,
+    validate_params,
+)
 from .preprocess import as_shape, luminance
 from .steps import expected_progress_steps
 from .template import Template

@@ -40,10 +40,10 @@ from .finishing import (
     nearer_identity,
     normalise_matrix,
 )
-from .geometry import from_level, project_to_motion, to_level
+from .geometry import from_level, to_level
 from .initialisation import SEARCHES, choose_initialisation, with_skipped
-from .options import check_dimensions, check_volume_motion, validate_params
-from .preprocess import as_array, as_real_matrix, normalise, shrink, split_channels
+from .options import check_dimensions, check_volume_motion, initial_matrix, validate_params
+from .preprocess import as_array, normalise, shrink, split_channels
 from .reference_side import check_thick_enough, reference_side
 from .structure import content_depth, fixes
 from .template import Template
@@ -397,23 +397,6 @@ def _iter_align_volume(reference, moving, spacing, kwargs):
 
 
 # ------------------------------------------------------------------------------------ arguments
-def initial_matrix(init, motion: str) -> tuple[np.ndarray, str]:
-    if init is None or (isinstance(init, str) and init == "identity"):
-        return np.eye(3), "identity"
-    if isinstance(init, str):
-        raise ValueError(
-            f"init must be one of {('identity', *SEARCHES)}, None or a 3x3 matrix, got {init!r}"
-        )
-    matrix = as_real_matrix(init, "init", "a 3x3 matrix")
-    if matrix.shape == (2, 3):
-        matrix = np.vstack([matrix, [0.0, 0.0, 1.0]])
-    if matrix.shape != (3, 3):
-        raise ValueError(f"init must be a 3x3 (or 2x3) matrix, got shape {matrix.shape}")
-    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-12:
-        raise ValueError("init must be a finite, invertible matrix")
-    return project_to_motion(matrix, motion), "matrix"
-
-
 def halvings_for_budget(ref_shape, mov_shape) -> int:
     """How often to halve both images so each has at most ``_MAX_WORK_PIXELS`` pixels.
 

@@ -13,7 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from .alignment import MOTIONS, VOLUME_MOTIONS
+from .geometry import project_to_motion
+from .initialisation import SEARCHES
+from .preprocess import as_real_matrix
 from .volume import check_spacing
+
+# The start searches volumes offer (no Fourier–Mellin or features in 3D).
+VOLUME_SEARCHES = ("auto", "phase")
 
 
 def check_options(*, ndim=2, spacing=None, **criteria) -> dict:
@@ -80,6 +86,55 @@ def check_dimensions(ndim, spacing, *, files_decide: bool = False):
             "spacing=(dz, dy, dx) is the voxel size of volumes; it goes with ndim=3, not ndim=2"
         )
     return ndim, check_spacing(spacing)
+
+
+def initial_matrix(init, motion: str, *, ndim: int = 2, spacing=None):
+    """The start an ``init`` that is no search names: ``(matrix, "identity" | "matrix")``.
+
+    Parameters
+    ----------
+    init : None, "identity" or array_like
+        A 3×3 (or 2×3) matrix for images, a 4×4 (or 3×4) one for volumes, in the
+        reference → moving convention.
+    motion : str
+        The matrix is projected onto it.
+    ndim : {2, 3}
+        Images or volumes.
+    spacing : (dz, dy, dx), optional
+        A volume's checked voxel size: rigid is rigid in physical units.
+
+    Returns
+    -------
+    tuple
+        The 3×3 (4×4) float64 start and how it was chosen.
+
+    Raises
+    ------
+    ValueError
+        For another name (saying which searches there are), a matrix of the wrong shape,
+        not finite or not invertible.
+    TypeError
+        For a complex or non-numeric matrix.
+    """
+    n = ndim + 1
+    if init is None or (isinstance(init, str) and init == "identity"):
+        return np.eye(n), "identity"
+    volumes = " for volumes" if ndim == 3 else ""
+    if isinstance(init, str):
+        names = ("identity", *(SEARCHES if ndim == 2 else VOLUME_SEARCHES))
+        raise ValueError(
+            f"init must be one of {names}, None or a {n}x{n} matrix{volumes}, got {init!r}"
+        )
+    matrix = as_real_matrix(init, "init", f"a {n}x{n} matrix{volumes}")
+    if matrix.shape == (ndim, n):
+        matrix = np.vstack([matrix, np.eye(n)[-1]])
+    if matrix.shape != (n, n):
+        raise ValueError(
+            f"init must be a {n}x{n} (or {ndim}x{n}) matrix{volumes}, got shape {matrix.shape}"
+        )
+    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-12:
+        raise ValueError("init must be a finite, invertible matrix")
+    return project_to_motion(matrix, motion, spacing if ndim == 3 else None), "matrix"
 
 
 def check_volume_motion(motion: str) -> None:

@@ -26,8 +26,7 @@ from .finishing import check_outcome, check_plausible
 from .geometry import from_level, grid_corners, project_to_motion, to_level
 from .initialisation import Candidate, choose_candidate, with_skipped
 from .levels import coarse_to_fine
-from .options import check_volume_motion
-from .preprocess import as_real_matrix
+from .options import VOLUME_SEARCHES, check_volume_motion, initial_matrix
 from .reference_side import level_margin
 from .spectral import Skipped, check_phase_grid
 from .structure import content_depth, first_level_that_works, fixes
@@ -75,17 +74,12 @@ def iter_align_volume(reference, moving, params, spacing, reference_mask=None, m
         levels = content_depth(levels, _fixes_translation(ref_pyr, factors, spacing, params))
         del factors[levels:], ref_pyr[levels:], mov_pyr[levels:]
     init = params["init"]
-    if isinstance(init, str) and init != "identity":
-        if init not in ("auto", "phase"):
-            raise ValueError(f"init must be 'auto', 'phase', 'identity', None or a 4x4 matrix "
-                             f"for volumes, got {init!r}")  # fmt: skip
+    if isinstance(init, str) and init in VOLUME_SEARCHES:
         matrix, init_method, top = _initialise(ref_pyr, mov_pyr, factors, spacing, motion,
                                                params, init)  # fmt: skip
         staged, before = False, np.eye(4)
-    else:
-        matrix, init_method = _initial_matrix(init, motion, spacing), "identity"
-        if init is not None and not isinstance(init, str):
-            init_method = "matrix"
+    else:  # raises for another name, with the searches volumes have
+        matrix, init_method = initial_matrix(init, motion, ndim=3, spacing=spacing)
         top, staged, before = levels - 1, True, matrix
     steps = run_volume_levels(ref_pyr, mov_pyr, matrix, motion, params, factors, spacing,
                               top, 0, staged, release=True)  # fmt: skip
@@ -137,19 +131,6 @@ def _fixes_translation(ref_pyr, factors, spacing, params):
         return fixes(lambda: reference_samples(ref_pyr[k], ksize, "translation", k, spaced, margin))
 
     return probe
-
-
-def _initial_matrix(init, motion, spacing) -> np.ndarray:
-    if init is None or (isinstance(init, str) and init == "identity"):
-        return np.eye(4)
-    matrix = as_real_matrix(init, "init", "a 4x4 matrix for volumes")
-    if matrix.shape == (3, 4):
-        matrix = np.vstack([matrix, [0.0, 0.0, 0.0, 1.0]])
-    if matrix.shape != (4, 4):
-        raise ValueError(f"init must be a 4x4 (or 3x4) matrix for volumes, got {matrix.shape}")
-    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-12:
-        raise ValueError("init must be a finite, invertible matrix")
-    return project_volume(matrix, motion, spacing)
 
 
 def project_volume(matrix, motion, spacing=None) -> np.ndarray:

@@ -30,7 +30,7 @@ The modules, in the order data flows through them:
 - :mod:`.geometry` — the corners of a pixel or voxel grid, for every corner measure;
 - :mod:`.steps` — how many progress steps an estimate will report, from the shapes;
 - :mod:`.options` — the one validator of the options every caller shares;
-- :mod:`.temporary` — owner-tagged names of the temporary files atomic writes use;
+- :mod:`.temporary` — the temporary files atomic writes use, and their owner-tagged names;
 - :mod:`.input_files` — opening input files safely (regular files only, clear errors);
 - :mod:`.warping` — :func:`warp`, resampling an image or volume onto the reference grid;
 - :mod:`.exact` — integer fill values and 64-bit integers kept exact through a warp;
@@ -58,8 +58,9 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
   :data:`DEFAULT_MAX_PIXELS`, :data:`ENV_VAR` (its environment variable's name);
 - files: :func:`open_input`, :func:`check_input_file`, ``PathLike``, :func:`read_json`
   and its field checks (:func:`number_field`, :func:`shape_field`, :func:`whole_field`),
-  :func:`write_text_atomic`, and the temporary-file owners (:func:`new_owner`,
-  :func:`is_owner`, :func:`temporary_owner`, :func:`temporary_name`).
+  :func:`write_text_atomic`, :func:`create_temporary` (the temporary file every atomic
+  write starts from), and the temporary-file owners (:func:`new_owner`, :func:`is_owner`,
+  :func:`temporary_owner`, :func:`temporary_name`).
 
 Everything here is loaded by ``import napari_ecc_align`` anyway, so importing it all at
 once costs nothing extra.
@@ -83,7 +84,7 @@ from .options import (
 from .preprocess import as_shape, luminance
 from .steps import expected_progress_steps
 from .template import Template
-from .temporary import is_owner, new_owner, temporary_name, temporary_owner
+from .temporary import create_temporary, is_owner, new_owner, temporary_name, temporary_owner
 from .volume import check_spacing
 from .volume_estimate import project_volume
 from .warping import warp
@@ -110,6 +111,7 @@ __all__ = [
     "check_pixels",
     "check_spacing",
     "check_volume_motion",
+    "create_temporary",
     "corner_displacement",
     "default_difference_mode",
     "difference",

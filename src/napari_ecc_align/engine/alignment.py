@@ -27,6 +27,7 @@ import numpy as np
 
 from .geometry import grid_corners
 from .json_input import alignment_fields, json_path, read_json
+from .temporary import create_temporary
 
 MOTIONS = ("translation", "euclidean", "affine", "homography")
 
@@ -420,17 +421,13 @@ def write_text_atomic(
     named ``.<stem>.<owner>-<hex>.tmp<ext>`` (``suffix`` unused), so the owner's
     clean-up can tell it from any other file; by default it is ``.<random><suffix>``.
     """
-    from .temporary import temporary_name
-
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
     if owner is not None:
-        name = temporary_name(os.fspath(path), owner)  # refuses a malformed owner first
-    os.makedirs(folder, exist_ok=True)
-    if owner is None:
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=suffix, dir=folder)
+        tmp = create_temporary(path, owner)
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
     else:
-        tmp = os.path.join(folder, name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors=errors, newline="") as fh:
             fh.write(text)

@@ -133,8 +133,9 @@ def _read_text(path: str, what: str) -> str:
 def _nesting_depth(text: str) -> int:
     """The deepest bracket nesting outside strings, in one pass (linear in any input);
     a text with at most :data:`MAX_DEPTH` brackets gives their count, an upper bound."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:  # cannot be deeper: skip the scan
-        return text.count("[") + text.count("{")
+    openings = text.count("[") + text.count("{")
+    if openings <= MAX_DEPTH:  # cannot be deeper: skip the scan
+        return openings
     depth = deepest = 0
     in_string, escaped_until = False, -1
     for match in _TOKEN.finditer(text):

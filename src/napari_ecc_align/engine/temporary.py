@@ -107,6 +107,47 @@ def temporary_name(target: str, owner: str) -> str:
     return f".{stem[:_STEM_CHARACTERS]}.{owner}-{secrets.token_hex(4)}.tmp{ext}"
 
 
+def create_temporary(target, owner: str | None = None) -> str:
+    """Create an empty hidden temporary file beside ``target`` and return its path.
+
+    The one place atomic writes make their temporary files: in the target's folder
+    (``os.replace`` is atomic only within one file system; missing folders are
+    created), named by :func:`temporary_name` for an ``owner``, else
+    ``.<stem>.<8 hex>.tmp<ext>``, keeping the real extension. ``O_EXCL`` never
+    clobbers a stranger's file, and mode 0o666 lets the umask apply as for any new
+    file.
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        The file the temporary file will be renamed onto.
+    owner : str, optional
+        A token from :func:`new_owner`.
+
+    Returns
+    -------
+    str
+        The absolute path of the new, empty file.
+
+    Raises
+    ------
+    ValueError
+        If ``owner`` is not a token from :func:`new_owner` (before anything is made).
+    OSError
+        If the folder or the file cannot be created.
+    """
+    folder, base = os.path.split(os.path.abspath(os.fspath(target)))
+    if owner is not None:
+        name = temporary_name(base, owner)
+    else:
+        stem, ext = os.path.splitext(base)
+        name = f".{stem}.{secrets.token_hex(4)}.tmp{ext}"
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return path
+
+
 def temporary_owner(name: str) -> str | None:
     """The owner token of a temporary file's base ``name``, or None if it is not one.
 

@@ -23,14 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..engine import NORMALIZED_FULL_SCALE, PixelBudgetError, check_pixels
+from ..engine import (
+    NORMALIZED_FULL_SCALE,
+    PixelBudgetError,
+    check_pixels,
+    create_temporary,
+    temporary_name,
+)
 from ..engine import max_pixels as budget
 from .files import check_tiff_series, open_input
 
@@ -409,24 +414,14 @@ def atomic_output(
     >>> with atomic_output("result.json") as tmp:  # doctest: +SKIP
     ...     alignment.to_json(tmp)
     """
-    from ..engine import temporary_name
-
     target = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(target)
-    if owner is not None:
-        name = temporary_name(target, owner)  # refuses a malformed owner before any write
-    os.makedirs(folder, exist_ok=True)
     if not atomic:
+        if owner is not None:
+            temporary_name(target, owner)  # refuses a malformed owner, as below
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         yield target
         return
-    base = os.path.basename(target)
-    stem, ext = os.path.splitext(base)
-    if owner is None:
-        name = f".{stem}.{secrets.token_hex(4)}.tmp{ext}"
-    tmp = os.path.join(folder, name)
-    # O_EXCL: never clobber a stranger's file; mode 0o666 lets the umask apply as for
-    # any new file (mkstemp would leave the result readable by its owner only).
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    tmp = create_temporary(target, owner)
     try:
         yield tmp
         os.replace(tmp, target)

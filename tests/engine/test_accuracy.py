@@ -15,7 +15,7 @@ import pytest
 from napari_ecc_align import align, warp
 from napari_ecc_align.data import KINDS, make_pair, natural_image, random_warp, score_pair
 from napari_ecc_align.engine.alignment import MOTIONS, corner_rms
-from napari_ecc_align.engine.ecc import full_correlation
+from napari_ecc_align.engine.plane import full_correlation
 from napari_ecc_align.engine.preprocess import normalise
 
 TOLERANCE_PX = 0.1

@@ -12,15 +12,15 @@ from napari_ecc_align import Progress, align, iter_align
 from napari_ecc_align.data import make_pair, natural_image, score_pair, text_page
 from napari_ecc_align.data.images import similarity_matrix
 from napari_ecc_align.engine.bilevel import apply_transfer, is_bilevel, transfer_function
-from napari_ecc_align.engine.ecc import pyramid
-from napari_ecc_align.engine.finishing import Pair, nearer_identity
+from napari_ecc_align.engine.finishing import nearer_identity
+from napari_ecc_align.engine.image_pair import ImagePair
 from napari_ecc_align.engine.initialisation import (
     NEAR_EQUAL,
     Candidate,
     Initialisation,
     prefer_nearest_identity,
 )
-from napari_ecc_align.engine.preprocess import normalise
+from napari_ecc_align.engine.options import validate_params
 
 TOLERANCE_PX = 0.15
 
@@ -179,11 +179,9 @@ def test_full_resolution_check_finishes_the_identity_when_a_far_pose_was_chosen(
     resolution, to the identity start that ends at the true shift with about the same
     correlation."""
     reference, moving = _grating_pair()
-    ref, ref_valid = normalise(reference, "reference")
-    mov, mov_valid = normalise(moving, "moving")
-    ref_pyr, mov_pyr = pyramid(ref, ref_valid, 3), pyramid(mov, mov_valid, 3)
-    params = {"max_iterations": 100, "eps": 1e-6, "gauss_filter_size": 5}
-    pair = Pair(ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, "translation", params)
+    params = validate_params(motion="translation", pyramid_levels=3)
+    pair = ImagePair(reference, moving, params)
+    assert pair.levels == 3
     far = _translation(15.5, -14.0)  # (3.5, -2) plus half a period in x and y
     identity = Candidate("identity", np.eye(3), 0.95, refined=_translation(3.4, -2.1))
     phase = Candidate("phase", far, 0.96, refined=far)

@@ -9,7 +9,8 @@ import pytest
 
 from napari_ecc_align import AlignmentError, Template, align, align_stack
 from napari_ecc_align.data import natural_image
-from napari_ecc_align.engine.ecc import _max_corner_shift, full_correlation
+from napari_ecc_align.engine.geometry import max_corner_shift
+from napari_ecc_align.engine.plane import full_correlation
 from napari_ecc_align.engine.preprocess import normalise
 
 
@@ -126,7 +127,7 @@ def test_corner_shift_of_affine_steps_matches_numpy():
         step = np.eye(3)
         step[:2] += rng.normal(0, 0.05, (2, 3)) * [1, 1, 20]
         expected = np.abs((step @ corners)[:2] - corners[:2]).max()
-        assert _max_corner_shift(step, corners) == pytest.approx(expected, rel=1e-12)
+        assert max_corner_shift(step, corners) == pytest.approx(expected, rel=1e-12)
     step = np.eye(3)
     step[0, 2] = np.nan
-    assert _max_corner_shift(step, corners) == math.inf
+    assert max_corner_shift(step, corners) == math.inf

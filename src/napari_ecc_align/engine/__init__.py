@@ -3,31 +3,40 @@ No Qt, no napari, no image file formats.
 
 The modules, in the order data flows through them:
 
-- :mod:`.preprocess` — validation, dtype/channel handling, float32 luminance and masks;
-- :mod:`.template` — :class:`Template`, a 2D reference prepared once for many images;
-- :mod:`.initialisation` — the rough 2D pose for ``init="auto"`` (phase correlation,
-  Fourier–Mellin, features) on a small pyramid level, and its ranking;
-- :mod:`.spectral` — phase correlation and Fourier–Mellin on bounded padded grids;
-- :mod:`.ecc` — the 2D pyramid, one inverse-compositional ECC level, the coarse-to-fine
-  loop and the full-resolution correlation;
-- :mod:`.reference_side` — the reference's half of an ECC level (sample points,
-  Jacobians, moment matrices), computed once per level, and the per-iteration sums;
-- :mod:`.finishing` — second opinions for ``init="auto"`` (runner-up and identity
-  finishing) and the checks on every estimate's final correlation;
+- :mod:`.estimate` — :func:`align` / :func:`iter_align`: the driver, a handful of steps
+  written once for images and volumes (prepare the pair, find the start, run the
+  pyramid, apply the finishing rules, check the result);
+- :mod:`.image_pair`, :mod:`.volume_pair` — two images (two volumes) prepared for an
+  estimate: working copies, pyramids and their depth (:func:`auto_levels`), the
+  correlations; images add the bilevel pass and the halved working copy of huge images,
+  volumes their memory-saving release of the pyramids;
+- :mod:`.grid` — the one interface behind which images and volumes differ
+  (:class:`~.grid.Grid`: pyramid factors, sample points, moving-image sampling,
+  normaliser, motions, start estimators) and the pyramid :class:`~.grid.Level`;
+- :mod:`.plane` — the 2D grid on OpenCV's fast calls, the ``cv2.pyrDown`` pyramid and
+  the full-resolution correlation; :mod:`.reference_side` — a 2D level's sample points,
+  Jacobians and moment matrices, computed once per level, and the per-iteration sums;
+- :mod:`.volume` — the 3D grid, normalisation, the anisotropic pyramid (voxel
+  ``spacing``), the prefilter and the correlation; :mod:`.volume_samples` — a volume
+  level's sample voxels and Jacobian (the moment algebra is the 2D one);
+- :mod:`.ecc` — one inverse-compositional ECC level and its iterations, and the
+  coarse-to-fine loop, for any grid; :mod:`.levels` — the staged motions and
+  tolerances; :mod:`.structure` — what a level without structure does;
+- :mod:`.initialisation` — the start search and its ranking on a small level (phase
+  correlation for both; Fourier–Mellin and features for images);
+- :mod:`.spectral` — n-D phase correlation and Fourier–Mellin on bounded padded grids;
+- :mod:`.finishing` — the :class:`~.finishing.Pair` interface, second opinions for
+  ``init="auto"`` (runner-up and identity finishing) and the checks on every estimate;
 - :mod:`.bilevel` — a last full-resolution pass on intensity-matched images when exactly
   one of them is binarised (bilevel);
-- :mod:`.estimate` — :func:`align` / :func:`iter_align`, which tie the above together,
-  pick the pyramid depth (:func:`auto_levels`) and check the result; volumes
-  (``ndim=3``) go on to :mod:`.volume_estimate`;
-- :mod:`.volume` — volumes: normalisation, the anisotropic pyramid (voxel ``spacing``)
-  and one level's sample points;
-- :mod:`.volume_estimate` — ECC for two volumes, coarse to fine, with 3D phase
-  correlation for the start;
+- :mod:`.preprocess` — validation, dtype/channel handling, float32 luminance and masks;
+- :mod:`.template` — :class:`Template`, a 2D reference prepared once for many images;
 - :mod:`.alignment` — the result type, its matrix convention (2D and 3D) and
   serialisation, and the error :class:`AlignmentError`;
 - :mod:`.json_input` — reading transform JSON that may be hostile, field by field;
 - :mod:`.limits` — the pixel budget for everything read, loaded or allocated;
-- :mod:`.geometry` — the corners of a pixel or voxel grid, for every corner measure;
+- :mod:`.geometry` — the homogeneous-matrix geometry of images and volumes: corners,
+  corner shift and displacement, level scaling, projection onto a motion;
 - :mod:`.steps` — how many progress steps an estimate will report, from the shapes;
 - :mod:`.options` — the one validator of the options every caller shares;
 - :mod:`.temporary` — the temporary files atomic writes use, and their owner-tagged names;
@@ -68,9 +77,10 @@ once costs nothing extra.
 
 from .alignment import MOTIONS, VOLUME_MOTIONS, Alignment, AlignmentError, write_text_atomic
 from .difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
-from .estimate import Progress, align, auto_levels, iter_align
-from .geometry import grid_corners, project_to_motion
-from .initialisation import SEARCHES, corner_displacement
+from .estimate import Progress, align, iter_align
+from .geometry import corner_displacement, grid_corners, project_to_motion
+from .image_pair import auto_levels
+from .initialisation import SEARCHES
 from .input_files import PathLike, check_input_file, open_input
 from .json_input import number_field, read_json, shape_field, whole_field
 from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
@@ -85,8 +95,7 @@ from .preprocess import as_shape, luminance
 from .steps import expected_progress_steps
 from .template import Template
 from .temporary import create_temporary, is_owner, new_owner, temporary_name, temporary_owner
-from .volume import check_spacing
-from .volume_estimate import project_volume
+from .volume import check_spacing, project_volume
 from .warping import warp
 
 __all__ = [

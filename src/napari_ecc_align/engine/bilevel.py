@@ -26,9 +26,11 @@ import cv2
 import numpy as np
 
 from .alignment import AlignmentError
-from .ecc import Level, run_levels
-from .initialisation import corner_displacement
+from .ecc import run_levels
+from .geometry import corner_displacement
+from .grid import Level
 from .levels import run_to_end
+from .plane import PlaneGrid
 from .spectral import phase_surface
 from .warping import warp_plane
 
@@ -172,7 +174,8 @@ def refine_bilevel(side, ref_level, mov_level, matrix, motion, params):
     else:
         table = transfer_function(ref_sub[inside], warped[inside])
         ref_level = Level(apply_transfer(ref, table), ref_level.valid)
-    steps = run_levels([ref_level], [mov_level], matrix, motion, params, 0, 0, staged=False)
+    grid = PlaneGrid(params["gauss_filter_size"])
+    steps = run_levels(grid, [ref_level], [mov_level], matrix, motion, params, 0, 0, staged=False)
     try:
         refined, iterations, correlation = run_to_end(steps)
     except AlignmentError:  # e.g. a transfer function too flat to leave any contrast

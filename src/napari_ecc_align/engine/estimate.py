@@ -1,4 +1,4 @@
-"""The ECC engine: coarse-to-fine inverse-compositional ECC on a Gaussian pyramid.
+"""The ECC engine's driver: :func:`align` and :func:`iter_align`, for images and volumes.
 
 Why not just call ``cv2.findTransformECC``? At full resolution one call costs
 seconds per iteration on a page scan and converges to the wrong pose when the
@@ -10,53 +10,32 @@ moving image at the sample points and solves a p×p system. On large levels the
 sample points are the pixels with the strongest x and y gradients, which carry
 almost all of ECC's information; coarse levels use every valid pixel.
 
-The matrix convention is ``cv2.findTransformECC``'s: reference (x, y, 1) →
+:func:`iter_align` is a handful of steps written once for any dimensionality:
+prepare the pair (:class:`~.image_pair.ImagePair` or :class:`~.volume_pair.VolumePair`:
+working copies, pyramids, depth), find the starting pose (:mod:`.initialisation`), run
+the pyramid coarse to fine (:func:`~.ecc.run_levels`), measure, apply the finishing
+rules (:mod:`.finishing`), a last pass for bilevel images, and check the result.
+
+The matrix convention is ``cv2.findTransformECC``'s: reference (x, y[, z], 1) →
 moving coordinates (see :mod:`.alignment`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .alignment import Alignment, AlignmentError
-from .bilevel import bilevel_side, is_inverted, refine_bilevel, turned_over
-from .ecc import (
-    full_correlation,
-    level_margin,
-    pyramid,
-    run_levels,
-    usable_pixels,
-)
-from .finishing import (
-    Pair,
-    check_outcome,
-    check_plausible,
-    finish_runner_ups,
-    nearer_identity,
-    normalise_matrix,
-)
-from .geometry import from_level, to_level
-from .initialisation import SEARCHES, choose_initialisation, with_skipped
-from .options import check_dimensions, check_volume_motion, initial_matrix, validate_params
-from .preprocess import as_array, normalise, shrink, split_channels
-from .reference_side import check_thick_enough, reference_side
-from .structure import content_depth, fixes
+from .ecc import run_levels
+from .finishing import Pair, check_outcome, check_plausible, finish_runner_ups, nearer_identity
+from .image_pair import ImagePair
+from .initialisation import Initialisation, choose_initialisation, with_skipped
+from .options import check_dimensions, validate_params
 from .template import Template
-from .volume_estimate import iter_align_volume
-
-# The coarsest automatic level keeps at least this many pixels on its shorter side:
-# small enough that a shift of 10 % of the image is about a pixel there.
-_COARSEST_MIN_SIDE = 12
-_MAX_AUTO_LEVELS = 8
-# A coarsest level with fewer usable pixels than this is dropped.
-_MIN_COARSE_PIXELS = 32
-# Larger images are estimated on a copy halved (in their own dtype) until they fit.
-_MAX_WORK_PIXELS = 40_000_000
+from .volume_pair import VolumePair
 
 
 @dataclass(frozen=True)
@@ -215,7 +194,8 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     **kwargs
         The keyword arguments of :func:`align` (``motion``, ``max_iterations``,
         ``eps``, ``gauss_filter_size``, ``pyramid_levels``, ``init``,
-        ``reference_mask``, ``moving_mask``), checked before any work starts.
+        ``reference_mask``, ``moving_mask``, ``ndim``, ``spacing``), checked before
+        any work starts.
 
     Yields
     ------
@@ -240,188 +220,141 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     >>> steps[-1].corner_error(truth) < 0.1
     True
     """
-    ndim, spacing = check_dimensions(kwargs.pop("ndim", 2), kwargs.pop("spacing", None))
-    if ndim == 3:
-        yield from _iter_align_volume(reference, moving, spacing, kwargs)
-        return
     start = time.perf_counter()
+    ndim, spacing = check_dimensions(kwargs.pop("ndim", 2), kwargs.pop("spacing", None))
+    if ndim == 3 and isinstance(reference, Template):
+        raise TypeError("a Template holds a 2D reference; pass the reference volume itself")
     params = validate_params(**kwargs)
-    motion = params["motion"]
-    if isinstance(reference, Template):
-        if kwargs.get("reference_mask") is not None:
-            raise ValueError(
-                "reference_mask cannot be given with a Template reference: pass the mask "
-                "to Template(reference, mask=...) instead"
-            )
-        prepared = reference
+    masks = kwargs.get("reference_mask"), kwargs.get("moving_mask")
+    if ndim == 3:
+        pair = VolumePair(reference, moving, params, spacing, *masks)
     else:
-        prepared = Template(reference, kwargs.get("reference_mask"))
-    moving = as_array(moving, "moving")
-    ref_full = prepared.shape
-    mov_full, _ = split_channels(moving, "moving")
-    mov_mask = kwargs.get("moving_mask")
-    # Images too large for float32 work within the memory budget are estimated on a
-    # reduced copy (halved in their own dtype); the matrix is scaled back exactly.
-    halvings = halvings_for_budget(ref_full, mov_full)
-    if halvings:
-        moving, mov_mask = shrink(moving, mov_mask, halvings)
-    ref, ref_valid = prepared.normalised(halvings)
-    mov, mov_valid = normalise(moving, "moving", mov_mask, "moving_mask")
-    for name, shape in (("reference", ref.shape), ("moving", mov.shape)):
-        check_thick_enough(name, shape, params["gauss_filter_size"])
-    levels = params["pyramid_levels"] or auto_levels(ref.shape, mov.shape)
-    levels = fit_levels(levels, ref.shape, mov.shape)
-    ref_pyr = prepared.pyramid(halvings, levels)
-    mov_pyr = pyramid(mov, mov_valid, levels)
-    # One image binarised, the other not: a last pass on intensity-matched images, and a
-    # mask of the dark class is turned over first (ECC climbs to positive correlation).
-    bilevel = bilevel_side(ref, ref_valid, mov, mov_valid)
-    inverted = bilevel is not None and is_inverted(ref_pyr, mov_pyr)
-    if inverted and bilevel == "reference":
-        ref_pyr = turned_over(ref_pyr)
-        ref = ref_pyr[0].image
-    elif inverted:
-        mov_pyr = turned_over(mov_pyr)
-        mov = mov_pyr[0].image
-    # Masks and NaN holes can leave a coarse level with too little to fit: drop it.
-    margin = level_margin(params["gauss_filter_size"])
-    while (
-        levels > 1
-        and min(
-            usable_pixels(ref_pyr[levels - 1], margin), usable_pixels(mov_pyr[levels - 1], margin)
-        )
-        < _MIN_COARSE_PIXELS
-    ):
-        levels -= 1
-    if not params["pyramid_levels"]:  # automatic: drop coarsest levels flat for ECC
-        ksize = params["gauss_filter_size"]
-        levels = content_depth(levels, lambda k: fixes(
-            lambda: reference_side(ref_pyr[k], ksize, "translation", k, None)))  # fmt: skip
+        pair = ImagePair(reference, moving, params, *masks)
+    begin = _starting_pose(pair)
+    total = begin.top + 1 + pair.extra_steps
+    matrix, iterations, failure = yield from _run_pyramid(pair, begin, total)
+    outcome = _outcome(pair, begin, matrix, iterations, failure)
+    if pair.extra_steps and np.isfinite(outcome.correlation):
+        outcome = _last_pass(pair, outcome)
+        yield Progress(0, total, total, outcome.last_iterations, outcome.last_correlation)
+    yield _result(pair, begin, outcome, time.perf_counter() - start)
 
-    init = params["init"]
-    if halvings and init is not None and not isinstance(init, str):
-        init = to_level(initial_matrix(init, motion)[0], halvings)  # full-res matrix given
-    top, staged, tried = levels - 1, True, ""
-    if isinstance(init, str) and init in SEARCHES:
-        # A global search on a small level, then the pyramid from that level down.
-        found = choose_initialisation(ref_pyr, mov_pyr, levels, init, motion, params)
-        init_matrix, init_method, top = found.matrix, found.method, found.level
-        tried = ", ".join(c.describe() for c in found.tried)
-        staged = False
-        before_matrix = np.eye(3)
-    else:
-        init_matrix, init_method = initial_matrix(init, motion)
-        before_matrix = init_matrix
-    total = top + 1 + (bilevel is not None)  # the bilevel pass reports as one more level
-    steps = run_levels(ref_pyr, mov_pyr, init_matrix, motion, params, top, 0, staged)
+
+@dataclass
+class _Start:
+    """Where the pyramid run starts: the pose (full resolution), how it was found, the
+    level, whether to stage the motions there, the pose "before" and the search."""
+
+    matrix: np.ndarray
+    method: str
+    top: int
+    staged: bool
+    before: np.ndarray
+    found: Initialisation | None = None
+
+
+@dataclass
+class _Outcome:
+    matrix: np.ndarray
+    method: str
+    iterations: list
+    correlation: float
+    correlation_before: float
+    tried: str = ""
+    last_iterations: int = 0
+    last_correlation: float = float("nan")
+
+
+def _starting_pose(pair: Pair) -> _Start:
+    """A search on a small level (``init`` names one), or the given start on the
+    coarsest level with the motions staged."""
+    init = pair.params["init"]
+    if isinstance(init, str) and init in pair.searches:
+        found = choose_initialisation(pair.grid, pair.ref_pyr, pair.mov_pyr, pair.levels, init,
+                                      pair.motion, pair.params)  # fmt: skip
+        identity = np.eye(pair.grid.ndim + 1)
+        return _Start(found.matrix, found.method, found.level, False, identity, found)
+    matrix, method = pair.given_start(init)  # raises for another name
+    return _Start(matrix, method, pair.levels - 1, True, matrix)
+
+
+def _run_pyramid(pair: Pair, begin: _Start, total: int):
+    """The coarse-to-fine run, yielding :class:`Progress`; returns ``(matrix,
+    iterations, failure)``. After a search, a failure is kept for the finishing rules."""
+    steps = run_levels(pair.grid, pair.ref_pyr, pair.mov_pyr, begin.matrix, pair.motion,
+                       pair.params, begin.top, 0, begin.staged, release=True)  # fmt: skip
     done = 0
-    failure = None
-    matrix, iterations = init_matrix, []
     while True:
         try:
             level, n_iter, correlation = next(steps)
         except StopIteration as stop:
-            matrix, iterations, correlation = stop.value
-            break
+            matrix, iterations, _ = stop.value
+            return matrix, iterations, None
         except AlignmentError as exc:
-            if not tried:
+            if begin.found is None:
                 raise
-            failure = exc
-            break
+            return begin.matrix, [], exc
         done += 1
         yield Progress(level, total, done, n_iter, correlation)
 
-    corr_before = full_correlation(ref, ref_valid, mov, mov_valid, before_matrix)
+
+def _outcome(pair: Pair, begin: _Start, matrix, iterations, failure) -> _Outcome:
+    """The final correlations, and the finishing rules of a search (runner-ups when the
+    chosen start ended worse than no alignment, the identity among near-equals)."""
+    if failure is None:
+        matrix = pair.final(matrix)
+    pair.release()
+    corr_before = pair.correlation(begin.before)
     corr_after = -np.inf
     if failure is None:
-        matrix = normalise_matrix(matrix, motion)
-        corr_after = full_correlation(ref, ref_valid, mov, mov_valid, matrix)
+        corr_after = pair.correlation(matrix)
         corr_after = corr_after if np.isfinite(corr_after) else -np.inf  # no overlap left
-    pair = Pair(ref, ref_valid, mov, mov_valid, ref_pyr, mov_pyr, motion, params)
-    if tried and not corr_after >= corr_before:
-        # The small level can prefer a start that the full-resolution levels then make
-        # worse than doing nothing: finish the runner-up starts and keep the best.
-        best = finish_runner_ups(pair, found, (matrix, init_method, iterations, corr_after))
-        matrix, init_method, iterations, corr_after = best
-        if not np.isfinite(corr_after) and failure is not None:
-            raise failure
-    if tried and np.isfinite(corr_after):
-        best = nearer_identity(pair, found, (matrix, init_method, iterations, corr_after))
-        matrix, init_method, iterations, corr_after = best
-    if bilevel is not None and np.isfinite(corr_after):
-        refined = refine_bilevel(bilevel, ref_pyr[0], mov_pyr[0], matrix, motion, params)
-        n_iter, correlation = 0, corr_after
-        if refined is not None:
-            candidate = normalise_matrix(refined[0], motion)
-            value = full_correlation(ref, ref_valid, mov, mov_valid, candidate)
-            if np.isfinite(value):  # else the pass slid off the overlap: keep the pose
-                matrix, corr_after = candidate, value
-                n_iter, correlation = refined[1], refined[2]
-                iterations = [*iterations, n_iter]
-        yield Progress(0, total, total, n_iter, correlation)
-    check_plausible(matrix)
-    check_outcome(corr_before, corr_after, tried=tried)
-    if tried:
-        init_method = with_skipped(init_method, found.tried)
-    parameters = {k: v for k, v in params.items() if k != "init"}
-    if bilevel is not None:
-        parameters["bilevel"], parameters["bilevel_inverted"] = bilevel, inverted
-    if halvings:
-        matrix = from_level(matrix, halvings)
-        parameters["estimated_at_scale"] = 0.5**halvings  # correlations are from there too
-    yield Alignment(
+    best = (matrix, begin.method, iterations, corr_after)
+    found, tried = begin.found, ""
+    if found is not None:
+        tried = ", ".join(c.describe() for c in found.tried)
+        if not corr_after >= corr_before:
+            best = finish_runner_ups(pair, found, best)
+            if not np.isfinite(best[3]) and failure is not None:
+                raise failure
+        if np.isfinite(best[3]):
+            best = nearer_identity(pair, found, best)
+    return _Outcome(*best, corr_before, tried)
+
+
+def _last_pass(pair: ImagePair, outcome: _Outcome) -> _Outcome:
+    """The pair's last pass (bilevel images), reported as one more level."""
+    passed = pair.last_pass(outcome.matrix)
+    if passed is None:
+        return replace(outcome, last_correlation=outcome.correlation)
+    matrix, value, n_iter, level_correlation = passed
+    return replace(outcome, matrix=matrix, correlation=value,
+                   iterations=[*outcome.iterations, n_iter], last_iterations=n_iter,
+                   last_correlation=level_correlation)  # fmt: skip
+
+
+def _result(pair: Pair, begin: _Start, outcome: _Outcome, elapsed: float) -> Alignment:
+    """The checks every estimate passes, then the :class:`Alignment`."""
+    check_plausible(outcome.matrix)
+    noun = pair.grid.noun
+    scene = "scene" if pair.grid.ndim == 2 else "sample"
+    check_outcome(outcome.correlation_before, outcome.correlation, images=f"{noun}s", scene=scene,
+                  tried=outcome.tried)  # fmt: skip
+    method = outcome.method
+    if begin.found is not None:
+        method = with_skipped(method, begin.found.tried)
+    parameters = {k: v for k, v in pair.params.items() if k != "init"}
+    matrix, reference_shape, moving_shape, halvings = pair.result(outcome.matrix, parameters)
+    return Alignment(
         matrix=matrix,
-        motion=motion,
-        correlation=corr_after,
-        correlation_before=corr_before,
-        reference_shape=ref_full,
-        moving_shape=mov_full,
-        elapsed=time.perf_counter() - start,
-        levels=top + 1 + halvings,
-        init_method=init_method,
-        iterations=tuple(iterations),
+        motion=pair.motion,
+        correlation=outcome.correlation,
+        correlation_before=outcome.correlation_before,
+        reference_shape=reference_shape,
+        moving_shape=moving_shape,
+        elapsed=elapsed,
+        levels=begin.top + 1 + halvings,
+        init_method=method,
+        iterations=tuple(outcome.iterations),
         parameters=parameters,
     )
-
-
-def _iter_align_volume(reference, moving, spacing, kwargs):
-    """``iter_align(..., ndim=3)``: the volume engine, with this module's checks."""
-    if isinstance(reference, Template):
-        raise TypeError("a Template holds a 2D reference; pass the reference volume itself")
-    params = validate_params(**kwargs)
-    check_volume_motion(params["motion"])
-    steps = iter_align_volume(reference, moving, params, spacing,
-                              kwargs.get("reference_mask"), kwargs.get("moving_mask"))  # fmt: skip
-    for step in steps:
-        yield Progress(*step) if isinstance(step, tuple) else step
-
-
-# ------------------------------------------------------------------------------------ arguments
-def halvings_for_budget(ref_shape, mov_shape) -> int:
-    """How often to halve both images so each has at most ``_MAX_WORK_PIXELS`` pixels.
-
-    The engine keeps about eight float32 copies of each image (normalised, blurred,
-    gradients, pyramid); 40 MP per image keeps that near 1.5 GB in all.
-    """
-    pixels = max(ref_shape[0] * ref_shape[1], mov_shape[0] * mov_shape[1])
-    halvings = 0
-    while pixels > _MAX_WORK_PIXELS:
-        pixels /= 4
-        halvings += 1
-    return halvings
-
-
-def auto_levels(ref_shape, mov_shape) -> int:
-    """Pyramid depth keeping the coarsest level at least 12 px on its shorter side."""
-    side = min(min(ref_shape), min(mov_shape))
-    if side < 2 * _COARSEST_MIN_SIDE:
-        return 1
-    return min(_MAX_AUTO_LEVELS, int(math.log2(side / _COARSEST_MIN_SIDE)) + 1)
-
-
-def fit_levels(levels: int, ref_shape, mov_shape) -> int:
-    """Reduce ``levels`` so no level is smaller than 8 px on a side."""
-    side = min(min(ref_shape), min(mov_shape))
-    while levels > 1 and side / 2 ** (levels - 1) < 8:
-        levels -= 1
-    return levels

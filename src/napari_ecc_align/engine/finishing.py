@@ -12,13 +12,15 @@ aligned usually start close).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import abc
 
 import numpy as np
 
 from .alignment import AlignmentError
-from .ecc import full_correlation, run_levels
-from .initialisation import NEAR_EQUAL, corner_displacement, nearest_note
+from .ecc import run_levels
+from .geometry import corner_displacement
+from .grid import Grid
+from .initialisation import NEAR_EQUAL, nearest_note
 from .levels import run_to_end
 
 # Below this final correlation the "alignment" fits noise: unrelated blurred-noise
@@ -32,33 +34,73 @@ _AMBIGUOUS = 0.05
 _APART_PX = 1.0
 
 
-@dataclass(frozen=True)
-class Pair:
-    """The two working-resolution images, their pyramids and the estimate's settings."""
+class Pair(abc.ABC):
+    """Two images (or volumes) prepared for one estimate: what the driver
+    (:func:`~.estimate.iter_align`) and the finishing rules need of them.
 
-    ref: np.ndarray
-    ref_valid: np.ndarray | None
-    mov: np.ndarray
-    mov_valid: np.ndarray | None
+    :class:`~.image_pair.ImagePair` and :class:`~.volume_pair.VolumePair` implement
+    it; the attributes are set by their constructors.
+
+    Attributes
+    ----------
+    grid : Grid
+        The :class:`~.grid.Grid` of this dimensionality and prefilter.
+    ref_pyr, mov_pyr : list of Level
+        The pyramids the estimate runs on (``levels`` long).
+    levels : int
+        Pyramid levels in use.
+    shape : tuple of int
+        The working-resolution reference's shape (corner measures are taken on it).
+    motion : str
+    params : dict
+        The checked options (:func:`~.options.validate_params`).
+    searches : tuple of str
+        The ``init`` names that start a search.
+    extra_steps : int
+        Progress steps after the pyramid (a last pass), known after preparation.
+    """
+
+    grid: Grid
     ref_pyr: list
     mov_pyr: list
+    levels: int
+    shape: tuple
     motion: str
     params: dict
+    searches: tuple
+    extra_steps: int = 0
 
-    def correlation(self, matrix: np.ndarray) -> float:
-        return full_correlation(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix)
+    @abc.abstractmethod
+    def given_start(self, init) -> tuple[np.ndarray, str]:
+        """``(matrix, how)`` for an ``init`` that is no search (raises for a bad one)."""
+
+    @abc.abstractmethod
+    def final(self, matrix) -> np.ndarray:
+        """A matrix ECC returned, made exact for the motion (normalised, projected)."""
+
+    @abc.abstractmethod
+    def correlation(self, matrix) -> float:
+        """The correlation at working resolution at ``matrix``; NaN without overlap."""
+
+    @abc.abstractmethod
+    def pyramids_for_finishing(self) -> tuple[list, list]:
+        """Pyramids a finishing run may use from any level down to 0."""
+
+    def release(self) -> None:
+        """The pyramid run is over: free what only it needed. Default: keep it all."""
+        return None
 
     def finish(self, cand, level: int):
         """``cand``'s refined pose taken from ``level`` to full resolution, as
         ``(matrix, method, iterations, correlation)``; None when ECC fails on the way."""
-        steps = run_levels(
-            self.ref_pyr, self.mov_pyr, cand.refined, self.motion, self.params, level, 0, False
-        )
+        ref_pyr, mov_pyr = self.pyramids_for_finishing()
+        steps = run_levels(self.grid, ref_pyr, mov_pyr, cand.refined, self.motion, self.params,
+                           level, 0, False, release=True)  # fmt: skip
         try:
             matrix, iterations, _ = run_to_end(steps)
         except AlignmentError:
             return None
-        matrix = normalise_matrix(matrix, self.motion)
+        matrix = self.final(matrix)
         value = self.correlation(matrix)
         return (matrix, cand.method, iterations, value) if np.isfinite(value) else None
 
@@ -88,7 +130,7 @@ def nearer_identity(pair: Pair, found, best):
     chosen = next((c for c in found.tried if c.refined is found.matrix), None)
     if chosen is None:
         return best
-    shape = pair.ref.shape
+    shape = pair.shape
     reach = corner_displacement(best[0], shape)
     for identity in found.tried:
         if (

@@ -11,6 +11,7 @@ this is the one place.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -41,6 +42,40 @@ def grid_corners(shape) -> np.ndarray:
     extents = [(0.0, float(n) - 1.0) for n in tuple(shape)]  # (rows, cols) or (z, y, x)
     points = [point[::-1] for point in itertools.product(*extents)]  # last axis (x) fastest
     return np.vstack([np.array(points, dtype=np.float64).T, np.ones(len(points))])
+
+
+def max_corner_shift(step: np.ndarray, corners: np.ndarray) -> float:
+    """How far ``step`` moves the ``corners`` at most, on any axis (inf: to infinity).
+
+    Parameters
+    ----------
+    step : numpy.ndarray
+        A 3×3 or 4×4 matrix.
+    corners : numpy.ndarray
+        :func:`grid_corners` of the grid.
+
+    Returns
+    -------
+    float
+        The largest coordinate change of a corner, in pixels (voxels).
+    """
+    n = step.shape[0] - 1
+    if n == 2 and step[2, 0] == 0 and step[2, 1] == 0:
+        # Affine image step (most of ECC's steps): plain float arithmetic; numpy calls on
+        # 3x4 arrays cost more in call overhead (with the GIL held) than the sums themselves.
+        (a, b, c), (d, e, f) = (step[:2] / step[2, 2]).tolist()
+        width, height = float(corners[0, -1]), float(corners[1, -1])
+        dx, dy = (a - 1.0) * width, d * width  # the corner shift is affine in (x, y)
+        ex, ey = b * height, (e - 1.0) * height
+        if not math.isfinite(a + b + c + d + e + f):
+            return math.inf
+        return max(abs(c), abs(c + dx), abs(c + ex), abs(c + dx + ex),
+                   abs(f), abs(f + dy), abs(f + ey), abs(f + dy + ey))  # fmt: skip
+    moved = np.dot(step, corners)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = moved / moved[n]
+    shift = float(np.abs(moved[:n] - corners[:n]).max())
+    return shift if shift == shift else math.inf  # NaN: a corner at infinity
 
 
 def to_level(matrix: np.ndarray, factors) -> np.ndarray:
@@ -137,3 +172,17 @@ def project_to_motion(matrix: np.ndarray, motion: str, spacing=None) -> np.ndarr
     if n == 2:
         return out
     return np.linalg.solve(physical, out) @ physical
+
+
+def corner_displacement(matrix, shape, other=None) -> float:
+    """How far ``matrix`` moves the corners of a ``shape`` image from where ``other``
+    (default: the identity) puts them, at most, in pixels (inf: to infinity)."""
+    # A volume: the 8 corners of its (z, y, x) shape; an image: the 4 of (rows, cols).
+    corners = grid_corners(shape[:3] if matrix.shape == (4, 4) else shape[:2])
+    moved = matrix @ corners
+    target = corners if other is None else other @ corners
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = moved[:-1] / moved[-1] - target[:-1] / target[-1]
+        distance = np.sqrt(np.sum(diff * diff, axis=0))
+    value = float(distance.max())
+    return value if math.isfinite(value) else math.inf

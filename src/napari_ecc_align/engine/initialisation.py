@@ -1,11 +1,11 @@
 """Global initialisation: a rough pose for ECC to refine.
 
 ECC only refines; from the identity it fails beyond a few pixels or a degree or
-two. Here candidate poses come from three classic estimators, all run on small
-(``cv2.pyrDown``) versions of the images:
+two. Here candidate poses come from classic estimators, all run on a small pyramid
+level; the :class:`~.grid.Grid` says which exist (volumes: phase correlation only):
 
-* ``"phase"``: windowed phase correlation for translation. The cross-power
-  spectrum's strongest peaks are tried with every wrap-around reading.
+* ``"phase"``: windowed phase correlation for translation, in 2D and 3D. The
+  cross-power spectrum's strongest peaks are tried with every wrap-around reading.
 * ``"fourier-mellin"``: phase correlation of the log-polar resampled magnitude
   spectra gives rotation and scale (:func:`log_polar`); both readings of the
   spectrum's 180° symmetry are tried, each followed by phase correlation for
@@ -18,33 +18,32 @@ The two spectral estimators live in :mod:`.spectral`, which bounds their memory.
 
 Every candidate, the identity included, is refined briefly by ECC on the small
 images and ranked by the correlation it reaches; the best one seeds the full
-pyramid. Matrices follow the project convention: reference (x, y, 1) → moving.
+pyramid. Matrices follow the project convention: reference (x, y[, z], 1) → moving.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from .alignment import AlignmentError
-from .ecc import full_correlation, run_levels
-from .geometry import from_level, grid_corners, project_to_motion, to_level
+from .ecc import run_levels
+from .geometry import corner_displacement, from_level, grid_corners, to_level
+from .grid import Grid
 from .levels import run_to_end
+from .plane import PlaneGrid
 from .spectral import NoEstimate, Skipped, fourier_mellin, phase_candidates
 from .spectral import log_polar as log_polar  # re-exported: tests and notes name it here
 from .structure import NoStructure, first_level_that_works
 
-# Long side of the images the global estimators work on.
-SEARCH_SIDE = 256
-# Features want more detail than the spectral methods.
+# Features want more detail than the spectral methods (which work on the finest level at
+# most PlaneGrid.search_side long).
 _FEATURE_SIDE = 512
 _ORB_FEATURES = 800
 _RATIO = 0.8
-METHODS = ("phase", "fourier-mellin", "features")
-SEARCHES = ("auto", *METHODS)
+SEARCHES = ("auto", *PlaneGrid.estimators)
 # Candidates per estimator that get an ECC refinement (ranked by raw correlation first).
 _REFINE_PER_METHOD = 2
 # Iterations for refining a candidate on the small levels.
@@ -118,26 +117,30 @@ def with_skipped(method: str, tried) -> str:
     return f"{method[:-1]}; {notes})" if method.endswith(")") else f"{method} ({notes})"
 
 
-def choose_initialisation(ref_pyr, mov_pyr, levels, search, motion, params) -> Initialisation:
+def choose_initialisation(
+    grid: Grid, ref_pyr, mov_pyr, levels, search, motion, params
+) -> Initialisation:
     """Run the global estimators named by ``search`` on a small pyramid level, refine
-    their candidates there and return the best.
+    their candidates there and return the best (images and volumes alike).
 
-    ``"auto"`` tries the identity, then phase correlation, Fourier–Mellin and
-    features, cheapest first, and stops as soon as a candidate refines to a
-    correlation of at least 0.95: nothing else could do visibly better, and most
-    pairs (a few pixels apart) need no more than the first step.
+    ``"auto"`` tries the identity, then the ``grid``'s estimators (phase correlation,
+    and for images Fourier–Mellin and features), cheapest first, and stops as soon as
+    a candidate refines to a correlation of at least 0.95: nothing else could do
+    visibly better, and most pairs (a few pixels apart) need no more than the first step.
     """
-    small = _level_at_most(ref_pyr, mov_pyr, levels, SEARCH_SIDE)
+    small = _level_at_most(ref_pyr, mov_pyr, levels, grid.search_side)
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
     # A search level that cannot fix the motion moves to the next finer one (.structure).
     return first_level_that_works(
-        lambda level: _search(ref_pyr, mov_pyr, levels, search, motion, refine, level), small
+        lambda level: _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, level),
+        small,
     )
 
 
-def _search(ref_pyr, mov_pyr, levels, search, motion, refine, small) -> Initialisation:
+def _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, small) -> Initialisation:
     """:func:`choose_initialisation` on pyramid level ``small``."""
-    ref, mov = ref_pyr[small].image, mov_pyr[small].image
+    ref = ref_pyr[small].image
+    identity = np.eye(grid.ndim + 1)
     auto = search == "auto"
     tried = []
     if auto:
@@ -145,19 +148,20 @@ def _search(ref_pyr, mov_pyr, levels, search, motion, refine, small) -> Initiali
         # that deep pyramid alone captures shifts of ~10 % of the image. It also starts
         # on the small level itself: on repetitive content (a grating, staff lines) the
         # coarse levels can drift by a period that correlates as well as the true pose.
-        deep = Candidate("identity", np.eye(3), path="via the coarse levels")
-        direct = Candidate("identity", np.eye(3), path=f"from pyramid level {small}")
-        _refine([deep], ref_pyr, mov_pyr, small, motion, refine, top=levels - 1)
+        deep = Candidate("identity", identity, path="via the coarse levels")
+        direct = Candidate("identity", identity, path=f"from pyramid level {small}")
+        _refine(grid, [deep], ref_pyr, mov_pyr, small, motion, refine, top=levels - 1)
         tried = [deep]
         # Only worth it when the coarse levels moved the image further than ECC on the
         # small level reaches by itself; closer in, both end in the same place.
         if levels - 1 > small and (
             deep.refined is None
-            or corner_displacement(to_level(deep.refined, small), ref.shape) > _DIRECT_REACH_PX
+            or corner_displacement(to_level(deep.refined, grid.factors(small)), ref.shape)
+            > _DIRECT_REACH_PX
         ):
-            _refine([direct], ref_pyr, mov_pyr, small, motion, refine)
+            _refine(grid, [direct], ref_pyr, mov_pyr, small, motion, refine)
             tried.append(direct)
-    for method in METHODS if auto else (search,):
+    for method in grid.estimators if auto else (search,):
         if auto and _good_enough(tried):
             break
         try:
@@ -165,21 +169,23 @@ def _search(ref_pyr, mov_pyr, levels, search, motion, refine, small) -> Initiali
         except Skipped as exc:
             if not auto:
                 raise AlignmentError(
-                    f"init={method!r} cannot be used on these images: {exc}; use "
-                    "init='phase' (translation), 'features', 'identity' or a matrix"
+                    f"init={method!r} cannot be used on these {grid.noun}s: {exc}; use "
+                    + grid.other_starts
                 ) from None
-            tried.append(Candidate(method, np.eye(3), error=str(exc), skipped=exc.reason))
+            tried.append(Candidate(method, identity, error=str(exc), skipped=exc.reason))
             continue
         except NoEstimate as exc:
-            tried.append(Candidate(method, np.eye(3), error=str(exc)))
+            tried.append(Candidate(method, identity, error=str(exc)))
             continue
-        found = [project_to_motion(m, motion) for m in found]
-        found.sort(key=lambda m: -_score(ref, mov, m))
-        new = [Candidate(method, from_level(m, small)) for m in found[:_REFINE_PER_METHOD]]
+        found = [grid.project(m, motion, small) for m in found]
+        found.sort(key=lambda m: -_score(grid, ref_pyr[small], mov_pyr[small], m))
+        factors = grid.factors(small)
+        new = [Candidate(method, from_level(m, factors)) for m in found[:_REFINE_PER_METHOD]]
         tried.extend(new)
-        _mark_duplicates(tried, ref.shape, small)
-        _refine(new, ref_pyr, mov_pyr, small, motion, refine)
-    chosen, method = choose_candidate(tried, ref_pyr[0].image.shape, "images show the same scene")
+        _mark_duplicates(tried, ref.shape, factors)
+        _refine(grid, new, ref_pyr, mov_pyr, small, motion, refine)
+    same = f"{grid.noun}s show the same {'scene' if grid.ndim == 2 else 'sample'}"
+    chosen, method = choose_candidate(tried, ref_pyr[0].image.shape, same)
     return Initialisation(chosen.refined, method, small, tried)
 
 
@@ -217,20 +223,6 @@ def nearest_note(method: str, other: str, gap: float) -> str:
     return f"{method} (nearest the identity; {other} correlated {gap:.3f} higher)"
 
 
-def corner_displacement(matrix, shape, other=None) -> float:
-    """How far ``matrix`` moves the corners of a ``shape`` image from where ``other``
-    (default: the identity) puts them, at most, in pixels (inf: to infinity)."""
-    # A volume: the 8 corners of its (z, y, x) shape; an image: the 4 of (rows, cols).
-    corners = grid_corners(shape[:3] if matrix.shape == (4, 4) else shape[:2])
-    moved = matrix @ corners
-    target = corners if other is None else other @ corners
-    with np.errstate(divide="ignore", invalid="ignore"):
-        diff = moved[:-1] / moved[-1] - target[:-1] / target[-1]
-        distance = np.sqrt(np.sum(diff * diff, axis=0))
-    value = float(distance.max())
-    return value if math.isfinite(value) else math.inf
-
-
 def _estimate(method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarray]:
     """Candidate matrices on level ``small`` from one estimator."""
     if method == "phase":
@@ -242,7 +234,7 @@ def _estimate(method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarra
     return [to_level(matrix, small - level)]
 
 
-def _refine(cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> None:
+def _refine(grid, cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> None:
     """A short ECC run from each candidate, from level ``top`` (default: ``small``) down to
     ``small``; records the correlation reached."""
     top = small if top is None else top
@@ -250,25 +242,26 @@ def _refine(cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> None:
         if cand.error:
             continue
         staged = top > small
-        cand.finish(run_levels(ref_pyr, mov_pyr, cand.matrix, motion, params, top, small, staged))
+        steps = run_levels(grid, ref_pyr, mov_pyr, cand.matrix, motion, params, top, small, staged)
+        cand.finish(steps)
 
 
 def _good_enough(cands) -> bool:
     return any(not c.error and c.correlation >= _GOOD_CORRELATION for c in cands)
 
 
-def _mark_duplicates(cands, shape, level) -> None:
+def _mark_duplicates(cands, shape, factors) -> None:
     """Candidates within a pixel of an earlier one (on the small level) need no
     refinement of their own: ECC would end in the same place. The identity is no
     twin: it was refined through the coarse levels, a different path that can end
     elsewhere (on repetitive pages, one staff spacing off)."""
-    corners = grid_corners(shape[:2])
+    corners = grid_corners(shape)
     kept = []
     for cand in cands:
         if cand.error or cand.method == "identity":
             continue
-        small = to_level(cand.matrix, level) @ corners
-        small = small[:2] / small[2]
+        small = to_level(cand.matrix, factors) @ corners
+        small = small[:-1] / small[-1]
         twin = next((k for k, pts in kept if np.abs(pts - small).max() < 1.0), None)
         if twin is None:
             kept.append((cand, small))
@@ -284,8 +277,8 @@ def _level_at_most(ref_pyr, mov_pyr, levels, side) -> int:
     return levels - 1
 
 
-def _score(ref, mov, matrix) -> float:
-    value = full_correlation(ref, None, mov, None, matrix)
+def _score(grid, ref, mov, matrix) -> float:
+    value = grid.score(ref, mov, matrix)
     return value if np.isfinite(value) else -1.0
 
 

@@ -2,10 +2,9 @@
 
 From the coarsest level ``top`` down to ``bottom``: bring the matrix one level
 finer, fit the level (on the staged start: translation, then rigid, then the full
-model — fewer parameters, wider capture range), and report. What differs between
-planes and volumes — how a matrix moves between levels and how one ECC level runs —
-comes in as two callables (:func:`~.ecc.run_levels` and
-:func:`~.volume_estimate.run_volume_levels` supply them); the stages, the
+model — fewer parameters, wider capture range), and report. How a matrix moves
+between levels and how one ECC level runs come in as two callables
+(:func:`~.ecc.run_levels` supplies them from a :class:`~.grid.Grid`); the stages, the
 tolerances and the rule for levels without structure (:mod:`.structure`) live here.
 """
 

@@ -16,10 +16,10 @@ from .alignment import MOTIONS, VOLUME_MOTIONS
 from .geometry import project_to_motion
 from .initialisation import SEARCHES
 from .preprocess import as_real_matrix
-from .volume import check_spacing
+from .volume import VolumeGrid, check_spacing
 
 # The start searches volumes offer (no Fourier–Mellin or features in 3D).
-VOLUME_SEARCHES = ("auto", "phase")
+VOLUME_SEARCHES = ("auto", *VolumeGrid.estimators)
 
 
 def check_options(*, ndim=2, spacing=None, **criteria) -> dict:

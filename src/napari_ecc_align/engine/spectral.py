@@ -1,20 +1,23 @@
-"""The spectral estimators of the rough pose: phase correlation and Fourier–Mellin.
+"""The spectral estimators of the rough pose: phase correlation (images and volumes,
+through ``numpy.fft.rfftn``) and Fourier–Mellin (images).
 
 Both work on the images' Fourier transforms on a common padded grid, so both are
 bounded here: the phase grid may hold only a small multiple of the two images'
 pixels (:func:`check_phase_grid`), and Fourier–Mellin reads rotation and scale on
 copies at most ``_SPECTRAL_SIDE`` pixels long and is skipped for images more elongated
 than ``MAX_SPECTRAL_ASPECT`` (:class:`Skipped`, which ``init="auto"`` reports in
-``init_method``). Matrices: reference (x, y, 1) → moving, as everywhere.
+``init_method``). Matrices: reference (x, y[, z], 1) → moving, as everywhere.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 # Long side of the copies Fourier–Mellin works on (the small pyramid level's size).
 _SPECTRAL_SIDE = 256
@@ -118,41 +121,52 @@ def check_phase_grid(ref_shape, mov_shape) -> tuple[int, ...]:
     return grid
 
 
-def _window(rows: int, cols: int) -> np.ndarray:
-    """A Hann window (float32) tapering only the axes of at least ``_MIN_TAPER`` pixels."""
-    if min(rows, cols) >= _MIN_TAPER:
-        return cv2.createHanningWindow((cols, rows), cv2.CV_32F)
-    taper = [np.hanning(n) if n >= _MIN_TAPER else np.ones(n) for n in (rows, cols)]
-    return np.outer(*taper).astype(np.float32)
+def _window(shape) -> np.ndarray:
+    """A Hann window (float32) of ``shape``, tapering only axes of at least
+    ``_MIN_TAPER`` pixels (a Hann window over 2 rows is zero): the ``ndim``-th root of
+    the product of the axes' tapers, as ``cv2.createHanningWindow`` makes it in 2D
+    (which it is, for images: the fast call where it exists)."""
+    if len(shape) == 2 and min(shape) >= _MIN_TAPER:
+        return cv2.createHanningWindow(shape[::-1], cv2.CV_32F)
+    window = np.ones((), np.float64)
+    for n in shape:
+        taper = np.hanning(n) if n >= _MIN_TAPER else np.ones(n)
+        window = np.multiply.outer(window, taper ** (1 / len(shape)))
+    return window.astype(np.float32)
 
 
 def _spectrum(image: np.ndarray, shape) -> np.ndarray:
-    """Windowed, mean-padded FFT on a common ``shape``."""
-    rows, cols = shape
-    padded = np.full((rows, cols), float(image.mean()), np.float32)
-    padded[: image.shape[0], : image.shape[1]] = image
+    """Windowed, mean-padded real FFT on a common ``shape``."""
+    padded = np.full(shape, float(image.mean()), np.float32)
+    padded[tuple(slice(0, n) for n in image.shape)] = image
     padded -= padded.mean()
-    return np.fft.rfft2(padded * _window(rows, cols))
+    return np.fft.rfftn(padded * _window(shape))
+
+
+# The correlation surface is smoothed with this kernel along every axis (wrapping, as
+# the surface does), so that a peak split between two pixels counts as one.
+_SMOOTH = np.array([0.25, 0.5, 0.25])
 
 
 def phase_surface(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
-    """The phase-correlation surface of two images on a common padded grid.
+    """The phase-correlation surface of two images (or volumes) on a common padded grid.
 
-    Both images are padded with their mean to the grid of :func:`check_phase_grid`,
-    tapered by a Hann window and Fourier transformed; the normalised cross-power
-    spectrum transformed back is the surface, lightly blurred (3x3 Gaussian) so
-    that a peak split between two pixels counts as one.
+    Both are padded with their mean to the grid of :func:`check_phase_grid`, tapered by
+    a Hann window and Fourier transformed (``numpy.fft.rfftn``); the normalised
+    cross-power spectrum transformed back is the surface, smoothed by ``[1, 2, 1] / 4``
+    along every axis (wrapping around) so that a peak split between two pixels counts
+    as one.
 
     Parameters
     ----------
     ref, mov : numpy.ndarray
-        The reference and moving images, 2D, real.
+        The reference and moving images (2D) or volumes (3D), real, with as many axes.
 
     Returns
     -------
     numpy.ndarray
-        float32 surface of the grid's ``(rows, cols)``; its peak lies at the shift
-        ``(dy, dx)`` with ``mov(x + d) ≈ ref(x)``, modulo the grid (wrapped around).
+        float32 surface of the grid's shape; its peak lies at the shift (in array
+        order) with ``mov(x + d) ≈ ref(x)``, modulo the grid (wrapped around).
 
     Raises
     ------
@@ -160,34 +174,35 @@ def phase_surface(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
         If the shapes are too different for a phase correlation
         (:func:`check_phase_grid`).
     """
-    rows, cols = check_phase_grid(ref.shape, mov.shape)
-    cross = _spectrum(mov, (rows, cols)) * np.conj(_spectrum(ref, (rows, cols)))
+    shape = check_phase_grid(ref.shape, mov.shape)
+    cross = _spectrum(mov, shape) * np.conj(_spectrum(ref, shape))
     cross /= np.abs(cross) + 1e-12
-    surface = np.fft.irfft2(cross, s=(rows, cols))
-    return cv2.GaussianBlur(surface.astype(np.float32), (3, 3), 0)
+    surface = np.fft.irfftn(cross, s=shape, axes=tuple(range(len(shape)))).astype(np.float32)
+    for axis in range(surface.ndim):
+        surface = ndimage.correlate1d(surface, _SMOOTH, axis=axis, mode="wrap")
+    return surface
 
 
 def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
-    """Translations (dx, dy) with mov(x + d) ≈ ref(x), from the strongest correlation peaks.
+    """Translations ``(dx, dy[, dz])`` with mov(x + d) ≈ ref(x), from the strongest peaks.
 
     Each peak of :func:`phase_surface` is located to a fraction of a pixel (the
-    centroid of its 3x3 neighbourhood) and its 7x7 neighbourhood is then cleared
-    before the next one is sought. The surface wraps around, so a peak at ``(fx, fy)``
-    is read four ways: ``(fx, fy)``, ``(fx - cols, fy)``, ``(fx, fy - rows)`` and
-    ``(fx - cols, fy - rows)``.
+    centroid of its 3×3(×3) neighbourhood) and its 7×7(×7) neighbourhood is then
+    cleared before the next one is sought. The surface wraps around, so a peak is read
+    every way along each axis: at ``f`` and at ``f - n`` (4 readings in 2D, 8 in 3D).
 
     Parameters
     ----------
     ref, mov : numpy.ndarray
-        The reference and moving images, 2D, real.
+        The reference and moving images (or volumes), real, with as many axes.
     peaks : int, optional
         How many peaks to read (default 3).
 
     Returns
     -------
     list of tuple of float
-        ``4 * peaks`` shifts ``(dx, dy)``: the four readings of the strongest peak,
-        then of the next, and so on.
+        ``2**ndim * peaks`` shifts, x first: the readings of the strongest peak, then
+        of the next, and so on.
 
     Raises
     ------
@@ -196,23 +211,21 @@ def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
         (:func:`check_phase_grid`).
     """
     surface = phase_surface(ref, mov)
-    rows, cols = surface.shape
+    shape = surface.shape
     shifts = []
     for _ in range(peaks):
-        py, px = np.unravel_index(int(np.argmax(surface)), surface.shape)
-        # sub-pixel: centroid of the 3x3 neighbourhood (wrapping)
-        ys = [(py + k) % rows for k in (-1, 0, 1)]
-        xs = [(px + k) % cols for k in (-1, 0, 1)]
-        patch = np.clip(surface[np.ix_(ys, xs)], 0, None)
+        peak = np.unravel_index(int(np.argmax(surface)), shape)
+        around = [[(p + k) % n for k in (-1, 0, 1)] for p, n in zip(peak, shape, strict=True)]
+        patch = np.clip(surface[np.ix_(*around)], 0, None)
         total = patch.sum() or 1.0
-        fy = py + float((patch.sum(axis=1) * [-1, 0, 1]).sum() / total)
-        fx = px + float((patch.sum(axis=0) * [-1, 0, 1]).sum() / total)
-        for dy in (fy, fy - rows):
-            for dx in (fx, fx - cols):
-                shifts.append((dx, dy))
-        surface[
-            np.ix_([(py + k) % rows for k in range(-3, 4)], [(px + k) % cols for k in range(-3, 4)])
-        ] = -np.inf
+        fine = []
+        for axis, p in enumerate(peak):  # sub-pixel: the centroid of the neighbourhood
+            others = tuple(a for a in range(len(shape)) if a != axis)
+            fine.append(p + float((patch.sum(axis=others) * [-1, 0, 1]).sum() / total))
+        readings = [(f, f - n) for f, n in zip(fine, shape, strict=True)]
+        shifts.extend(tuple(reading[::-1]) for reading in itertools.product(*readings))
+        cleared = [[(p + k) % n for k in range(-3, 4)] for p, n in zip(peak, shape, strict=True)]
+        surface[np.ix_(*cleared)] = -np.inf
     return shifts
 
 
@@ -225,13 +238,13 @@ def phase_candidates(ref, mov) -> list[np.ndarray]:
     Parameters
     ----------
     ref, mov : numpy.ndarray
-        The reference and moving images, 2D, real.
+        The reference and moving images (2D) or volumes (3D), real.
 
     Returns
     -------
     list of numpy.ndarray
-        3x3 float64 translation matrices taking reference ``(x, y, 1)`` to moving
-        positions; empty when no shift leaves enough overlap.
+        3×3 (4×4) float64 translation matrices taking reference ``(x, y[, z], 1)`` to
+        moving positions; empty when no shift leaves enough overlap.
 
     Raises
     ------
@@ -239,22 +252,26 @@ def phase_candidates(ref, mov) -> list[np.ndarray]:
         If the shapes are too different for a phase correlation
         (:func:`check_phase_grid`).
     """
-    return [_translation(dx, dy) for dx, dy in _plausible(shift_peaks(ref, mov), ref, mov)]
+    return [_translation(*shift) for shift in _plausible(shift_peaks(ref, mov), ref, mov)]
 
 
 def _plausible(shifts, ref, mov):
-    """Keep shifts that leave at least a tenth of the reference overlapping."""
+    """Keep shifts (x first) that leave at least a tenth of the reference overlapping."""
     keep = []
-    for dx, dy in shifts:
-        w = min(ref.shape[1], mov.shape[1] - dx) - max(0, -dx)
-        h = min(ref.shape[0], mov.shape[0] - dy) - max(0, -dy)
-        if w > 0 and h > 0 and w * h >= 0.1 * ref.size:
-            keep.append((dx, dy))
+    for shift in shifts:
+        overlap = 1.0
+        for r, m, d in zip(ref.shape, mov.shape, shift[::-1], strict=True):
+            overlap *= max(0.0, min(r, m - d) - max(0, -d))
+        if overlap >= 0.1 * ref.size:
+            keep.append(shift)
     return keep
 
 
-def _translation(dx, dy) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+def _translation(*shift) -> np.ndarray:
+    """The translation by ``shift`` (x first) as a homogeneous matrix."""
+    matrix = np.eye(len(shift) + 1)
+    matrix[:-1, -1] = shift
+    return matrix
 
 
 # ------------------------------------------------------------------------------- Fourier–Mellin
@@ -264,7 +281,7 @@ def _log_polar_magnitude(image: np.ndarray, size: int) -> tuple[np.ndarray, floa
     # with hard edges, whose spectrum then pulled the rotation towards 0° or 90°.
     rows, cols = image.shape
     padded = np.zeros((size, size), np.float32)
-    padded[:rows, :cols] = (image - image.mean()) * _window(rows, cols)
+    padded[:rows, :cols] = (image - image.mean()) * _window((rows, cols))
     magnitude = np.abs(np.fft.fftshift(np.fft.fft2(padded))).astype(np.float32)
     magnitude = np.log1p(magnitude)
     # Emphasise mid frequencies: the DC peak and the noise floor carry no rotation.

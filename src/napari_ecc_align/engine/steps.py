@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 
-from .estimate import auto_levels, fit_levels, halvings_for_budget
-from .initialisation import SEARCH_SIDE, SEARCHES
-from .volume import check_spacing, plan_levels
-from .volume_estimate import VOLUME_SEARCH_SIDE
+from .image_pair import auto_levels, fit_levels, halvings_for_budget
+from .initialisation import SEARCHES
+from .plane import PlaneGrid
+from .volume import VolumeGrid, check_spacing, plan_levels
 
 
 def expected_progress_steps(
@@ -46,7 +46,7 @@ def expected_progress_steps(
             return len(factors)
         for level, factor in enumerate(factors):
             sides = [_level_side(n, f) for n, f in zip(ref + mov, factor * 2, strict=True)]
-            if max(sides) <= VOLUME_SEARCH_SIDE:
+            if max(sides) <= VolumeGrid.search_side:
                 return level + 1
         return len(factors)
     ref, mov = tuple(reference_shape[:2]), tuple(moving_shape[:2])
@@ -56,7 +56,7 @@ def expected_progress_steps(
     if not search:
         return levels
     for level in range(levels):
-        if max(_level_side(n, 2**level) for n in ref + mov) <= SEARCH_SIDE:
+        if max(_level_side(n, 2**level) for n in ref + mov) <= PlaneGrid.search_side:
             return level + 1
     return levels
 

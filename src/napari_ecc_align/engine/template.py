@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from .ecc import pyramid
+from .plane import pyramid
 from .preprocess import as_array, normalise, shrink, split_channels
 
 

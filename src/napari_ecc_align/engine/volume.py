@@ -1,13 +1,13 @@
-"""Volumes for the ECC engine: normalisation, the anisotropic pyramid, and one level's
-sample points.
+"""Volumes for the ECC engine: the 3D :class:`~.grid.Grid`, normalisation, the
+anisotropic pyramid, the prefilter and the correlation.
 
-The maths of ECC does not care about dimensionality: the moment algebra of
-:class:`~.reference_side.Samples` and the climbing loop of :func:`~.ecc.climb` are
-shared with the 2D engine. What differs is here: volumes are ``(z, y, x)`` arrays with
-a voxel ``spacing`` (dz, dy, dx); the pyramid halves y and x on every level but z only
-while z is not already coarser than the new in-plane spacing; resampling at the sample
-points is trilinear (``scipy.ndimage.map_coordinates``); and the Jacobian is taken in
-*physical* normalised coordinates, so ``euclidean`` is rigid in physical units.
+The estimate itself is written once for any dimensionality (:mod:`.ecc`,
+:mod:`.initialisation`, :mod:`.estimate`). What differs is here and in
+:mod:`.volume_samples`: volumes are ``(z, y, x)`` arrays with a voxel ``spacing``
+(dz, dy, dx); the pyramid halves y and x on every level but z only while z is not
+already coarser than the new in-plane spacing; resampling is trilinear
+(``scipy.ndimage``); and the Jacobian is taken in *physical* normalised coordinates,
+so ``euclidean`` is rigid in physical units.
 
 Matrices are 4×4, reference voxel (x, y, z, 1) → moving voxel (x, y, z).
 """
@@ -21,20 +21,17 @@ import numpy as np
 from scipy import ndimage
 
 from .alignment import AlignmentError
-from .ecc import Level
+from .geometry import project_to_motion
+from .grid import Grid, Level
 from .preprocess import as_array, validate_mask
-from .reference_side import Samples, flat_overlap_error
-from .structure import NoStructure
+from .reference_side import level_margin
+from .volume_samples import delta_matrix, normaliser, reference_samples
 
-# Volumes keep more sample points than images: three gradient directions share them.
-_MAX_SAMPLES = 60_000
 # The coarsest automatic level keeps at least this many voxels across y and x, and z
 # is halved only while at least this many planes remain.
 _COARSEST_MIN_SIDE = 12
 _MIN_PLANES = 4
 _MAX_AUTO_LEVELS = 6
-# Planes per slab when gradient magnitudes are thresholded.
-_SLAB = 8
 # The z prefilter's least sigma, in planes. Coarse planes left nearly unsmoothed make
 # trilinear sampling between them bias sub-voxel z shifts: on drift_volume (z 4x coarser,
 # 0.25 plane per frame) consecutive volumes came out 0.0155 plane too far apart and the
@@ -198,92 +195,6 @@ def level_spacing(spacing, factor) -> tuple[float, float, float]:
     return tuple(s * f for s, f in zip(spacing, factor, strict=True))
 
 
-# -------------------------------------------------------------------- one level's samples
-def normaliser(shape, spacing) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel (x, y, z, 1) → centred physical coordinates over half the largest physical
-    extent, as a 4×4 N, and N⁻¹: the Jacobian's frame, rigid in physical units."""
-    (nz, ny, nx), (dz, dy, dx) = shape, spacing
-    half = max((nx - 1) * dx, (ny - 1) * dy, (nz - 1) * dz, 1.0) / 2
-    centre = np.array([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2])
-    scale = np.array([dx, dy, dz]) / half
-    norm = np.eye(4)
-    norm[:3, :3] = np.diag(scale)
-    norm[:3, 3] = -centre * scale
-    norm_inv = np.eye(4)
-    norm_inv[:3, :3] = np.diag(1 / scale)
-    norm_inv[:3, 3] = centre
-    return norm, norm_inv
-
-
-N_PARAMS_3D = {"translation": 3, "euclidean": 6, "affine": 12}
-
-
-def jacobian(motion, u, g, out=None) -> np.ndarray:
-    """∂template(W(u; p))/∂p at p = 0 in normalised coordinates ``u`` = (x, y, z) with
-    gradients ``g`` = (gx, gy, gz); one row per parameter, written into the first rows
-    of ``out`` if given (no stacked temporaries: volumes keep many samples)."""
-    (x, y, z), (gx, gy, gz) = u, g
-    if out is None:
-        out = np.empty((N_PARAMS_3D[motion], x.size))
-    if motion == "translation":
-        out[0], out[1], out[2] = gx, gy, gz
-    elif motion == "euclidean":  # small rotations about x, y, z, then translation
-        np.subtract(y * gz, z * gy, out=out[0])
-        np.subtract(z * gx, x * gz, out=out[1])
-        np.subtract(x * gy, y * gx, out=out[2])
-        out[3], out[4], out[5] = gx, gy, gz
-    else:
-        for i, grad in enumerate((gx, gy, gz)):
-            for j, coord in enumerate((x, y, z)):
-                np.multiply(coord, grad, out=out[3 * i + j])
-        out[9], out[10], out[11] = gx, gy, gz
-    return out
-
-
-def delta_matrix(motion, p) -> np.ndarray:
-    """The 4×4 warp (normalised coordinates) of the parameter vector ``p``."""
-    out = np.eye(4)
-    if motion == "translation":
-        out[:3, 3] = p
-    elif motion == "euclidean":
-        out[:3, :3] = cv2.Rodrigues(np.asarray(p[:3], np.float64))[0]
-        out[:3, 3] = p[3:]
-    else:
-        out[:3, :3] += np.asarray(p[:9]).reshape(3, 3)
-        out[:3, 3] = p[9:]
-    return out
-
-
-class VolumeSamples(Samples):
-    """A level's sample voxels and the fixed half of ECC (the 2D moment algebra, reused);
-    moving values are trilinear samples of the moving volume."""
-
-    def __init__(self, rows, points, level):  # pylint: disable=super-init-not-called
-        """``rows``: the Jacobian's rows, then the template values, then ones."""
-        n = rows.shape[1]
-        self.n, self.level, self.n_params = n, level, rows.shape[0] - 2
-        self.rows = rows
-        self.moments = np.dot(self.rows, self.rows.T)
-        self.points = points  # (n, 4): x, y, z, 1
-        self.full = self._fixed_terms(self.moments)
-
-    def sample_moving(self, mov_img, mov_ok, matrix, margin):
-        coords = np.dot(self.points, matrix[:3].T)  # (n, 3): x, y, z in the moving volume
-        nz, ny, nx = mov_img.shape
-        zm = min(margin, (nz - 1) / 2)  # thin stacks: the z margin shrinks
-        inside = (
-            (coords[:, 0] >= margin) & (coords[:, 0] <= nx - 1 - margin)
-            & (coords[:, 1] >= margin) & (coords[:, 1] <= ny - 1 - margin)
-            & (coords[:, 2] >= zm) & (coords[:, 2] <= nz - 1 - zm)
-        )  # fmt: skip
-        zyx = coords[:, ::-1].T
-        values = ndimage.map_coordinates(mov_img, zyx, order=1, mode="nearest", prefilter=False)
-        if mov_ok is not None:
-            inside &= ndimage.map_coordinates(mov_ok, zyx, order=0, mode="nearest")
-        inside = inside.view(np.uint8)
-        return values.astype(np.float64), inside, int(np.count_nonzero(inside))
-
-
 def blurred(level: Level, ksize: int, spacing, in_place: bool = False) -> np.ndarray:
     """The level's image through :func:`blur`, memoised on the level. ``in_place`` blurs
     over the level's own image, for a full-resolution volume whose plain values nothing
@@ -294,101 +205,125 @@ def blurred(level: Level, ksize: int, spacing, in_place: bool = False) -> np.nda
     return level.memo[key]
 
 
-def reference_samples(ref: Level, ksize, motion, level, spacing, margin,
-                      in_place: bool = False) -> VolumeSamples:  # fmt: skip
-    """The level's :class:`VolumeSamples` for ``motion``, memoised on ``ref``."""
-    key = ("volume", ksize, motion, spacing)
-    found = ref.memo.get(key)
-    if found is not None:
-        return found
-    image = blurred(ref, ksize, spacing, in_place)
-    idx = _select(image, ref.valid, margin)
-    if idx.size < 4 * N_PARAMS_3D[motion]:
-        raise NoStructure(
-            f"the reference has too few valid voxels on pyramid level {level} ({idx.size}); "
-            "use fewer pyramid_levels or a larger reference_mask"
-        )
-    zs, ys, xs = np.unravel_index(idx, image.shape)
-    points = np.column_stack([xs, ys, zs, np.ones(idx.size)]).astype(np.float64)
-    norm, _ = normaliser(image.shape, spacing)
-    u = np.dot(points, norm[:3].T).T
-    # Gradients per normalised unit: d/du = d/dvoxel · (voxels per unit); halved because
-    # _gradients returns twice the central difference.
-    per_unit = 0.5 / np.diag(norm)[:3]
-    g = [_gradient_at(image, idx, axis) * per_unit[axis] for axis in range(3)]
-    p = N_PARAMS_3D[motion]
-    rows = np.empty((p + 2, idx.size))
-    jacobian(motion, u, g, out=rows[:p])
-    rows[p], rows[p + 1] = image.ravel()[idx], 1.0
-    del u, g
-    if not np.ptp(rows[p]) > 0:
-        raise flat_overlap_error(level)
-    return ref.memo.setdefault(key, VolumeSamples(rows, points, level))
+def project_volume(matrix, motion, spacing=None) -> np.ndarray:
+    """:func:`~.geometry.project_to_motion` for a 4×4, with ``spacing`` checked.
+
+    Parameters
+    ----------
+    matrix : array_like
+        A 4×4 reference → moving voxel matrix.
+    motion : {"translation", "euclidean", "affine"}
+        The motion to project onto; ``euclidean`` is rigid in physical units.
+    spacing : (dz, dy, dx), optional
+        The voxel size (None: isotropic).
+
+    Returns
+    -------
+    numpy.ndarray
+        The 4×4 float64 projection.
+    """
+    return project_to_motion(matrix, motion, check_spacing(spacing))
 
 
-# Flat-index steps to the next voxel along x, y and z.
-def _strides(shape) -> tuple[int, int, int]:
-    return 1, shape[2], shape[1] * shape[2]
+# --------------------------------------------------------------------------------- the grid
+class VolumeGrid(Grid):
+    """The 3D half of an estimate: the levels of :func:`plan_levels` with their
+    physical spacing, gradient-chosen sample voxels (:mod:`.volume_samples`), trilinear
+    sampling, and translation, rigid and affine motions with phase correlation."""
+
+    ndim = 3
+    noun = "volume"
+    estimators = ("phase",)
+    search_side = 64
+    other_starts = "init='identity' or a 4x4 matrix"
+
+    def __init__(self, ksize: int, spacing, factors):
+        self.ksize, self.spacing, self.level_factors = ksize, spacing, factors
+        self.margin = level_margin(ksize)
+
+    def factors(self, level):
+        return self.level_factors[level]
+
+    def spacing_at(self, level) -> tuple[float, float, float]:
+        """The voxel size on ``level``."""
+        return level_spacing(self.spacing, self.level_factors[level])
+
+    # At full resolution nothing reads the plain values again (the final correlations
+    # use a strided copy of the reference and a fresh copy of the moving volume), so
+    # the prefilter overwrites them: a blurred copy of each would be the memory peak.
+    def samples(self, ref, motion, level, seeds):
+        spacing = self.spacing_at(level)
+        image = blurred(ref, self.ksize, spacing, level == 0)
+        return reference_samples(ref, image, self.ksize, motion, level, spacing, self.margin), None
+
+    def moving(self, mov, level):
+        image = blurred(mov, self.ksize, self.spacing_at(level), level == 0)
+        key = ("usable", self.margin)
+        if key not in mov.memo:
+            usable = mov.valid
+            if usable is not None:
+                usable = ndimage.binary_erosion(usable, iterations=self.margin, border_value=1)
+            mov.memo[key] = usable
+        return image, mov.memo[key]
+
+    def normaliser(self, shape, level):
+        return normaliser(shape, self.spacing_at(level))
+
+    def delta_matrix(self, motion, p):
+        return delta_matrix(motion, p)
+
+    def score(self, ref, mov, matrix):
+        return volume_correlation(ref.image, ref.valid, mov.image, mov.valid, matrix)
+
+    def project(self, matrix, motion, level):
+        return project_to_motion(matrix, motion, self.spacing_at(level))
+
+    def level_done(self, ref_pyr, mov_pyr, level, release):
+        # Nothing runs on this level again: free its samples and blurred copies, and on
+        # the estimate's last pass the level's volumes too.
+        ref_pyr[level].memo.clear()
+        mov_pyr[level].memo.clear()
+        if release:
+            ref_pyr[level] = mov_pyr[level] = None
 
 
-def _gradient(image, axis) -> np.ndarray:
-    """Twice the central difference along x (0), y (1) or z (2); zero on the border."""
-    out = np.zeros_like(image)
-    inner = [slice(None)] * 3
-    ahead, behind = list(inner), list(inner)
-    dim = 2 - axis  # array axis of x, y, z
-    inner[dim], ahead[dim], behind[dim] = slice(1, -1), slice(2, None), slice(None, -2)
-    np.subtract(image[tuple(ahead)], image[tuple(behind)], out=out[tuple(inner)])
-    return out
+# The reported correlations are measured on every stride-th voxel along each axis, the
+# stride chosen so at most this many voxels are resampled (scipy's trilinear warp of a
+# whole 96x192x192 volume took 0.5 s, a third of the estimate).
+_CORRELATION_VOXELS = 500_000
 
 
-def _gradient_at(image, idx, axis) -> np.ndarray:
-    """:func:`_gradient` at the flat indices ``idx`` only (they are never on the border)."""
-    flat, step = image.ravel(), _strides(image.shape)[axis]
-    return (flat[idx + step] - flat[idx - step]).astype(np.float64)
+def correlation_grid(ref, ref_valid):
+    """``(grid, valid, stride)``: copies of every stride-th reference voxel (and of its
+    mask), with at most about ``_CORRELATION_VOXELS`` of them, for :func:`volume_correlation`."""
+    stride = max(1, math.ceil((ref.size / _CORRELATION_VOXELS) ** (1 / 3)))
+    step = np.s_[::stride, ::stride, ::stride]
+    valid = None if ref_valid is None else ref_valid[step].copy()
+    return ref[step].copy(), valid, stride
 
 
-def _select(image, valid, margin) -> np.ndarray:
-    """Flat indices of the voxels ECC uses: all inner valid voxels on small levels, else
-    the strongest |gx|, |gy| and |gz| (a third each), deterministic. One gradient volume
-    exists at a time."""
-    shape = image.shape
-    zm = min(margin, (shape[0] - 1) // 2)
-    inner = np.zeros(shape, bool)
-    inner[zm : shape[0] - zm, margin:-margin, margin:-margin] = True
-    if valid is not None:
-        inner &= ndimage.binary_erosion(valid, iterations=margin, border_value=1)
-    count = int(np.count_nonzero(inner))
-    if count <= _MAX_SAMPLES:
-        return np.flatnonzero(inner)
-    chosen = np.zeros(shape, bool)
-    keep = _MAX_SAMPLES / (3 * count)
-    if valid is None:
-        del inner  # the border is cut from `chosen` below: one bool volume at a time
-    rng = np.random.default_rng(0)  # deterministic: same inputs, same samples
-    bounds = ((zm, shape[0] - zm), (margin, shape[1] - margin), (margin, shape[2] - margin))
-    probe = tuple(rng.integers(lo, hi, 50_000) for lo, hi in bounds)
-    probe_idx = np.ravel_multi_index(probe, shape)
-    for axis in range(3):
-        threshold = max(float(np.quantile(np.abs(_gradient_at(image, probe_idx, axis)), 1 - keep)),
-                        1e-12)  # fmt: skip
-        # Slab by slab: a whole gradient volume would be the estimate's memory peak.
-        for z0 in range(0, shape[0], _SLAB):
-            z1 = min(shape[0], z0 + _SLAB)
-            lo, hi = max(0, z0 - 1), min(shape[0], z1 + 1)
-            magnitude = np.abs(_gradient(image[lo:hi], axis))[z0 - lo : z0 - lo + (z1 - z0)]
-            chosen[z0:z1] |= magnitude >= threshold
-    if valid is None:
-        chosen[:zm] = chosen[shape[0] - zm :] = False
-        chosen[:, :margin] = chosen[:, -margin:] = False
-        chosen[:, :, :margin] = chosen[:, :, -margin:] = False
-    else:
-        chosen &= inner
-    idx = np.flatnonzero(chosen)
-    if idx.size > _MAX_SAMPLES:
-        idx = np.sort(rng.choice(idx, size=_MAX_SAMPLES, replace=False))
-    elif idx.size < 64:  # nearly flat: a regular grid of the inner voxels
-        grid = np.zeros(shape, bool)
-        grid[zm : shape[0] - zm : 2, margin:-margin:4, margin:-margin:4] = True
-        idx = np.flatnonzero(grid if valid is None else grid & inner)
-    return idx
+def volume_correlation(grid, grid_valid, mov, mov_valid, matrix, stride=1) -> float:
+    """ECC of the reference voxels ``grid`` (every ``stride``-th, see
+    :func:`correlation_grid`) and ``mov`` warped by ``matrix``, over their overlap
+    (trilinear)."""
+    on_grid = matrix @ np.diag([float(stride)] * 3 + [1.0])
+    zyx = _zyx(on_grid)
+    source = mov if mov_valid is None else np.where(mov_valid, mov, np.nan).astype(np.float32)
+    warped = ndimage.affine_transform(source, zyx[:3, :3], zyx[:3, 3], output_shape=grid.shape,
+                                      order=1, mode="constant", cval=np.nan)  # fmt: skip
+    ok = np.isfinite(warped)
+    if grid_valid is not None:
+        ok &= grid_valid
+    if np.count_nonzero(ok) < 16:
+        return float("nan")
+    r, w = grid[ok].astype(np.float64), warped[ok].astype(np.float64)
+    r -= r.mean()
+    w -= w.mean()
+    denominator = math.sqrt(float(np.dot(r, r)) * float(np.dot(w, w)))
+    return float(np.dot(r, w) / denominator) if denominator > 0 else float("nan")
+
+
+def _zyx(matrix) -> np.ndarray:
+    """A 4×4 over (x, y, z) as the same map over (z, y, x) indices (scipy's order)."""
+    perm = np.eye(4)[[2, 1, 0, 3]]
+    return perm @ matrix @ perm

@@ -1,0 +1,99 @@
+"""What differs between images and volumes, behind one small interface.
+
+The estimate is written once for any dimensionality: the level loop and one ECC level
+(:mod:`.ecc`), the stages (:mod:`.levels`), the start search (:mod:`.initialisation`),
+the finishing rules (:mod:`.finishing`) and the driver (:mod:`.estimate`). They reach
+the pixels (voxels) only through a :class:`Grid`: :class:`~.plane.PlaneGrid` for 2D
+images (OpenCV's fast 2D calls), :class:`~.volume.VolumeGrid` for 3D volumes (an
+anisotropy-aware pyramid, ``scipy.ndimage`` sampling, a physical-unit Jacobian).
+
+Both work on :class:`Level`\\ s, one per pyramid level.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Level:
+    """One pyramid level of one image or volume."""
+
+    image: np.ndarray  # float32, unblurred (a volume's level 0 is blurred in place once used)
+    valid: np.ndarray | None  # bool, None = all valid
+    # The reference side of ECC on this level (samples, Jacobians), filled on first
+    # use: a pyramid kept for many moving images (a stack) computes it once.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+class Grid(abc.ABC):
+    """The per-dimensionality half of an estimate, for one pair and one prefilter size.
+
+    Attributes
+    ----------
+    ndim : int
+        2 (images) or 3 (volumes); matrices are ``(ndim + 1) × (ndim + 1)``.
+    noun : str
+        ``"image"`` or ``"volume"``, for messages.
+    estimators : tuple of str
+        The start estimators offered besides the identity, cheapest first.
+    search_side : int
+        The start search runs on the finest level at most this long on every axis.
+    other_starts : str
+        What to suggest when a named estimator cannot run on the pair.
+    margin : int
+        Pixels (voxels) kept from every edge: the prefilter reflects the image there.
+    """
+
+    ndim: int
+    noun: str
+    estimators: tuple[str, ...]
+    search_side: int
+    other_starts: str
+    margin: int
+
+    @abc.abstractmethod
+    def factors(self, level: int):
+        """The downsampling of ``level`` for :func:`~.geometry.to_level`: an int ``k``
+        (halved ``k`` times on every axis) or per-axis factors in array order."""
+
+    @abc.abstractmethod
+    def samples(self, ref: Level, motion: str, level: int, seeds):
+        """``(samples, chosen)``: the reference side of ECC on ``ref`` (an object with
+        ``n``, ``n_params``, ``sample_moving`` and ``update``, see
+        :class:`~.reference_side.Samples`) and the sample points that seed the next
+        finer level (None: unseeded). Raises :class:`~.structure.NoStructure` when the
+        level cannot fix ``motion``."""
+
+    @abc.abstractmethod
+    def moving(self, mov: Level, level: int):
+        """``(image, usable)``: the prefiltered moving level and where it may be sampled
+        (None: everywhere)."""
+
+    @abc.abstractmethod
+    def normaliser(self, shape, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """N and N⁻¹: pixel coordinates of ``level`` (of ``shape``) → the Jacobian's
+        normalised frame."""
+
+    @abc.abstractmethod
+    def delta_matrix(self, motion: str, p) -> np.ndarray:
+        """The warp (normalised coordinates) of the parameter vector ``p``."""
+
+    @abc.abstractmethod
+    def score(self, ref: Level, mov: Level, matrix) -> float:
+        """The correlation of two levels at ``matrix`` (level coordinates), NaN without
+        overlap: how the start search ranks raw candidates."""
+
+    @abc.abstractmethod
+    def project(self, matrix, motion: str, level: int) -> np.ndarray:
+        """``matrix`` (in ``level``'s coordinates) projected onto ``motion`` (for volumes
+        rigid in physical units)."""
+
+    def level_done(self, ref_pyr: list, mov_pyr: list, level: int, release: bool) -> None:
+        """Called once nothing runs on ``level`` again in this pass; ``release``: the
+        estimate's last pass over the pyramids. Default: keep everything (a reference
+        pyramid may serve a whole stack)."""
+        return None

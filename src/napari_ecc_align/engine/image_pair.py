@@ -1,0 +1,163 @@
+"""Two 2D images prepared for an estimate (:class:`ImagePair`): the working resolution,
+the pyramids and their depth, and the one pass only images have (bilevel pairs).
+
+Images too large for float32 work within the memory budget are estimated on a reduced
+copy (halved in their own dtype); the matrix is scaled back exactly. A
+:class:`~.template.Template` reference brings its own pyramid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .bilevel import bilevel_side, is_inverted, refine_bilevel, turned_over
+from .finishing import Pair, normalise_matrix
+from .geometry import from_level, to_level
+from .initialisation import SEARCHES
+from .options import initial_matrix
+from .plane import PlaneGrid, full_correlation, pyramid, usable_pixels
+from .preprocess import as_array, normalise, shrink, split_channels
+from .reference_side import check_thick_enough, reference_side
+from .structure import content_depth, fixes
+from .template import Template
+
+# The coarsest automatic level keeps at least this many pixels on its shorter side:
+# small enough that a shift of 10 % of the image is about a pixel there.
+_COARSEST_MIN_SIDE = 12
+_MAX_AUTO_LEVELS = 8
+# A coarsest level with fewer usable pixels than this is dropped.
+_MIN_COARSE_PIXELS = 32
+# Larger images are estimated on a copy halved (in their own dtype) until they fit.
+_MAX_WORK_PIXELS = 40_000_000
+
+
+class ImagePair(Pair):
+    """A reference (array or :class:`~.template.Template`) and a moving image, with
+    masks, at working resolution, and their ``cv2.pyrDown`` pyramids."""
+
+    searches = SEARCHES
+
+    def __init__(self, reference, moving, params, reference_mask=None, moving_mask=None):
+        self.params, self.motion = params, params["motion"]
+        ksize = params["gauss_filter_size"]
+        self.grid = PlaneGrid(ksize)
+        if isinstance(reference, Template):
+            if reference_mask is not None:
+                raise ValueError(
+                    "reference_mask cannot be given with a Template reference: pass the mask "
+                    "to Template(reference, mask=...) instead"
+                )
+            prepared = reference
+        else:
+            prepared = Template(reference, reference_mask)
+        moving = as_array(moving, "moving")
+        self.reference_shape = prepared.shape
+        self.moving_shape, _ = split_channels(moving, "moving")
+        self.halvings = halvings = halvings_for_budget(self.reference_shape, self.moving_shape)
+        if halvings:
+            moving, moving_mask = shrink(moving, moving_mask, halvings)
+        self.ref, self.ref_valid = prepared.normalised(halvings)
+        self.mov, self.mov_valid = normalise(moving, "moving", moving_mask, "moving_mask")
+        self.shape = self.ref.shape
+        for name, shape in (("reference", self.ref.shape), ("moving", self.mov.shape)):
+            check_thick_enough(name, shape, ksize)
+        levels = params["pyramid_levels"] or auto_levels(self.ref.shape, self.mov.shape)
+        levels = fit_levels(levels, self.ref.shape, self.mov.shape)
+        self.ref_pyr = prepared.pyramid(halvings, levels)
+        self.mov_pyr = pyramid(self.mov, self.mov_valid, levels)
+        # One image binarised, the other not: a last pass on intensity-matched images, and
+        # a mask of the dark class is turned over first (ECC climbs to positive correlation).
+        self.bilevel = bilevel_side(self.ref, self.ref_valid, self.mov, self.mov_valid)
+        self.inverted = self.bilevel is not None and is_inverted(self.ref_pyr, self.mov_pyr)
+        if self.inverted and self.bilevel == "reference":
+            self.ref_pyr = turned_over(self.ref_pyr)
+            self.ref = self.ref_pyr[0].image
+        elif self.inverted:
+            self.mov_pyr = turned_over(self.mov_pyr)
+            self.mov = self.mov_pyr[0].image
+        self.extra_steps = int(self.bilevel is not None)
+        self.levels = self._depth(levels)
+
+    def _depth(self, levels: int) -> int:
+        """``levels`` without coarsest levels that masks and NaN holes left with too
+        little to fit, or (automatic depth) whose content cannot fix a translation."""
+        margin, ref_pyr, mov_pyr = self.grid.margin, self.ref_pyr, self.mov_pyr
+        while levels > 1 and min(
+            usable_pixels(ref_pyr[levels - 1], margin), usable_pixels(mov_pyr[levels - 1], margin)
+        ) < _MIN_COARSE_PIXELS:  # fmt: skip
+            levels -= 1
+        if not self.params["pyramid_levels"]:
+            ksize = self.params["gauss_filter_size"]
+            levels = content_depth(levels, lambda k: fixes(
+                lambda: reference_side(ref_pyr[k], ksize, "translation", k, None)))  # fmt: skip
+        return levels
+
+    def given_start(self, init):
+        matrix, how = initial_matrix(init, self.motion)
+        if self.halvings and how == "matrix":  # given at full resolution
+            matrix = initial_matrix(to_level(matrix, self.halvings), self.motion)[0]
+        return matrix, how
+
+    def final(self, matrix):
+        return normalise_matrix(matrix, self.motion)
+
+    def correlation(self, matrix):
+        return full_correlation(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix)
+
+    def pyramids_for_finishing(self):
+        return self.ref_pyr, self.mov_pyr
+
+    def last_pass(self, matrix):
+        """The bilevel pass (see :mod:`.bilevel`): ``(matrix, correlation, iterations,
+        level correlation)``, or None when it does not help (the pose is kept)."""
+        refined = refine_bilevel(self.bilevel, self.ref_pyr[0], self.mov_pyr[0], matrix,
+                                 self.motion, self.params)  # fmt: skip
+        if refined is not None:
+            candidate = self.final(refined[0])
+            value = self.correlation(candidate)
+            if np.isfinite(value):  # else the pass slid off the overlap: keep the pose
+                return candidate, value, refined[1], refined[2]
+        return None
+
+    def result(self, matrix, parameters):
+        """The result's full-resolution matrix, shapes and levels, with what only images
+        record in ``parameters`` (changed in place)."""
+        if self.bilevel is not None:
+            parameters["bilevel"], parameters["bilevel_inverted"] = self.bilevel, self.inverted
+        if self.halvings:
+            matrix = from_level(matrix, self.halvings)
+            parameters["estimated_at_scale"] = 0.5**self.halvings  # correlations are from there
+        return matrix, self.reference_shape, self.moving_shape, self.halvings
+
+
+# ------------------------------------------------------------------------------ pyramid depth
+def halvings_for_budget(ref_shape, mov_shape) -> int:
+    """How often to halve both images so each has at most ``_MAX_WORK_PIXELS`` pixels.
+
+    The engine keeps about eight float32 copies of each image (normalised, blurred,
+    gradients, pyramid); 40 MP per image keeps that near 1.5 GB in all.
+    """
+    pixels = max(ref_shape[0] * ref_shape[1], mov_shape[0] * mov_shape[1])
+    halvings = 0
+    while pixels > _MAX_WORK_PIXELS:
+        pixels /= 4
+        halvings += 1
+    return halvings
+
+
+def auto_levels(ref_shape, mov_shape) -> int:
+    """Pyramid depth keeping the coarsest level at least 12 px on its shorter side."""
+    side = min(min(ref_shape), min(mov_shape))
+    if side < 2 * _COARSEST_MIN_SIDE:
+        return 1
+    return min(_MAX_AUTO_LEVELS, int(math.log2(side / _COARSEST_MIN_SIDE)) + 1)
+
+
+def fit_levels(levels: int, ref_shape, mov_shape) -> int:
+    """Reduce ``levels`` so no level is smaller than 8 px on a side."""
+    side = min(min(ref_shape), min(mov_shape))
+    while levels > 1 and side / 2 ** (levels - 1) < 8:
+        levels -= 1
+    return levels

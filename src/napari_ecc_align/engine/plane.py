@@ -1,0 +1,167 @@
+"""Images for the ECC engine: the 2D :class:`~.grid.Grid`, the ``cv2.pyrDown`` pyramid
+and the full-resolution correlation.
+
+Everything here uses OpenCV's fast 2D calls: ``cv2.pyrDown`` for the pyramid,
+``cv2.GaussianBlur`` for the prefilter, ``cv2.remap`` (in :mod:`.reference_side`) to
+sample the moving image and ``cv2.warpAffine``/``warpPerspective`` with ``cv2.norm``
+for the correlation. Matrices are 3×3: reference (x, y, 1) → moving.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import cv2
+import numpy as np
+
+from .geometry import project_to_motion
+from .grid import Grid, Level
+from .reference_side import centre_and_half_size, erode, level_margin, reference_side
+from .warping import warp_plane
+
+
+class PlaneGrid(Grid):
+    """The 2D half of an estimate: isotropic ``cv2.pyrDown`` levels, gradient-chosen
+    sample pixels seeded from the coarser level, ``cv2.remap`` sampling, and all four
+    motions with the three start estimators."""
+
+    ndim = 2
+    noun = "image"
+    estimators = ("phase", "fourier-mellin", "features")
+    search_side = 256  # features use a finer level (see .initialisation)
+    other_starts = "init='phase' (translation), 'features', 'identity' or a matrix"
+
+    def __init__(self, ksize: int):
+        self.ksize = ksize
+        self.margin = level_margin(ksize)
+
+    def factors(self, level):
+        return level
+
+    def samples(self, ref, motion, level, seeds):
+        return reference_side(ref, self.ksize, motion, level, seeds)
+
+    def moving(self, mov, level):
+        # Not memoised: a blurred copy of every level would cost a pyramid's memory.
+        image = mov.image
+        if self.ksize > 1:
+            image = cv2.GaussianBlur(image, (self.ksize, self.ksize), 0)
+        return image, erode(mov.valid, self.margin)
+
+    def normaliser(self, shape, level):
+        return normaliser(*shape)
+
+    def delta_matrix(self, motion, p):
+        return delta_matrix(motion, p)
+
+    def score(self, ref, mov, matrix):
+        return full_correlation(ref.image, None, mov.image, None, matrix)
+
+    def project(self, matrix, motion, level):
+        return project_to_motion(matrix, motion)
+
+
+def pyramid(image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[Level]:
+    """Gaussian pyramid. ``cv2.pyrDown`` centres its kernel on even pixels, so a
+    level-k pixel x sits exactly at 2x on level k-1: no half-pixel offset."""
+    out = [Level(image, valid)]
+    for _ in range(levels - 1):
+        prev = out[-1]
+        small = cv2.pyrDown(prev.image)
+        small_valid = None
+        if prev.valid is not None:
+            # Invalid pixels hold the mean value (see normalise), so a coarse pixel
+            # whose footprint is mostly valid is still a fair sample of the image.
+            small_valid = cv2.pyrDown(prev.valid.astype(np.float32)) > 0.75
+        out.append(Level(small, small_valid))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def normaliser(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel → normalised coordinates (see ``centre_and_half_size``) as a matrix N, and
+    N⁻¹ (read-only: shared between calls)."""
+    cx, cy, half = centre_and_half_size(rows, cols)
+    norm = np.array([[1 / half, 0, -cx / half], [0, 1 / half, -cy / half], [0, 0, 1]])
+    norm_inv = np.array([[half, 0, cx], [0, half, cy], [0, 0, 1.0]])
+    norm.flags.writeable = norm_inv.flags.writeable = False
+    return norm, norm_inv
+
+
+def usable_pixels(level: Level, margin: int) -> int:
+    """Pixels of a level that ECC may sample: valid and away from the border."""
+    rows, cols = level.image.shape
+    if level.valid is None:
+        return max(0, rows - 2 * margin) * max(0, cols - 2 * margin)
+    return int(np.count_nonzero(erode(level.valid, margin)[margin:-margin, margin:-margin]))
+
+
+def delta_matrix(motion, p) -> np.ndarray:
+    if motion == "translation":
+        return np.array([[1, 0, p[0]], [0, 1, p[1]], [0, 0, 1]], float)
+    if motion == "euclidean":
+        c, s = math.cos(p[0]), math.sin(p[0])
+        return np.array([[c, -s, p[1]], [s, c, p[2]], [0, 0, 1]], float)
+    bottom = [p[6], p[7], 1] if motion == "homography" else [0, 0, 1]
+    return np.array([[1 + p[0], p[2], p[4]], [p[1], 1 + p[3], p[5]], bottom], float)
+
+
+# ---------------------------------------------------------------------------------- correlation
+# full_correlation works in bands of rows this size, so a band's warp, mask and sums
+# stay in cache between the passes (about 10 % faster than whole-image passes at 1 MP).
+_BAND_BYTES = 2 << 20
+_IDENTITY = np.eye(3)
+
+
+def full_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
+    """ECC of ``ref`` and ``mov`` warped by ``matrix`` over their overlap, at full resolution.
+
+    Both images are non-negative (``normalise`` scales them to [0, 1]), so their L1
+    norms are their sums. cv2.norm accumulates in double, one vectorised pass each
+    (5-10x faster than cv2.mean or cv2.meanStdDev with a mask).
+    """
+    rows, cols = ref.shape
+    identity = mov.shape == ref.shape and (matrix == _IDENTITY).all()
+    source = mov
+    if not identity and mov_valid is not None:
+        source = mov.copy()
+        source[~mov_valid] = np.nan
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    band = rows if identity else max(8, _BAND_BYTES // (4 * cols))  # nothing to cache
+    sums = np.zeros(6)  # n, Σr, Σw, Σr², Σw², Σ(r - w)²
+    for y0 in range(0, rows, band):
+        y1 = min(rows, y0 + band)
+        r = ref[y0:y1]
+        if identity:  # no resampling
+            w = mov[y0:y1]
+            mask = None if mov_valid is None else mov_valid[y0:y1].view(np.uint8)
+        else:
+            # NaN fill marks every output pixel whose interpolation reached outside `mov`.
+            shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+            w = warp_plane(source, matrix @ shift, (y1 - y0, cols), flags, (float("nan"),) * 4)
+            mask = cv2.compare(w, w, cv2.CMP_EQ)  # 0 where NaN
+        if ref_valid is not None:
+            valid = ref_valid[y0:y1].view(np.uint8)
+            mask = valid if mask is None else cv2.bitwise_and(mask, valid)
+        n = (y1 - y0) * cols if mask is None else cv2.countNonZero(mask)
+        if n:
+            sums += (
+                n,
+                cv2.norm(r, cv2.NORM_L1, mask=mask),
+                cv2.norm(w, cv2.NORM_L1, mask=mask),
+                cv2.norm(r, cv2.NORM_L2SQR, mask=mask),
+                cv2.norm(w, cv2.NORM_L2SQR, mask=mask),
+                cv2.norm(r, w, cv2.NORM_L2SQR, mask=mask),
+            )
+    count = sums[0]
+    if count < 16:
+        return float("nan")
+    ref_mean, mov_mean = sums[1] / count, sums[2] / count
+    ref_var = sums[3] / count - ref_mean**2
+    mov_var = sums[4] / count - mov_mean**2
+    if not (ref_var > 0 and mov_var > 0):
+        return float("nan")
+    # Σ(r - r̄)(w - w̄)/n from the mean squared difference: no product image needed.
+    cov = 0.5 * (ref_var + mov_var + (ref_mean - mov_mean) ** 2 - sums[5] / count)
+    return float(cov / math.sqrt(ref_var * mov_var))

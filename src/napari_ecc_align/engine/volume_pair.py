@@ -1,0 +1,101 @@
+"""Two volumes prepared for an estimate (:class:`VolumePair`): normalised, on the
+anisotropic pyramid of :func:`~.volume.plan_levels`, within a memory budget.
+
+A volume is large, so the estimate keeps as few full-resolution copies as it can:
+the prefilter overwrites the full-resolution levels in place, the pyramids are freed
+level by level on the last pass, and the reported correlations are measured on a
+strided copy of the reference (taken before the prefilter) against a fresh copy of
+the moving volume. A finishing run (a second opinion of ``init="auto"``) rebuilds
+the pyramids it needs.
+
+Matrices are 4×4: reference voxel (x, y, z, 1) → moving voxel (x, y, z).
+"""
+
+from __future__ import annotations
+
+from .finishing import Pair
+from .geometry import project_to_motion
+from .options import VOLUME_SEARCHES, check_volume_motion, initial_matrix
+from .structure import content_depth, fixes
+from .template import Template
+from .volume import (
+    VolumeGrid,
+    blurred,
+    check_spacing,
+    correlation_grid,
+    normalise_volume,
+    plan_levels,
+    volume_correlation,
+    volume_pyramid,
+)
+from .volume_samples import reference_samples
+
+
+class VolumePair(Pair):
+    """A reference and a moving volume ``(z, y, x)`` with masks and a voxel spacing."""
+
+    searches = VOLUME_SEARCHES
+
+    def __init__(self, reference, moving, params, spacing, reference_mask=None, moving_mask=None):
+        if isinstance(reference, Template):
+            raise TypeError("a Template holds a 2D reference; pass the reference volume itself")
+        self.params, self.motion = params, params["motion"]
+        check_volume_motion(self.motion)
+        self.spacing = check_spacing(spacing)
+        self._inputs = (reference, moving, reference_mask, moving_mask)
+        ref, ref_valid = normalise_volume(reference, "reference", reference_mask, "reference_mask")
+        self._moving = None  # a fresh normalised copy, for the correlations
+        self._grid = correlation_grid(ref, ref_valid)  # before the prefilter overwrites ``ref``
+        mov, mov_valid = normalise_volume(moving, "moving", moving_mask, "moving_mask")
+        self.shape, self.moving_shape = ref.shape, mov.shape
+        factors = plan_levels(ref.shape, mov.shape, self.spacing, params["pyramid_levels"])
+        self.grid = VolumeGrid(params["gauss_filter_size"], self.spacing, factors)
+        self.ref_pyr = volume_pyramid(ref, ref_valid, factors)
+        self.mov_pyr = volume_pyramid(mov, mov_valid, factors)
+        del ref, mov
+        self.levels = len(factors)
+        if not params["pyramid_levels"]:  # automatic: drop coarsest levels flat for ECC
+            self.levels = content_depth(self.levels, self._fixes_translation)
+            del factors[self.levels :], self.ref_pyr[self.levels :], self.mov_pyr[self.levels :]
+
+    def _fixes_translation(self, level: int) -> bool:
+        ref, grid = self.ref_pyr[level], self.grid
+        spacing, ksize = grid.spacing_at(level), grid.ksize
+        return fixes(lambda: reference_samples(
+            ref, blurred(ref, ksize, spacing), ksize, "translation", level, spacing, grid.margin
+        ))  # fmt: skip
+
+    def given_start(self, init):
+        return initial_matrix(init, self.motion, ndim=3, spacing=self.spacing)
+
+    def final(self, matrix):
+        return project_to_motion(matrix, self.motion, self.spacing)
+
+    def release(self):
+        # Blurred in place at full resolution (see VolumeGrid): nothing reads them again.
+        for level in (*self.ref_pyr, *self.mov_pyr):
+            if level is not None:
+                level.memo.clear()
+        self.ref_pyr = self.mov_pyr = None
+
+    def correlation(self, matrix):
+        if self._moving is None:
+            _, moving, _, moving_mask = self._inputs
+            self._moving = normalise_volume(moving, "moving", moving_mask, "moving_mask")
+        grid, grid_valid, stride = self._grid
+        return volume_correlation(grid, grid_valid, *self._moving, matrix, stride)
+
+    def pyramids_for_finishing(self):
+        # Rare (a start the full resolution disagrees with): rebuilt rather than kept,
+        # since keeping them would raise every estimate's memory peak.
+        self._moving = None
+        reference, moving, reference_mask, moving_mask = self._inputs
+        ref, ref_valid = normalise_volume(reference, "reference", reference_mask, "reference_mask")
+        mov, mov_valid = normalise_volume(moving, "moving", moving_mask, "moving_mask")
+        factors = self.grid.level_factors
+        return volume_pyramid(ref, ref_valid, factors), volume_pyramid(mov, mov_valid, factors)
+
+    def result(self, matrix, parameters):
+        """The result's matrix, shapes and levels; records the spacing in ``parameters``."""
+        parameters["spacing"] = list(self.spacing)
+        return matrix, self.shape, self.moving_shape, 0

@@ -38,6 +38,8 @@ class Grid(abc.ABC):
         2 (images) or 3 (volumes); matrices are ``(ndim + 1) × (ndim + 1)``.
     noun : str
         ``"image"`` or ``"volume"``, for messages.
+    motions : tuple of str
+        The motion models offered.
     estimators : tuple of str
         The start estimators offered besides the identity, cheapest first.
     search_side : int
@@ -50,10 +52,16 @@ class Grid(abc.ABC):
 
     ndim: int
     noun: str
+    motions: tuple[str, ...]
     estimators: tuple[str, ...]
     search_side: int
     other_starts: str
     margin: int
+
+    @abc.abstractmethod
+    def pyramid(self, image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[Level]:
+        """The Gaussian pyramid, ``levels`` deep, of a normalised image (volume) and its
+        mask; a level-k pixel sits exactly at its index times the factors on level 0."""
 
     @abc.abstractmethod
     def factors(self, level: int):

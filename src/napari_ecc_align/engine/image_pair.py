@@ -17,7 +17,7 @@ from .finishing import Pair, normalise_matrix
 from .geometry import from_level, to_level
 from .initialisation import SEARCHES
 from .options import initial_matrix
-from .plane import PlaneGrid, full_correlation, pyramid, usable_pixels
+from .plane import PlaneGrid, full_correlation, usable_pixels
 from .preprocess import as_array, normalise, shrink, split_channels
 from .reference_side import check_thick_enough, reference_side
 from .structure import content_depth, fixes
@@ -66,7 +66,7 @@ class ImagePair(Pair):
         levels = params["pyramid_levels"] or auto_levels(self.ref.shape, self.mov.shape)
         levels = fit_levels(levels, self.ref.shape, self.mov.shape)
         self.ref_pyr = prepared.pyramid(halvings, levels)
-        self.mov_pyr = pyramid(self.mov, self.mov_valid, levels)
+        self.mov_pyr = self.grid.pyramid(self.mov, self.mov_valid, levels)
         # One image binarised, the other not: a last pass on intensity-matched images, and
         # a mask of the dark class is turned over first (ECC climbs to positive correlation).
         self.bilevel = bilevel_side(self.ref, self.ref_valid, self.mov, self.mov_valid)

@@ -15,6 +15,7 @@ import math
 import cv2
 import numpy as np
 
+from .alignment import MOTIONS
 from .geometry import project_to_motion
 from .grid import Grid, Level
 from .reference_side import centre_and_half_size, erode, level_margin, reference_side
@@ -28,6 +29,7 @@ class PlaneGrid(Grid):
 
     ndim = 2
     noun = "image"
+    motions = MOTIONS
     estimators = ("phase", "fourier-mellin", "features")
     search_side = 256  # features use a finer level (see .initialisation)
     other_starts = "init='phase' (translation), 'features', 'identity' or a matrix"
@@ -35,6 +37,9 @@ class PlaneGrid(Grid):
     def __init__(self, ksize: int):
         self.ksize = ksize
         self.margin = level_margin(ksize)
+
+    def pyramid(self, image, valid, levels):
+        return pyramid(image, valid, levels)
 
     def factors(self, level):
         return level

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from .alignment import AlignmentError
+from .alignment import VOLUME_MOTIONS, AlignmentError
 from .geometry import project_to_motion
 from .grid import Grid, Level
 from .preprocess import as_array, validate_mask
@@ -233,6 +233,7 @@ class VolumeGrid(Grid):
 
     ndim = 3
     noun = "volume"
+    motions = VOLUME_MOTIONS
     estimators = ("phase",)
     search_side = 64
     other_starts = "init='identity' or a 4x4 matrix"
@@ -240,6 +241,9 @@ class VolumeGrid(Grid):
     def __init__(self, ksize: int, spacing, factors):
         self.ksize, self.spacing, self.level_factors = ksize, spacing, factors
         self.margin = level_margin(ksize)
+
+    def pyramid(self, image, valid, levels):
+        return volume_pyramid(image, valid, self.level_factors[:levels])
 
     def factors(self, level):
         return self.level_factors[level]

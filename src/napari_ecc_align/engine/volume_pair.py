@@ -26,7 +26,6 @@ from .volume import (
     normalise_volume,
     plan_levels,
     volume_correlation,
-    volume_pyramid,
 )
 from .volume_samples import reference_samples
 
@@ -50,8 +49,8 @@ class VolumePair(Pair):
         self.shape, self.moving_shape = ref.shape, mov.shape
         factors = plan_levels(ref.shape, mov.shape, self.spacing, params["pyramid_levels"])
         self.grid = VolumeGrid(params["gauss_filter_size"], self.spacing, factors)
-        self.ref_pyr = volume_pyramid(ref, ref_valid, factors)
-        self.mov_pyr = volume_pyramid(mov, mov_valid, factors)
+        self.ref_pyr = self.grid.pyramid(ref, ref_valid, len(factors))
+        self.mov_pyr = self.grid.pyramid(mov, mov_valid, len(factors))
         del ref, mov
         self.levels = len(factors)
         if not params["pyramid_levels"]:  # automatic: drop coarsest levels flat for ECC
@@ -92,8 +91,8 @@ class VolumePair(Pair):
         reference, moving, reference_mask, moving_mask = self._inputs
         ref, ref_valid = normalise_volume(reference, "reference", reference_mask, "reference_mask")
         mov, mov_valid = normalise_volume(moving, "moving", moving_mask, "moving_mask")
-        factors = self.grid.level_factors
-        return volume_pyramid(ref, ref_valid, factors), volume_pyramid(mov, mov_valid, factors)
+        levels = self.levels
+        return self.grid.pyramid(ref, ref_valid, levels), self.grid.pyramid(mov, mov_valid, levels)
 
     def result(self, matrix, parameters):
         """The result's matrix, shapes and levels; records the spacing in ``parameters``."""

@@ -101,10 +101,8 @@ def read_voxel_size(path: PathLike) -> VoxelSize:
 
     Raises
     ------
-    ValueError
-        If the TIFF's metadata cannot be parsed, or ``path`` is no regular file.
-    FileNotFoundError, OSError
-        As :func:`~napari_ecc_align.io.read_image`.
+    ValueError, FileNotFoundError, OSError
+        As :func:`read_layout`, which reads it.
     """
     return read_layout(path).voxels
 

@@ -44,6 +44,8 @@ class Grid(abc.ABC):
         The start estimators offered besides the identity, cheapest first.
     search_side : int
         The start search runs on the finest level at most this long on every axis.
+    phase_peaks : int
+        Phase-correlation peaks read (each with its ``2**ndim`` wrap-around readings).
     other_starts : str
         What to suggest when a named estimator cannot run on the pair.
     margin : int
@@ -55,6 +57,7 @@ class Grid(abc.ABC):
     motions: tuple[str, ...]
     estimators: tuple[str, ...]
     search_side: int
+    phase_peaks: int
     other_starts: str
     margin: int
 

@@ -165,7 +165,7 @@ def _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, small) -> In
         if auto and _good_enough(tried):
             break
         try:
-            found = _estimate(method, ref_pyr, mov_pyr, levels, small, motion)
+            found = _estimate(grid, method, ref_pyr, mov_pyr, levels, small, motion)
         except Skipped as exc:
             if not auto:
                 raise AlignmentError(
@@ -223,10 +223,10 @@ def nearest_note(method: str, other: str, gap: float) -> str:
     return f"{method} (nearest the identity; {other} correlated {gap:.3f} higher)"
 
 
-def _estimate(method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarray]:
+def _estimate(grid, method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.ndarray]:
     """Candidate matrices on level ``small`` from one estimator."""
     if method == "phase":
-        return phase_candidates(ref_pyr[small].image, mov_pyr[small].image)
+        return phase_candidates(ref_pyr[small].image, mov_pyr[small].image, grid.phase_peaks)
     if method == "fourier-mellin":
         return fourier_mellin(ref_pyr[small].image, mov_pyr[small].image)
     level = _level_at_most(ref_pyr, mov_pyr, levels, _FEATURE_SIDE)

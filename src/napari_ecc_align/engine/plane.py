@@ -32,6 +32,7 @@ class PlaneGrid(Grid):
     motions = MOTIONS
     estimators = ("phase", "fourier-mellin", "features")
     search_side = 256  # features use a finer level (see .initialisation)
+    phase_peaks = 3
     other_starts = "init='phase' (translation), 'features', 'identity' or a matrix"
 
     def __init__(self, ksize: int):

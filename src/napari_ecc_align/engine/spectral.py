@@ -229,7 +229,7 @@ def shift_peaks(ref: np.ndarray, mov: np.ndarray, peaks: int = _PHASE_PEAKS):
     return shifts
 
 
-def phase_candidates(ref, mov) -> list[np.ndarray]:
+def phase_candidates(ref, mov, peaks: int = _PHASE_PEAKS) -> list[np.ndarray]:
     """Translation candidates reference → moving from phase correlation, strongest first.
 
     The shifts of :func:`shift_peaks` that leave at least a tenth of the reference
@@ -239,6 +239,8 @@ def phase_candidates(ref, mov) -> list[np.ndarray]:
     ----------
     ref, mov : numpy.ndarray
         The reference and moving images (2D) or volumes (3D), real.
+    peaks : int, optional
+        How many peaks to read (default 3).
 
     Returns
     -------
@@ -252,7 +254,8 @@ def phase_candidates(ref, mov) -> list[np.ndarray]:
         If the shapes are too different for a phase correlation
         (:func:`check_phase_grid`).
     """
-    return [_translation(*shift) for shift in _plausible(shift_peaks(ref, mov), ref, mov)]
+    shifts = shift_peaks(ref, mov, peaks)
+    return [_translation(*shift) for shift in _plausible(shifts, ref, mov)]
 
 
 def _plausible(shifts, ref, mov):

@@ -236,6 +236,7 @@ class VolumeGrid(Grid):
     motions = VOLUME_MOTIONS
     estimators = ("phase",)
     search_side = 64
+    phase_peaks = 2  # 8 readings each: each is scored by a trilinear warp
     other_starts = "init='identity' or a 4x4 matrix"
 
     def __init__(self, ksize: int, spacing, factors):

@@ -17,7 +17,6 @@ from .finishing import Pair
 from .geometry import project_to_motion
 from .options import VOLUME_SEARCHES, check_volume_motion, initial_matrix
 from .structure import content_depth, fixes
-from .template import Template
 from .volume import (
     VolumeGrid,
     blurred,
@@ -36,8 +35,6 @@ class VolumePair(Pair):
     searches = VOLUME_SEARCHES
 
     def __init__(self, reference, moving, params, spacing, reference_mask=None, moving_mask=None):
-        if isinstance(reference, Template):
-            raise TypeError("a Template holds a 2D reference; pass the reference volume itself")
         self.params, self.motion = params, params["motion"]
         check_volume_motion(self.motion)
         self.spacing = check_spacing(spacing)

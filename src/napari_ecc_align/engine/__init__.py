@@ -59,7 +59,8 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
   :func:`check_volume_motion`;
 - the result: :class:`Alignment`, :class:`AlignmentError`, :data:`MOTIONS`,
   :data:`VOLUME_MOTIONS`, :func:`project_to_motion`, :func:`project_volume`,
-  :func:`corner_displacement`, :func:`grid_corners`, :func:`check_spacing`;
+  :func:`corner_displacement`, :func:`grid_corners`, :func:`swap_axes` (between
+  (x, y[, z]) and array order), :func:`check_spacing`;
 - applying it: :func:`warp`, :func:`difference`, :func:`default_difference_mode`,
   :data:`NORMALIZED_FULL_SCALE`;
 - images: :func:`luminance`, :func:`as_shape`;
@@ -78,7 +79,7 @@ once costs nothing extra.
 from .alignment import MOTIONS, VOLUME_MOTIONS, Alignment, AlignmentError, write_text_atomic
 from .difference import NORMALIZED_FULL_SCALE, default_difference_mode, difference
 from .estimate import Progress, align, iter_align
-from .geometry import corner_displacement, grid_corners, project_to_motion
+from .geometry import corner_displacement, grid_corners, project_to_motion, swap_axes
 from .image_pair import auto_levels
 from .initialisation import SEARCHES
 from .input_files import PathLike, check_input_file, open_input
@@ -138,6 +139,7 @@ __all__ = [
     "project_volume",
     "read_json",
     "shape_field",
+    "swap_axes",
     "temporary_name",
     "temporary_owner",
     "validate_params",

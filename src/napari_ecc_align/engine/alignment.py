@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import grid_corners
+from .geometry import grid_corners, swap_axes
 from .json_input import alignment_fields, json_path, read_json
 from .temporary import create_temporary
 
@@ -33,11 +33,6 @@ MOTIONS = ("translation", "euclidean", "affine", "homography")
 
 # Motions a volume (4×4 matrix) can have: a homography is 2D only.
 VOLUME_MOTIONS = ("translation", "euclidean", "affine")
-
-# Swaps (x, y) <-> (row, col) in homogeneous 2D coordinates; it is its own inverse.
-_SWAP_XY = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-# Reverses (x, y, z) <-> (z, y, x) in homogeneous 3D coordinates; its own inverse too.
-_SWAP_XYZ = np.eye(4)[[2, 1, 0, 3]]
 
 
 def is_affine(matrix) -> bool:
@@ -327,7 +322,7 @@ class Alignment:
                 "resample the image with warp() instead, or align with motion='affine'"
             )
         inv = _inverse(self.matrix)
-        swap = _SWAP_XYZ if self.ndim == 3 else _SWAP_XY
+        swap = swap_axes(self.ndim)
         return swap @ inv @ swap
 
     def corner_error(self, true_matrix, shape=None) -> float:

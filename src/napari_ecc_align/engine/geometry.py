@@ -44,6 +44,32 @@ def grid_corners(shape) -> np.ndarray:
     return np.vstack([np.array(points, dtype=np.float64).T, np.ones(len(points))])
 
 
+def swap_axes(ndim: int) -> np.ndarray:
+    """The homogeneous permutation between (x, y[, z]) and array order ((row, col) or
+    (z, y, x)); it is its own inverse.
+
+    Parameters
+    ----------
+    ndim : int
+        Spatial axes (2 or 3).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(ndim + 1) × (ndim + 1)`` float64: ``swap @ matrix @ swap`` is a matrix over
+        (x, y[, z]) expressed over array indices (scipy's and napari's order), and back.
+
+    Examples
+    --------
+    >>> from napari_ecc_align.engine import swap_axes
+    >>> swap_axes(2)
+    array([[0., 1., 0.],
+           [1., 0., 0.],
+           [0., 0., 1.]])
+    """
+    return np.eye(ndim + 1)[[*range(ndim - 1, -1, -1), ndim]]
+
+
 def max_corner_shift(step: np.ndarray, corners: np.ndarray) -> float:
     """How far ``step`` moves the ``corners`` at most, on any axis (inf: to infinity).
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from .alignment import VOLUME_MOTIONS, AlignmentError
-from .geometry import project_to_motion
+from .geometry import project_to_motion, swap_axes
 from .grid import Grid, Level
 from .preprocess import as_array, validate_mask
 from .reference_side import level_margin
@@ -312,7 +312,8 @@ def volume_correlation(grid, grid_valid, mov, mov_valid, matrix, stride=1) -> fl
     :func:`correlation_grid`) and ``mov`` warped by ``matrix``, over their overlap
     (trilinear)."""
     on_grid = matrix @ np.diag([float(stride)] * 3 + [1.0])
-    zyx = _zyx(on_grid)
+    swap = swap_axes(3)  # scipy indexes (z, y, x)
+    zyx = swap @ on_grid @ swap
     source = mov if mov_valid is None else np.where(mov_valid, mov, np.nan).astype(np.float32)
     warped = ndimage.affine_transform(source, zyx[:3, :3], zyx[:3, 3], output_shape=grid.shape,
                                       order=1, mode="constant", cval=np.nan)  # fmt: skip
@@ -326,9 +327,3 @@ def volume_correlation(grid, grid_valid, mov, mov_valid, matrix, stride=1) -> fl
     w -= w.mean()
     denominator = math.sqrt(float(np.dot(r, r)) * float(np.dot(w, w)))
     return float(np.dot(r, w) / denominator) if denominator > 0 else float("nan")
-
-
-def _zyx(matrix) -> np.ndarray:
-    """A 4×4 over (x, y, z) as the same map over (z, y, x) indices (scipy's order)."""
-    perm = np.eye(4)[[2, 1, 0, 3]]
-    return perm @ matrix @ perm

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine import Alignment, warp
+from ..engine import Alignment, swap_axes, warp
 from .layers import (
     carry_coordinates,
     check_grid,
@@ -23,7 +23,6 @@ from .layers import (
     level0,
     require_spatial,
     spatial_shape,
-    swap_axes,
 )
 
 if TYPE_CHECKING:

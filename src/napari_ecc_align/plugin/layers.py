@@ -34,12 +34,6 @@ if TYPE_CHECKING:
     from napari.layers import Layer
 
 
-def swap_axes(spatial: int) -> np.ndarray:
-    """Homogeneous permutation between array order (z, row, col) and (x, y, z); its own inverse."""
-    order = list(range(spatial))[::-1] + [spatial]
-    return np.eye(spatial + 1)[order]
-
-
 # -- transforms ----------------------------------------------------------------------------------
 def _physical_matrix(layer: Layer) -> np.ndarray:
     """(ndim+1)×(ndim+1) matrix of the layer's scale, translate, rotate and shear."""

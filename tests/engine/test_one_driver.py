@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from napari_ecc_align import align
 from napari_ecc_align.data import natural_image, volume_pair
+from napari_ecc_align.engine import estimate
 from napari_ecc_align.engine.alignment import corner_rms
 from napari_ecc_align.engine.ecc import run_levels
 from napari_ecc_align.engine.finishing import finish_runner_ups
@@ -87,15 +88,55 @@ def test_one_level_loop_serves_both_grids():
     assert all(level is not None for level in plane.ref_pyr)  # image levels are kept
 
 
-def test_volume_finishing_rebuilds_the_pyramids_after_the_last_pass():
-    """The finishing rules (runner-up starts) now hold for volumes: after the main pass
-    freed the pyramids, a runner-up is finished from the search level on rebuilt ones
-    and wins over a start that ended far off."""
+def _grating_volumes(period=12):
+    """A grating along x (period ``period`` voxels) with faint texture, and its copy
+    moved by (x, y, z) = (-2, -1.5, -1): a start a period off correlates nearly as well."""
+    rng = np.random.default_rng(0)
+    shape = (40, 96, 120)
+    x = np.arange(shape[2], dtype=np.float32)
+    texture = ndimage.gaussian_filter(rng.random(shape, dtype=np.float32), 3)
+    volume = np.sin(2 * np.pi * x / period) + 0.05 * (texture - texture.mean()) / texture.std()
+    inner = np.s_[4:36, 8:88, 8:112]
+    moved = ndimage.shift(volume, (-1.0, -1.5, -2.0), order=1)
+    truth = np.eye(4)
+    truth[:3, 3] = (-2.0, -1.5, -1.0)
+    return volume[inner], moved[inner], truth
+
+
+def test_volumes_get_the_finishing_rules_after_a_real_last_pass():
+    """A search that chose a start a grating period off: after the main pass (which
+    blurred the full-resolution volumes in place and freed the pyramids), the driver's
+    finishing rules finish the identity start on rebuilt pyramids and keep it, since it
+    correlates as well and moves the volume a period less; a finish reads no blurred
+    level as plain (the same result as on a fresh pair)."""
+    reference, moving, truth = _grating_volumes()
+    params = validate_params(motion="translation")
+    pair = VolumePair(reference, moving, params, None)
+    far = truth.copy()
+    far[0, 3] += 12.0  # one period further in x
+    near = Candidate("identity", np.eye(4), 0.95, refined=truth.copy(), path="direct")
+    chosen = Candidate("phase", far, 0.96, refined=far)
+    begin = estimate._Start(far, "phase", 1, False, np.eye(4),
+                            Initialisation(far, "phase", 1, [near, chosen]))  # fmt: skip
+    matrix, iterations, failure = run_to_end(estimate._run_pyramid(pair, begin, 2))
+    assert corner_rms(matrix, far, reference.shape) < 0.5  # ECC stayed a period off
+    assert corner_rms(matrix, truth, reference.shape) > 11
+    assert pair.ref_pyr is not None and pair.ref_pyr[1] is None  # the pass freed level 1
+    outcome = estimate._outcome(pair, begin, matrix, iterations, failure)
+    assert outcome.method.startswith("identity")
+    assert corner_rms(outcome.matrix, truth, reference.shape) < 0.05
+    assert pair.ref_pyr is None  # released before the finishing runs
+    fresh = VolumePair(reference, moving, params, None)
+    assert pair.finish(near, 1)[0].tolist() == fresh.finish(near, 1)[0].tolist()
+
+
+def test_volume_runner_ups_are_finished_when_the_chosen_start_ends_badly():
+    """The runner-up rule holds for volumes: a chosen start that ended far off loses to a
+    runner-up finished from the search level."""
     ref, mov, spacing, truth = volume_pair(shape=(48, 96, 96), seed=5)
     params = validate_params(motion="euclidean")
     pair = VolumePair(ref, mov, params, spacing)
-    pair.release()  # as after the main pass: nothing of the pyramids is left
-    assert pair.ref_pyr is None
+    pair.release()
     good = Candidate("phase", np.eye(4), 0.9, refined=np.eye(4))
     bad = np.eye(4)
     bad[:3, 3] = (20.0, -15.0, 4.0)

@@ -2,13 +2,14 @@
 
 Why not just call ``cv2.findTransformECC``? At full resolution one call costs
 seconds per iteration on a page scan and converges to the wrong pose when the
-images are a few pixels apart. Here the pose is estimated on a ``cv2.pyrDown``
-pyramid, coarse to fine. On each level we run the inverse-compositional form of
-ECC (Evangelidis & Psarakis, TPAMI 2008, section 3.2): the Jacobian of the
-*reference* is computed once per level, so each iteration only resamples the
-moving image at the sample points and solves a p×p system. On large levels the
-sample points are the pixels with the strongest x and y gradients, which carry
-almost all of ECC's information; coarse levels use every valid pixel.
+images are a few pixels apart. Here the pose is estimated on a Gaussian pyramid
+(``cv2.pyrDown`` for images, an anisotropy-aware one for volumes), coarse to fine.
+On each level we run the inverse-compositional form of ECC (Evangelidis & Psarakis,
+TPAMI 2008, section 3.2): the Jacobian of the *reference* is computed once per level,
+so each iteration only resamples the moving image at the sample points and solves a
+p×p system. On large levels the sample points are the pixels (voxels) with the
+strongest gradients along each axis, which carry almost all of ECC's information;
+coarse levels use every valid one.
 
 :func:`iter_align` is a handful of steps written once for any dimensionality:
 prepare the pair (:class:`~.image_pair.ImagePair` or :class:`~.volume_pair.VolumePair`:
@@ -242,8 +243,9 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
 
 @dataclass
 class _Start:
-    """Where the pyramid run starts: the pose (full resolution), how it was found, the
-    level, whether to stage the motions there, the pose "before" and the search."""
+    """Where the pyramid run starts: the pose (at working resolution: a huge image is
+    estimated halved), how it was found, the level, whether to stage the motions there,
+    the pose "before" and the search."""
 
     matrix: np.ndarray
     method: str
@@ -269,7 +271,7 @@ def _starting_pose(pair: Pair) -> _Start:
     """A search on a small level (``init`` names one), or the given start on the
     coarsest level with the motions staged."""
     init = pair.params["init"]
-    if isinstance(init, str) and init in pair.searches:
+    if isinstance(init, str) and init in pair.grid.searches():
         found = choose_initialisation(pair.grid, pair.ref_pyr, pair.mov_pyr, pair.levels, init,
                                       pair.motion, pair.params)  # fmt: skip
         identity = np.eye(pair.grid.ndim + 1)
@@ -282,7 +284,7 @@ def _run_pyramid(pair: Pair, begin: _Start, total: int):
     """The coarse-to-fine run, yielding :class:`Progress`; returns ``(matrix,
     iterations, failure)``. After a search, a failure is kept for the finishing rules."""
     steps = run_levels(pair.grid, pair.ref_pyr, pair.mov_pyr, begin.matrix, pair.motion,
-                       pair.params, begin.top, 0, begin.staged, release=True)  # fmt: skip
+                       pair.params, begin.top, 0, begin.staged, pair.releases_pyramids)  # fmt: skip
     done = 0
     while True:
         try:
@@ -322,7 +324,7 @@ def _outcome(pair: Pair, begin: _Start, matrix, iterations, failure) -> _Outcome
     return _Outcome(*best, corr_before, tried)
 
 
-def _last_pass(pair: ImagePair, outcome: _Outcome) -> _Outcome:
+def _last_pass(pair: Pair, outcome: _Outcome) -> _Outcome:
     """The pair's last pass (bilevel images), reported as one more level."""
     passed = pair.last_pass(outcome.matrix)
     if passed is None:
@@ -336,10 +338,8 @@ def _last_pass(pair: ImagePair, outcome: _Outcome) -> _Outcome:
 def _result(pair: Pair, begin: _Start, outcome: _Outcome, elapsed: float) -> Alignment:
     """The checks every estimate passes, then the :class:`Alignment`."""
     check_plausible(outcome.matrix)
-    noun = pair.grid.noun
-    scene = "scene" if pair.grid.ndim == 2 else "sample"
-    check_outcome(outcome.correlation_before, outcome.correlation, images=f"{noun}s", scene=scene,
-                  tried=outcome.tried)  # fmt: skip
+    check_outcome(outcome.correlation_before, outcome.correlation, images=f"{pair.grid.noun}s",
+                  scene=pair.grid.scene, tried=outcome.tried)  # fmt: skip
     method = outcome.method
     if begin.found is not None:
         method = with_skipped(method, begin.found.tried)

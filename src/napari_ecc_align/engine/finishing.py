@@ -22,6 +22,7 @@ from .geometry import corner_displacement
 from .grid import Grid
 from .initialisation import NEAR_EQUAL, nearest_note
 from .levels import run_to_end
+from .structure import content_depth, fixes
 
 # Below this final correlation the "alignment" fits noise: unrelated blurred-noise
 # images reach 0.15-0.23 with an affine model by distorting one of them.
@@ -54,10 +55,12 @@ class Pair(abc.ABC):
     motion : str
     params : dict
         The checked options (:func:`~.options.validate_params`).
-    searches : tuple of str
-        The ``init`` names that start a search.
     extra_steps : int
-        Progress steps after the pyramid (a last pass), known after preparation.
+        Progress steps after the pyramid (:meth:`last_pass`), known after preparation.
+    releases_pyramids : bool
+        Whether a pass may free pyramid levels it is done with (see
+        :meth:`~.grid.Grid.level_done`): only pyramids the pair alone holds, never a
+        :class:`~.template.Template`'s, which a whole stack shares.
     """
 
     grid: Grid
@@ -67,8 +70,8 @@ class Pair(abc.ABC):
     shape: tuple
     motion: str
     params: dict
-    searches: tuple
     extra_steps: int = 0
+    releases_pyramids: bool = False
 
     @abc.abstractmethod
     def given_start(self, init) -> tuple[np.ndarray, str]:
@@ -86,6 +89,23 @@ class Pair(abc.ABC):
     def pyramids_for_finishing(self) -> tuple[list, list]:
         """Pyramids a finishing run may use from any level down to 0."""
 
+    @abc.abstractmethod
+    def result(self, matrix, parameters: dict) -> tuple:
+        """``(matrix, reference_shape, moving_shape, halvings)`` of the result from the
+        working-resolution ``matrix``; records what only this kind of pair has in
+        ``parameters`` (changed in place)."""
+
+    def last_pass(self, matrix):
+        """One more pass after the pyramid (``extra_steps`` of them): ``(matrix,
+        correlation, iterations, level correlation)``, or None when it does not help.
+        Default: none."""
+        return None
+
+    def automatic_depth(self, levels: int) -> int:
+        """``levels`` without the coarsest ones on which the reference cannot fix even a
+        translation (:func:`~.structure.content_depth`)."""
+        return content_depth(levels, lambda k: fixes(lambda: self.grid.probe(self.ref_pyr[k], k)))
+
     def release(self) -> None:
         """The pyramid run is over: free what only it needed. Default: keep it all."""
         return None
@@ -95,7 +115,7 @@ class Pair(abc.ABC):
         ``(matrix, method, iterations, correlation)``; None when ECC fails on the way."""
         ref_pyr, mov_pyr = self.pyramids_for_finishing()
         steps = run_levels(self.grid, ref_pyr, mov_pyr, cand.refined, self.motion, self.params,
-                           level, 0, False, release=True)  # fmt: skip
+                           level, 0, False, release=self.releases_pyramids)  # fmt: skip
         try:
             matrix, iterations, _ = run_to_end(steps)
         except AlignmentError:

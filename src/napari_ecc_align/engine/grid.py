@@ -22,7 +22,9 @@ import numpy as np
 class Level:
     """One pyramid level of one image or volume."""
 
-    image: np.ndarray  # float32, unblurred (a volume's level 0 is blurred in place once used)
+    # float32, unblurred; a volume's level 0 is blurred in place by the first ECC run on it
+    # (the search's too, when it searches on level 0), see VolumeGrid.
+    image: np.ndarray
     valid: np.ndarray | None  # bool, None = all valid
     # The reference side of ECC on this level (samples, Jacobians), filled on first
     # use: a pyramid kept for many moving images (a stack) computes it once.
@@ -38,6 +40,8 @@ class Grid(abc.ABC):
         2 (images) or 3 (volumes); matrices are ``(ndim + 1) × (ndim + 1)``.
     noun : str
         ``"image"`` or ``"volume"``, for messages.
+    scene : str
+        What both show, for messages: ``"scene"`` or ``"sample"``.
     motions : tuple of str
         The motion models offered.
     estimators : tuple of str
@@ -54,6 +58,7 @@ class Grid(abc.ABC):
 
     ndim: int
     noun: str
+    scene: str
     motions: tuple[str, ...]
     estimators: tuple[str, ...]
     search_side: int
@@ -78,6 +83,17 @@ class Grid(abc.ABC):
         :class:`~.reference_side.Samples`) and the sample points that seed the next
         finer level (None: unseeded). Raises :class:`~.structure.NoStructure` when the
         level cannot fix ``motion``."""
+
+    @abc.abstractmethod
+    def probe(self, ref: Level, level: int) -> None:
+        """Build ``ref``'s reference side for a translation without changing the level's
+        image; raises :class:`~.structure.NoStructure` when not even that is fixed (the
+        automatic depth leaves such coarsest levels out)."""
+
+    @classmethod
+    def searches(cls) -> tuple[str, ...]:
+        """The ``init`` names that start a search: ``"auto"`` and the estimators."""
+        return ("auto", *cls.estimators)
 
     @abc.abstractmethod
     def moving(self, mov: Level, level: int):

@@ -15,12 +15,10 @@ import numpy as np
 from .bilevel import bilevel_side, is_inverted, refine_bilevel, turned_over
 from .finishing import Pair, normalise_matrix
 from .geometry import from_level, to_level
-from .initialisation import SEARCHES
 from .options import initial_matrix
 from .plane import PlaneGrid, full_correlation, usable_pixels
 from .preprocess import as_array, normalise, shrink, split_channels
-from .reference_side import check_thick_enough, reference_side
-from .structure import content_depth, fixes
+from .reference_side import check_thick_enough
 from .template import Template
 
 # The coarsest automatic level keeps at least this many pixels on its shorter side:
@@ -36,8 +34,6 @@ _MAX_WORK_PIXELS = 40_000_000
 class ImagePair(Pair):
     """A reference (array or :class:`~.template.Template`) and a moving image, with
     masks, at working resolution, and their ``cv2.pyrDown`` pyramids."""
-
-    searches = SEARCHES
 
     def __init__(self, reference, moving, params, reference_mask=None, moving_mask=None):
         self.params, self.motion = params, params["motion"]
@@ -89,9 +85,7 @@ class ImagePair(Pair):
         ) < _MIN_COARSE_PIXELS:  # fmt: skip
             levels -= 1
         if not self.params["pyramid_levels"]:
-            ksize = self.params["gauss_filter_size"]
-            levels = content_depth(levels, lambda k: fixes(
-                lambda: reference_side(ref_pyr[k], ksize, "translation", k, None)))  # fmt: skip
+            levels = self.automatic_depth(levels)
         return levels
 
     def given_start(self, init):

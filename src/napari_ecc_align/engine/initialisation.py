@@ -43,7 +43,7 @@ from .structure import NoStructure, first_level_that_works
 _FEATURE_SIDE = 512
 _ORB_FEATURES = 800
 _RATIO = 0.8
-SEARCHES = ("auto", *PlaneGrid.estimators)
+SEARCHES = PlaneGrid.searches()
 # Candidates per estimator that get an ECC refinement (ranked by raw correlation first).
 _REFINE_PER_METHOD = 2
 # Iterations for refining a candidate on the small levels.
@@ -66,7 +66,7 @@ class Candidate:
     """A rough pose and how well ECC could refine it."""
 
     method: str
-    matrix: np.ndarray  # 3×3, full-resolution pixel coordinates
+    matrix: np.ndarray  # 3×3 (4×4), working-resolution pixel (voxel) coordinates
     correlation: float = float("nan")
     error: str = ""
 
@@ -184,7 +184,7 @@ def _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, small) -> In
         tried.extend(new)
         _mark_duplicates(tried, ref.shape, factors)
         _refine(grid, new, ref_pyr, mov_pyr, small, motion, refine)
-    same = f"{grid.noun}s show the same {'scene' if grid.ndim == 2 else 'sample'}"
+    same = f"{grid.noun}s show the same {grid.scene}"
     chosen, method = choose_candidate(tried, ref_pyr[0].image.shape, same)
     return Initialisation(chosen.refined, method, small, tried)
 
@@ -207,7 +207,8 @@ def choose_candidate(tried, shape, same: str):
 def prefer_nearest_identity(cands, shape):
     """The best-correlating candidate, or among those within ``NEAR_EQUAL`` of it the one
     whose refined pose moves the reference's corners least; with what to report in
-    ``init_method``. ``shape`` is the full-resolution reference's ``(rows, cols)``."""
+    ``init_method``. ``shape`` is the working-resolution reference's ``(rows, cols)``
+    or ``(z, y, x)``."""
     best = max(cands, key=lambda c: c.correlation)
     near = [c for c in cands if c.correlation >= best.correlation - NEAR_EQUAL]
     nearest = min(near, key=lambda c: corner_displacement(c.refined, shape))

@@ -19,7 +19,7 @@ from .preprocess import as_real_matrix
 from .volume import VolumeGrid, check_spacing
 
 # The start searches volumes offer (no Fourier–Mellin or features in 3D).
-VOLUME_SEARCHES = ("auto", *VolumeGrid.estimators)
+VOLUME_SEARCHES = VolumeGrid.searches()
 
 
 def check_options(*, ndim=2, spacing=None, **criteria) -> dict:

@@ -29,6 +29,7 @@ class PlaneGrid(Grid):
 
     ndim = 2
     noun = "image"
+    scene = "scene"
     motions = MOTIONS
     estimators = ("phase", "fourier-mellin", "features")
     search_side = 256  # features use a finer level (see .initialisation)
@@ -47,6 +48,9 @@ class PlaneGrid(Grid):
 
     def samples(self, ref, motion, level, seeds):
         return reference_side(ref, self.ksize, motion, level, seeds)
+
+    def probe(self, ref, level):
+        reference_side(ref, self.ksize, "translation", level, None)
 
     def moving(self, mov, level):
         # Not memoised: a blurred copy of every level would cost a pyramid's memory.

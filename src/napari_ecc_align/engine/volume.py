@@ -233,6 +233,7 @@ class VolumeGrid(Grid):
 
     ndim = 3
     noun = "volume"
+    scene = "sample"
     motions = VOLUME_MOTIONS
     estimators = ("phase",)
     search_side = 64
@@ -260,6 +261,11 @@ class VolumeGrid(Grid):
         spacing = self.spacing_at(level)
         image = blurred(ref, self.ksize, spacing, level == 0)
         return reference_samples(ref, image, self.ksize, motion, level, spacing, self.margin), None
+
+    def probe(self, ref, level):
+        spacing = self.spacing_at(level)
+        image = blurred(ref, self.ksize, spacing)  # a copy: the probe must not change ``ref``
+        reference_samples(ref, image, self.ksize, "translation", level, spacing, self.margin)
 
     def moving(self, mov, level):
         image = blurred(mov, self.ksize, self.spacing_at(level), level == 0)

@@ -15,24 +15,21 @@ from __future__ import annotations
 
 from .finishing import Pair
 from .geometry import project_to_motion
-from .options import VOLUME_SEARCHES, check_volume_motion, initial_matrix
-from .structure import content_depth, fixes
+from .options import check_volume_motion, initial_matrix
 from .volume import (
     VolumeGrid,
-    blurred,
     check_spacing,
     correlation_grid,
     normalise_volume,
     plan_levels,
     volume_correlation,
 )
-from .volume_samples import reference_samples
 
 
 class VolumePair(Pair):
     """A reference and a moving volume ``(z, y, x)`` with masks and a voxel spacing."""
 
-    searches = VOLUME_SEARCHES
+    releases_pyramids = True  # the pair's own; rebuilt for a finishing run
 
     def __init__(self, reference, moving, params, spacing, reference_mask=None, moving_mask=None):
         self.params, self.motion = params, params["motion"]
@@ -51,15 +48,8 @@ class VolumePair(Pair):
         del ref, mov
         self.levels = len(factors)
         if not params["pyramid_levels"]:  # automatic: drop coarsest levels flat for ECC
-            self.levels = content_depth(self.levels, self._fixes_translation)
+            self.levels = self.automatic_depth(self.levels)
             del factors[self.levels :], self.ref_pyr[self.levels :], self.mov_pyr[self.levels :]
-
-    def _fixes_translation(self, level: int) -> bool:
-        ref, grid = self.ref_pyr[level], self.grid
-        spacing, ksize = grid.spacing_at(level), grid.ksize
-        return fixes(lambda: reference_samples(
-            ref, blurred(ref, ksize, spacing), ksize, "translation", level, spacing, grid.margin
-        ))  # fmt: skip
 
     def given_start(self, init):
         return initial_matrix(init, self.motion, ndim=3, spacing=self.spacing)

@@ -119,10 +119,14 @@ def itk_multimodal_pairs(root: Path):
 
 
 def itk_cycle(root: Path):
-    """Three images with known pairwise poses: PD Border20 -> Rotated10 -> R10X13Y17."""
+    """``(name, image, truth from the first image)`` for PD Border20, Rotated10, R10X13Y17."""
     d = root / "itk-brain-slices"
     names = ("Border20", "Rotated10", "R10X13Y17")
-    return [(n, gray(d / f"BrainProtonDensitySlice{n}.png")) for n in names]
+    truths = [np.eye(3)] + [similarity(*ITK_REPORTED[n]) for n in names[1:]]
+    return [
+        (n, gray(d / f"BrainProtonDensitySlice{n}.png"), t)
+        for n, t in zip(names, truths, strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------- page
@@ -207,7 +211,7 @@ def physical_pose(linear, centre, shift):
     return pose
 
 
-def volume_case(scene, scene_spacing, case, seed=0):
+def volume_case(scene, scene_spacing, case, seed=0, angles=VOLUME_ANGLES, shift=VOLUME_SHIFT):
     """Reference = the scene (every third plane for ``aniso``); moving = the scene through
     a known pose (cubic spline), then gain, bias and noise (``remap``: sin(pi v / vmax))."""
     step = 3 if case == "aniso" else 1
@@ -216,10 +220,10 @@ def volume_case(scene, scene_spacing, case, seed=0):
     nz, ny, nx = reference.shape
     scale = np.diag([*spacing[::-1], 1.0])  # voxel (x, y, z) -> mm
     centre = scale[:3, :3] @ [(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2]
-    linear = rotation3(VOLUME_ANGLES)
+    linear = rotation3(angles)
     if case == "affine":
         linear = linear @ (np.eye(3) + VOLUME_AFFINE)
-    true = np.linalg.inv(scale) @ physical_pose(linear, centre, VOLUME_SHIFT) @ scale
+    true = np.linalg.inv(scale) @ physical_pose(linear, centre, shift) @ scale
     # moving(true p) = reference(p), p on the reference grid; the reference grid is the
     # scene's with z every ``step`` planes: scene voxel = G p with G = diag(1, 1, step).
     grid = np.diag([1.0, 1.0, step, 1.0])
@@ -244,10 +248,25 @@ def volume_case(scene, scene_spacing, case, seed=0):
     return Pair(f"{label} {dims}", reference, moving, true, motion, spacing, case == "remap")
 
 
+def ch2_scene(root: Path, factor):
+    image, volume = read_volume(root / "brain-volumes" / "ch2.nii.gz")
+    return image, block_mean(volume, factor)
+
+
+def volume_cycle(root: Path, factor=2, seed=0):
+    """``(name, volume, truth from the first)``: ch2 on the 3x z grid, and two noisy rigid
+    copies of it (the pose of ``rigid`` and a second one); spacing (3f, f, f)."""
+    _, scene = ch2_scene(root, factor)
+    first = volume_case(scene, float(factor), "aniso", seed)
+    second = volume_case(scene, float(factor), "aniso", seed + 1, (-3.0, 2.0, -4.0), (-2, 3, 1.5))
+    return [("ch2", first.reference, np.eye(4)), ("pose 1", first.moving, first.true)] + [
+        ("pose 2", second.moving, second.true)
+    ], first.spacing
+
+
 def volume_pairs(root: Path, cases, factor=2, seed=0):
     d = root / "brain-volumes"
-    ch2_image, ch2 = read_volume(d / "ch2.nii.gz")
-    scene = block_mean(ch2, factor)
+    ch2_image, scene = ch2_scene(root, factor)
     pairs = [volume_case(scene, float(factor), c, seed) for c in cases if c != "mni"]
     if "mni" in cases:
         _, mni = read_volume(d / "mni.nii.gz", like=ch2_image)

@@ -32,8 +32,17 @@ import numpy as np
 from .alignment import Alignment, AlignmentError
 from .ecc import run_levels
 from .finishing import Pair, check_outcome, check_plausible, finish_runner_ups, nearer_identity
+from .geometry import turn_degrees
 from .image_pair import ImagePair
-from .initialisation import Initialisation, choose_initialisation, with_skipped
+from .initialisation import (
+    MAX_REFINE_TURN,
+    NEAR_EQUAL,
+    SURE_CORRELATION,
+    Candidate,
+    Initialisation,
+    choose_initialisation,
+    with_skipped,
+)
 from .options import check_dimensions, validate_params
 from .template import Template
 from .volume_pair import VolumePair
@@ -235,6 +244,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     total = begin.top + 1 + pair.extra_steps
     matrix, iterations, failure = yield from _run_pyramid(pair, begin, total)
     outcome = _outcome(pair, begin, matrix, iterations, failure)
+    _check_refinement(pair, begin, outcome)
     if pair.extra_steps and np.isfinite(outcome.correlation):
         outcome = _last_pass(pair, outcome)
         yield Progress(0, total, total, outcome.last_iterations, outcome.last_correlation)
@@ -322,6 +332,36 @@ def _outcome(pair: Pair, begin: _Start, matrix, iterations, failure) -> _Outcome
         if np.isfinite(best[3]):
             best = nearer_identity(pair, found, best)
     return _Outcome(*best, corr_before, tried)
+
+
+def _check_refinement(pair: Pair, begin: _Start, outcome: _Outcome) -> None:
+    """A given start that ECC turned further than ``MAX_REFINE_TURN``, to a correlation
+    below ``SURE_CORRELATION``, is checked against the automatic search: if that finds a
+    pose correlating clearly better, the result is a look-alike (a brain slice turned by
+    180° correlates 0.90 with itself), and an ``AlignmentError`` says so instead of
+    returning it."""
+    if begin.found is not None or not outcome.correlation < SURE_CORRELATION:
+        return
+    turned = turn_degrees(outcome.matrix, begin.matrix)
+    if not turned > MAX_REFINE_TURN:
+        return
+    ref_pyr, mov_pyr = pair.pyramids_for_finishing()
+    try:
+        found = choose_initialisation(pair.grid, ref_pyr, mov_pyr, pair.levels, "auto",
+                                      pair.motion, pair.params)  # fmt: skip
+    except AlignmentError:
+        return
+    del ref_pyr, mov_pyr
+    start = Candidate(found.method, found.matrix, refined=found.matrix)
+    searched = pair.finish(start, found.level)
+    if searched is None or not searched[3] > outcome.correlation + NEAR_EQUAL:
+        return
+    raise AlignmentError(
+        f"ECC turned the {pair.grid.noun}s {turned:.0f}° away from the given start, to a "
+        f"correlation of {outcome.correlation:.3f}, but init='auto' finds a pose "
+        f"correlating {searched[3]:.3f}: the start is too far from the answer for a "
+        "refinement; use init='auto' or an init matrix near the answer"
+    )
 
 
 def _last_pass(pair: Pair, outcome: _Outcome) -> _Outcome:

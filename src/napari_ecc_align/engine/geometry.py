@@ -212,3 +212,45 @@ def corner_displacement(matrix, shape, other=None) -> float:
         distance = np.sqrt(np.sum(diff * diff, axis=0))
     value = float(distance.max())
     return value if math.isfinite(value) else math.inf
+
+
+def turn_degrees(matrix, other=None) -> float:
+    """How far ``matrix`` turns the grid relative to ``other`` (default: the identity),
+    in degrees: the angle of the rotation in the polar decomposition of the linear part
+    of ``matrix · other⁻¹`` (a homography: of its affine part).
+
+    Parameters
+    ----------
+    matrix, other : numpy.ndarray
+        3×3 (image) or 4×4 (volume) matrices.
+
+    Returns
+    -------
+    float
+        The angle in [0, 180]; NaN for a matrix that is not finite or not invertible.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_ecc_align.engine.geometry import turn_degrees
+    >>> turn = np.array([[0.0, -1.0, 5.0], [1.0, 0.0, 2.0], [0.0, 0.0, 1.0]])
+    >>> round(turn_degrees(turn), 6)
+    90.0
+    """
+    relative = np.asarray(matrix, np.float64)
+    if other is not None:
+        try:
+            relative = relative @ np.linalg.inv(other)
+        except np.linalg.LinAlgError:
+            return float("nan")
+    n = relative.shape[0] - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        linear = relative[:n, :n] / relative[n, n]
+    if not np.all(np.isfinite(linear)):
+        return float("nan")
+    u, _, vt = np.linalg.svd(linear)
+    rotation = u @ vt
+    if n == 2:
+        return abs(math.degrees(math.atan2(rotation[1, 0], rotation[0, 0])))
+    cosine = (np.trace(rotation) - 1.0) / 2.0
+    return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))

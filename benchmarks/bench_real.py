@@ -77,6 +77,7 @@ from pathlib import Path
 import _real_cases as rc
 import cv2
 import numpy as np
+from _sitk import registration_method
 
 from napari_ecc_align import align, warp
 
@@ -186,28 +187,8 @@ def run_sitk(pair, metric, sampling):
         initial = sitk.CenteredTransformInitializer(
             fixed, moved, initial, sitk.CenteredTransformInitializerFilter.GEOMETRY
         )
-    method = sitk.ImageRegistrationMethod()
-    if metric == "mi":
-        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    else:
-        method.SetMetricAsCorrelation()
-    if sampling >= 1:
-        method.SetMetricSamplingStrategy(method.NONE)
-    else:  # a fixed random subset of each level: the same samples at every iteration
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(sampling, SITK_SEED)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0,
-        minStep=1e-4,
-        numberOfIterations=200,
-        relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-8,
-    )
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2, 1, 0])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()  # sigmas in voxels
+    kind = "mi" if metric == "mi" else "correlation"
+    method = registration_method(sitk, kind, sampling, SITK_SEED)
     method.SetInitialTransform(initial, inPlace=False)
     final = method.Execute(fixed, moved)  # fixed physical -> moving physical
     scale = np.diag([*map(float, spacing[::-1]), 1.0])

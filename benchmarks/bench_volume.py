@@ -71,6 +71,7 @@ import time
 import cv2
 import numpy as np
 import scipy
+from _sitk import registration_method
 from scipy import ndimage
 
 from napari_ecc_align import align
@@ -237,25 +238,7 @@ def run_sitk(reference, moving, spacing, motion, sampling=None):
         initial = sitk.CenteredTransformInitializer(
             fixed, moved, kind, sitk.CenteredTransformInitializerFilter.GEOMETRY
         )
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsCorrelation()
-    if sampling >= 1:
-        method.SetMetricSamplingStrategy(method.NONE)  # every voxel of each level
-    else:  # a fixed random subset of each level: the same samples at every iteration
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(sampling, SITK_SEED)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0,
-        minStep=1e-4,
-        numberOfIterations=200,
-        relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-8,
-    )
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2, 1, 0])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()  # sigmas in voxels
+    method = registration_method(sitk, "correlation", sampling, SITK_SEED)
     method.SetInitialTransform(initial, inPlace=False)
     final = method.Execute(fixed, moved)  # fixed (reference) physical -> moving physical
     scale = np.diag([*spacing[::-1], 1.0])

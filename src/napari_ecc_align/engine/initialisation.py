@@ -257,7 +257,7 @@ def _good_enough(cands) -> bool:
     One that ECC turned further than ``MAX_REFINE_TURN`` from its start must correlate
     ``SURE_CORRELATION``: it may have found a look-alike, not a refinement (a brain slice
     turned by 180° correlated 0.96 with itself on the search level, 0.90 at full
-    resolution; turned by 70° it refined to 0.99)."""
+    resolution; turned by 70° it refined to 1.000 there)."""
     return any(
         not c.error
         and c.correlation >= _GOOD_CORRELATION

@@ -345,15 +345,14 @@ def _check_refinement(pair: Pair, begin: _Start, outcome: _Outcome) -> None:
     turned = turn_degrees(outcome.matrix, begin.matrix)
     if not turned > MAX_REFINE_TURN:
         return
-    ref_pyr, mov_pyr = pair.pyramids_for_finishing()
+    pyramids = pair.pyramids_for_finishing()  # volumes: rebuilt once for search and finish
     try:
-        found = choose_initialisation(pair.grid, ref_pyr, mov_pyr, pair.levels, "auto",
-                                      pair.motion, pair.params)  # fmt: skip
+        found = choose_initialisation(pair.grid, *pyramids, pair.levels, "auto", pair.motion,
+                                      pair.params)  # fmt: skip
     except AlignmentError:
         return
-    del ref_pyr, mov_pyr
     start = Candidate(found.method, found.matrix, refined=found.matrix)
-    searched = pair.finish(start, found.level)
+    searched = pair.finish(start, found.level, pyramids)
     if searched is None or not searched[3] > outcome.correlation + NEAR_EQUAL:
         return
     raise AlignmentError(

@@ -110,10 +110,11 @@ class Pair(abc.ABC):
         """The pyramid run is over: free what only it needed. Default: keep it all."""
         return None
 
-    def finish(self, cand, level: int):
+    def finish(self, cand, level: int, pyramids=None):
         """``cand``'s refined pose taken from ``level`` to full resolution, as
-        ``(matrix, method, iterations, correlation)``; None when ECC fails on the way."""
-        ref_pyr, mov_pyr = self.pyramids_for_finishing()
+        ``(matrix, method, iterations, correlation)``; None when ECC fails on the way.
+        ``pyramids``: from :meth:`pyramids_for_finishing`, if the caller has them."""
+        ref_pyr, mov_pyr = pyramids or self.pyramids_for_finishing()
         steps = run_levels(self.grid, ref_pyr, mov_pyr, cand.refined, self.motion, self.params,
                            level, 0, False, release=self.releases_pyramids)  # fmt: skip
         try:

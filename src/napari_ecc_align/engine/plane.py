@@ -50,7 +50,7 @@ class PlaneGrid(Grid):
         return reference_side(ref, self.ksize, motion, level, seeds)
 
     def probe(self, ref, level):
-        reference_side(ref, self.ksize, "translation", level, None)
+        self.samples(ref, "translation", level, None)
 
     def moving(self, mov, level):
         # Not memoised: a blurred copy of every level would cost a pyramid's memory.

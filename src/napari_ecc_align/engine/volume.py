@@ -258,14 +258,15 @@ class VolumeGrid(Grid):
     # use a strided copy of the reference and a fresh copy of the moving volume), so
     # the prefilter overwrites them: a blurred copy of each would be the memory peak.
     def samples(self, ref, motion, level, seeds):
-        spacing = self.spacing_at(level)
-        image = blurred(ref, self.ksize, spacing, level == 0)
-        return reference_samples(ref, image, self.ksize, motion, level, spacing, self.margin), None
+        return self._reference(ref, motion, level, in_place=level == 0), None
 
     def probe(self, ref, level):
+        self._reference(ref, "translation", level, in_place=False)  # must not change ``ref``
+
+    def _reference(self, ref, motion, level, in_place):
         spacing = self.spacing_at(level)
-        image = blurred(ref, self.ksize, spacing)  # a copy: the probe must not change ``ref``
-        reference_samples(ref, image, self.ksize, "translation", level, spacing, self.margin)
+        image = blurred(ref, self.ksize, spacing, in_place)
+        return reference_samples(ref, image, self.ksize, motion, level, spacing, self.margin)
 
     def moving(self, mov, level):
         image = blurred(mov, self.ksize, self.spacing_at(level), level == 0)

@@ -35,11 +35,11 @@ class VolumePair(Pair):
         self.params, self.motion = params, params["motion"]
         check_volume_motion(self.motion)
         self.spacing = check_spacing(spacing)
-        self._inputs = (reference, moving, reference_mask, moving_mask)
-        ref, ref_valid = normalise_volume(reference, "reference", reference_mask, "reference_mask")
+        self._inputs = {"reference": (reference, reference_mask), "moving": (moving, moving_mask)}
+        ref, ref_valid = self._normalised("reference")
         self._moving = None  # a fresh normalised copy, for the correlations
         self._grid = correlation_grid(ref, ref_valid)  # before the prefilter overwrites ``ref``
-        mov, mov_valid = normalise_volume(moving, "moving", moving_mask, "moving_mask")
+        mov, mov_valid = self._normalised("moving")
         self.shape, self.moving_shape = ref.shape, mov.shape
         factors = plan_levels(ref.shape, mov.shape, self.spacing, params["pyramid_levels"])
         self.grid = VolumeGrid(params["gauss_filter_size"], self.spacing, factors)
@@ -50,6 +50,12 @@ class VolumePair(Pair):
         if not params["pyramid_levels"]:  # automatic: drop coarsest levels flat for ECC
             self.levels = self.automatic_depth(self.levels)
             del factors[self.levels :], self.ref_pyr[self.levels :], self.mov_pyr[self.levels :]
+
+    def _normalised(self, name):
+        """A fresh float32 working copy of the ``name`` input and its mask (see
+        :func:`~.volume.normalise_volume`)."""
+        volume, mask = self._inputs[name]
+        return normalise_volume(volume, name, mask, f"{name}_mask")
 
     def given_start(self, init):
         return initial_matrix(init, self.motion, ndim=3, spacing=self.spacing)
@@ -66,8 +72,7 @@ class VolumePair(Pair):
 
     def correlation(self, matrix):
         if self._moving is None:
-            _, moving, _, moving_mask = self._inputs
-            self._moving = normalise_volume(moving, "moving", moving_mask, "moving_mask")
+            self._moving = self._normalised("moving")
         grid, grid_valid, stride = self._grid
         return volume_correlation(grid, grid_valid, *self._moving, matrix, stride)
 
@@ -75,11 +80,8 @@ class VolumePair(Pair):
         # Rare (a start the full resolution disagrees with): rebuilt rather than kept,
         # since keeping them would raise every estimate's memory peak.
         self._moving = None
-        reference, moving, reference_mask, moving_mask = self._inputs
-        ref, ref_valid = normalise_volume(reference, "reference", reference_mask, "reference_mask")
-        mov, mov_valid = normalise_volume(moving, "moving", moving_mask, "moving_mask")
-        levels = self.levels
-        return self.grid.pyramid(ref, ref_valid, levels), self.grid.pyramid(mov, mov_valid, levels)
+        return tuple(self.grid.pyramid(*self._normalised(name), self.levels)
+                     for name in ("reference", "moving"))  # fmt: skip
 
     def result(self, matrix, parameters):
         """The result's matrix, shapes and levels; records the spacing in ``parameters``."""

@@ -448,7 +448,7 @@ def test_pyramid_and_criteria_options_reach_align(pair_files, capsys):
     assert default["levels"] > 1 and max(default["iterations"]) > 3  # what the options change
     assert default["parameters"] == {
         "motion": "affine", "max_iterations": 100, "eps": 1e-6, "gauss_filter_size": 5,
-        "pyramid_levels": None,
+        "pyramid_levels": None, "intensity": "auto", "intensity_mapped": None,
     }  # fmt: skip
 
     one_level = _transform(capsys, d, "--pyramid-levels", "1")
@@ -459,8 +459,11 @@ def test_pyramid_and_criteria_options_reach_align(pair_files, capsys):
     assert len(capped["iterations"]) == default["levels"]
     assert max(capped["iterations"]) <= 3 and capped["parameters"]["max_iterations"] == 3
 
-    other = _transform(capsys, d, "--eps", "0.001", "--gauss-filter-size", "3")
+    other = _transform(capsys, d, "--eps", "0.001", "--gauss-filter-size", "3", "--intensity",
+                       "mapped")  # fmt: skip
     assert other["parameters"]["eps"] == 0.001 and other["parameters"]["gauss_filter_size"] == 3
+    assert other["parameters"]["intensity"] == "mapped"
+    assert other["parameters"]["intensity_mapped"] in ("reference", "moving")
     for result in (one_level, capped, other):  # each still finds the shift
         np.testing.assert_allclose(np.array(result["matrix"])[:2, 2], truth, atol=0.1)
 

@@ -1,6 +1,7 @@
-"""Binarised against grayscale (issue 12): the bilevel pass and the nearest-identity rule.
+"""Binarised against grayscale (issue 12): bilevel pairs (mapped intensities, see
+``test_intensity.py``) and the nearest-identity rule.
 
-Corner RMS errors against known similarities. Before the bilevel pass, the binarised
+Corner RMS errors against known similarities. Before bilevel pairs were handled, the binarised
 photographs below ended 0.17-0.96 px off (0.51-0.96 with the binarised image moving);
 the tolerance here is 0.15 px.
 """
@@ -11,7 +12,7 @@ import pytest
 from napari_ecc_align import Progress, align, iter_align
 from napari_ecc_align.data import make_pair, natural_image, score_pair, text_page
 from napari_ecc_align.data.images import similarity_matrix
-from napari_ecc_align.engine.bilevel import apply_transfer, is_bilevel, transfer_function
+from napari_ecc_align.engine.bilevel import is_bilevel
 from napari_ecc_align.engine.finishing import nearer_identity
 from napari_ecc_align.engine.image_pair import ImagePair
 from napari_ecc_align.engine.initialisation import (
@@ -80,8 +81,8 @@ def test_score_page_binarised_against_scan():
     assert result.parameters["bilevel"] == "reference"
     assert not result.parameters["bilevel_inverted"]
     assert result.corner_error(truth) <= 0.05
-    # The reported correlation is that of the user's images, not of the matched ones.
-    assert 0.5 < result.correlation < 0.99 and result.correlation > result.correlation_before
+    # The reported correlation is the one ECC maximised: with the mapped grayscale image.
+    assert 0.5 < result.correlation <= 1 and result.correlation > result.correlation_before
 
 
 def test_grayscale_pairs_and_two_masks_take_the_plain_path():
@@ -91,13 +92,17 @@ def test_grayscale_pairs_and_two_masks_take_the_plain_path():
     assert "bilevel" not in masks.parameters
 
 
-def test_bilevel_pass_reports_progress_as_one_more_level():
+def test_a_bilevel_pair_is_mapped_within_the_pyramid_run():
+    """The bilevel pass is a case of the intensity mapping (issue 21, item 3): no pass
+    after the pyramid, one progress step and one iteration count per level."""
     reference, moving, _ = _photo_pair(1)
     steps = list(iter_align(reference > 0.5, moving))
     progress = [s for s in steps if isinstance(s, Progress)]
     assert [p.done for p in progress] == list(range(1, len(progress) + 1))
     assert progress[-1].done == progress[-1].levels and progress[-1].level == 0
-    assert len(steps[-1].iterations) == steps[-1].levels + 1  # the bilevel pass's own
+    result = steps[-1]
+    assert len(result.iterations) == result.levels
+    assert result.parameters["intensity_mapped"] == "moving"  # the grayscale one
 
 
 def test_bilevel_detection():
@@ -118,17 +123,6 @@ def test_bilevel_detection():
     valid = np.ones(holes.shape, bool)
     valid[:40] = False
     assert is_bilevel(holes, valid) and not is_bilevel(holes, None)
-
-
-def test_transfer_function_is_a_step_at_the_threshold_and_turns_over_for_an_inverted_mask():
-    gray = np.random.default_rng(1).random(200_000).astype(np.float32)
-    table = transfer_function(gray, (gray > 0.3).astype(np.float64))
-    centres = (np.arange(len(table)) + 0.5) / len(table)
-    assert np.all(table[centres < 0.28] < 0.05) and np.all(table[centres > 0.32] > 0.95)
-    inverted = transfer_function(gray, (gray <= 0.3).astype(np.float64))
-    assert np.allclose(inverted, 1 - table, atol=0.01)
-    mapped = apply_transfer(gray[:5], table)
-    assert mapped.dtype == np.float32 and mapped.shape == (5,)
 
 
 # --------------------------------------------------------------------- nearer the identity

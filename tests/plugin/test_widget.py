@@ -11,7 +11,7 @@ import pytest
 from qtpy.QtCore import Qt, QTimer
 
 from napari_ecc_align import Alignment, align, difference, warp
-from napari_ecc_align.data import natural_image
+from napari_ecc_align.data import natural_image, natural_pair
 from napari_ecc_align.engine.alignment import corner_rms
 from napari_ecc_align.plugin._qt.widget import AlignWidget
 from napari_ecc_align.plugin.sample_data import score_pair
@@ -339,6 +339,23 @@ def test_initialisation_choice_and_result_panel(qtbot, viewer_widget):
     assert "init: fourier-mellin" in widget.result.value
     offset = np.array([[1, 0, 150], [0, 1, 150], [0, 0, 1.0]])
     assert corner_rms(widget.last_alignment.matrix, true @ offset, (300, 300)) < 0.1
+
+
+def test_intensities_choice_reaches_the_estimate(qtbot, viewer_widget):
+    """A second modality (mid grays brightest): auto maps it, linear does not."""
+    viewer, widget = viewer_widget
+    reference, moving, truth = natural_pair((240, 240), 2, angle_deg=1.0)
+    remapped = np.sin(np.pi * (moving - moving.min()) / np.ptp(moving)).astype(np.float32)
+    viewer.add_image(reference, name="ref")
+    viewer.add_image(remapped, name="mov")
+    assert widget.intensity.value == "auto"
+    _press_align(qtbot, widget)
+    assert widget.last_alignment.parameters["intensity_mapped"] is not None
+    assert corner_rms(widget.last_alignment.matrix, truth, (240, 240)) < 0.15
+    widget.intensity.value = "linear"
+    _press_align(qtbot, widget)
+    assert widget.last_alignment.parameters["intensity"] == "linear"
+    assert widget.last_alignment.parameters["intensity_mapped"] is None
 
 
 def _two_motion_pair(shape=(240, 360), left=(3.0, -2.0), right=(-4.0, 3.0)):

@@ -25,6 +25,7 @@ from .. import __version__
 from ..engine import (
     DEFAULT_MAX_PIXELS,
     ENV_VAR,
+    INTENSITY_MODES,
     MOTIONS,
     NORMALIZED_FULL_SCALE,
     Alignment,
@@ -161,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gauss-filter-size", type=int, metavar="N",
                    default=_DEFAULTS["gauss_filter_size"],
                    help="Gaussian blur before ECC, odd, 0 = off (default: %(default)s)")
+    p.add_argument("--intensity", choices=INTENSITY_MODES, default="auto",
+                   help="'mapped' maps one image's intensities onto the other's before ECC "
+                   "(multimodal pairs: T1 vs PD MRI, binarised vs grayscale), 'linear' is plain "
+                   "ECC, 'auto' maps when that explains the pair markedly better "
+                   "(default: %(default)s)")
     p.add_argument("--interpolation", choices=("linear", "nearest", "cubic"), default="linear",
                    help="resampling of the aligned image (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
@@ -392,6 +398,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
         eps=args.eps,
         pyramid_levels=args.pyramid_levels,
         gauss_filter_size=args.gauss_filter_size,
+        intensity=args.intensity,
         **pair.align_keywords,
     )
     aligned = warp(pair.moving, alignment, interpolation=args.interpolation)

@@ -8,7 +8,7 @@ The modules, in the order data flows through them:
   pyramid, apply the finishing rules, check the result);
 - :mod:`.image_pair`, :mod:`.volume_pair` — two images (two volumes) prepared for an
   estimate: working copies, pyramids and their depth (:func:`auto_levels`), the
-  correlations; images add the bilevel pass and the halved working copy of huge images,
+  correlations; images add bilevel detection and the halved working copy of huge images,
   volumes their memory-saving release of the pyramids;
 - :mod:`.grid` — the one interface behind which images and volumes differ
   (:class:`~.grid.Grid`: pyramid factors, sample points, moving-image sampling,
@@ -27,8 +27,8 @@ The modules, in the order data flows through them:
 - :mod:`.spectral` — n-D phase correlation and Fourier–Mellin on bounded padded grids;
 - :mod:`.finishing` — the :class:`~.finishing.Pair` interface, second opinions for
   ``init="auto"`` (runner-up and identity finishing) and the checks on every estimate;
-- :mod:`.bilevel` — a last full-resolution pass on intensity-matched images when exactly
-  one of them is binarised (bilevel);
+- :mod:`.intensity` — multimodal pairs: ECC on intensity-mapped images, level by level;
+- :mod:`.bilevel` — telling a binarised (bilevel) image apart, and its polarity;
 - :mod:`.preprocess` — validation, dtype/channel handling, float32 luminance and masks;
 - :mod:`.template` — :class:`Template`, a 2D reference prepared once for many images;
 - :mod:`.alignment` — the result type, its matrix convention (2D and 3D) and
@@ -58,6 +58,7 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
   :func:`check_dimensions` (``ndim`` and ``spacing``), :func:`validate_params`,
   :func:`check_volume_motion`;
 - the result: :class:`Alignment`, :class:`AlignmentError`, :data:`MOTIONS`,
+  :data:`INTENSITY_MODES` (``align``'s ``intensity`` values),
   :data:`VOLUME_MOTIONS`, :func:`project_to_motion`, :func:`project_volume`,
   :func:`corner_displacement`, :func:`grid_corners`, :func:`swap_axes` (between
   (x, y[, z]) and array order), :func:`check_spacing`;
@@ -83,6 +84,7 @@ from .geometry import corner_displacement, grid_corners, project_to_motion, swap
 from .image_pair import auto_levels
 from .initialisation import SEARCHES
 from .input_files import PathLike, check_input_file, open_input
+from .intensity import INTENSITY_MODES
 from .json_input import number_field, read_json, shape_field, whole_field
 from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
 from .options import (
@@ -102,6 +104,7 @@ from .warping import warp
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ENV_VAR",
+    "INTENSITY_MODES",
     "MOTIONS",
     "NORMALIZED_FULL_SCALE",
     "SEARCHES",

@@ -84,7 +84,10 @@ class Alignment:
         ECC (zero-mean normalised cross-correlation) of the reference and the
         moving image warped by ``matrix``, on the full-resolution images over
         their overlap. Computed after the last update (for a bilevel image that
-        was turned over, with the turned-over image).
+        was turned over, with the turned-over image). With mapped intensities
+        (``parameters["intensity_mapped"]``), the correlation with the mapped
+        image, measured on a regular subsample of at most about 250 000 pixels
+        (voxels): the correlation ratio, what ECC maximised.
     correlation_before : float
         The same at the initial warp.
     reference_shape, moving_shape : tuple of int
@@ -96,10 +99,11 @@ class Alignment:
     init_method : str
         Which initialisation the estimate started from.
     iterations : tuple of int
-        ECC iterations run on each level, coarsest first; with one bilevel image,
-        one more entry for the last, intensity-matched full-resolution pass.
+        ECC iterations run on each level, coarsest first.
     parameters : dict
-        The arguments the alignment was estimated with (JSON-safe); with one
+        The arguments the alignment was estimated with (JSON-safe), and
+        ``"intensity_mapped"``: the image whose intensities were mapped onto the
+        other's (``"reference"`` or ``"moving"``; None for plain ECC). With one
         bilevel image also ``"bilevel"`` (which one) and ``"bilevel_inverted"``
         (whether it was turned over), and for images estimated on a reduced copy
         ``"estimated_at_scale"``.

@@ -15,7 +15,8 @@ coarse levels use every valid one.
 prepare the pair (:class:`~.image_pair.ImagePair` or :class:`~.volume_pair.VolumePair`:
 working copies, pyramids, depth), find the starting pose (:mod:`.initialisation`), run
 the pyramid coarse to fine (:func:`~.ecc.run_levels`), measure, apply the finishing
-rules (:mod:`.finishing`), a last pass for bilevel images, and check the result.
+rules (:mod:`.finishing`), and check the result. Multimodal and bilevel pairs run the
+pyramid on intensity-mapped images (:mod:`.intensity`).
 
 The matrix convention is ``cv2.findTransformECC``'s: reference (x, y[, z], 1) →
 moving coordinates (see :mod:`.alignment`).
@@ -25,14 +26,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from .alignment import Alignment, AlignmentError
 from .ecc import run_levels
 from .finishing import Pair, check_outcome, check_plausible, finish_runner_ups, nearer_identity
-from .geometry import turn_degrees
+from .geometry import to_level, turn_degrees
 from .image_pair import ImagePair
 from .initialisation import (
     MAX_REFINE_TURN,
@@ -42,6 +43,12 @@ from .initialisation import (
     Initialisation,
     choose_initialisation,
     with_skipped,
+)
+from .intensity import (
+    DECISION_SAMPLES,
+    MARKEDLY_WORSE,
+    MARKEDLY_WORSE_UNALIGNED,
+    measure_at,
 )
 from .options import check_dimensions, validate_params
 from .template import Template
@@ -83,6 +90,7 @@ def align(
     gauss_filter_size: int = 5,
     pyramid_levels: int | None = None,
     init="auto",
+    intensity: str = "auto",
     reference_mask=None,
     moving_mask=None,
     ndim: int = 2,
@@ -125,6 +133,19 @@ def align(
         starts from the identity. A 3×3 (or 2×3) matrix in the result's convention is used as
         given (projected onto ``motion``). ``Alignment.init_method`` says which
         start was used.
+    intensity : {"auto", "linear", "mapped"}
+        How the intensities relate. ``"linear"``: plain ECC, which assumes the
+        images differ by a gain and an offset. ``"mapped"``: on every level the
+        function mapping one image's intensities onto the other's is measured at
+        the current pose (a conditional mean over 32 intensity bins, each pulled
+        towards the straight-line fit by 20 pseudo-samples) and ECC runs on the
+        mapped image: two modalities (T1 vs proton-density MRI), binarised vs
+        grayscale, a channel whose dyes swap brightness. The image whose
+        intensities predict the other's better is the one mapped. ``"auto"``
+        (default) maps when exactly one image is bilevel, or when, at the start
+        pose, the mapping explains at least 5 % more of the other image's variance
+        than a line and leaves at most 1/1.15 of what the line leaves unexplained;
+        gray pairs of one modality gain under 2 % and stay linear.
     reference_mask, moving_mask : array_like of bool, optional
         True where a pixel counts, with each image's ``(rows, cols)`` shape.
     ndim : {2, 3}
@@ -156,13 +177,13 @@ def align(
     -----
     When exactly one image is bilevel (bool, two-valued, or 99 % of its valid
     pixels at its two extremes: a binarised scan, a mask, a segmentation), plain
-    ECC is biased by the different edge profiles. The pyramid's pose is then
-    refined once more at full resolution with the grayscale image mapped through
-    ``E[binary | gray]`` (measured at that pose), and a bilevel image that marks
-    the other image's dark class is turned over first.
+    ECC is biased by the different edge profiles; ``intensity="auto"`` then maps
+    the grayscale image through ``E[binary | gray]``, and a bilevel image that
+    marks the other image's dark class is turned over first.
     ``alignment.parameters["bilevel"]`` (``"reference"`` or ``"moving"``) and
     ``["bilevel_inverted"]`` record it. ``python benchmarks/bench_binarised.py``
-    measures it against OpenCV's calls on 144 binarised-vs-grayscale pairs.
+    measures it against OpenCV's calls on 144 binarised-vs-grayscale pairs, and
+    ``benchmarks/bench_real.py`` the multimodal pairs against SimpleITK.
 
     Examples
     --------
@@ -185,6 +206,7 @@ def align(
         gauss_filter_size=gauss_filter_size,
         pyramid_levels=pyramid_levels,
         init=init,
+        intensity=intensity,
         reference_mask=reference_mask,
         moving_mask=moving_mask,
         ndim=ndim,
@@ -203,7 +225,7 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         As for :func:`align`; ``reference`` may be a :class:`Template`.
     **kwargs
         The keyword arguments of :func:`align` (``motion``, ``max_iterations``,
-        ``eps``, ``gauss_filter_size``, ``pyramid_levels``, ``init``,
+        ``eps``, ``gauss_filter_size``, ``pyramid_levels``, ``init``, ``intensity``,
         ``reference_mask``, ``moving_mask``, ``ndim``, ``spacing``), checked before
         any work starts.
 
@@ -240,14 +262,16 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         pair = VolumePair(reference, moving, params, spacing, *masks)
     else:
         pair = ImagePair(reference, moving, params, *masks)
+    # Whether to map intensities: judged before the search (which then refines its
+    # candidates on mapped levels too), and again from where the search put the images.
+    pair.mapped_side = _mapped_side(pair, _first_guess(pair), pair.levels - 1, unaligned=True)
     begin = _starting_pose(pair)
-    total = begin.top + 1 + pair.extra_steps
+    if pair.mapped_side is None:
+        pair.mapped_side = _mapped_side(pair, begin.matrix, begin.top)
+    total = begin.top + 1
     matrix, iterations, failure = yield from _run_pyramid(pair, begin, total)
     outcome = _outcome(pair, begin, matrix, iterations, failure)
     _check_refinement(pair, begin, outcome)
-    if pair.extra_steps and np.isfinite(outcome.correlation):
-        outcome = _last_pass(pair, outcome)
-        yield Progress(0, total, total, outcome.last_iterations, outcome.last_correlation)
     yield _result(pair, begin, outcome, time.perf_counter() - start)
 
 
@@ -273,8 +297,6 @@ class _Outcome:
     correlation: float
     correlation_before: float
     tried: str = ""
-    last_iterations: int = 0
-    last_correlation: float = float("nan")
 
 
 def _starting_pose(pair: Pair) -> _Start:
@@ -283,18 +305,48 @@ def _starting_pose(pair: Pair) -> _Start:
     init = pair.params["init"]
     if isinstance(init, str) and init in pair.grid.searches():
         found = choose_initialisation(pair.grid, pair.ref_pyr, pair.mov_pyr, pair.levels, init,
-                                      pair.motion, pair.params)  # fmt: skip
+                                      pair.motion, pair.params, pair.mapped_side)  # fmt: skip
         identity = np.eye(pair.grid.ndim + 1)
         return _Start(found.matrix, found.method, found.level, False, identity, found)
     matrix, method = pair.given_start(init)  # raises for another name
     return _Start(matrix, method, pair.levels - 1, True, matrix)
 
 
+def _first_guess(pair: Pair) -> np.ndarray:
+    """The pose before any search: the given start, or the identity."""
+    init = pair.params["init"]
+    if isinstance(init, str) and init in pair.grid.searches():
+        return np.eye(pair.grid.ndim + 1)
+    return pair.given_start(init)[0]
+
+
+def _mapped_side(pair: Pair, matrix, top: int, unaligned: bool = False) -> str | None:
+    """Which image's intensities to map onto the other's (see :mod:`.intensity`), judged
+    at ``matrix`` (working resolution) on level ``top``, or a finer one when that has too
+    few pixels to measure on (``unaligned``: before the search, more strictly); None:
+    plain ECC."""
+    mode = pair.params["intensity"]
+    if mode == "linear":
+        return None
+    if pair.bilevel is not None:  # the grayscale image is mapped onto the binarised one
+        return "moving" if pair.bilevel == "reference" else "reference"
+    level = next(
+        (k for k in range(top, 0, -1) if pair.ref_pyr[k].image.size >= DECISION_SAMPLES), 0
+    )
+    start = to_level(matrix, pair.grid.factors(level))
+    relation = measure_at(pair.grid, pair.ref_pyr[level], pair.mov_pyr[level], start)
+    if relation is None:
+        return None
+    worse = MARKEDLY_WORSE_UNALIGNED if unaligned else MARKEDLY_WORSE
+    return relation.side if mode == "mapped" or relation.markedly_better(worse) else None
+
+
 def _run_pyramid(pair: Pair, begin: _Start, total: int):
     """The coarse-to-fine run, yielding :class:`Progress`; returns ``(matrix,
     iterations, failure)``. After a search, a failure is kept for the finishing rules."""
     steps = run_levels(pair.grid, pair.ref_pyr, pair.mov_pyr, begin.matrix, pair.motion,
-                       pair.params, begin.top, 0, begin.staged, pair.releases_pyramids)  # fmt: skip
+                       pair.params, begin.top, 0, begin.staged, pair.releases_pyramids,
+                       pair.mapped_side)  # fmt: skip
     done = 0
     while True:
         try:
@@ -348,7 +400,7 @@ def _check_refinement(pair: Pair, begin: _Start, outcome: _Outcome) -> None:
     pyramids = pair.pyramids_for_finishing()  # volumes: rebuilt once for search and finish
     try:
         found = choose_initialisation(pair.grid, *pyramids, pair.levels, "auto", pair.motion,
-                                      pair.params)  # fmt: skip
+                                      pair.params, pair.mapped_side)  # fmt: skip
     except AlignmentError:
         return
     start = Candidate(found.method, found.matrix, refined=found.matrix)
@@ -363,17 +415,6 @@ def _check_refinement(pair: Pair, begin: _Start, outcome: _Outcome) -> None:
     )
 
 
-def _last_pass(pair: Pair, outcome: _Outcome) -> _Outcome:
-    """The pair's last pass (bilevel images), reported as one more level."""
-    passed = pair.last_pass(outcome.matrix)
-    if passed is None:
-        return replace(outcome, last_correlation=outcome.correlation)
-    matrix, value, n_iter, level_correlation = passed
-    return replace(outcome, matrix=matrix, correlation=value,
-                   iterations=[*outcome.iterations, n_iter], last_iterations=n_iter,
-                   last_correlation=level_correlation)  # fmt: skip
-
-
 def _result(pair: Pair, begin: _Start, outcome: _Outcome, elapsed: float) -> Alignment:
     """The checks every estimate passes, then the :class:`Alignment`."""
     check_plausible(outcome.matrix)
@@ -383,6 +424,7 @@ def _result(pair: Pair, begin: _Start, outcome: _Outcome, elapsed: float) -> Ali
     if begin.found is not None:
         method = with_skipped(method, begin.found.tried)
     parameters = {k: v for k, v in pair.params.items() if k != "init"}
+    parameters["intensity_mapped"] = pair.mapped_side
     matrix, reference_shape, moving_shape, halvings = pair.result(outcome.matrix, parameters)
     return Alignment(
         matrix=matrix,

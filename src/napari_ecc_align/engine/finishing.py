@@ -21,6 +21,7 @@ from .ecc import run_levels
 from .geometry import corner_displacement
 from .grid import Grid
 from .initialisation import NEAR_EQUAL, nearest_note
+from .intensity import RELATION_SAMPLES, measure
 from .levels import run_to_end
 from .structure import content_depth, fixes
 
@@ -55,8 +56,6 @@ class Pair(abc.ABC):
     motion : str
     params : dict
         The checked options (:func:`~.options.validate_params`).
-    extra_steps : int
-        Progress steps after the pyramid (:meth:`last_pass`), known after preparation.
     releases_pyramids : bool
         Whether a pass may free pyramid levels it is done with (see
         :meth:`~.grid.Grid.level_done`): only pyramids the pair alone holds, never a
@@ -70,8 +69,12 @@ class Pair(abc.ABC):
     shape: tuple
     motion: str
     params: dict
-    extra_steps: int = 0
     releases_pyramids: bool = False
+    # The image whose intensities are mapped onto the other's on every level (see
+    # :mod:`.intensity`), None for plain ECC; decided once the start is known.
+    mapped_side: str | None = None
+    # ``"reference"`` or ``"moving"`` when exactly that image is binarised (see :mod:`.bilevel`).
+    bilevel: str | None = None
 
     @abc.abstractmethod
     def given_start(self, init) -> tuple[np.ndarray, str]:
@@ -82,8 +85,22 @@ class Pair(abc.ABC):
         """A matrix ECC returned, made exact for the motion (normalised, projected)."""
 
     @abc.abstractmethod
-    def correlation(self, matrix) -> float:
+    def linear_correlation(self, matrix) -> float:
         """The correlation at working resolution at ``matrix``; NaN without overlap."""
+
+    @abc.abstractmethod
+    def paired_values(self, matrix, limit: int):
+        """``(reference values, moving values)`` of a regular subsample of about
+        ``limit`` working-resolution pixels (voxels) of the overlap at ``matrix``."""
+
+    def correlation(self, matrix) -> float:
+        """What ECC maximised, at working resolution at ``matrix`` (NaN without
+        overlap): the correlation, or with mapped intensities the correlation with the
+        mapped image (the correlation ratio, see :mod:`.intensity`)."""
+        if self.mapped_side is None:
+            return self.linear_correlation(matrix)
+        relation = measure(*self.paired_values(matrix, RELATION_SAMPLES), self.mapped_side)
+        return float("nan") if relation is None else relation.correlation
 
     @abc.abstractmethod
     def pyramids_for_finishing(self) -> tuple[list, list]:
@@ -94,12 +111,6 @@ class Pair(abc.ABC):
         """``(matrix, reference_shape, moving_shape, halvings)`` of the result from the
         working-resolution ``matrix``; records what only this kind of pair has in
         ``parameters`` (changed in place)."""
-
-    def last_pass(self, matrix):
-        """One more pass after the pyramid (``extra_steps`` of them): ``(matrix,
-        correlation, iterations, level correlation)``, or None when it does not help.
-        Default: none."""
-        return None
 
     def automatic_depth(self, levels: int) -> int:
         """``levels`` without the coarsest ones on which the reference cannot fix even a
@@ -116,7 +127,7 @@ class Pair(abc.ABC):
         ``pyramids``: from :meth:`pyramids_for_finishing`, if the caller has them."""
         ref_pyr, mov_pyr = pyramids or self.pyramids_for_finishing()
         steps = run_levels(self.grid, ref_pyr, mov_pyr, cand.refined, self.motion, self.params,
-                           level, 0, False, release=self.releases_pyramids)  # fmt: skip
+                           level, 0, False, self.releases_pyramids, self.mapped_side)  # fmt: skip
         try:
             matrix, iterations, _ = run_to_end(steps)
         except AlignmentError:

@@ -115,6 +115,12 @@ class Grid(abc.ABC):
         overlap: how the start search ranks raw candidates."""
 
     @abc.abstractmethod
+    def paired_values(self, ref: Level, mov: Level, matrix, limit: int):
+        """``(reference values, moving values)``, float64: a regular subsample of at most
+        about ``limit`` reference pixels (voxels) of the overlap at ``matrix`` (level
+        coordinates) and the moving level's values there (linear interpolation)."""
+
+    @abc.abstractmethod
     def project(self, matrix, motion: str, level: int) -> np.ndarray:
         """``matrix`` (in ``level``'s coordinates) projected onto ``motion`` (for volumes
         rigid in physical units)."""

@@ -1,5 +1,5 @@
 """Two 2D images prepared for an estimate (:class:`ImagePair`): the working resolution,
-the pyramids and their depth, and the one pass only images have (bilevel pairs).
+the pyramids and their depth, and what only images have (bilevel pairs).
 
 Images too large for float32 work within the memory budget are estimated on a reduced
 copy (halved in their own dtype); the matrix is scaled back exactly. A
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from .bilevel import bilevel_side, is_inverted, refine_bilevel, turned_over
+from .bilevel import bilevel_side, is_inverted, turned_over
 from .finishing import Pair, normalise_matrix
 from .geometry import from_level, to_level
 from .options import initial_matrix
-from .plane import PlaneGrid, full_correlation, usable_pixels
+from .plane import PlaneGrid, full_correlation, plane_pairs, usable_pixels
 from .preprocess import as_array, normalise, shrink, split_channels
 from .reference_side import check_thick_enough
 from .template import Template
@@ -63,8 +61,9 @@ class ImagePair(Pair):
         levels = fit_levels(levels, self.ref.shape, self.mov.shape)
         self.ref_pyr = prepared.pyramid(halvings, levels)
         self.mov_pyr = self.grid.pyramid(self.mov, self.mov_valid, levels)
-        # One image binarised, the other not: a last pass on intensity-matched images, and
-        # a mask of the dark class is turned over first (ECC climbs to positive correlation).
+        # One image binarised, the other not: its intensities are mapped (see .intensity),
+        # and a mask of the dark class is turned over first (the search climbs to positive
+        # correlation).
         self.bilevel = bilevel_side(self.ref, self.ref_valid, self.mov, self.mov_valid)
         self.inverted = self.bilevel is not None and is_inverted(self.ref_pyr, self.mov_pyr)
         if self.inverted and self.bilevel == "reference":
@@ -73,7 +72,6 @@ class ImagePair(Pair):
         elif self.inverted:
             self.mov_pyr = turned_over(self.mov_pyr)
             self.mov = self.mov_pyr[0].image
-        self.extra_steps = int(self.bilevel is not None)
         self.levels = self._depth(levels)
 
     def _depth(self, levels: int) -> int:
@@ -97,23 +95,15 @@ class ImagePair(Pair):
     def final(self, matrix):
         return normalise_matrix(matrix, self.motion)
 
-    def correlation(self, matrix):
+    def linear_correlation(self, matrix):
         return full_correlation(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix)
+
+    def paired_values(self, matrix, limit):
+        stride = max(1, math.ceil(math.sqrt(self.ref.size / limit)))
+        return plane_pairs(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix, stride)
 
     def pyramids_for_finishing(self):
         return self.ref_pyr, self.mov_pyr
-
-    def last_pass(self, matrix):
-        """The bilevel pass (see :mod:`.bilevel`): ``(matrix, correlation, iterations,
-        level correlation)``, or None when it does not help (the pose is kept)."""
-        refined = refine_bilevel(self.bilevel, self.ref_pyr[0], self.mov_pyr[0], matrix,
-                                 self.motion, self.params)  # fmt: skip
-        if refined is not None:
-            candidate = self.final(refined[0])
-            value = self.correlation(candidate)
-            if np.isfinite(value):  # else the pass slid off the overlap: keep the pose
-                return candidate, value, refined[1], refined[2]
-        return None
 
     def result(self, matrix, parameters):
         """The result's full-resolution matrix, shapes and levels, with what only images

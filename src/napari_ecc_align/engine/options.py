@@ -15,6 +15,7 @@ import numpy as np
 from .alignment import MOTIONS, VOLUME_MOTIONS
 from .geometry import project_to_motion
 from .initialisation import SEARCHES
+from .intensity import INTENSITY_MODES
 from .preprocess import as_real_matrix
 from .volume import VolumeGrid, check_spacing
 
@@ -159,6 +160,7 @@ def validate_params(
     gauss_filter_size=5,
     pyramid_levels=None,
     init="auto",
+    intensity="auto",
     reference_mask=None,
     moving_mask=None,
 ) -> dict:
@@ -169,7 +171,7 @@ def validate_params(
     -------
     dict
         ``motion``, ``max_iterations``, ``eps``, ``gauss_filter_size``,
-        ``pyramid_levels`` and ``init``.
+        ``pyramid_levels``, ``init`` and ``intensity``.
 
     Raises
     ------
@@ -198,6 +200,12 @@ def validate_params(
         pyramid_levels = _as_int(pyramid_levels, "pyramid_levels", minimum=1)
         if pyramid_levels > 16:
             raise ValueError(f"pyramid_levels must be at most 16, got {pyramid_levels}")
+    if not isinstance(intensity, str):
+        raise TypeError(
+            f"intensity must be a string, one of {INTENSITY_MODES}, got {type(intensity).__name__}"
+        )
+    if intensity.lower() not in INTENSITY_MODES:
+        raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {intensity!r}")
     return {
         "motion": motion,
         "max_iterations": max_iterations,
@@ -205,6 +213,7 @@ def validate_params(
         "gauss_filter_size": gauss_filter_size,
         "pyramid_levels": pyramid_levels,
         "init": init,
+        "intensity": intensity.lower(),
     }
 
 

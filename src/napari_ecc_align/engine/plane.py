@@ -68,6 +68,10 @@ class PlaneGrid(Grid):
     def score(self, ref, mov, matrix):
         return full_correlation(ref.image, None, mov.image, None, matrix)
 
+    def paired_values(self, ref, mov, matrix, limit):
+        stride = max(1, math.ceil(math.sqrt(ref.image.size / limit)))
+        return plane_pairs(ref.image, ref.valid, mov.image, mov.valid, matrix, stride)
+
     def project(self, matrix, motion, level):
         return project_to_motion(matrix, motion)
 
@@ -97,6 +101,25 @@ def normaliser(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     norm_inv = np.array([[half, 0, cx], [0, half, cy], [0, 0, 1.0]])
     norm.flags.writeable = norm_inv.flags.writeable = False
     return norm, norm_inv
+
+
+def plane_pairs(ref, ref_valid, mov, mov_valid, matrix, stride=1):
+    """``(reference values, moving values)`` over the overlap: every ``stride``-th
+    reference pixel on each axis and ``mov`` warped by ``matrix`` onto it (bilinear),
+    as float64."""
+    rows, cols = ref.shape
+    sub_shape = (-(-rows // stride), -(-cols // stride))
+    source = mov
+    if mov_valid is not None:
+        source = mov.copy()
+        source[~mov_valid] = np.nan
+    on_grid = matrix @ np.diag([float(stride), float(stride), 1.0])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = warp_plane(source, on_grid, sub_shape, flags, (float("nan"),) * 4)
+    inside = np.isfinite(warped)
+    if ref_valid is not None:
+        inside &= ref_valid[::stride, ::stride]
+    return ref[::stride, ::stride][inside].astype(np.float64), warped[inside].astype(np.float64)
 
 
 def usable_pixels(level: Level, margin: int) -> int:

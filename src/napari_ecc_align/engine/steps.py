@@ -34,9 +34,9 @@ def expected_progress_steps(
     Returns
     -------
     int
-        The count for content that needs no extra pass. The content can change it: masks
-        that leave a coarse level nearly empty drop that level, and a binarised image against
-        a grey one adds a last pass; the first ``Progress``' ``levels`` then says the count.
+        The count before the content is seen. The content can change it: masks that leave
+        a coarse level nearly empty drop that level (so does a coarsest level too flat to fix
+        a translation); the first ``Progress``' ``levels`` then says the count.
     """
     search = isinstance(init, str) and init in SEARCHES
     if ndim == 3:

@@ -287,6 +287,12 @@ class VolumeGrid(Grid):
     def score(self, ref, mov, matrix):
         return volume_correlation(ref.image, ref.valid, mov.image, mov.valid, matrix)
 
+    def paired_values(self, ref, mov, matrix, limit):
+        stride = max(1, math.ceil((ref.image.size / limit) ** (1 / 3)))
+        step = np.s_[::stride, ::stride, ::stride]
+        valid = None if ref.valid is None else ref.valid[step]
+        return volume_pairs(ref.image[step], valid, mov.image, mov.valid, matrix, stride)
+
     def project(self, matrix, motion, level):
         return project_to_motion(matrix, motion, self.spacing_at(level))
 
@@ -314,10 +320,10 @@ def correlation_grid(ref, ref_valid):
     return ref[step].copy(), valid, stride
 
 
-def volume_correlation(grid, grid_valid, mov, mov_valid, matrix, stride=1) -> float:
-    """ECC of the reference voxels ``grid`` (every ``stride``-th, see
-    :func:`correlation_grid`) and ``mov`` warped by ``matrix``, over their overlap
-    (trilinear)."""
+def volume_pairs(grid, grid_valid, mov, mov_valid, matrix, stride=1):
+    """``(reference values, moving values)`` over the overlap: the reference voxels
+    ``grid`` (every ``stride``-th, see :func:`correlation_grid`) and ``mov`` warped by
+    ``matrix`` onto them (trilinear), as float64."""
     on_grid = matrix @ np.diag([float(stride)] * 3 + [1.0])
     swap = swap_axes(3)  # scipy indexes (z, y, x)
     zyx = swap @ on_grid @ swap
@@ -327,9 +333,16 @@ def volume_correlation(grid, grid_valid, mov, mov_valid, matrix, stride=1) -> fl
     ok = np.isfinite(warped)
     if grid_valid is not None:
         ok &= grid_valid
-    if np.count_nonzero(ok) < 16:
+    return grid[ok].astype(np.float64), warped[ok].astype(np.float64)
+
+
+def volume_correlation(grid, grid_valid, mov, mov_valid, matrix, stride=1) -> float:
+    """ECC of the reference voxels ``grid`` (every ``stride``-th, see
+    :func:`correlation_grid`) and ``mov`` warped by ``matrix``, over their overlap
+    (trilinear)."""
+    r, w = volume_pairs(grid, grid_valid, mov, mov_valid, matrix, stride)
+    if len(r) < 16:
         return float("nan")
-    r, w = grid[ok].astype(np.float64), warped[ok].astype(np.float64)
     r -= r.mean()
     w -= w.mean()
     denominator = math.sqrt(float(np.dot(r, r)) * float(np.dot(w, w)))

@@ -23,6 +23,7 @@ from .volume import (
     normalise_volume,
     plan_levels,
     volume_correlation,
+    volume_pairs,
 )
 
 
@@ -70,11 +71,18 @@ class VolumePair(Pair):
                 level.memo.clear()
         self.ref_pyr = self.mov_pyr = None
 
-    def correlation(self, matrix):
+    def _moving_copy(self):
         if self._moving is None:
             self._moving = self._normalised("moving")
+        return self._moving
+
+    def linear_correlation(self, matrix):
         grid, grid_valid, stride = self._grid
-        return volume_correlation(grid, grid_valid, *self._moving, matrix, stride)
+        return volume_correlation(grid, grid_valid, *self._moving_copy(), matrix, stride)
+
+    def paired_values(self, matrix, limit):
+        grid, grid_valid, stride = self._grid  # about 500 000 voxels: ``limit`` is met or near
+        return volume_pairs(grid, grid_valid, *self._moving_copy(), matrix, stride)
 
     def pyramids_for_finishing(self):
         # Rare (a start the full resolution disagrees with): rebuilt rather than kept,

@@ -249,7 +249,8 @@ def iter_align_stack(
     stack, *, reference: str | int = "previous", axis: int = 0, channel_axis: int | None = None,
     channel: int | None = None, motion: str = "euclidean", max_iterations: int = 100,
     eps: float = 1e-6, gauss_filter_size: int = 5, pyramid_levels: int | None = None,
-    init="auto", workers: int | None = None, fail_fast: bool = False, mean_iterations: int = 2,
+    init="auto", intensity: str = "auto", workers: int | None = None, fail_fast: bool = False,
+    mean_iterations: int = 2,
     ndim: int = 2, spacing=None,
 ) -> Generator[FrameProgress, None, StackAlignment]:  # fmt: skip
     """Generator form of :func:`align_stack`, for progress reporting and cancellation.
@@ -259,7 +260,8 @@ def iter_align_stack(
     stack : array_like
         As for :func:`align_stack` (numpy, memory-mapped or dask; read frame by frame).
     reference, axis, channel_axis, channel, motion, max_iterations, eps, \
-gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations, ndim, spacing
+gauss_filter_size, pyramid_levels, init, intensity, workers, fail_fast, mean_iterations, ndim, \
+spacing
         As for :func:`align_stack`; checked at the call, before any frame is read.
 
     Yields
@@ -299,7 +301,7 @@ gauss_filter_size, pyramid_levels, init, workers, fail_fast, mean_iterations, nd
     array([ 0., -1., -2., -3.])
     """
     options = check_options(
-        motion=motion, max_iterations=max_iterations, eps=eps, init=init,
+        motion=motion, max_iterations=max_iterations, eps=eps, init=init, intensity=intensity,
         gauss_filter_size=gauss_filter_size, pyramid_levels=pyramid_levels,
         ndim=ndim, spacing=spacing,
     )  # fmt: skip
@@ -340,7 +342,8 @@ def align_stack(
     stack, *, reference: str | int = "previous", axis: int = 0, channel_axis: int | None = None,
     channel: int | None = None, motion: str = "euclidean", max_iterations: int = 100,
     eps: float = 1e-6, gauss_filter_size: int = 5, pyramid_levels: int | None = None,
-    init="auto", workers: int | None = None, fail_fast: bool = False, mean_iterations: int = 2,
+    init="auto", intensity: str = "auto", workers: int | None = None, fail_fast: bool = False,
+    mean_iterations: int = 2,
     progress: Callable[[int, int], Any] | str | None = None, ndim: int = 2, spacing=None,
 ) -> StackAlignment:  # fmt: skip
     """Align every frame of a stack onto a common reference grid.
@@ -369,7 +372,7 @@ def align_stack(
     channel : int, optional
         Channel to estimate on (default 0 with ``channel_axis``; for RGB, one colour
         instead of the luminance).
-    motion, max_iterations, eps, gauss_filter_size, pyramid_levels, init
+    motion, max_iterations, eps, gauss_filter_size, pyramid_levels, init, intensity
         As in :func:`napari_ecc_align.align`; ``motion`` defaults to ``"euclidean"``.
     workers : int, optional
         Frames aligned at once in threads (default ``os.cpu_count()``). The pairs
@@ -421,7 +424,8 @@ def align_stack(
         stack, reference=reference, axis=axis, channel_axis=channel_axis, channel=channel,
         motion=motion, max_iterations=max_iterations, eps=eps,
         gauss_filter_size=gauss_filter_size, pyramid_levels=pyramid_levels, init=init,
-        workers=workers, fail_fast=fail_fast, mean_iterations=mean_iterations, ndim=ndim,
+        intensity=intensity, workers=workers, fail_fast=fail_fast,
+        mean_iterations=mean_iterations, ndim=ndim,
         spacing=spacing,
     )  # fmt: skip
     bar = None

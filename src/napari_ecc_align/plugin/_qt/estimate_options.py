@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
 
-from ...engine import MOTIONS, VOLUME_MOTIONS, Alignment
+from ...engine import INTENSITY_MODES, MOTIONS, VOLUME_MOTIONS, Alignment
 from ..modes import PLANAR_INITS
 from .number_fields import ScientificFloat
 
 
 class AdvancedOptions(Container):
-    """Pyramid, prefilter, initialisation, mask and interpolation (hidden by default)."""
+    """Pyramid, prefilter, initialisation, intensities, mask and interpolation (hidden by
+    default)."""
 
     def __init__(self, inits: Callable, masks: Callable):
         self.pyramid_levels = ComboBox(
@@ -31,6 +32,14 @@ class AdvancedOptions(Container):
             tooltip="auto: try phase correlation, Fourier-Mellin, features and the identity "
             "on a small copy and keep the best; last result: refine the previous alignment",
         )
+        self.intensity = ComboBox(
+            label="Intensities",
+            choices=list(INTENSITY_MODES),
+            value="auto",
+            tooltip="mapped: map one layer's intensities onto the other's first (two "
+            "modalities, binarised vs grayscale); linear: plain ECC; auto: map when that "
+            "explains the pair markedly better",
+        )
         self.mask = ComboBox(label="Mask", choices=masks, nullable=True, value=None)
         self.interpolation = ComboBox(
             label="Interpolation", choices=["nearest", "linear", "cubic"], value="linear"
@@ -40,6 +49,7 @@ class AdvancedOptions(Container):
                 self.pyramid_levels,
                 self.gauss_filter_size,
                 self.init,
+                self.intensity,
                 self.mask,
                 self.interpolation,
             ],
@@ -117,6 +127,7 @@ class EstimateOptions:
             "gauss_filter_size": int(advanced.gauss_filter_size.value),
             "pyramid_levels": None if levels == "auto" else int(levels),
             "init": init,
+            "intensity": advanced.intensity.value,
         }
         if ndim == 3:
             params["ndim"] = 3

@@ -47,7 +47,7 @@ class StepProgress:
     def step(self, step) -> None:
         bar = self.bar
         if isinstance(step, Progress):
-            if step.done == 1:  # masks or a bilevel pass can change the count
+            if step.done == 1:  # masks or flat coarse levels can change the count
                 bar.total += step.levels - self.levels
             bar.set_description(f"ECC align: level {step.level} done")
         elif hasattr(step, "total"):  # a stack frame ("mean" reports each frame per pass)

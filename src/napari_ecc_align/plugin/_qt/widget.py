@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 CARRY_TYPES = ("Image", "Labels", "Points", "Shapes", "Vectors", "Tracks")
 # The controls of the composed groups, reachable on the widget itself as before.
 _OPTIONS = ("motion", "max_iterations", "eps", "show_advanced", "advanced")
-_ADVANCED = ("pyramid_levels", "gauss_filter_size", "init", "mask", "interpolation")
+_ADVANCED = ("pyramid_levels", "gauss_filter_size", "init", "intensity", "mask", "interpolation")
 _OUTPUTS = ("out_aligned", "out_difference", "difference_mode", "move_only", "also")
 _RESULTS = ("result", "matrix_view", "save_button", "apply_button")
 

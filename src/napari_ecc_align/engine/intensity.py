@@ -1,0 +1,182 @@
+"""Multimodal pairs: ECC on intensity-mapped images (``intensity="mapped"``).
+
+ECC's criterion, the correlation, assumes the two images differ by a gain and an
+offset. Two modalities of one scene (a T1 and a proton-density MRI, a binarised page
+and its grayscale scan, a channel whose dyes swap brightness) break that: one image's
+intensities are a function of the other's, but not a linear one, and not always a
+monotonic one. Correlation then trades one edge's contrast against another's and the
+optimum moves (ITK's T1/PD slice pair: 1.7 px off with no warning).
+
+So, level by level, the intensity function is measured at the current pose as a
+binned conditional mean, ``f(v) = E[other | this = v]`` over ``BINS`` levels of
+``this`` (a correlation-ratio model), and ECC runs on ``f(this)`` against the other
+image: their relation is then linear again and ECC's assumption holds. The image whose
+intensities predict the other's better is the one mapped (a grayscale image is mapped
+onto a binarised one, never the reverse, which would throw the grays away).
+
+Overfitting is kept down two ways: every bin is pulled towards the straight-line fit
+by ``PRIOR_SAMPLES`` pseudo-samples (a sparse bin follows the line, not its few
+samples' noise), and the explained variance is adjusted for the ``BINS - 1`` degrees
+of freedom the table spends (as the adjusted R² is), so ``"auto"`` never prefers the
+table merely because it has more parameters than a line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .grid import Level
+
+INTENSITY_MODES = ("auto", "linear", "mapped")
+# The table has this many bins over [0, 1] (the normalised intensity range); each bin
+# is pulled towards the straight-line fit by PRIOR_SAMPLES pseudo-samples.
+BINS = 32
+PRIOR_SAMPLES = 20
+# The relation is measured on at most about this many sample pairs (a regular subsample).
+RELATION_SAMPLES = 250_000
+# Fewer overlapping samples than this leave the relation unmeasured (linear kept).
+MIN_SAMPLES = 256
+# Whether to map is judged on the coarsest level of the run with this many pixels.
+DECISION_SAMPLES = 4096
+# ``"auto"`` maps when the table explains at least MIN_GAIN more of the variance than
+# a line, and leaves at most 1 / MARKEDLY_WORSE of what the line leaves, measured at the
+# start pose. At their start poses, gray pairs (ITK's PD slices, a page, generated
+# photos, text, spots, textures) gain -0.02 to 0.02; ITK's T1/PD pairs gain 0.21-0.23
+# (the line leaves 8-10 times more), generated non-monotonic remaps 0.09-0.39 (1.13-2.6
+# times more) even from starts tens of pixels off.
+MARKEDLY_WORSE = 1.1
+MIN_GAIN = 0.05
+# Before the start search, at the identity (or the given start), a gray pair far from
+# aligned looks non-linear too (a page 3 degrees off: 1.29; ITK's PD slice turned by 10
+# degrees: 1.76), while a second modality already shows: the line must leave this many
+# times more (T1/PD: 10; generated non-monotonic remaps: 2.7-5.5).
+MARKEDLY_WORSE_UNALIGNED = 2.0
+
+
+@dataclass(frozen=True)
+class Relation:
+    """How one image's intensities predict the other's at one pose.
+
+    Attributes
+    ----------
+    side : {"moving", "reference"}
+        The image that is mapped: its intensities predict the other's better.
+    table : numpy.ndarray
+        ``BINS`` values: the other image's mean intensity at each bin of this one's.
+    mapped : float
+        Share of the other image's variance the table explains, adjusted for its
+        degrees of freedom.
+    linear : float
+        Share a straight line explains (r²).
+    samples : int
+        Sample pairs measured.
+    """
+
+    side: str
+    table: np.ndarray
+    mapped: float
+    linear: float
+    samples: int
+
+    def markedly_better(self, worse: float = MARKEDLY_WORSE) -> bool:
+        """Whether the table explains the pair markedly better than a line: at least
+        ``MIN_GAIN`` more of the variance, and a line leaves ``worse`` times as much
+        unexplained."""
+        unexplained_linear, unexplained_mapped = 1 - self.linear, 1 - self.mapped
+        return (
+            self.mapped - self.linear >= MIN_GAIN
+            and unexplained_linear >= worse * unexplained_mapped
+        )
+
+    @property
+    def correlation(self) -> float:
+        """The correlation of the other image with the mapped one (the correlation
+        ratio, ``sqrt`` of the explained share): what ECC maximises in mapped mode."""
+        return math.sqrt(max(self.mapped, 0.0))
+
+
+def conditional_mean(values: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, float]:
+    """``E[other | values]`` tabulated on ``BINS`` bins of ``values`` (in [0, 1]), each
+    bin shrunk towards the straight-line fit, and the share of ``other``'s variance it
+    explains (adjusted for the bins spent)."""
+    bins = np.minimum((values * BINS).astype(np.intp), BINS - 1)
+    np.maximum(bins, 0, out=bins)
+    counts = np.bincount(bins, minlength=BINS).astype(np.float64)
+    sums = np.bincount(bins, weights=other, minlength=BINS)
+    squares = np.bincount(bins, weights=other * other, minlength=BINS)
+    n = float(len(other))
+    mean = sums.sum() / n
+    total = squares.sum() - n * mean * mean
+    # The line through the bins' means: where a bin has few samples the table follows it,
+    # so a sparse bin adds no shape that its samples' noise alone put there.
+    value_sums = np.bincount(bins, weights=values, minlength=BINS)
+    value_mean = value_sums.sum() / n
+    centres = np.where(
+        counts > 0, value_sums / np.maximum(counts, 1), (np.arange(BINS) + 0.5) / BINS
+    )
+    spread = float(np.sum(counts * (centres - value_mean) ** 2))
+    slope = (
+        float(np.sum((centres - value_mean) * (sums - counts * mean))) / spread
+        if spread > 0
+        else 0.0
+    )
+    line = mean + slope * (centres - value_mean)
+    table = (sums + PRIOR_SAMPLES * line) / (counts + PRIOR_SAMPLES)
+    if not total > 0:
+        return table, 0.0
+    # Σ over bins of Σ(other - table)², from the per-bin sums: no second pass.
+    residual = float(np.sum(squares - 2 * table * sums + counts * table * table))
+    used = int(np.count_nonzero(counts))
+    explained = 1 - residual / total
+    return table, 1 - (1 - explained) * (n - 1) / max(n - used, 1.0)
+
+
+def measure(ref_values: np.ndarray, mov_values: np.ndarray, side: str | None = None):
+    """The :class:`Relation` of two equally long arrays of paired intensities in
+    [0, 1], mapping ``side`` (None: the side whose intensities predict the other's
+    better); None with fewer than ``MIN_SAMPLES`` pairs or a constant image."""
+    n = len(ref_values)
+    if n < MIN_SAMPLES:
+        return None
+    r = np.asarray(ref_values, np.float64)
+    m = np.asarray(mov_values, np.float64)
+    r_dev, m_dev = r - r.mean(), m - m.mean()
+    r_var, m_var = float(r_dev @ r_dev), float(m_dev @ m_dev)
+    if not (r_var > 0 and m_var > 0):
+        return None
+    linear = float(r_dev @ m_dev) ** 2 / (r_var * m_var)
+    options = []
+    if side in (None, "moving"):
+        options.append(Relation("moving", *conditional_mean(m, r), linear, n))
+    if side in (None, "reference"):
+        options.append(Relation("reference", *conditional_mean(r, m), linear, n))
+    return max(options, key=lambda relation: relation.mapped)
+
+
+def measure_at(grid, ref: Level, mov: Level, matrix, side: str | None = None):
+    """:func:`measure` on two levels at ``matrix`` (level coordinates)."""
+    return measure(*grid.paired_values(ref, mov, matrix, RELATION_SAMPLES), side)
+
+
+def apply_table(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``image`` (float32 in [0, 1], 2D or 3D) mapped through ``table``, interpolated
+    linearly between bin centres, on 256 input levels: ``cv2.LUT`` in one pass (a 1/255
+    step in intensity moves an edge by about a hundredth of a pixel)."""
+    levels = np.arange(256) / 255
+    centres = (np.arange(len(table)) + 0.5) / len(table)
+    lut = np.interp(levels, centres, table).astype(np.float32)
+    flat = np.ascontiguousarray(image, np.float32).reshape(image.shape[0], -1)
+    quantised = cv2.convertScaleAbs(flat, alpha=255.0)
+    return cv2.LUT(quantised, lut).reshape(image.shape)
+
+
+def mapped_levels(relation: Relation, ref: Level, mov: Level) -> tuple[Level, Level]:
+    """The two levels with ``relation.side``'s image mapped (a new level, so the
+    original's memo, which a Template may share across a stack, stays as it was)."""
+    if relation.side == "moving":
+        return ref, Level(apply_table(mov.image, relation.table), mov.valid)
+    return Level(apply_table(ref.image, relation.table), ref.valid), mov

@@ -3,7 +3,10 @@
 
 Corner RMS errors against known similarities. Before bilevel pairs were handled, the binarised
 photographs below ended 0.17-0.96 px off (0.51-0.96 with the binarised image moving);
-the tolerance here is 0.15 px.
+the tolerance here is 0.15 px, and 0.3 px for a binarised reference: its grayscale
+partner is matched after the prefilter, which serves sharp-edged pages (score pages
+below: 0.021 -> 0.012 px on average) at some cost on soft photographs (0.09-0.27 px
+here, 0.15 px when matched before the blur).
 """
 
 import numpy as np
@@ -24,6 +27,7 @@ from napari_ecc_align.engine.initialisation import (
 from napari_ecc_align.engine.options import validate_params
 
 TOLERANCE_PX = 0.15
+BINARISED_REFERENCE_TOLERANCE_PX = 0.3
 
 
 def _photo_pair(seed, size=320):
@@ -50,7 +54,7 @@ def test_binarised_reference_against_grayscale(encoding, seed):
     bright = reference > 0.5 * (reference.min() + reference.max())
     result = align(ENCODINGS[encoding](bright), moving)
     assert result.parameters["bilevel"] == "reference"
-    assert result.corner_error(truth) <= TOLERANCE_PX
+    assert result.corner_error(truth) <= BINARISED_REFERENCE_TOLERANCE_PX
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -72,7 +76,8 @@ def test_a_mask_of_the_dark_class_is_turned_over(side):
     else:
         result = align(reference, moving <= 0.5 * (moving.min() + moving.max()))
     assert result.parameters["bilevel"] == side and result.parameters["bilevel_inverted"]
-    assert result.corner_error(truth) <= TOLERANCE_PX and result.correlation > 0.6
+    tolerance = BINARISED_REFERENCE_TOLERANCE_PX if side == "reference" else TOLERANCE_PX
+    assert result.corner_error(truth) <= tolerance and result.correlation > 0.6
 
 
 def test_score_page_binarised_against_scan():
@@ -83,6 +88,17 @@ def test_score_page_binarised_against_scan():
     assert result.corner_error(truth) <= 0.05
     # The reported correlation is the one ECC maximised: with the mapped grayscale image.
     assert 0.5 < result.correlation <= 1 and result.correlation > result.correlation_before
+
+
+def test_score_pages_to_a_hundredth_of_a_pixel():
+    """The seed's use: a binarised page against its grayscale scan. Matching the scan to
+    the *blurred* binary page, with 100 000 full-resolution samples of its own, keeps
+    the edges' sub-pixel positions (0.021 px on average when matched before the blur)."""
+    errors = []
+    for seed in range(3):
+        reference, moving, truth = score_pair((1200, 900), seed=seed)
+        errors.append(align(reference, moving).corner_error(truth))
+    assert np.mean(errors) <= 0.015 and max(errors) <= 0.02
 
 
 def test_grayscale_pairs_and_two_masks_take_the_plain_path():

@@ -23,7 +23,14 @@ import numpy as np
 from .alignment import AlignmentError
 from .geometry import from_level, grid_corners, max_corner_shift, to_level
 from .grid import Grid, Level
-from .intensity import mapped_levels, measure_at
+from .intensity import (
+    MIN_SAMPLES,
+    Mapping,
+    conditional_mean,
+    map_values,
+    mapped_levels,
+    measure_at,
+)
 from .levels import STEP_TOLERANCE, coarse_to_fine
 
 # Levels with at most this many samples (128x128 px) run one thread at a time (see
@@ -36,7 +43,7 @@ _MAX_HALVINGS = 6
 
 def run_levels(
     grid: Grid, ref_pyr, mov_pyr, matrix, motion, params, top: int, bottom: int = 0,
-    staged: bool = True, release: bool = False, mapped_side: str | None = None,
+    staged: bool = True, release: bool = False, mapping: Mapping | None = None,
 ) -> Generator[tuple[int, int, float], None, tuple[np.ndarray, list[int], float]]:  # fmt: skip
     """ECC from level ``top`` down to ``bottom``, starting at full-resolution ``matrix``.
 
@@ -45,32 +52,36 @@ def run_levels(
     With ``staged``, the top level fits translation, then euclidean, then the
     full model (see :func:`~.levels.coarse_to_fine`). ``release``: the estimate's
     last pass over these pyramids (see :meth:`~.grid.Grid.level_done`).
-    ``mapped_side``: ``"moving"`` or ``"reference"`` maps that image's intensities onto
-    the other's on each level, measured where the level starts (see :mod:`.intensity`).
+    ``mapping``: map one image's intensities onto the other's on each level, measured
+    where the level starts and, on ``bottom``, once more where it ended (see
+    :mod:`.intensity`).
     """
     # Each level starts its sampling from the points the coarser level chose.
     seeds = {"previous": None, "chosen": None}
     mapped = {}
+    on_levels = mapping is not None and not mapping.after_blur
 
     def levels_at(level, matrix, again=False):
-        if mapped_side is None:
+        if not on_levels:
             return ref_pyr[level], mov_pyr[level]
         if again or level not in mapped:
             ref, mov = ref_pyr[level], mov_pyr[level]
-            relation = measure_at(grid, ref, mov, matrix, mapped_side)
+            relation = measure_at(grid, ref, mov, matrix, mapping.side)
             mapped[level] = (ref, mov) if relation is None else mapped_levels(relation, ref, mov)
         return mapped[level]
 
     def fit(level, matrix, stage, budget, tolerance):
         criteria = {**params, "max_iterations": budget}
+        # The table measured where the level started is blurred by the pose error left
+        # then; measured again at the pose found, the last run ends sharper (on ITK's
+        # T1/PD pair a third measurement moved no corner by 0.001 px).
+        last = mapping is not None and level == bottom and stage == motion
+        on_samples = mapping is not None and not on_levels
         matrix, used, correlation, chosen = ecc_level(
             grid, *levels_at(level, matrix), matrix, stage, criteria, level, seeds["previous"],
-            tolerance,
+            tolerance, on_samples, remeasure=last and on_samples,
         )  # fmt: skip
-        if mapped_side is not None and level == bottom and stage == motion:
-            # The table measured where the level started is blurred by the pose error
-            # left then; measured again at the pose found, the last run ends sharper (on
-            # ITK's T1/PD pair a third measurement moved no corner by 0.001 px).
+        if last and on_levels:
             matrix, more, correlation, chosen = ecc_level(
                 grid, *levels_at(level, matrix, again=True), matrix, stage, criteria, level,
                 seeds["previous"], tolerance,
@@ -98,14 +109,16 @@ def run_levels(
 
 def ecc_level(
     grid: Grid, ref: Level, mov: Level, matrix, motion, params, level, seeds=None,
-    tolerance=STEP_TOLERANCE,
+    tolerance=STEP_TOLERANCE, on_samples: bool = False, remeasure: bool = False,
 ):  # fmt: skip
     """Run ECC on one pyramid level from ``matrix`` (in the level's coordinates).
 
     ``seeds`` are the sample points chosen on the next coarser level (see
-    :meth:`~.grid.Grid.samples`). Returns the refined matrix, the iterations run, the
-    final correlation on the samples, and this level's sample points (to seed the next
-    finer level, or None).
+    :meth:`~.grid.Grid.samples`). ``on_samples``: the prefiltered moving samples go
+    through ``E[reference | moving]``, measured at ``matrix`` (with ``remeasure`` once
+    more where ECC ended, then ECC again; see :class:`~.intensity.Mapping`). Returns
+    the refined matrix, the iterations run, the final correlation on the samples, and
+    this level's sample points (to seed the next finer level, or None).
     """
     problem, selected = grid.samples(ref, motion, level, seeds)
     mov_img, mov_ok = grid.moving(mov, level)
@@ -114,12 +127,23 @@ def ecc_level(
     norm, norm_inv = grid.normaliser(ref.image.shape, level)
     corners = grid_corners(ref.image.shape)
     min_overlap = max(4 * problem.n_params, problem.n // 20)
+    table = None  # what the moving samples go through (see measure_table)
+
+    def measure_table(at):
+        """``E[reference | moving]`` over the prefiltered samples at ``at``."""
+        warped, inside, usable = problem.sample_moving(mov_img, mov_ok, at, margin)
+        if usable < max(min_overlap, MIN_SAMPLES):
+            return None
+        ok = inside.view(bool)
+        return conditional_mean(warped[ok], problem.template[ok])[0]
 
     def evaluate(candidate):
         """Correlation at ``candidate`` and the ECC update from there (None: no overlap)."""
         warped, inside, usable = problem.sample_moving(mov_img, mov_ok, candidate, margin)
         if usable < min_overlap:
             return None
+        if table is not None:
+            warped = map_values(warped, table)
         return problem.update(warped, inside, usable)
 
     def make_step(delta):
@@ -131,6 +155,8 @@ def ecc_level(
     # once hand the GIL back and forth around every OpenCV call and both slow down
     # (2x in a test). Serialised, they interleave with the other threads' big levels.
     with _SMALL_LEVEL_LOCK if problem.n <= _SERIAL_SAMPLES else contextlib.nullcontext():
+        if on_samples:
+            table = measure_table(matrix)
         state = evaluate(matrix)
         if state is None:
             raise AlignmentError(
@@ -138,6 +164,12 @@ def ecc_level(
                 f"give an init matrix close to the answer, or check which {grid.noun} is which"
             )
         matrix, n_iter, corr = climb(evaluate, state, matrix, make_step, params, tolerance)
+        if remeasure:
+            table = measure_table(matrix)
+            state = evaluate(matrix)
+            if state is not None:
+                matrix, more, corr = climb(evaluate, state, matrix, make_step, params, tolerance)
+                n_iter += more
     return matrix, n_iter, corr, selected
 
 

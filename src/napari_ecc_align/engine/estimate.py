@@ -48,11 +48,18 @@ from .intensity import (
     DECISION_SAMPLES,
     MARKEDLY_WORSE,
     MARKEDLY_WORSE_UNALIGNED,
+    Mapping,
     measure_at,
 )
 from .options import check_dimensions, validate_params
 from .template import Template
 from .volume_pair import VolumePair
+
+# A binarised reference: the moving grayscale samples are mapped after the prefilter (see
+# .intensity). A binarised moving image: the grayscale reference is mapped before it;
+# mapping its samples after the blur would scale the Jacobian by the map's slope, which
+# a step puts on a few samples only (one of 144 binarised pairs ended 815 px off).
+BILEVEL_MAPPING = {"reference": Mapping("moving", True), "moving": Mapping("reference", False)}
 
 
 @dataclass(frozen=True)
@@ -264,10 +271,10 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         pair = ImagePair(reference, moving, params, *masks)
     # Whether to map intensities: judged before the search (which then refines its
     # candidates on mapped levels too), and again from where the search put the images.
-    pair.mapped_side = _mapped_side(pair, _first_guess(pair), pair.levels - 1, unaligned=True)
+    pair.mapping = _mapping(pair, _first_guess(pair), pair.levels - 1, unaligned=True)
     begin = _starting_pose(pair)
-    if pair.mapped_side is None:
-        pair.mapped_side = _mapped_side(pair, begin.matrix, begin.top)
+    if pair.mapping is None:
+        pair.mapping = _mapping(pair, begin.matrix, begin.top)
     total = begin.top + 1
     matrix, iterations, failure = yield from _run_pyramid(pair, begin, total)
     outcome = _outcome(pair, begin, matrix, iterations, failure)
@@ -305,7 +312,7 @@ def _starting_pose(pair: Pair) -> _Start:
     init = pair.params["init"]
     if isinstance(init, str) and init in pair.grid.searches():
         found = choose_initialisation(pair.grid, pair.ref_pyr, pair.mov_pyr, pair.levels, init,
-                                      pair.motion, pair.params, pair.mapped_side)  # fmt: skip
+                                      pair.motion, pair.params, pair.mapping)  # fmt: skip
         identity = np.eye(pair.grid.ndim + 1)
         return _Start(found.matrix, found.method, found.level, False, identity, found)
     matrix, method = pair.given_start(init)  # raises for another name
@@ -320,16 +327,15 @@ def _first_guess(pair: Pair) -> np.ndarray:
     return pair.given_start(init)[0]
 
 
-def _mapped_side(pair: Pair, matrix, top: int, unaligned: bool = False) -> str | None:
-    """Which image's intensities to map onto the other's (see :mod:`.intensity`), judged
-    at ``matrix`` (working resolution) on level ``top``, or a finer one when that has too
-    few pixels to measure on (``unaligned``: before the search, more strictly); None:
-    plain ECC."""
+def _mapping(pair: Pair, matrix, top: int, unaligned: bool = False) -> Mapping | None:
+    """How to map intensities (see :mod:`.intensity`), judged at ``matrix`` (working
+    resolution) on level ``top``, or a finer one when that has too few pixels to measure
+    on (``unaligned``: before the search, more strictly); None: plain ECC."""
     mode = pair.params["intensity"]
     if mode == "linear":
         return None
-    if pair.bilevel is not None:  # the grayscale image is mapped onto the binarised one
-        return "moving" if pair.bilevel == "reference" else "reference"
+    if pair.bilevel is not None:  # the grayscale image, onto the binarised one
+        return BILEVEL_MAPPING[pair.bilevel]
     level = next(
         (k for k in range(top, 0, -1) if pair.ref_pyr[k].image.size >= DECISION_SAMPLES), 0
     )
@@ -338,7 +344,9 @@ def _mapped_side(pair: Pair, matrix, top: int, unaligned: bool = False) -> str |
     if relation is None:
         return None
     worse = MARKEDLY_WORSE_UNALIGNED if unaligned else MARKEDLY_WORSE
-    return relation.side if mode == "mapped" or relation.markedly_better(worse) else None
+    if mode == "mapped" or relation.markedly_better(worse):
+        return Mapping(relation.side)
+    return None
 
 
 def _run_pyramid(pair: Pair, begin: _Start, total: int):
@@ -346,7 +354,7 @@ def _run_pyramid(pair: Pair, begin: _Start, total: int):
     iterations, failure)``. After a search, a failure is kept for the finishing rules."""
     steps = run_levels(pair.grid, pair.ref_pyr, pair.mov_pyr, begin.matrix, pair.motion,
                        pair.params, begin.top, 0, begin.staged, pair.releases_pyramids,
-                       pair.mapped_side)  # fmt: skip
+                       pair.mapping)  # fmt: skip
     done = 0
     while True:
         try:
@@ -400,7 +408,7 @@ def _check_refinement(pair: Pair, begin: _Start, outcome: _Outcome) -> None:
     pyramids = pair.pyramids_for_finishing()  # volumes: rebuilt once for search and finish
     try:
         found = choose_initialisation(pair.grid, *pyramids, pair.levels, "auto", pair.motion,
-                                      pair.params, pair.mapped_side)  # fmt: skip
+                                      pair.params, pair.mapping)  # fmt: skip
     except AlignmentError:
         return
     start = Candidate(found.method, found.matrix, refined=found.matrix)
@@ -424,7 +432,7 @@ def _result(pair: Pair, begin: _Start, outcome: _Outcome, elapsed: float) -> Ali
     if begin.found is not None:
         method = with_skipped(method, begin.found.tried)
     parameters = {k: v for k, v in pair.params.items() if k != "init"}
-    parameters["intensity_mapped"] = pair.mapped_side
+    parameters["intensity_mapped"] = None if pair.mapping is None else pair.mapping.side
     matrix, reference_shape, moving_shape, halvings = pair.result(outcome.matrix, parameters)
     return Alignment(
         matrix=matrix,

@@ -21,7 +21,7 @@ from .ecc import run_levels
 from .geometry import corner_displacement
 from .grid import Grid
 from .initialisation import NEAR_EQUAL, nearest_note
-from .intensity import RELATION_SAMPLES, measure
+from .intensity import RELATION_SAMPLES, Mapping, measure
 from .levels import run_to_end
 from .structure import content_depth, fixes
 
@@ -70,9 +70,9 @@ class Pair(abc.ABC):
     motion: str
     params: dict
     releases_pyramids: bool = False
-    # The image whose intensities are mapped onto the other's on every level (see
-    # :mod:`.intensity`), None for plain ECC; decided once the start is known.
-    mapped_side: str | None = None
+    # How intensities are mapped on every level (see :mod:`.intensity`), None for plain
+    # ECC; decided before and after the start search.
+    mapping: Mapping | None = None
     # ``"reference"`` or ``"moving"`` when exactly that image is binarised (see :mod:`.bilevel`).
     bilevel: str | None = None
 
@@ -97,9 +97,9 @@ class Pair(abc.ABC):
         """What ECC maximised, at working resolution at ``matrix`` (NaN without
         overlap): the correlation, or with mapped intensities the correlation with the
         mapped image (the correlation ratio, see :mod:`.intensity`)."""
-        if self.mapped_side is None:
+        if self.mapping is None:
             return self.linear_correlation(matrix)
-        relation = measure(*self.paired_values(matrix, RELATION_SAMPLES), self.mapped_side)
+        relation = measure(*self.paired_values(matrix, RELATION_SAMPLES), self.mapping.side)
         return float("nan") if relation is None else relation.correlation
 
     @abc.abstractmethod
@@ -127,7 +127,7 @@ class Pair(abc.ABC):
         ``pyramids``: from :meth:`pyramids_for_finishing`, if the caller has them."""
         ref_pyr, mov_pyr = pyramids or self.pyramids_for_finishing()
         steps = run_levels(self.grid, ref_pyr, mov_pyr, cand.refined, self.motion, self.params,
-                           level, 0, False, self.releases_pyramids, self.mapped_side)  # fmt: skip
+                           level, 0, False, self.releases_pyramids, self.mapping)  # fmt: skip
         try:
             matrix, iterations, _ = run_to_end(steps)
         except AlignmentError:

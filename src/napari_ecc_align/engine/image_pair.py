@@ -25,6 +25,10 @@ _COARSEST_MIN_SIDE = 12
 _MAX_AUTO_LEVELS = 8
 # A coarsest level with fewer usable pixels than this is dropped.
 _MIN_COARSE_PIXELS = 32
+# The full-resolution level of a bilevel pair picks this many strongest-gradient pixels
+# of its own (other levels: 30 000, seeded from the coarser level). On the 3400 x 2400
+# seed page: 0.026 px with the seeded 30 000, 0.007 px with these, for 0.09 s more.
+BILEVEL_FINEST_SAMPLES = 100_000
 # Larger images are estimated on a copy halved (in their own dtype) until they fit.
 _MAX_WORK_PIXELS = 40_000_000
 
@@ -66,6 +70,10 @@ class ImagePair(Pair):
         # correlation).
         self.bilevel = bilevel_side(self.ref, self.ref_valid, self.mov, self.mov_valid)
         self.inverted = self.bilevel is not None and is_inverted(self.ref_pyr, self.mov_pyr)
+        if self.bilevel is not None and params["intensity"] != "linear":
+            # Its edges are all a binarised image has, and pixel-quantised: the precision
+            # takes many of them (see BILEVEL_FINEST_SAMPLES).
+            self.grid.finest_samples = BILEVEL_FINEST_SAMPLES
         if self.inverted and self.bilevel == "reference":
             self.ref_pyr = turned_over(self.ref_pyr)
             self.ref = self.ref_pyr[0].image

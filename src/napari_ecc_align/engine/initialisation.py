@@ -123,7 +123,7 @@ def with_skipped(method: str, tried) -> str:
 
 
 def choose_initialisation(
-    grid: Grid, ref_pyr, mov_pyr, levels, search, motion, params, mapped_side=None
+    grid: Grid, ref_pyr, mov_pyr, levels, search, motion, params, mapping=None
 ) -> Initialisation:
     """Run the global estimators named by ``search`` on a small pyramid level, refine
     their candidates there and return the best (images and volumes alike).
@@ -132,12 +132,12 @@ def choose_initialisation(
     and for images Fourier–Mellin and features), cheapest first, and stops as soon as
     a candidate refines to a correlation of at least 0.95: nothing else could do
     visibly better, and most pairs (a few pixels apart) need no more than the first step.
-    ``mapped_side``: candidates are refined on intensity-mapped levels (see
+    ``mapping``: candidates are refined on intensity-mapped images (see
     :func:`~.ecc.run_levels`).
     """
     small = _level_at_most(ref_pyr, mov_pyr, levels, grid.search_side)
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
-    refine["mapped_side"] = mapped_side
+    refine["mapping"] = mapping
     # A search level that cannot fix the motion moves to the next finer one (.structure).
     return first_level_that_works(
         lambda level: _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, level),
@@ -252,7 +252,7 @@ def _refine(grid, cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> N
             continue
         staged = top > small
         steps = run_levels(grid, ref_pyr, mov_pyr, cand.matrix, motion, params, top, small, staged,
-                           mapped_side=params["mapped_side"])  # fmt: skip
+                           mapping=params["mapping"])  # fmt: skip
         cand.finish(steps)
 
 

@@ -36,9 +36,11 @@ class PlaneGrid(Grid):
     phase_peaks = 3
     other_starts = "init='phase' (translation), 'features', 'identity' or a matrix"
 
-    def __init__(self, ksize: int):
+    def __init__(self, ksize: int, finest_samples: int | None = None):
         self.ksize = ksize
         self.margin = level_margin(ksize)
+        # Level 0's own sample budget (see reference_side), None: the coarser level's picks.
+        self.finest_samples = finest_samples
 
     def pyramid(self, image, valid, levels):
         return pyramid(image, valid, levels)
@@ -47,7 +49,7 @@ class PlaneGrid(Grid):
         return level
 
     def samples(self, ref, motion, level, seeds):
-        return reference_side(ref, self.ksize, motion, level, seeds)
+        return reference_side(ref, self.ksize, motion, level, seeds, self.finest_samples)
 
     def probe(self, ref, level):
         self.samples(ref, "translation", level, None)

@@ -25,9 +25,11 @@ N_PARAMS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
 _MAX_SAMPLES = 30_000
 
 
-def reference_side(ref, ksize: int, motion: str, level: int, seeds):
+def reference_side(ref, ksize: int, motion: str, level: int, seeds, finest_samples=None):
     """The level's :class:`Samples` for ``motion`` and its sample points (to seed the next
-    finer level; None when every pixel is used), memoised on ``ref``.
+    finer level; None when every pixel is used), memoised on ``ref``. ``finest_samples``:
+    level 0 picks that many strongest-gradient pixels of its own instead of the coarser
+    level's ``seeds`` (the precision of a binarised image needs many of its edges).
 
     Everything here depends on the reference alone, so a stack aligned to one frame
     computes it once per level. Memo keys hold ``id(seeds)``; the entry keeps ``seeds``
@@ -35,11 +37,11 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds):
     an entry at once; ``setdefault`` keeps the first, so both use the same objects.
     """
     seeds_key = None if seeds is None else id(seeds)
-    key = ("problem", ksize, motion, seeds_key)
+    key = ("problem", ksize, motion, seeds_key, finest_samples)
     found = ref.memo.get(key)
     if found is not None:
         return found[0], found[1]
-    points = _reference_points(ref, ksize, level, seeds)
+    points = _reference_points(ref, ksize, level, seeds, finest_samples)
     idx, xs, ys, template, grad_x_s, grad_y_s, selected = points
     if idx.size < 4 * N_PARAMS[motion]:
         margin, side = level_margin(ksize), min(ref.image.shape)
@@ -79,14 +81,14 @@ def flat_overlap_error(level: int) -> NoStructure:
     )
 
 
-def _reference_points(ref, ksize: int, level: int, seeds):
+def _reference_points(ref, ksize: int, level: int, seeds, finest_samples=None):
     """Sample points of one reference level (motion-independent part), memoised on ``ref``.
 
     ``seeds`` are the (x, y) points chosen by gradient on the next coarser level; when
     given and this level is large, the samples here are their positions doubled, which
     spares a full-resolution gradient and selection pass.
     """
-    key = ("points", ksize, None if seeds is None else id(seeds))
+    key = ("points", ksize, None if seeds is None else id(seeds), finest_samples)
     found = ref.memo.get(key)
     if found is not None:
         return found[0]
@@ -100,14 +102,15 @@ def _reference_points(ref, ksize: int, level: int, seeds):
     rows, cols = ref_img.shape
     flat = ref_img.ravel()
     inner = (rows - 2 * margin) * (cols - 2 * margin)
-    if seeds is not None and inner > _MAX_SAMPLES:
+    budget = finest_samples if level == 0 else None  # level 0 may choose afresh
+    if seeds is not None and inner > _MAX_SAMPLES and not budget:
         idx = _seeded_samples(seeds, rows, cols, margin, ref_ok)
         # 2·gradient at the samples only (halved with the Jacobian).
         grad_x_s = flat[idx + 1] - flat[idx - 1]
         grad_y_s = flat[idx + cols] - flat[idx - cols]
     else:
         grad_x, grad_y = _central_gradients(ref_img)
-        idx = _select_samples(grad_x, grad_y, ref_ok, margin)
+        idx = _select_samples(grad_x, grad_y, ref_ok, margin, budget)
         grad_x_s, grad_y_s = grad_x.ravel()[idx], grad_y.ravel()[idx]
     ys, xs = np.divmod(idx, cols)
     xs = xs.astype(np.float64)
@@ -275,19 +278,21 @@ def erode(valid: np.ndarray | None, margin: int) -> np.ndarray | None:
     return cv2.erode(valid.astype(np.uint8), kernel, borderValue=1).astype(bool)
 
 
-def _select_samples(grad_x, grad_y, valid, margin) -> np.ndarray:
+def _select_samples(grad_x, grad_y, valid, margin, budget=None) -> np.ndarray:
     """Flat indices of the pixels ECC uses on one level.
 
-    Small levels use every valid pixel away from the border; large ones the
-    strongest |gx| and the strongest |gy| pixels (about half each, so that e.g.
-    the horizontal staff lines of a score do not crowd out the stems that fix x).
+    Levels of at most ``budget`` (default ``_MAX_SAMPLES``) inner pixels use every
+    valid pixel away from the border; larger ones the strongest |gx| and the strongest
+    |gy| pixels (about half of ``budget`` each, so that e.g. the horizontal staff
+    lines of a score do not crowd out the stems that fix x).
     """
+    budget = budget or _MAX_SAMPLES
     rows, cols = grad_x.shape
     inner = (rows - 2 * margin) * (cols - 2 * margin)
     if inner <= 0:
         return np.empty(0, np.intp)
     chosen = np.zeros((rows, cols), bool)
-    if inner <= _MAX_SAMPLES:
+    if inner <= budget:
         chosen[margin:-margin, margin:-margin] = True
         if valid is not None:
             chosen &= valid
@@ -296,7 +301,7 @@ def _select_samples(grad_x, grad_y, valid, margin) -> np.ndarray:
     n_probe = 30_000
     probe_rows = rng.integers(margin, rows - margin, size=n_probe)
     probe_cols = rng.integers(margin, cols - margin, size=n_probe)
-    keep = 0.5 * _MAX_SAMPLES / inner  # fraction of pixels each direction keeps
+    keep = 0.5 * budget / inner  # fraction of pixels each direction keeps
     kth = min(n_probe - 1, int(n_probe * (1.0 - keep)))
     mag = np.empty_like(grad_x)
     for grad in (grad_x, grad_y):
@@ -308,8 +313,8 @@ def _select_samples(grad_x, grad_y, valid, margin) -> np.ndarray:
     if valid is not None:
         chosen &= valid
     idx = np.flatnonzero(chosen)
-    if idx.size > _MAX_SAMPLES:  # ties, e.g. the flat gradients of a binary image
-        idx = np.sort(rng.choice(idx, size=_MAX_SAMPLES, replace=False))
+    if idx.size > budget:  # ties, e.g. the flat gradients of a binary image
+        idx = np.sort(rng.choice(idx, size=budget, replace=False))
     elif idx.size < 64:  # almost flat image: use a regular grid of pixels instead
         chosen[margin:-margin:4, margin:-margin:4] = True
         idx = np.flatnonzero(chosen if valid is None else chosen & valid)

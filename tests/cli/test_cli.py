@@ -447,7 +447,7 @@ def test_pyramid_and_criteria_options_reach_align(pair_files, capsys):
     default = _transform(capsys, d)
     assert default["levels"] > 1 and max(default["iterations"]) > 3  # what the options change
     assert default["parameters"] == {
-        "motion": "affine", "max_iterations": 100, "eps": 1e-6, "gauss_filter_size": 5,
+        "motion": "affine", "max_iterations": 100, "eps": 1e-6, "gauss_filter_size": None,
         "pyramid_levels": None, "intensity": "auto", "intensity_mapped": None,
     }  # fmt: skip
 

@@ -16,6 +16,7 @@ from napari_ecc_align import AlignmentError, align
 from napari_ecc_align.data import natural_image
 from napari_ecc_align.engine.ecc import run_levels
 from napari_ecc_align.engine.initialisation import choose_initialisation
+from napari_ecc_align.engine.options import smoothing_schedule
 from napari_ecc_align.engine.plane import PlaneGrid, pyramid
 from napari_ecc_align.engine.preprocess import normalise
 from napari_ecc_align.engine.structure import NoStructure, first_level_that_works, fit_stages
@@ -123,7 +124,7 @@ def test_planes_whose_coarsest_levels_are_flat_align_from_the_finer_levels(motio
     ref_pyr = _flattened(pyramid(ref, ref_valid, levels), 1)
     mov_pyr = _flattened(pyramid(mov, mov_valid, levels), 1)
     params = {"motion": motion, "max_iterations": 100, "eps": 1e-6, "gauss_filter_size": 5}
-    grid = PlaneGrid(params["gauss_filter_size"])
+    grid = PlaneGrid(smoothing_schedule(params["gauss_filter_size"]))
     found = choose_initialisation(grid, ref_pyr, mov_pyr, levels, "auto", motion, params)
     assert found.level == 0  # the only level with structure
     steps = run_levels(grid, ref_pyr, mov_pyr, found.matrix, motion, params, found.level, 0, False)

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pyramid levels, 1 = full resolution only (default: from the image size)")
     p.add_argument("--gauss-filter-size", type=int, metavar="N",
                    default=_DEFAULTS["gauss_filter_size"],
-                   help="Gaussian blur before ECC, odd, 0 = off (default: %(default)s)")
+                   help="Gaussian blur before ECC, odd, 0 = off, on every level (default: 5 on "
+                   "coarse levels, 3 at full resolution)")
     p.add_argument("--intensity", choices=INTENSITY_MODES, default="auto",
                    help="'mapped' maps one image's intensities onto the other's before ECC "
                    "(multimodal pairs: T1 vs PD MRI, binarised vs grayscale), 'linear' is plain "

@@ -13,7 +13,7 @@ import math
 from .bilevel import bilevel_side, is_inverted, turned_over
 from .finishing import Pair, normalise_matrix
 from .geometry import from_level, to_level
-from .options import initial_matrix
+from .options import initial_matrix, smoothing_schedule
 from .plane import PlaneGrid, full_correlation, plane_pairs, usable_pixels
 from .preprocess import as_array, normalise, shrink, split_channels
 from .reference_side import check_thick_enough
@@ -39,8 +39,9 @@ class ImagePair(Pair):
 
     def __init__(self, reference, moving, params, reference_mask=None, moving_mask=None):
         self.params, self.motion = params, params["motion"]
-        ksize = params["gauss_filter_size"]
-        self.grid = PlaneGrid(ksize)
+        ksizes = smoothing_schedule(params["gauss_filter_size"])
+        self.grid = PlaneGrid(ksizes)
+        ksize = max(ksizes)
         if isinstance(reference, Template):
             if reference_mask is not None:
                 raise ValueError(

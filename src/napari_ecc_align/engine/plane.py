@@ -36,9 +36,10 @@ class PlaneGrid(Grid):
     phase_peaks = 3
     other_starts = "init='phase' (translation), 'features', 'identity' or a matrix"
 
-    def __init__(self, ksize: int, finest_samples: int | None = None):
-        self.ksize = ksize
-        self.margin = level_margin(ksize)
+    def __init__(self, ksizes: tuple[int, int], finest_samples: int | None = None):
+        # The prefilter on coarse levels and at full resolution (see smoothing_schedule).
+        self.ksize, self.finest_ksize = ksizes
+        self.margin = level_margin(max(ksizes))
         # Level 0's own sample budget (see reference_side), None: the coarser level's picks.
         self.finest_samples = finest_samples
 
@@ -49,16 +50,20 @@ class PlaneGrid(Grid):
         return level
 
     def samples(self, ref, motion, level, seeds):
-        return reference_side(ref, self.ksize, motion, level, seeds, self.finest_samples)
+        return reference_side(ref, self.ksize_at(level), motion, level, seeds, self.finest_samples)
+
+    def ksize_at(self, level: int) -> int:
+        """The prefilter's size on ``level``."""
+        return self.finest_ksize if level == 0 else self.ksize
 
     def probe(self, ref, level):
         self.samples(ref, "translation", level, None)
 
     def moving(self, mov, level):
         # Not memoised: a blurred copy of every level would cost a pyramid's memory.
-        image = mov.image
-        if self.ksize > 1:
-            image = cv2.GaussianBlur(image, (self.ksize, self.ksize), 0)
+        image, ksize = mov.image, self.ksize_at(level)
+        if ksize > 1:
+            image = cv2.GaussianBlur(image, (ksize, ksize), 0)
         return image, erode(mov.valid, self.margin)
 
     def normaliser(self, shape, level):

@@ -240,9 +240,14 @@ class VolumeGrid(Grid):
     phase_peaks = 2  # 8 readings each: each is scored by a trilinear warp
     other_starts = "init='identity' or a 4x4 matrix"
 
-    def __init__(self, ksize: int, spacing, factors):
-        self.ksize, self.spacing, self.level_factors = ksize, spacing, factors
-        self.margin = level_margin(ksize)
+    def __init__(self, ksizes: tuple[int, int], spacing, factors):
+        # The prefilter on coarse levels and at full resolution (see smoothing_schedule).
+        (self.ksize, self.finest_ksize), self.spacing, self.level_factors = ksizes, spacing, factors
+        self.margin = level_margin(max(ksizes))
+
+    def ksize_at(self, level: int) -> int:
+        """The prefilter's (in-plane) size on ``level``."""
+        return self.finest_ksize if level == 0 else self.ksize
 
     def pyramid(self, image, valid, levels):
         return volume_pyramid(image, valid, self.level_factors[:levels])
@@ -265,11 +270,12 @@ class VolumeGrid(Grid):
 
     def _reference(self, ref, motion, level, in_place):
         spacing = self.spacing_at(level)
-        image = blurred(ref, self.ksize, spacing, in_place)
-        return reference_samples(ref, image, self.ksize, motion, level, spacing, self.margin)
+        ksize = self.ksize_at(level)
+        image = blurred(ref, ksize, spacing, in_place)
+        return reference_samples(ref, image, ksize, motion, level, spacing, self.margin)
 
     def moving(self, mov, level):
-        image = blurred(mov, self.ksize, self.spacing_at(level), level == 0)
+        image = blurred(mov, self.ksize_at(level), self.spacing_at(level), level == 0)
         key = ("usable", self.margin)
         if key not in mov.memo:
             usable = mov.valid

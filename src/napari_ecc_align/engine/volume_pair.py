@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .finishing import Pair
 from .geometry import project_to_motion
-from .options import check_volume_motion, initial_matrix
+from .options import check_volume_motion, initial_matrix, smoothing_schedule
 from .volume import (
     VolumeGrid,
     check_spacing,
@@ -43,7 +43,8 @@ class VolumePair(Pair):
         mov, mov_valid = self._normalised("moving")
         self.shape, self.moving_shape = ref.shape, mov.shape
         factors = plan_levels(ref.shape, mov.shape, self.spacing, params["pyramid_levels"])
-        self.grid = VolumeGrid(params["gauss_filter_size"], self.spacing, factors)
+        self.grid = VolumeGrid(smoothing_schedule(params["gauss_filter_size"]), self.spacing,
+                               factors)  # fmt: skip
         self.ref_pyr = self.grid.pyramid(ref, ref_valid, len(factors))
         self.mov_pyr = self.grid.pyramid(mov, mov_valid, len(factors))
         del ref, mov

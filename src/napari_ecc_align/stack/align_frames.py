@@ -248,7 +248,8 @@ def _settled(before, after, shape) -> bool:
 def iter_align_stack(
     stack, *, reference: str | int = "previous", axis: int = 0, channel_axis: int | None = None,
     channel: int | None = None, motion: str = "euclidean", max_iterations: int = 100,
-    eps: float = 1e-6, gauss_filter_size: int = 5, pyramid_levels: int | None = None,
+    eps: float = 1e-6, gauss_filter_size: int | None = None,
+    pyramid_levels: int | None = None,
     init="auto", intensity: str = "auto", workers: int | None = None, fail_fast: bool = False,
     mean_iterations: int = 2,
     ndim: int = 2, spacing=None,
@@ -341,7 +342,8 @@ spacing
 def align_stack(
     stack, *, reference: str | int = "previous", axis: int = 0, channel_axis: int | None = None,
     channel: int | None = None, motion: str = "euclidean", max_iterations: int = 100,
-    eps: float = 1e-6, gauss_filter_size: int = 5, pyramid_levels: int | None = None,
+    eps: float = 1e-6, gauss_filter_size: int | None = None,
+    pyramid_levels: int | None = None,
     init="auto", intensity: str = "auto", workers: int | None = None, fail_fast: bool = False,
     mean_iterations: int = 2,
     progress: Callable[[int, int], Any] | str | None = None, ndim: int = 2, spacing=None,

@@ -23,7 +23,11 @@ class AdvancedOptions(Container):
             label="Pyramid levels", choices=["auto"] + [str(n) for n in range(1, 11)]
         )
         self.gauss_filter_size = ComboBox(
-            label="Gaussian filter", choices=["0", "3", "5", "7", "9", "11"], value="5"
+            label="Gaussian filter",
+            choices=["auto", "0", "3", "5", "7", "9", "11"],
+            value="auto",
+            tooltip="auto: 5 on coarse pyramid levels, 3 at full resolution; a number: that "
+            "blur on every level (0: none)",
         )
         self.init = ComboBox(
             label="Initialisation",
@@ -107,6 +111,7 @@ class EstimateOptions:
         """``align`` keyword arguments (raises ValueError for a choice that does not fit)."""
         advanced = self.advanced
         levels, init = advanced.pyramid_levels.value, advanced.init.value
+        ksize = advanced.gauss_filter_size.value
         if init == "last result":
             if last_alignment is None:
                 raise ValueError("there is no last result yet: align once, or choose auto")
@@ -124,7 +129,7 @@ class EstimateOptions:
             "motion": self.motion.value,
             "max_iterations": int(self.max_iterations.value),
             "eps": float(self.eps.value),
-            "gauss_filter_size": int(advanced.gauss_filter_size.value),
+            "gauss_filter_size": None if ksize == "auto" else int(ksize),
             "pyramid_levels": None if levels == "auto" else int(levels),
             "init": init,
             "intensity": advanced.intensity.value,

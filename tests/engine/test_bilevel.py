@@ -63,6 +63,7 @@ def test_binarised_moving_against_grayscale(seed):
     binary = moving > 0.5 * (moving.min() + moving.max())
     result = align(reference, binary)
     assert result.parameters["bilevel"] == "moving"
+    assert result.parameters["intensity_mapped"] == "reference"  # the grayscale one
     assert result.corner_error(truth) <= TOLERANCE_PX
 
 

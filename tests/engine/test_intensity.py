@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_ecc_align import align
+from napari_ecc_align import Alignment, AlignmentError, align, align_stack
 from napari_ecc_align.data import natural_pair, volume_pair
 from napari_ecc_align.engine.intensity import (
     BINS,
@@ -34,14 +34,27 @@ def _remapped(image):
 def test_conditional_mean_is_a_step_at_the_threshold_and_turns_over_for_an_inverted_mask():
     gray = np.random.default_rng(1).random(200_000)
     table, explained = conditional_mean(gray, (gray > 0.3).astype(np.float64))
-    centres = (np.arange(BINS) + 0.5) / BINS
-    assert np.all(table[centres < 0.28] < 0.05) and np.all(table[centres > 0.32] > 0.95)
+    assert len(table.values) == BINS
+    low, high = table.centres[table.centres < 0.28], table.centres[table.centres > 0.32]
+    assert np.all(table.values[: len(low)] < 0.05) and np.all(table.values[-len(high) :] > 0.95)
     assert explained > 0.95  # one bin straddles the threshold
     inverted, _ = conditional_mean(gray, (gray <= 0.3).astype(np.float64))
-    assert np.allclose(inverted, 1 - table, atol=0.01)
+    assert np.allclose(inverted.values, 1 - table.values, atol=0.01)
     mapped = apply_table(np.float32([[0.1, 0.9]]), table)
     assert mapped.dtype == np.float32 and mapped.shape == (1, 2)
     assert mapped[0, 0] < 0.05 and mapped[0, 1] > 0.95
+
+
+def test_a_few_hot_pixels_do_not_squeeze_the_table():
+    """The bins span the 0.1st-99.9th percentiles: a hot pixel at 20x the content's
+    range left the content in 2 of 32 bins when they spanned the whole range."""
+    rng = np.random.default_rng(5)
+    gray = rng.random(100_000) * 0.05  # the content, squeezed by one bright outlier
+    gray[0] = 1.0
+    table, explained = conditional_mean(gray, (gray > 0.025).astype(np.float64))
+    assert table.high < 0.06 and explained > 0.95
+    mapped = apply_table(np.float32([[0.01, 0.04, 1.0]]), table)
+    assert mapped[0, 0] < 0.05 and mapped[0, 1] > 0.95 and mapped[0, 2] > 0.95
 
 
 def test_a_linear_relation_is_not_markedly_better_mapped():
@@ -161,3 +174,32 @@ def test_itk_t1_against_pd_within_the_target(shift):
     result = align(t1, pd, motion="euclidean")
     assert result.parameters["intensity_mapped"] is not None
     assert result.corner_error(truth) <= 0.15
+
+
+def test_unrelated_images_are_told_about_the_mapping():
+    reference, _, _ = natural_pair((128, 128), 0)
+    noise = np.random.default_rng(0).random((128, 128)).astype(np.float32)
+    with pytest.raises(AlignmentError, match="look unrelated.*intensity='mapped'"):
+        align(reference, noise)
+
+
+def test_the_mapping_is_recorded_and_survives_json(tmp_path):
+    reference, moving, truth = _multimodal_pair(0)
+    result = align(reference, moving)
+    path = tmp_path / "t.json"
+    result.to_json(path)
+    back = Alignment.from_json(path)
+    assert back.parameters["intensity"] == "auto"
+    assert back.parameters["intensity_mapped"] == result.parameters["intensity_mapped"]
+    assert back.parameters["gauss_filter_size"] is None
+    np.testing.assert_array_equal(back.matrix, result.matrix)
+
+
+def test_align_stack_takes_the_intensity_option():
+    reference, moving, truth = _multimodal_pair(1)
+    stack = np.stack([reference, moving])
+    mapped = align_stack(stack, reference="first", motion="affine")
+    plain = align_stack(stack, reference="first", motion="affine", intensity="linear")
+    assert mapped.alignments[1].parameters["intensity_mapped"] is not None
+    assert plain.alignments[1].parameters["intensity_mapped"] is None
+    assert mapped.alignments[1].corner_error(truth) < 0.15

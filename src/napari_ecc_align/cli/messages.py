@@ -55,7 +55,8 @@ def _summarize_volume(alignment: Alignment) -> str:
 # ------------------------------------------------------------------------------------ errors
 # The engine's messages name Python arguments; on the command line, name the options.
 _TERMS = re.compile(
-    r"motion='(\w+)'|\ban init matrix\b|\b(max_iterations|eps|gauss_filter_size|pyramid_levels)\b"
+    r"(?:motion|intensity)='(\w+)'|\ban init matrix\b"
+    r"|\b(max_iterations|eps|gauss_filter_size|pyramid_levels)\b"
     r"|\bndim=(\d)|\bspacing=\(dz, dy, dx\)|\(and spacing\)"
 )
 _SPACING = {
@@ -67,7 +68,7 @@ _SPACING = {
 def in_cli_terms(message: str) -> str:
     def option(match: re.Match) -> str:
         if match.group(1):
-            return f"--motion {match.group(1)}"
+            return f"--{match.group(0).split('=')[0]} {match.group(1)}"
         if match.group(2):
             return "--" + match.group(2).replace("_", "-")
         if match.group(3):

@@ -87,7 +87,8 @@ class Alignment:
         was turned over, with the turned-over image). With mapped intensities
         (``parameters["intensity_mapped"]``), the correlation with the mapped
         image, measured on a regular subsample of at most about 250 000 pixels
-        (voxels): the correlation ratio, what ECC maximised.
+        (volumes: every n-th voxel, about 500 000): the correlation ratio, what ECC
+        maximised.
     correlation_before : float
         The same at the initial warp.
     reference_shape, moving_shape : tuple of int

@@ -67,24 +67,30 @@ def run_levels(
         if again or level not in mapped:
             ref, mov = ref_pyr[level], mov_pyr[level]
             relation = measure_at(grid, ref, mov, matrix, mapping.side)
-            mapped[level] = (ref, mov) if relation is None else mapped_levels(relation, ref, mov)
+            if relation is not None:
+                mapped.pop(level, None)  # one mapped copy at a time
+                mapped[level] = mapped_levels(relation, ref, mov)
+            elif level not in mapped:
+                mapped[level] = (ref, mov)
         return mapped[level]
 
     def fit(level, matrix, stage, budget, tolerance):
         criteria = {**params, "max_iterations": budget}
         # The table measured where the level started is blurred by the pose error left
         # then; measured again at the pose found, the last run ends sharper (on ITK's
-        # T1/PD pair a third measurement moved no corner by 0.001 px).
+        # T1/PD pair a third measurement moved no corner by 0.001 px). Not where the
+        # grid blurred the plain full-resolution volumes in place: nothing unblurred is
+        # left to measure on.
         last = mapping is not None and level == bottom and stage == motion
         on_samples = mapping is not None and not on_levels
         matrix, used, correlation, chosen = ecc_level(
             grid, *levels_at(level, matrix), matrix, stage, criteria, level, seeds["previous"],
             tolerance, on_samples, remeasure=last and on_samples,
         )  # fmt: skip
-        if last and on_levels:
+        if last and on_levels and not (level == 0 and grid.blurs_level0_in_place) and budget > used:
             matrix, more, correlation, chosen = ecc_level(
-                grid, *levels_at(level, matrix, again=True), matrix, stage, criteria, level,
-                seeds["previous"], tolerance,
+                grid, *levels_at(level, matrix, again=True), matrix, stage,
+                {**params, "max_iterations": budget - used}, level, seeds["previous"], tolerance,
             )  # fmt: skip
             used += more
         seeds["chosen"] = chosen
@@ -164,11 +170,14 @@ def ecc_level(
                 f"give an init matrix close to the answer, or check which {grid.noun} is which"
             )
         matrix, n_iter, corr = climb(evaluate, state, matrix, make_step, params, tolerance)
-        if remeasure:
-            table = measure_table(matrix)
+        left = params["max_iterations"] - n_iter
+        if remeasure and left > 0:
+            measured = measure_table(matrix)
+            table = table if measured is None else measured  # a failed one keeps the last
             state = evaluate(matrix)
             if state is not None:
-                matrix, more, corr = climb(evaluate, state, matrix, make_step, params, tolerance)
+                rest = {**params, "max_iterations": left}
+                matrix, more, corr = climb(evaluate, state, matrix, make_step, rest, tolerance)
                 n_iter += more
     return matrix, n_iter, corr, selected
 

@@ -151,10 +151,12 @@ def align(
         mapped image: two modalities (T1 vs proton-density MRI), binarised vs
         grayscale, a channel whose dyes swap brightness. The image whose
         intensities predict the other's better is the one mapped. ``"auto"``
-        (default) maps when exactly one image is bilevel, or when, at the start
-        pose, the mapping explains at least 5 % more of the other image's variance
-        than a line and leaves at most 1/1.15 of what the line leaves unexplained;
-        gray pairs of one modality gain under 2 % and stay linear.
+        (default) maps when exactly one image is bilevel, or when the mapping
+        explains at least 5 % more of the other image's variance than a line and
+        leaves at most 1/1.1 of what the line leaves unexplained, judged where the
+        start search put the images (before the search, at the identity or the
+        given start, it must leave at most 1/2, and the search then refines on
+        mapped images too); gray pairs of one modality gain under 2 % and stay linear.
     reference_mask, moving_mask : array_like of bool, optional
         True where a pixel counts, with each image's ``(rows, cols)`` shape.
     ndim : {2, 3}

@@ -198,7 +198,8 @@ def check_outcome(corr_before, corr_after, *, images="images", scene="scene", tr
         raise AlignmentError(
             f"the {images} look unrelated: their correlation is {corr_after:.3f} even after "
             f"alignment; check that both show the same {scene}, then try an init matrix close "
-            "to the answer, a mask around the common content, or more pyramid_levels"
+            "to the answer, a mask around the common content, more pyramid_levels, or for two "
+            "modalities intensity='mapped'"
             + (f" (initialisations tried: {tried})" if tried else "")
         )
     if np.isfinite(corr_before) and corr_after < corr_before - 0.05:

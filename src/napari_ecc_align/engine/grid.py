@@ -54,6 +54,9 @@ class Grid(abc.ABC):
         What to suggest when a named estimator cannot run on the pair.
     margin : int
         Pixels (voxels) kept from every edge: the prefilter reflects the image there.
+    blurs_level0_in_place : bool
+        Whether ECC on level 0 overwrites the level's plain image with its prefiltered
+        one (volumes: a copy would be the memory peak).
     """
 
     ndim: int
@@ -65,6 +68,7 @@ class Grid(abc.ABC):
     phase_peaks: int
     other_starts: str
     margin: int
+    blurs_level0_in_place: bool = False
 
     @abc.abstractmethod
     def pyramid(self, image: np.ndarray, valid: np.ndarray | None, levels: int) -> list[Level]:

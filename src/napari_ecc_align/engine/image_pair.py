@@ -13,8 +13,9 @@ import math
 from .bilevel import bilevel_side, is_inverted, turned_over
 from .finishing import Pair, normalise_matrix
 from .geometry import from_level, to_level
+from .grid import Level
 from .options import initial_matrix, smoothing_schedule
-from .plane import PlaneGrid, full_correlation, plane_pairs, usable_pixels
+from .plane import PlaneGrid, full_correlation, usable_pixels
 from .preprocess import as_array, normalise, shrink, split_channels
 from .reference_side import check_thick_enough
 from .template import Template
@@ -108,8 +109,8 @@ class ImagePair(Pair):
         return full_correlation(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix)
 
     def paired_values(self, matrix, limit):
-        stride = max(1, math.ceil(math.sqrt(self.ref.size / limit)))
-        return plane_pairs(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix, stride)
+        ref, mov = Level(self.ref, self.ref_valid), Level(self.mov, self.mov_valid)
+        return self.grid.paired_values(ref, mov, matrix, limit)
 
     def pyramids_for_finishing(self):
         return self.ref_pyr, self.mov_pyr

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -52,6 +53,8 @@ MIN_SAMPLES = 256
 # Whether to map is judged on the coarsest level of the run with this many pixels.
 DECISION_SAMPLES = 4096
 BIN_CENTRES = (np.arange(BINS) + 0.5) / BINS
+# The table spans these percentiles of the mapped image's sampled values.
+RANGE_PERCENTILES = (0.1, 99.9)
 # ``"auto"`` maps when the table explains at least MIN_GAIN more of the variance than
 # a line, and leaves at most 1 / MARKEDLY_WORSE of what the line leaves, measured at the
 # start pose. At their start poses, gray pairs (ITK's PD slices, a page, generated
@@ -85,8 +88,8 @@ class Relation:
     ----------
     side : {"moving", "reference"}
         The image that is mapped: its intensities predict the other's better.
-    table : numpy.ndarray
-        ``BINS`` values: the other image's mean intensity at each bin of this one's.
+    table : Transfer
+        The other image's mean intensity at each of ``BINS`` bins of this one's.
     mapped : float
         Share of the other image's variance the table explains, adjusted for its
         degrees of freedom.
@@ -97,7 +100,7 @@ class Relation:
     """
 
     side: str
-    table: np.ndarray
+    table: Transfer
     mapped: float
     linear: float
     samples: int
@@ -119,12 +122,29 @@ class Relation:
         return math.sqrt(max(self.mapped, 0.0))
 
 
-def conditional_mean(values: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, float]:
-    """``E[other | values]`` tabulated on ``BINS`` bins of ``values`` (in [0, 1]), each
-    bin shrunk towards the straight-line fit, and the share of ``other``'s variance it
-    explains (adjusted for the bins spent)."""
-    bins = np.minimum((values * BINS).astype(np.intp), BINS - 1)
-    np.maximum(bins, 0, out=bins)
+class Transfer(NamedTuple):
+    """A tabulated intensity function: ``values`` at the centres of ``BINS`` equal bins
+    spanning ``[low, high]``, linear between them and flat beyond."""
+
+    low: float
+    high: float
+    values: np.ndarray
+
+    @property
+    def centres(self) -> np.ndarray:
+        return self.low + (self.high - self.low) * BIN_CENTRES
+
+
+def conditional_mean(values: np.ndarray, other: np.ndarray) -> tuple[Transfer, float]:
+    """``E[other | values]`` tabulated on ``BINS`` bins between the 0.1st and 99.9th
+    percentiles of ``values`` (a few hot pixels do not squeeze the content into a couple
+    of bins), each bin shrunk towards the straight-line fit, and the share of ``other``'s
+    variance it explains (adjusted for the bins spent)."""
+    low, high = (float(v) for v in np.percentile(values, RANGE_PERCENTILES))
+    if not high > low:
+        low, high = float(values.min()), float(values.max()) + 1e-6
+    scaled = (values - low) * (BINS / (high - low))
+    bins = np.clip(scaled.astype(np.intp), 0, BINS - 1)
     counts = np.bincount(bins, minlength=BINS).astype(np.float64)
     sums = np.bincount(bins, weights=other, minlength=BINS)
     squares = np.bincount(bins, weights=other * other, minlength=BINS)
@@ -135,24 +155,20 @@ def conditional_mean(values: np.ndarray, other: np.ndarray) -> tuple[np.ndarray,
     # so a sparse bin adds no shape that its samples' noise alone put there.
     value_sums = np.bincount(bins, weights=values, minlength=BINS)
     value_mean = value_sums.sum() / n
-    centres = np.where(
-        counts > 0, value_sums / np.maximum(counts, 1), (np.arange(BINS) + 0.5) / BINS
-    )
+    centres = low + (high - low) * BIN_CENTRES
+    centres = np.where(counts > 0, value_sums / np.maximum(counts, 1), centres)
     spread = float(np.sum(counts * (centres - value_mean) ** 2))
-    slope = (
-        float(np.sum((centres - value_mean) * (sums - counts * mean))) / spread
-        if spread > 0
-        else 0.0
-    )
-    line = mean + slope * (centres - value_mean)
+    covariance = float(np.sum((centres - value_mean) * (sums - counts * mean)))
+    line = mean + (covariance / spread if spread > 0 else 0.0) * (centres - value_mean)
     table = (sums + PRIOR_SAMPLES * line) / (counts + PRIOR_SAMPLES)
+    transfer = Transfer(low, high, table)
     if not total > 0:
-        return table, 0.0
+        return transfer, 0.0
     # Σ over bins of Σ(other - table)², from the per-bin sums: no second pass.
     residual = float(np.sum(squares - 2 * table * sums + counts * table * table))
     used = int(np.count_nonzero(counts))
     explained = 1 - residual / total
-    return table, 1 - (1 - explained) * (n - 1) / max(n - used, 1.0)
+    return transfer, 1 - (1 - explained) * (n - 1) / max(n - used, 1.0)
 
 
 def measure(ref_values: np.ndarray, mov_values: np.ndarray, side: str | None = None):
@@ -182,19 +198,19 @@ def measure_at(grid, ref: Level, mov: Level, matrix, side: str | None = None):
     return measure(*grid.paired_values(ref, mov, matrix, RELATION_SAMPLES), side)
 
 
-def map_values(values: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``values`` mapped through ``table``, linearly between bin centres (flat beyond
-    the first and last centre)."""
-    return np.interp(values, BIN_CENTRES, table)
+def map_values(values: np.ndarray, table: Transfer) -> np.ndarray:
+    """``values`` mapped through ``table``."""
+    return np.interp(values, table.centres, table.values)
 
 
-def apply_table(image: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``image`` (float32 in [0, 1], 2D or 3D) mapped through ``table``, interpolated
-    linearly between bin centres, on 256 input levels: ``cv2.LUT`` in one pass (a 1/255
-    step in intensity moves an edge by about a hundredth of a pixel)."""
-    lut = map_values(np.arange(256) / 255, table).astype(np.float32)
+def apply_table(image: np.ndarray, table: Transfer) -> np.ndarray:
+    """``image`` (float32, 2D or 3D) mapped through ``table`` on 256 input levels over
+    its range: ``cv2.LUT`` in one pass (a 1/255 step of the range moves an edge by about a
+    hundredth of a pixel)."""
+    step = (table.high - table.low) / 255
+    lut = map_values(table.low + step * np.arange(256), table).astype(np.float32)
     flat = np.ascontiguousarray(image, np.float32).reshape(image.shape[0], -1)
-    quantised = cv2.convertScaleAbs(flat, alpha=255.0)
+    quantised = cv2.convertScaleAbs(flat, alpha=1 / step, beta=-table.low / step)
     return cv2.LUT(quantised, lut).reshape(image.shape)
 
 

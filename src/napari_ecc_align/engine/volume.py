@@ -238,6 +238,7 @@ class VolumeGrid(Grid):
     estimators = ("phase",)
     search_side = 64
     phase_peaks = 2  # 8 readings each: each is scored by a trilinear warp
+    blurs_level0_in_place = True
     other_starts = "init='identity' or a 4x4 matrix"
 
     def __init__(self, ksizes: tuple[int, int], spacing, factors):

@@ -273,9 +273,11 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
         pair = VolumePair(reference, moving, params, spacing, *masks)
     else:
         pair = ImagePair(reference, moving, params, *masks)
-    # Whether to map intensities: judged before the search (which then refines its
-    # candidates on mapped levels too), and again from where the search put the images.
-    pair.mapping = _mapping(pair, _first_guess(pair), pair.levels - 1, unaligned=True)
+    # Whether to map intensities: before a search judged at the identity (strictly; the
+    # search then refines its candidates on mapped levels too), and from where the search,
+    # or the given start, put the images.
+    if _searches(pair):
+        pair.mapping = _mapping(pair, np.eye(pair.grid.ndim + 1), pair.levels - 1, True)
     begin = _starting_pose(pair)
     if pair.mapping is None:
         pair.mapping = _mapping(pair, begin.matrix, begin.top)
@@ -314,7 +316,7 @@ def _starting_pose(pair: Pair) -> _Start:
     """A search on a small level (``init`` names one), or the given start on the
     coarsest level with the motions staged."""
     init = pair.params["init"]
-    if isinstance(init, str) and init in pair.grid.searches():
+    if _searches(pair):
         found = choose_initialisation(pair.grid, pair.ref_pyr, pair.mov_pyr, pair.levels, init,
                                       pair.motion, pair.params, pair.mapping)  # fmt: skip
         identity = np.eye(pair.grid.ndim + 1)
@@ -323,12 +325,10 @@ def _starting_pose(pair: Pair) -> _Start:
     return _Start(matrix, method, pair.levels - 1, True, matrix)
 
 
-def _first_guess(pair: Pair) -> np.ndarray:
-    """The pose before any search: the given start, or the identity."""
+def _searches(pair: Pair) -> bool:
+    """Whether ``init`` names a start search (else it is a given start)."""
     init = pair.params["init"]
-    if isinstance(init, str) and init in pair.grid.searches():
-        return np.eye(pair.grid.ndim + 1)
-    return pair.given_start(init)[0]
+    return isinstance(init, str) and init in pair.grid.searches()
 
 
 def _mapping(pair: Pair, matrix, top: int, unaligned: bool = False) -> Mapping | None:

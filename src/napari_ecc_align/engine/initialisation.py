@@ -137,15 +137,18 @@ def choose_initialisation(
     """
     small = _level_at_most(ref_pyr, mov_pyr, levels, grid.search_side)
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
-    refine["mapping"] = mapping
     # A search level that cannot fix the motion moves to the next finer one (.structure).
     return first_level_that_works(
-        lambda level: _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, level),
+        lambda level: _search(
+            grid, ref_pyr, mov_pyr, levels, search, motion, refine, mapping, level
+        ),
         small,
     )
 
 
-def _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, small) -> Initialisation:
+def _search(
+    grid, ref_pyr, mov_pyr, levels, search, motion, refine, mapping, small
+) -> Initialisation:
     """:func:`choose_initialisation` on pyramid level ``small``."""
     ref = ref_pyr[small].image
     identity = np.eye(grid.ndim + 1)
@@ -158,7 +161,7 @@ def _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, small) -> In
         # coarse levels can drift by a period that correlates as well as the true pose.
         deep = Candidate("identity", identity, path="via the coarse levels")
         direct = Candidate("identity", identity, path=f"from pyramid level {small}")
-        _refine(grid, [deep], ref_pyr, mov_pyr, small, motion, refine, top=levels - 1)
+        _refine(grid, [deep], ref_pyr, mov_pyr, small, motion, refine, mapping, top=levels - 1)
         tried = [deep]
         # Only worth it when the coarse levels moved the image further than ECC on the
         # small level reaches by itself; closer in, both end in the same place.
@@ -167,7 +170,7 @@ def _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, small) -> In
             or corner_displacement(to_level(deep.refined, grid.factors(small)), ref.shape)
             > _DIRECT_REACH_PX
         ):
-            _refine(grid, [direct], ref_pyr, mov_pyr, small, motion, refine)
+            _refine(grid, [direct], ref_pyr, mov_pyr, small, motion, refine, mapping)
             tried.append(direct)
     for method in grid.estimators if auto else (search,):
         if auto and _good_enough(tried):
@@ -191,7 +194,7 @@ def _search(grid, ref_pyr, mov_pyr, levels, search, motion, refine, small) -> In
         new = [Candidate(method, from_level(m, factors)) for m in found[:_REFINE_PER_METHOD]]
         tried.extend(new)
         _mark_duplicates(tried, ref.shape, factors)
-        _refine(grid, new, ref_pyr, mov_pyr, small, motion, refine)
+        _refine(grid, new, ref_pyr, mov_pyr, small, motion, refine, mapping)
     same = f"{grid.noun}s show the same {grid.scene}"
     chosen, method = choose_candidate(tried, ref_pyr[0].image.shape, same)
     return Initialisation(chosen.refined, method, small, tried)
@@ -243,16 +246,17 @@ def _estimate(grid, method, ref_pyr, mov_pyr, levels, small, motion) -> list[np.
     return [to_level(matrix, small - level)]
 
 
-def _refine(grid, cands, ref_pyr, mov_pyr, small, motion, params, top=None) -> None:
+def _refine(grid, cands, ref_pyr, mov_pyr, small, motion, params, mapping, top=None) -> None:
     """A short ECC run from each candidate, from level ``top`` (default: ``small``) down to
-    ``small``; records the correlation reached."""
+    ``small`` (on intensity-mapped images with a ``mapping``); records the correlation
+    reached."""
     top = small if top is None else top
     for cand in cands:
         if cand.error:
             continue
         staged = top > small
         steps = run_levels(grid, ref_pyr, mov_pyr, cand.matrix, motion, params, top, small, staged,
-                           mapping=params["mapping"])  # fmt: skip
+                           mapping=mapping)  # fmt: skip
         cand.finish(steps)
 
 

@@ -42,8 +42,8 @@ import numpy as np
 from .grid import Level
 
 INTENSITY_MODES = ("auto", "linear", "mapped")
-# The table has this many bins over [0, 1] (the normalised intensity range); each bin
-# is pulled towards the straight-line fit by PRIOR_SAMPLES pseudo-samples.
+# The table has this many bins over the mapped values' range (RANGE_PERCENTILES); each
+# bin is pulled towards the straight-line fit by PRIOR_SAMPLES pseudo-samples.
 BINS = 32
 PRIOR_SAMPLES = 20
 # The relation is measured on at most about this many sample pairs (a regular subsample).
@@ -95,15 +95,12 @@ class Relation:
         degrees of freedom.
     linear : float
         Share a straight line explains (r²).
-    samples : int
-        Sample pairs measured.
     """
 
     side: str
     table: Transfer
     mapped: float
     linear: float
-    samples: int
 
     def markedly_better(self, worse: float = MARKEDLY_WORSE) -> bool:
         """Whether the table explains the pair markedly better than a line: at least
@@ -187,9 +184,9 @@ def measure(ref_values: np.ndarray, mov_values: np.ndarray, side: str | None = N
     linear = float(r_dev @ m_dev) ** 2 / (r_var * m_var)
     options = []
     if side in (None, "moving"):
-        options.append(Relation("moving", *conditional_mean(m, r), linear, n))
+        options.append(Relation("moving", *conditional_mean(m, r), linear))
     if side in (None, "reference"):
-        options.append(Relation("reference", *conditional_mean(r, m), linear, n))
+        options.append(Relation("reference", *conditional_mean(r, m), linear))
     return max(options, key=lambda relation: relation.mapped)
 
 

@@ -36,6 +36,9 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds, finest_sampl
     alive, so the id cannot be reused while the entry exists. Two threads may compute
     an entry at once; ``setdefault`` keeps the first, so both use the same objects.
     """
+    finest_samples = finest_samples if level == 0 else None
+    if finest_samples:
+        seeds = None  # level 0 chooses its own: one memo entry whatever the coarser level
     seeds_key = None if seeds is None else id(seeds)
     key = ("problem", ksize, motion, seeds_key, finest_samples)
     found = ref.memo.get(key)
@@ -86,7 +89,8 @@ def _reference_points(ref, ksize: int, level: int, seeds, finest_samples=None):
 
     ``seeds`` are the (x, y) points chosen by gradient on the next coarser level; when
     given and this level is large, the samples here are their positions doubled, which
-    spares a full-resolution gradient and selection pass.
+    spares a full-resolution gradient and selection pass. Without them, the strongest
+    gradients are chosen, up to ``finest_samples`` (default ``_MAX_SAMPLES``).
     """
     key = ("points", ksize, None if seeds is None else id(seeds), finest_samples)
     found = ref.memo.get(key)
@@ -102,15 +106,14 @@ def _reference_points(ref, ksize: int, level: int, seeds, finest_samples=None):
     rows, cols = ref_img.shape
     flat = ref_img.ravel()
     inner = (rows - 2 * margin) * (cols - 2 * margin)
-    budget = finest_samples if level == 0 else None  # level 0 may choose afresh
-    if seeds is not None and inner > _MAX_SAMPLES and not budget:
+    if seeds is not None and inner > _MAX_SAMPLES:
         idx = _seeded_samples(seeds, rows, cols, margin, ref_ok)
         # 2·gradient at the samples only (halved with the Jacobian).
         grad_x_s = flat[idx + 1] - flat[idx - 1]
         grad_y_s = flat[idx + cols] - flat[idx - cols]
     else:
         grad_x, grad_y = _central_gradients(ref_img)
-        idx = _select_samples(grad_x, grad_y, ref_ok, margin, budget)
+        idx = _select_samples(grad_x, grad_y, ref_ok, margin, finest_samples)
         grad_x_s, grad_y_s = grad_x.ravel()[idx], grad_y.ravel()[idx]
     ys, xs = np.divmod(idx, cols)
     xs = xs.astype(np.float64)

@@ -295,10 +295,8 @@ class VolumeGrid(Grid):
         return volume_correlation(ref.image, ref.valid, mov.image, mov.valid, matrix)
 
     def paired_values(self, ref, mov, matrix, limit):
-        stride = max(1, math.ceil((ref.image.size / limit) ** (1 / 3)))
-        step = np.s_[::stride, ::stride, ::stride]
-        valid = None if ref.valid is None else ref.valid[step]
-        return volume_pairs(ref.image[step], valid, mov.image, mov.valid, matrix, stride)
+        grid, valid, stride = correlation_grid(ref.image, ref.valid, limit)
+        return volume_pairs(grid, valid, mov.image, mov.valid, matrix, stride)
 
     def project(self, matrix, motion, level):
         return project_to_motion(matrix, motion, self.spacing_at(level))
@@ -318,10 +316,10 @@ class VolumeGrid(Grid):
 _CORRELATION_VOXELS = 500_000
 
 
-def correlation_grid(ref, ref_valid):
+def correlation_grid(ref, ref_valid, limit=_CORRELATION_VOXELS):
     """``(grid, valid, stride)``: copies of every stride-th reference voxel (and of its
-    mask), with at most about ``_CORRELATION_VOXELS`` of them, for :func:`volume_correlation`."""
-    stride = max(1, math.ceil((ref.size / _CORRELATION_VOXELS) ** (1 / 3)))
+    mask), with at most about ``limit`` of them, for :func:`volume_correlation`."""
+    stride = max(1, math.ceil((ref.size / limit) ** (1 / 3)))
     step = np.s_[::stride, ::stride, ::stride]
     valid = None if ref_valid is None else ref_valid[step].copy()
     return ref[step].copy(), valid, stride

@@ -10,7 +10,7 @@ import pytest
 from napari_ecc_align import AlignmentError, Template, align, align_stack
 from napari_ecc_align.data import natural_image
 from napari_ecc_align.engine.geometry import max_corner_shift
-from napari_ecc_align.engine.plane import full_correlation
+from napari_ecc_align.engine.plane import CorrelationSample, full_correlation
 from napari_ecc_align.engine.preprocess import normalise
 
 
@@ -105,6 +105,47 @@ def test_banded_correlation_matches_the_textbook_one(seed):
     assert identity == pytest.approx(
         _plain_correlation(ref, ref_valid, mov, mov_valid, np.eye(3)), abs=1e-5
     )
+
+
+@pytest.mark.parametrize("case", ["affine", "homography", "masked", "smaller moving"])
+def test_large_images_report_the_correlation_of_a_random_pixel_per_cell(case):
+    """Beyond the budget the reported correlation reads one random pixel per grid cell:
+    within 1e-3 of every pixel's on a natural pair (rotated, masked, a homography,
+    a moving image of another size), and, on stripes two rows wide, which a grid of
+    every second row would see as one flat value, equal to every pixel's."""
+    rows, cols, limit = 1200, 900, 200_000
+    scene = natural_image((rows + 40, cols + 40), seed=3)
+    ref = np.ascontiguousarray(scene[20:-20, 20:-20])
+    angle = math.radians(0.4)
+    matrix = np.array([[math.cos(angle), -math.sin(angle), 21.3],
+                       [math.sin(angle), math.cos(angle), 18.6], [0, 0, 1.0]])  # fmt: skip
+    rng = np.random.default_rng(3)
+    moving = scene + rng.normal(0, 0.05, scene.shape).astype(np.float32)
+    ref_valid = mov_valid = None
+    if case == "homography":
+        matrix[2, :2] = (2e-6, -3e-6)
+    elif case == "masked":
+        ref_valid = rng.random(ref.shape) > 0.2
+        mov_valid = rng.random(moving.shape) > 0.2
+    elif case == "smaller moving":
+        moving = np.ascontiguousarray(moving[:900, :700])
+    sample = CorrelationSample.of(ref, ref_valid, moving.shape, limit)
+    assert sample is not None and limit / 4 < sample.values.size <= limit
+    for at in (matrix, np.eye(3)):
+        everywhere = full_correlation(ref, ref_valid, moving, mov_valid, at)
+        sampled = sample.correlation(moving, mov_valid, at, moving.shape == ref.shape)
+        assert sampled != everywhere  # the sample was read, not every pixel
+        assert sampled == pytest.approx(everywhere, abs=1e-3)
+    assert CorrelationSample.of(ref, None, moving.shape, ref.size) is None  # small: all
+
+    stripes = np.zeros((rows, cols), np.float32)
+    stripes[::2] = 1.0
+    stripes += rng.normal(0, 0.1, stripes.shape).astype(np.float32)
+    sample = CorrelationSample.of(stripes, None, stripes.shape, 300_000)  # a stride of 2
+    shifted = np.array([[1.0, 0, 0], [0, 1, 1.0], [0, 0, 1]])  # one row: stripes inverted
+    for at in (np.eye(3), shifted):
+        expected = full_correlation(stripes, None, stripes, None, at)
+        assert sample.correlation(stripes, None, at, True) == pytest.approx(expected, abs=5e-3)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32])

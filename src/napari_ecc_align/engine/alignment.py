@@ -83,8 +83,11 @@ class Alignment:
     correlation : float
         ECC (zero-mean normalised cross-correlation) of the reference and the
         moving image warped by ``matrix``, on the full-resolution images over
-        their overlap. Computed after the last update (for a bilevel image that
-        was turned over, with the turned-over image). With mapped intensities
+        their overlap: on every pixel of images up to 500 000 pixels, beyond on one
+        pixel drawn at random (seeded) in each cell of a square grid, at most
+        500 000 (volumes: every n-th voxel, at most about 500 000). Computed after
+        the last update (for a bilevel image that was turned over, with the
+        turned-over image). With mapped intensities
         (``parameters["intensity_mapped"]``), the correlation with the mapped
         image, measured on a regular subsample of at most about 250 000 pixels
         (volumes: every n-th voxel, about 500 000): the correlation ratio, what ECC

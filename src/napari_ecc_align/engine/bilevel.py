@@ -31,7 +31,7 @@ from .spectral import phase_surface
 # stray levels. A blurred grayscale text page keeps 5-20 % of its pixels on its edges.
 _BILEVEL_SHARE = 0.99
 _EXTREME_TOLERANCE = 1 / 255
-# Images of over 16 times this many pixels are probed on every 4th row and column first.
+# Images of over 4 times this many pixels are probed on every 4th row and column first.
 _PROBE_PIXELS = 65_536
 # The polarity test runs on the finest pyramid level at most this long, and calls the
 # bilevel image inverted when the phase-correlation surface's deepest trough is this
@@ -42,7 +42,7 @@ _INVERTED_RATIO = 1.5
 
 def is_bilevel(gray: np.ndarray, valid: np.ndarray | None) -> bool:
     """Whether (nearly) every valid pixel of a ``normalise``-d image is 0 or 1."""
-    if gray.size > 16 * _PROBE_PIXELS and valid is None:
+    if gray.size > 4 * _PROBE_PIXELS and valid is None:
         # Most images are plainly gray: a sparse probe says so for 1/16 of the cost.
         probe = np.ascontiguousarray(gray[::4, ::4])
         if not _extremes_share(probe, None) >= _BILEVEL_SHARE - 0.02:

@@ -15,7 +15,7 @@ from .finishing import Pair, normalise_matrix
 from .geometry import from_level, to_level
 from .grid import Level
 from .options import initial_matrix, smoothing_schedule
-from .plane import PlaneGrid, full_correlation, usable_pixels
+from .plane import CorrelationSample, PlaneGrid, full_correlation, usable_pixels
 from .preprocess import as_array, normalise, shrink, split_channels
 from .reference_side import check_thick_enough
 from .template import Template
@@ -83,6 +83,8 @@ class ImagePair(Pair):
             self.mov_pyr = turned_over(self.mov_pyr)
             self.mov = self.mov_pyr[0].image
         self.levels = self._depth(levels)
+        # The pixels the reported correlations read (None: all of them).
+        self.correlation_sample = CorrelationSample.of(self.ref, self.ref_valid, self.mov.shape)
 
     def _depth(self, levels: int) -> int:
         """``levels`` without coarsest levels that masks and NaN holes left with too
@@ -106,7 +108,10 @@ class ImagePair(Pair):
         return normalise_matrix(matrix, self.motion)
 
     def linear_correlation(self, matrix):
-        return full_correlation(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix)
+        sample = self.correlation_sample
+        if sample is None:
+            return full_correlation(self.ref, self.ref_valid, self.mov, self.mov_valid, matrix)
+        return sample.correlation(self.mov, self.mov_valid, matrix, self.mov.shape == self.shape)
 
     def paired_values(self, matrix, limit):
         ref, mov = Level(self.ref, self.ref_valid), Level(self.mov, self.mov_valid)

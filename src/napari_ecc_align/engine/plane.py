@@ -18,7 +18,13 @@ import numpy as np
 from .alignment import MOTIONS
 from .geometry import project_to_motion
 from .grid import Grid, Level
-from .reference_side import centre_and_half_size, erode, level_margin, reference_side
+from .reference_side import (
+    CV_REMAP_LIMIT,
+    centre_and_half_size,
+    erode,
+    level_margin,
+    reference_side,
+)
 from .warping import warp_plane
 
 
@@ -169,7 +175,7 @@ def full_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
         source[~mov_valid] = np.nan
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     band = rows if identity else max(8, _BAND_BYTES // (4 * cols))  # nothing to cache
-    sums = np.zeros(6)  # n, Σr, Σw, Σr², Σw², Σ(r - w)²
+    sums = np.zeros(6)
     for y0 in range(0, rows, band):
         y1 = min(rows, y0 + band)
         r = ref[y0:y1]
@@ -184,16 +190,27 @@ def full_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
         if ref_valid is not None:
             valid = ref_valid[y0:y1].view(np.uint8)
             mask = valid if mask is None else cv2.bitwise_and(mask, valid)
-        n = (y1 - y0) * cols if mask is None else cv2.countNonZero(mask)
-        if n:
-            sums += (
-                n,
-                cv2.norm(r, cv2.NORM_L1, mask=mask),
-                cv2.norm(w, cv2.NORM_L1, mask=mask),
-                cv2.norm(r, cv2.NORM_L2SQR, mask=mask),
-                cv2.norm(w, cv2.NORM_L2SQR, mask=mask),
-                cv2.norm(r, w, cv2.NORM_L2SQR, mask=mask),
-            )
+        sums += _sums(r, w, mask)
+    return _correlation(sums)
+
+
+def _sums(r, w, mask) -> tuple:
+    """n, Σr, Σw, Σr², Σw², Σ(r - w)² where ``mask`` is nonzero (None: everywhere)."""
+    n = r.size if mask is None else cv2.countNonZero(mask)
+    if not n:
+        return (0,) * 6
+    return (
+        n,
+        cv2.norm(r, cv2.NORM_L1, mask=mask),
+        cv2.norm(w, cv2.NORM_L1, mask=mask),
+        cv2.norm(r, cv2.NORM_L2SQR, mask=mask),
+        cv2.norm(w, cv2.NORM_L2SQR, mask=mask),
+        cv2.norm(r, w, cv2.NORM_L2SQR, mask=mask),
+    )
+
+
+def _correlation(sums) -> float:
+    """The correlation from :func:`_sums` (NaN: too few pixels, or one side flat)."""
     count = sums[0]
     if count < 16:
         return float("nan")
@@ -205,3 +222,82 @@ def full_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
     # Σ(r - r̄)(w - w̄)/n from the mean squared difference: no product image needed.
     cov = 0.5 * (ref_var + mov_var + (ref_mean - mov_mean) ** 2 - sums[5] / count)
     return float(cov / math.sqrt(ref_var * mov_var))
+
+
+# ------------------------------------------------------------------------ sampled correlation
+# The reported correlations of images larger than this read about this many pixels, one
+# drawn at random in each cell of a square grid (at 8 MP the two full-resolution passes
+# had taken a quarter of the estimate). A random pixel per cell cannot alias with a
+# pattern as a regular grid can (2-pixel stripes under a stride of 2 look flat), and
+# spreads the sample over the whole image (blocks of rows missed a score's staff lines).
+CORRELATION_PIXELS = 500_000
+_TILE_CELLS = 64
+_NAN = float("nan")
+
+
+class CorrelationSample:
+    """The reference pixels the reported correlation reads, chosen once per image.
+
+    ``None`` from :meth:`of` means every pixel (images of at most ``limit`` pixels, and
+    moving images beyond ``cv2.remap``'s size limit).
+    """
+
+    def __init__(self, ref, ref_valid, stride: int):
+        rows, cols = ref.shape
+        grid_y = np.arange(0, rows, stride, dtype=np.float32)
+        grid_x = np.arange(0, cols, stride, dtype=np.float32)
+        # One pixel per cell, at offsets drawn once (seeded) for a tile of cells.
+        tile = np.random.default_rng(0).integers(0, stride, (_TILE_CELLS, _TILE_CELLS, 2))
+        reps = (-(-grid_y.size // _TILE_CELLS), -(-grid_x.size // _TILE_CELLS), 1)
+        points = np.tile(tile.astype(np.float32), reps)[: grid_y.size, : grid_x.size].copy()
+        points[..., 0] += grid_x[None, :]
+        points[..., 1] += grid_y[:, None]
+        # The last row and column of cells may be cut by the image's edge.
+        np.minimum(points[:, -1, 0], cols - 1, out=points[:, -1, 0])
+        np.minimum(points[-1, :, 1], rows - 1, out=points[-1, :, 1])
+        self.points = points
+        self.values = self.gather(ref)
+        self.valid = None if ref_valid is None else self.gather(ref_valid.view(np.uint8))
+
+    def gather(self, image: np.ndarray) -> np.ndarray:
+        """``image`` at the chosen pixels."""
+        return cv2.remap(image, self.points, None, cv2.INTER_NEAREST)
+
+    @classmethod
+    def of(cls, ref, ref_valid, mov_shape, limit: int = CORRELATION_PIXELS):
+        rows, cols = ref.shape
+        if rows * cols <= limit or max(mov_shape) >= CV_REMAP_LIMIT:
+            return None
+        return cls(ref, ref_valid, math.ceil(math.sqrt(rows * cols / limit)))
+
+    def correlation(self, mov, mov_valid, matrix, same_grid: bool) -> float:
+        """The correlation of the chosen reference pixels with ``mov`` warped by
+        ``matrix`` (bilinear), over the overlap; ``same_grid``: ``mov`` has the
+        reference's shape."""
+        if same_grid and (matrix == _IDENTITY).all():
+            warped = self.gather(mov)
+            mask = None if mov_valid is None else self.gather(mov_valid.view(np.uint8))
+        else:
+            source = mov
+            if mov_valid is not None:
+                source = mov.copy()
+                source[~mov_valid] = np.nan
+            # NaN fill marks every point whose interpolation reached outside `mov`.
+            warped = cv2.remap(source, self._mapped(matrix), None, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=_NAN)  # fmt: skip
+            mask = cv2.compare(warped, warped, cv2.CMP_EQ)  # 0 where NaN
+        if self.valid is not None:
+            mask = self.valid if mask is None else cv2.bitwise_and(mask, self.valid)
+        return _correlation(_sums(self.values, warped, mask))
+
+    def _mapped(self, matrix) -> np.ndarray:
+        if matrix[2, 0] == 0 and matrix[2, 1] == 0:
+            return cv2.transform(self.points, matrix[:2])
+        points = self.points.reshape(-1, 2).astype(np.float64)
+        mapped = np.dot(points, matrix[:2, :2].T) + matrix[:2, 2]
+        depth = np.dot(points, matrix[2, :2]) + matrix[2, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = mapped / depth[:, None]
+        xy[~(depth > 0) | ~np.isfinite(xy).all(axis=1)] = -1.0  # behind the camera: outside
+        np.clip(xy, -1.0, CV_REMAP_LIMIT, out=xy)  # outside stays outside, in float32 range
+        return xy.astype(np.float32).reshape(self.points.shape)

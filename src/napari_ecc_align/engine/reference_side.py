@@ -341,7 +341,7 @@ def _jacobian(motion, x, y, gx, gy) -> np.ndarray:
 def _remap(image, xy, interpolation):
     """``cv2.remap`` (edges replicated) of ``image`` at the float32 map ``xy``; beyond its
     32767-pixel limit (a long strip), ``scipy.ndimage.map_coordinates`` does the same."""
-    if max(image.shape) < _CV_REMAP_LIMIT:
+    if max(image.shape) < CV_REMAP_LIMIT:
         return cv2.remap(image, xy, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
     from scipy import ndimage
 
@@ -350,7 +350,7 @@ def _remap(image, xy, interpolation):
     return ndimage.map_coordinates(image, coords, order=order, mode="nearest")
 
 
-_CV_REMAP_LIMIT = 32767  # SHRT_MAX: cv2.remap refuses larger source or map sides
+CV_REMAP_LIMIT = 32767  # SHRT_MAX: cv2.remap refuses larger source or map sides
 
 
 def check_thick_enough(name: str, shape, ksize: int) -> None:

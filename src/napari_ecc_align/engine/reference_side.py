@@ -62,8 +62,11 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds, finest_sampl
     xn, yn = (xs - cx) / half, (ys - cy) / half
     gx = grad_x_s.astype(np.float64) * (0.5 * half)
     gy = grad_y_s.astype(np.float64) * (0.5 * half)
-    jac_t = _jacobian(motion, xn, yn, gx, gy)  # (parameters, samples)
-    problem = Samples(template, jac_t, xs, ys, level)
+    n_params = N_PARAMS[motion]
+    rows = np.empty((n_params + 2, idx.size))  # the Jacobian's rows, template values, ones
+    _jacobian(motion, xn, yn, gx, gy, out=rows[:n_params])
+    rows[n_params], rows[n_params + 1] = template, 1.0
+    problem = Samples(rows, xs, ys, level)
     found = ref.memo.setdefault(key, (problem, selected, seeds))
     return found[0], found[1]
 
@@ -147,10 +150,11 @@ class Samples:
     slow path in numpy 2.)
     """
 
-    def __init__(self, template, jac_t, xs, ys, level):
-        n = template.size
-        self.n, self.level, self.n_params = n, level, jac_t.shape[0]
-        self.rows = np.vstack([jac_t, template, np.ones(n)])
+    def __init__(self, rows, xs, ys, level):
+        """``rows``: the Jacobian's rows (one per parameter), the template values, ones."""
+        n = rows.shape[1]
+        self.n, self.level, self.n_params = n, level, rows.shape[0] - 2
+        self.rows = rows
         self.moments = np.dot(self.rows, self.rows.T)
         # cv2.remap takes one (rows, width, 2) float32 map; it refuses sides of 32767+.
         self.width = n if n < 32767 else 1024
@@ -345,18 +349,21 @@ def _flat_indices(region, rows, cols, valid) -> np.ndarray:
     return np.flatnonzero(chosen)
 
 
-def _jacobian(motion, x, y, gx, gy) -> np.ndarray:
-    """∂template(W(x; p))/∂p at p = 0, one column per parameter."""
+def _jacobian(motion, x, y, gx, gy, out) -> None:
+    """∂template(W(x; p))/∂p at p = 0 into ``out``, one row per parameter."""
     if motion == "translation":
-        cols = [gx, gy]
+        out[0], out[1] = gx, gy
     elif motion == "euclidean":
-        cols = [x * gy - y * gx, gx, gy]
+        out[0], out[1], out[2] = x * gy - y * gx, gx, gy
     else:
-        cols = [x * gx, x * gy, y * gx, y * gy, gx, gy]
+        for row, (coordinate, gradient) in enumerate(((x, gx), (x, gy), (y, gx), (y, gy))):
+            np.multiply(coordinate, gradient, out=out[row])
+        out[4], out[5] = gx, gy
         if motion == "homography":
             radial = x * gx + y * gy
-            cols += [-x * radial, -y * radial]
-    return np.stack(cols)
+            np.multiply(x, radial, out=out[6])
+            np.multiply(y, radial, out=out[7])
+            out[6:8] *= -1
 
 
 def _remap(image, xy, interpolation):

@@ -142,6 +142,20 @@ def test_bilevel_detection():
     assert is_bilevel(holes, valid) and not is_bilevel(holes, None)
 
 
+def test_large_images_are_probed_but_gray_rows_between_the_probes_still_count():
+    """Images over 4 x 65 536 pixels are probed on every 4th row and column first; the
+    probe may only say "gray": gray rows that all fall between its rows (3 % of the
+    image, on rows 2 mod 4) keep a binarised-looking page from being called bilevel."""
+    binary = (natural_image((1000, 800), 1) > 0.5).astype(np.float32)
+    assert binary.size > 4 * 65_536
+    assert is_bilevel(binary, None)
+    ruled = binary.copy()
+    ruled[2::32] = 0.5  # one gray rule every 32 rows, all on rows the probe skips
+    assert np.ascontiguousarray(ruled[::4, ::4]).min() != 0.5  # the probe sees none
+    assert not is_bilevel(ruled, None)
+    assert not is_bilevel(natural_image((1000, 800), 2), None)  # the probe says gray
+
+
 # --------------------------------------------------------------------- nearer the identity
 def _grating_pair(shift=(3.5, -2.0), period=24, size=320):
     """A noisy 2D grating: every shift by half a period in x and y correlates as well."""

@@ -10,8 +10,10 @@ import pytest
 from napari_ecc_align import AlignmentError, Template, align, align_stack
 from napari_ecc_align.data import natural_image
 from napari_ecc_align.engine.geometry import max_corner_shift
+from napari_ecc_align.engine.intensity import BINS, Transfer, _percentile_range, map_values
 from napari_ecc_align.engine.plane import CorrelationSample, full_correlation
 from napari_ecc_align.engine.preprocess import normalise
+from napari_ecc_align.engine.reference_side import _select_samples
 
 
 def _shifted(scene, dx, dy, angle, shape):
@@ -125,12 +127,16 @@ def test_large_images_report_the_correlation_of_a_random_pixel_per_cell(case):
     if case == "homography":
         matrix[2, :2] = (2e-6, -3e-6)
     elif case == "masked":
-        ref_valid = rng.random(ref.shape) > 0.2
-        mov_valid = rng.random(moving.shape) > 0.2
+        ref_valid = rng.random(ref.shape) > 0.05
+        ref_valid[:, :200] = False
+        mov_valid = np.ones(moving.shape, bool)
+        mov_valid[300:700, 400:600] = False
     elif case == "smaller moving":
         moving = np.ascontiguousarray(moving[:900, :700])
     sample = CorrelationSample.of(ref, ref_valid, moving.shape, limit)
-    assert sample is not None and limit / 4 < sample.values.size <= limit
+    assert sample is not None
+    read = sample.values.size if sample.valid is None else np.count_nonzero(sample.valid)
+    assert limit / 4 < read <= 1.05 * limit  # of the valid pixels
     for at in (matrix, np.eye(3)):
         everywhere = full_correlation(ref, ref_valid, moving, mov_valid, at)
         sampled = sample.correlation(moving, mov_valid, at, moving.shape == ref.shape)
@@ -141,11 +147,112 @@ def test_large_images_report_the_correlation_of_a_random_pixel_per_cell(case):
     stripes = np.zeros((rows, cols), np.float32)
     stripes[::2] = 1.0
     stripes += rng.normal(0, 0.1, stripes.shape).astype(np.float32)
+    np.clip(stripes, 0, 1, out=stripes)  # the sums take non-negative images, as normalise makes
     sample = CorrelationSample.of(stripes, None, stripes.shape, 300_000)  # a stride of 2
     shifted = np.array([[1.0, 0, 0], [0, 1, 1.0], [0, 0, 1]])  # one row: stripes inverted
     for at in (np.eye(3), shifted):
         expected = full_correlation(stripes, None, stripes, None, at)
         assert sample.correlation(stripes, None, at, True) == pytest.approx(expected, abs=5e-3)
+
+
+def test_small_overlaps_and_strips_read_every_pixel():
+    """The sample needs enough valid pixels: a small reference_mask, an overlap of a few
+    thousand pixels and images beyond cv2.remap's 32767-pixel limit are read on every
+    pixel, and a long strip aligns (a sampled gather had refused it)."""
+    scene = natural_image((1040, 1040), seed=5)
+    ref = np.ascontiguousarray(scene[20:-20, 20:-20])
+    roi = np.zeros(ref.shape, bool)
+    roi[400:560, 300:500] = True  # 32 000 valid pixels
+    assert CorrelationSample.of(ref, roi, ref.shape, 200_000) is None
+    sample = CorrelationSample.of(ref, None, ref.shape, 200_000)
+    corner = np.ascontiguousarray(scene[:140, :140])  # overlaps 120 x 120 pixels
+    at = np.array([[1.0, 0, 20], [0, 1, 20], [0, 0, 1]])
+    expected = full_correlation(ref, None, corner, None, at)
+    assert sample.correlation(corner, None, at, False) == expected  # read on every pixel
+
+    strip = natural_image((64, 40_000), seed=6)
+    assert CorrelationSample.of(strip, None, (64, 30_000)) is None
+    result = align(strip, strip[:, 3000:33_000], motion="translation",
+                   init=np.array([[1.0, 0, -2990], [0, 1, 0], [0, 0, 1]]))  # fmt: skip
+    assert np.allclose(result.matrix[:2, 2], [-3000, 0], atol=0.01)
+
+
+def test_template_reads_one_correlation_sample_for_all_frames():
+    scene = natural_image((1100, 1100), seed=7)
+    template = Template(scene[30:-30, 30:-30])
+    frames = [np.ascontiguousarray(scene[30 + d : 1070 + d, 28:1068]) for d in (1, 2)]
+    first = template.correlation_sample(0, frames[0].shape)
+    assert first is not None and template.correlation_sample(0, frames[1].shape) is first
+    results = [align(template, frame, motion="translation") for frame in frames]
+    assert [tuple(np.round(r.matrix[:2, 2], 2)) for r in results] == [(2, -1), (2, -2)]
+
+
+def _strongest_by_numpy(image, valid, margin, budget):
+    """The whole-image numpy selection the banded one replaced, as it was."""
+    rows, cols = image.shape
+    inner = (rows - 2 * margin) * (cols - 2 * margin)
+    grad_x, grad_y = np.zeros_like(image), np.zeros_like(image)
+    grad_x[:, 1:-1] = image[:, 2:] - image[:, :-2]
+    grad_y[1:-1] = image[2:] - image[:-2]
+    rng = np.random.default_rng(0)
+    probe_rows = rng.integers(margin, rows - margin, size=30_000)
+    probe_cols = rng.integers(margin, cols - margin, size=30_000)
+    kth = min(29_999, int(30_000 * (1.0 - 0.5 * budget / inner)))
+    chosen = np.zeros((rows, cols), bool)
+    for grad in (grad_x, grad_y):
+        magnitude = np.abs(grad)
+        threshold = np.partition(magnitude[probe_rows, probe_cols], kth)[kth]
+        chosen |= magnitude >= max(float(threshold), 1e-12)
+    chosen[:margin] = chosen[-margin:] = chosen[:, :margin] = chosen[:, -margin:] = False
+    if valid is not None:
+        chosen &= valid
+    idx = np.flatnonzero(chosen)
+    if idx.size > budget:
+        idx = np.sort(rng.choice(idx, size=budget, replace=False))
+    return idx
+
+
+@pytest.mark.parametrize("case", ["natural", "binary ties", "masked", "thin"])
+def test_banded_sample_choice_matches_the_whole_image_one(case):
+    rng = np.random.default_rng(8)
+    shape = (37, 5000) if case == "thin" else (600, 700)
+    image = natural_image(shape, seed=8)
+    if case == "binary ties":
+        image = cv2.GaussianBlur((image > 0.5).astype(np.float32), (3, 3), 0)
+    valid = rng.random(shape) > 0.3 if case == "masked" else None
+    for margin in (1, 2, 3):
+        got = _select_samples(image, valid, margin, 20_000)
+        assert np.array_equal(got, _strongest_by_numpy(image, valid, margin, 20_000))
+        assert 0 < got.size <= 20_000
+
+
+def test_mapped_values_equal_numpy_interpolation():
+    rng = np.random.default_rng(9)
+    values = rng.random(50_000) * 1.4 - 0.2  # beyond the table's range on both sides
+    for low, high in ((0.0, 1.0), (0.13, 0.81), (0.4, 0.4 + 1e-6)):
+        table = Transfer(low, high, rng.random(BINS))
+        expected = np.interp(values, table.centres, table.values)
+        assert np.allclose(map_values(values, table), expected, rtol=0, atol=1e-8)
+        assert np.array_equal(map_values(np.array([low - 1, high + 1]), table),
+                              table.values[[0, -1]])  # fmt: skip
+
+
+def test_the_tables_range_is_the_percentiles_to_one_histogram_bin():
+    """The table spans the 0.1st-99.9th percentiles (a hot pixel cannot squeeze the
+    content into two bins), found from a histogram to 1/4096 of the full range."""
+    rng = np.random.default_rng(10)
+    for values in (
+        rng.random(100_000),
+        rng.normal(0.5, 0.1, 30_000),
+        np.r_[rng.random(5000), 40.0],
+    ):
+        low, high = _percentile_range(values)
+        exact_low, exact_high = np.percentile(values, (0.1, 99.9), method="inverted_cdf")
+        step = np.ptp(values) / 4096
+        # (the percentiles' own definitions differ by a sample at the tails)
+        assert abs(low - exact_low) <= 3 * step and abs(high - exact_high) <= 3 * step
+    assert high < 1.01  # the hot pixel at 40 is left out
+    assert _percentile_range(np.full(10, 0.3)) == (0.3, 0.3)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32])

@@ -83,9 +83,10 @@ class Alignment:
     correlation : float
         ECC (zero-mean normalised cross-correlation) of the reference and the
         moving image warped by ``matrix``, on the full-resolution images over
-        their overlap: on every pixel of images up to 500 000 pixels, beyond on one
-        pixel drawn at random (seeded) in each cell of a square grid, at most
-        500 000 (volumes: every n-th voxel, at most about 500 000). Computed after
+        their overlap: on every pixel of images up to 500 000 valid pixels, beyond on
+        one pixel drawn at random (seeded) in each cell of a square grid, about
+        500 000, or every pixel when fewer than 50 000 of them overlap (volumes:
+        every n-th voxel, at most about 500 000). Computed after
         the last update (for a bilevel image that was turned over, with the
         turned-over image). With mapped intensities
         (``parameters["intensity_mapped"]``), the correlation with the mapped

@@ -84,7 +84,10 @@ class ImagePair(Pair):
             self.mov = self.mov_pyr[0].image
         self.levels = self._depth(levels)
         # The pixels the reported correlations read (None: all of them).
-        self.correlation_sample = CorrelationSample.of(self.ref, self.ref_valid, self.mov.shape)
+        if self.ref is prepared.normalised(halvings)[0]:  # not turned over: the template's
+            self.correlation_sample = prepared.correlation_sample(halvings, self.mov.shape)
+        else:
+            self.correlation_sample = CorrelationSample.of(self.ref, self.ref_valid, self.mov.shape)
 
     def _depth(self, levels: int) -> int:
         """``levels`` without coarsest levels that masks and NaN holes left with too

@@ -225,12 +225,15 @@ def _correlation(sums) -> float:
 
 
 # ------------------------------------------------------------------------ sampled correlation
-# The reported correlations of images larger than this read about this many pixels, one
-# drawn at random in each cell of a square grid (at 8 MP the two full-resolution passes
-# had taken a quarter of the estimate). A random pixel per cell cannot alias with a
-# pattern as a regular grid can (2-pixel stripes under a stride of 2 look flat), and
-# spreads the sample over the whole image (blocks of rows missed a score's staff lines).
+# The reported correlations of images with more valid pixels than this read about this
+# many, one drawn at random in each cell of a square grid (at 8 MP the two
+# full-resolution passes had taken 57 of 190 ms). A random pixel per cell cannot alias
+# with a pattern as a regular grid can (2-pixel stripes under a stride of 2 look flat),
+# and spreads the sample over the whole image (blocks of rows missed a score's staff
+# lines). An overlap that leaves fewer than _MIN_SAMPLED of them is measured on every
+# pixel: a small overlap read on a few hundred pixels was off by 0.01-0.05.
 CORRELATION_PIXELS = 500_000
+_MIN_SAMPLED = 50_000
 _TILE_CELLS = 64
 _NAN = float("nan")
 
@@ -238,12 +241,13 @@ _NAN = float("nan")
 class CorrelationSample:
     """The reference pixels the reported correlation reads, chosen once per image.
 
-    ``None`` from :meth:`of` means every pixel (images of at most ``limit`` pixels, and
-    moving images beyond ``cv2.remap``'s size limit).
+    ``None`` from :meth:`of` means every pixel (images with at most ``limit`` valid
+    pixels, and images beyond ``cv2.remap``'s size limit).
     """
 
     def __init__(self, ref, ref_valid, stride: int):
         rows, cols = ref.shape
+        self.ref, self.ref_valid = ref, ref_valid  # for small overlaps (see correlation)
         grid_y = np.arange(0, rows, stride, dtype=np.float32)
         grid_x = np.arange(0, cols, stride, dtype=np.float32)
         # One pixel per cell, at offsets drawn once (seeded) for a tile of cells.
@@ -259,16 +263,18 @@ class CorrelationSample:
         self.values = self.gather(ref)
         self.valid = None if ref_valid is None else self.gather(ref_valid.view(np.uint8))
 
+    @classmethod
+    def of(cls, ref, ref_valid, mov_shape, limit: int = CORRELATION_PIXELS):
+        if max(*ref.shape, *mov_shape) >= CV_REMAP_LIMIT:
+            return None
+        pixels = ref.size if ref_valid is None else cv2.countNonZero(ref_valid.view(np.uint8))
+        if pixels <= limit:
+            return None
+        return cls(ref, ref_valid, math.ceil(math.sqrt(pixels / limit)))
+
     def gather(self, image: np.ndarray) -> np.ndarray:
         """``image`` at the chosen pixels."""
         return cv2.remap(image, self.points, None, cv2.INTER_NEAREST)
-
-    @classmethod
-    def of(cls, ref, ref_valid, mov_shape, limit: int = CORRELATION_PIXELS):
-        rows, cols = ref.shape
-        if rows * cols <= limit or max(mov_shape) >= CV_REMAP_LIMIT:
-            return None
-        return cls(ref, ref_valid, math.ceil(math.sqrt(rows * cols / limit)))
 
     def correlation(self, mov, mov_valid, matrix, same_grid: bool) -> float:
         """The correlation of the chosen reference pixels with ``mov`` warped by
@@ -288,10 +294,13 @@ class CorrelationSample:
             mask = cv2.compare(warped, warped, cv2.CMP_EQ)  # 0 where NaN
         if self.valid is not None:
             mask = self.valid if mask is None else cv2.bitwise_and(mask, self.valid)
-        return _correlation(_sums(self.values, warped, mask))
+        sums = _sums(self.values, warped, mask)
+        if sums[0] < _MIN_SAMPLED:
+            return full_correlation(self.ref, self.ref_valid, mov, mov_valid, matrix)
+        return _correlation(sums)
 
     def _mapped(self, matrix) -> np.ndarray:
-        if matrix[2, 0] == 0 and matrix[2, 1] == 0:
+        if matrix[2, 0] == 0 and matrix[2, 1] == 0 and matrix[2, 2] == 1:
             return cv2.transform(self.points, matrix[:2])
         points = self.points.reshape(-1, 2).astype(np.float64)
         mapped = np.dot(points, matrix[:2, :2].T) + matrix[:2, 2]

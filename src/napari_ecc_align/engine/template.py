@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from .plane import pyramid
+from .plane import CorrelationSample, pyramid
 from .preprocess import as_array, normalise, shrink, split_channels
+from .reference_side import CV_REMAP_LIMIT
 
 
 class Template:
@@ -60,6 +61,7 @@ class Template:
         self._lock = threading.Lock()
         self._normalised: dict[int, tuple] = {}
         self._pyramids: dict[int, list] = {}
+        self._samples: dict[tuple, CorrelationSample | None] = {}
 
     def __repr__(self) -> str:
         masked = ", masked" if self.mask is not None else ""
@@ -83,3 +85,13 @@ class Template:
             if pyr is None or len(pyr) < levels:
                 pyr = self._pyramids[halvings] = pyramid(ref, valid, levels)
             return pyr[:levels]
+
+    def correlation_sample(self, halvings: int, mov_shape) -> CorrelationSample | None:
+        """The pixels the reported correlations read (see ``CorrelationSample``), chosen
+        once: a stack of frames against one template reads the same ones."""
+        ref, valid = self.normalised(halvings)
+        key = (halvings, max(mov_shape) >= CV_REMAP_LIMIT)
+        with self._lock:
+            if key not in self._samples:
+                self._samples[key] = CorrelationSample.of(ref, valid, mov_shape)
+            return self._samples[key]

@@ -13,7 +13,7 @@ from napari_ecc_align.engine.geometry import max_corner_shift
 from napari_ecc_align.engine.intensity import BINS, Transfer, _percentile_range, map_values
 from napari_ecc_align.engine.plane import CorrelationSample, full_correlation
 from napari_ecc_align.engine.preprocess import normalise
-from napari_ecc_align.engine.reference_side import _select_samples
+from napari_ecc_align.engine.reference_side import select_samples
 
 
 def _shifted(scene, dx, dy, angle, shape):
@@ -221,7 +221,7 @@ def test_banded_sample_choice_matches_the_whole_image_one(case):
         image = cv2.GaussianBlur((image > 0.5).astype(np.float32), (3, 3), 0)
     valid = rng.random(shape) > 0.3 if case == "masked" else None
     for margin in (1, 2, 3):
-        got = _select_samples(image, valid, margin, 20_000)
+        got = select_samples(image, valid, margin, 20_000)
         assert np.array_equal(got, _strongest_by_numpy(image, valid, margin, 20_000))
         assert 0 < got.size <= 20_000
 

@@ -395,7 +395,23 @@ def _outcome(pair: Pair, begin: _Start, matrix, iterations, failure) -> _Outcome
                 raise failure
         if np.isfinite(best[3]):
             best = nearer_identity(pair, found, best)
+    if np.isfinite(best[3]):
+        best = _refined(pair, best)
     return _Outcome(*best, corr_before, tried)
+
+
+def _refined(pair: Pair, best: tuple) -> tuple:
+    """``best`` after the last level the pyramid run leaves out (images estimated on a
+    halved copy, see :meth:`~.finishing.Pair.refine`), if that keeps an overlap."""
+    matrix, method, iterations, _ = best
+    refined, more = pair.refine(matrix)
+    if more is None:
+        return best
+    value = pair.correlation(refined)
+    if not np.isfinite(value):
+        return best
+    pair.refined = True
+    return refined, method, [*iterations, more], value
 
 
 def _check_refinement(pair: Pair, begin: _Start, outcome: _Outcome) -> None:

@@ -75,6 +75,8 @@ class Pair(abc.ABC):
     mapping: Mapping | None = None
     # ``"reference"`` or ``"moving"`` when exactly that image is binarised (see :mod:`.bilevel`).
     bilevel: str | None = None
+    # Whether the result was refined beyond the pyramid run (see :meth:`refine`).
+    refined: bool = False
 
     @abc.abstractmethod
     def given_start(self, init) -> tuple[np.ndarray, str]:
@@ -83,6 +85,11 @@ class Pair(abc.ABC):
     @abc.abstractmethod
     def final(self, matrix) -> np.ndarray:
         """A matrix ECC returned, made exact for the motion (normalised, projected)."""
+
+    def refine(self, matrix) -> tuple[np.ndarray, int | None]:
+        """``(matrix, iterations)`` after any last level the pyramid run does not cover
+        (images estimated on a halved copy); default: nothing more (iterations None)."""
+        return matrix, None
 
     @abc.abstractmethod
     def linear_correlation(self, matrix) -> float:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 
+from .alignment import AlignmentError
 from .bilevel import bilevel_side, is_inverted, turned_over
 from .finishing import Pair, normalise_matrix
+from .full_resolution import TILE, Plane, choose_tiles, refine_at_full_resolution, tile_energy
 from .geometry import from_level, to_level
 from .grid import Level
 from .options import initial_matrix, smoothing_schedule
 from .plane import CorrelationSample, PlaneGrid, full_correlation, usable_pixels
-from .preprocess import as_array, normalise, shrink, split_channels
+from .preprocess import as_array, normalise, shrink, split_channels, validate_mask
 from .reference_side import check_thick_enough
 from .template import Template
 
@@ -56,7 +58,14 @@ class ImagePair(Pair):
         self.reference_shape = prepared.shape
         self.moving_shape, _ = split_channels(moving, "moving")
         self.halvings = halvings = halvings_for_budget(self.reference_shape, self.moving_shape)
+        self.originals = None  # full-resolution planes, for a halved estimate's last level
         if halvings:
+            self.originals = (
+                Plane(
+                    prepared.array, validate_mask(prepared.mask, prepared.shape, "reference_mask")
+                ),
+                Plane(moving, validate_mask(moving_mask, self.moving_shape, "moving_mask")),
+            )
             moving, moving_mask = shrink(moving, moving_mask, halvings)
         self.ref, self.ref_valid = prepared.normalised(halvings)
         self.mov, self.mov_valid = normalise(moving, "moving", moving_mask, "moving_mask")
@@ -110,6 +119,34 @@ class ImagePair(Pair):
     def final(self, matrix):
         return normalise_matrix(matrix, self.motion)
 
+    def refine(self, matrix):
+        """``(matrix, iterations)``: a halved estimate's ``matrix`` (working resolution)
+        refined at full resolution on tiles of the original images (see
+        :mod:`.full_resolution`); iterations None when nothing ran: the pair was not
+        halved, runs on mapped or turned-over intensities, or ECC found no footing."""
+        if not self.halvings or self.mapping is not None or self.inverted:
+            return matrix, None
+        ref, mov = self.originals
+        rows, cols = ref.shape
+        if rows < TILE or cols < TILE:
+            return matrix, None
+        # The tiles' gradient is measured where a tile is about 8 pixels across.
+        level = max(0, min(len(self.ref_pyr) - 1, int(math.log2(TILE / 8)) - self.halvings))
+        scale = 2 ** (self.halvings + level)
+        energy, share = tile_energy(self.ref_pyr[level].image, self.ref_pyr[level].valid, scale,
+                                    ref.shape)  # fmt: skip
+        tiles = choose_tiles(energy, share)
+        if not tiles:
+            return matrix, None
+        start = from_level(matrix, self.halvings)
+        try:
+            refined, iterations = refine_at_full_resolution(
+                ref, mov, tiles, start, self.motion, self.params, self.grid.finest_ksize
+            )
+        except AlignmentError:  # NoStructure included: keep the halved estimate
+            return matrix, None
+        return self.final(to_level(refined, self.halvings)), iterations
+
     def linear_correlation(self, matrix):
         sample = self.correlation_sample
         if sample is None:
@@ -131,6 +168,7 @@ class ImagePair(Pair):
         if self.halvings:
             matrix = from_level(matrix, self.halvings)
             parameters["estimated_at_scale"] = 0.5**self.halvings  # correlations are from there
+            parameters["refined_at_full_resolution"] = self.refined
         return matrix, self.reference_shape, self.moving_shape, self.halvings
 
 

@@ -64,7 +64,7 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds, finest_sampl
     gy = grad_y_s.astype(np.float64) * (0.5 * half)
     n_params = N_PARAMS[motion]
     rows = np.empty((n_params + 2, idx.size))  # the Jacobian's rows, template values, ones
-    _jacobian(motion, xn, yn, gx, gy, out=rows[:n_params])
+    jacobian_rows(motion, xn, yn, gx, gy, out=rows[:n_params])
     rows[n_params], rows[n_params + 1] = template, 1.0
     problem = Samples(rows, xs, ys, level)
     found = ref.memo.setdefault(key, (problem, selected, seeds))
@@ -115,7 +115,7 @@ def _reference_points(ref, ksize: int, level: int, seeds, finest_samples=None):
         grad_x_s = flat[idx + 1] - flat[idx - 1]
         grad_y_s = flat[idx + cols] - flat[idx - cols]
     else:
-        idx = _select_samples(ref_img, ref_ok, margin, finest_samples)
+        idx = select_samples(ref_img, ref_ok, margin, finest_samples)
         grad_x_s = flat[idx + 1] - flat[idx - 1]
         grad_y_s = flat[idx + cols] - flat[idx - cols]
     ys, xs = np.divmod(idx, cols)
@@ -270,7 +270,7 @@ def erode(valid: np.ndarray | None, margin: int) -> np.ndarray | None:
     return cv2.erode(valid.astype(np.uint8), kernel, borderValue=1).astype(bool)
 
 
-def _select_samples(image, valid, margin, budget=None) -> np.ndarray:
+def select_samples(image, valid, margin, budget=None) -> np.ndarray:
     """Flat indices of the pixels ECC uses on one (prefiltered) level.
 
     Levels of at most ``budget`` (default ``_MAX_SAMPLES``) inner pixels use every
@@ -349,7 +349,7 @@ def _flat_indices(region, rows, cols, valid) -> np.ndarray:
     return np.flatnonzero(chosen)
 
 
-def _jacobian(motion, x, y, gx, gy, out) -> None:
+def jacobian_rows(motion, x, y, gx, gy, out) -> None:
     """∂template(W(x; p))/∂p at p = 0 into ``out``, one row per parameter."""
     if motion == "translation":
         out[0], out[1] = gx, gy

@@ -1,0 +1,89 @@
+"""Images beyond the working budget: estimated on a halved copy, then refined at full
+resolution on tiles of the original arrays (engine/full_resolution.py).
+
+The budget is lowered here so that a 1 MP pair takes the path a 160 MP one takes by
+default; the full-resolution estimate of the same pair is the yardstick.
+"""
+
+import numpy as np
+import pytest
+
+import napari_ecc_align.engine.image_pair as image_pair
+from napari_ecc_align import align
+from napari_ecc_align.data import natural_pair
+from napari_ecc_align.engine.full_resolution import GRID, choose_tiles
+
+SHAPE = (1100, 1300)
+
+
+@pytest.fixture
+def small_budget(monkeypatch):
+    """Images over 0.3 MP are estimated halved twice (as 160 MP ones are by default)."""
+    monkeypatch.setattr(image_pair, "_MAX_WORK_PIXELS", 300_000)
+
+
+def _clean_pair(seed=0):
+    reference, moving, truth = natural_pair(SHAPE, seed=seed, noise=0.0)
+    return (
+        (reference * 255).round().astype(np.uint8),
+        (moving * 255).round().astype(np.uint8),
+        truth,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_halved_estimate_gets_full_resolution_precision(small_budget, seed):
+    reference, moving, truth = _clean_pair(seed)
+    result = align(reference, moving)
+    assert result.parameters["estimated_at_scale"] == 0.25
+    assert result.parameters["refined_at_full_resolution"] is True
+    assert len(result.iterations) == result.levels - 1  # the two halvings: one level run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(image_pair, "_MAX_WORK_PIXELS", 10 * image_pair._MAX_WORK_PIXELS)
+        whole = align(reference, moving)  # estimated on the whole images
+    assert "estimated_at_scale" not in whole.parameters
+    # (refined 0.008 / 0.005 px, the whole estimate 0.004 / 0.005, halved alone 0.021 / 0.015)
+    assert result.corner_error(truth) <= 0.01 and whole.corner_error(truth) <= 0.01
+
+
+def test_without_refinement_the_halved_estimate_is_coarser(small_budget, monkeypatch):
+    reference, moving, truth = _clean_pair(0)
+    refined = align(reference, moving).corner_error(truth)
+    monkeypatch.setattr(image_pair.ImagePair, "refine", lambda self, matrix: (matrix, None))
+    halved = align(reference, moving)
+    assert halved.parameters["refined_at_full_resolution"] is False
+    assert refined < 0.5 * halved.corner_error(truth)
+
+
+def test_refinement_reads_masks_colour_and_holes_of_the_originals(small_budget):
+    reference, moving, truth = _clean_pair(2)
+    colour = np.dstack([moving, moving, moving, np.full_like(moving, 255)])
+    colour[:200, :300, 3] = 0  # transparent: masked
+    holes = reference.astype(np.float32)
+    holes[500:520, :] = np.nan  # NaN rows: masked
+    mask = np.ones(reference.shape, bool)
+    mask[:, :150] = False
+    result = align(holes, colour, reference_mask=mask)
+    assert result.parameters["refined_at_full_resolution"] is True
+    assert result.corner_error(truth) < 0.01
+
+
+def test_mapped_intensities_keep_the_halved_estimate(small_budget):
+    """Full-resolution tiles run plain ECC only: with mapped intensities the halved
+    estimate is the answer (and says so)."""
+    reference, moving, truth = _clean_pair(3)
+    result = align(reference, moving, intensity="mapped")
+    assert result.parameters["intensity_mapped"] is not None
+    assert result.parameters["refined_at_full_resolution"] is False
+    assert result.corner_error(truth) < 0.05
+
+
+def test_tiles_are_spread_over_the_image_and_skip_invalid_ones():
+    energy = np.random.default_rng(0).random((40, 30))
+    share = np.ones_like(energy)
+    share[:, :10] = 0.2  # two of the 7 x 7 grid's columns of cells (30 tiles: 5, 5, 4, ...)
+    tiles = choose_tiles(energy, share)
+    assert len(tiles) == GRID * (GRID - 2)
+    rows, cols = zip(*tiles, strict=True)
+    assert min(cols) >= 10 and max(rows) >= 30 and min(rows) <= 5  # spread, valid only
+    assert choose_tiles(np.zeros((4, 4)), np.ones((4, 4))) == []  # flat: nothing to read

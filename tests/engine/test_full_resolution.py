@@ -87,3 +87,43 @@ def test_tiles_are_spread_over_the_image_and_skip_invalid_ones():
     rows, cols = zip(*tiles, strict=True)
     assert min(cols) >= 10 and max(rows) >= 30 and min(rows) <= 5  # spread, valid only
     assert choose_tiles(np.zeros((4, 4)), np.ones((4, 4))) == []  # flat: nothing to read
+
+
+# ------------------------------------------------------------------------------ lazy inputs
+def test_dask_and_zarr_inputs_give_the_numpy_answer_without_being_loaded(small_budget, tmp_path):
+    """A dask or zarr image beyond the budget is halved region by region (the same
+    pyrDown result as the loaded image's) and its tiles read on demand: the matrix is the
+    numpy input's to the last bit; one that fits is simply loaded. (That nothing is loaded
+    whole is measured in test_memory.py.)"""
+    import dask.array as da
+    import zarr
+
+    reference, moving, truth = _clean_pair(1)
+    eager = align(reference, moving)
+    stored = zarr.open_array(str(tmp_path / "moving.zarr"), mode="w", shape=moving.shape,
+                             chunks=(200, 300), dtype=moving.dtype)  # fmt: skip
+    stored[:] = moving
+    lazy_reference = da.from_array(reference, chunks=(256, 256))
+    lazy = align(lazy_reference, stored)
+    assert np.array_equal(lazy.matrix, eager.matrix)
+    assert lazy.parameters["refined_at_full_resolution"] is True
+    with pytest.MonkeyPatch.context() as patch:  # fits the budget: loaded, same answer
+        patch.setattr(image_pair, "_MAX_WORK_PIXELS", 10**8)
+        assert np.array_equal(align(lazy_reference, stored).matrix, align(reference, moving).matrix)
+    assert lazy.corner_error(truth) < 0.01
+
+
+def test_lazy_inputs_are_checked_like_arrays(small_budget):
+    import dask.array as da
+
+    reference, moving, _ = _clean_pair(1)
+    with pytest.raises(TypeError, match="moving must be a numeric or boolean array"):
+        align(reference, da.from_array(moving.astype("U1")))
+    with pytest.raises(TypeError, match="complex"):
+        align(reference, da.from_array(moving.astype(np.complex64)))
+    mask = da.ones((10, 10), dtype=bool)
+    with pytest.raises(ValueError, match="moving_mask must have the image's spatial shape"):
+        align(reference, da.from_array(moving), moving_mask=mask)
+    holes = da.from_array(np.ones(moving.shape, bool), chunks=500)  # a lazy mask
+    result = align(reference, da.from_array(moving, chunks=500), moving_mask=holes)
+    assert result.parameters["refined_at_full_resolution"] is True

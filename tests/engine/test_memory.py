@@ -73,3 +73,55 @@ def test_30000_by_20000_pair_adds_under_1_2_gb():
     # measured 0.57 GB. One float32 copy of a full-size input alone would be 2.4 GB.
     assert peak - before < 1.2, f"align added {peak - before:.2f} GB (peak {peak:.2f} GB)"
     assert abs(dx + 3) < 0.1 and abs(dy - 3) < 0.1
+
+
+LAZY_PROBE = textwrap.dedent(
+    """
+    import re, sys
+    import cv2, dask.array as da, numpy as np
+    import napari_ecc_align.engine.image_pair as image_pair
+    from napari_ecc_align import align
+
+    def status_gb(key):
+        with open("/proc/self/status") as fh:
+            return int(re.search(rf"^{key}:\\s+(\\d+) kB", fh.read(), re.M).group(1)) / 2**20
+
+    side = int(sys.argv[1])
+    field = np.random.default_rng(0).random((side // 48 + 8, side // 48 + 8), dtype=np.float32)
+
+    def scene(shift):  # a smooth random field, made chunk by chunk, never whole
+        def block(block_info=None):
+            (y0, y1), (x0, x1) = block_info[None]["array-location"]
+            ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            maps = ((xs + shift[0]) / 48 + 2, (ys + shift[1]) / 48 + 2)
+            values = cv2.remap(field, *maps, cv2.INTER_CUBIC)
+            return np.clip(values * 255, 0, 255).astype(np.uint8)
+        return da.map_blocks(block, chunks=((1000,) * (side // 1000),) * 2, dtype=np.uint8)
+
+    image_pair._MAX_WORK_PIXELS = 1_000_000  # as a 40 000 x 40 000 pair meets the default
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = status_gb("VmRSS")
+    result = align(scene((0, 0)), scene((7.3, -4.6)), motion="translation")
+    peak = status_gb("VmHWM")
+    print(before, peak, result.matrix[0, 2], result.matrix[1, 2],
+          int(result.parameters["refined_at_full_resolution"]))
+    """
+)
+
+
+def test_lazy_inputs_are_halved_chunk_by_chunk_and_never_loaded():
+    """Two 16 000 x 16 000 dask images (0.51 GB if loaded; their float32 copies 2 GB)
+    made chunk by chunk: align halves them region by region and reads full-resolution
+    tiles, so it adds a fraction of the inputs (measured 0.15 GB), at full-resolution
+    precision."""
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY_PROBE, "16000"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    before, peak, dx, dy, refined = map(float, out.stdout.split())
+    assert peak - before < 0.3, f"align added {peak - before:.2f} GB"
+    assert refined == 1
+    assert abs(dx + 7.3) < 0.01 and abs(dy - 4.6) < 0.01

@@ -112,6 +112,9 @@ def align(
         They may differ in size and dtype (bool, any integer, float in any
         range). Estimation runs on float32 luminance scaled to [0, 1]; NaN and
         infinite pixels, and fully transparent RGBA pixels, are masked out.
+        Dask and zarr arrays are loaded when they fit the 40 MP working budget;
+        beyond it they are halved region by region and read in tiles, never whole
+        (2D; volumes are loaded).
     motion : {"translation", "euclidean", "affine", "homography"}
         The motion model (degrees of freedom: 2, 3, 6, 8).
     max_iterations : int

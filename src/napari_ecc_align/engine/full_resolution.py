@@ -61,9 +61,9 @@ class Plane:
 
     def window(self, y0: int, y1: int, x0: int, x1: int):
         """``(image, valid)`` of rows ``y0:y1`` and columns ``x0:x1`` (valid None: all)."""
-        part = self.array[y0:y1, x0:x1]
+        part = np.asarray(self.array[y0:y1, x0:x1])  # dask and zarr read just this window
         image = np.ascontiguousarray(luminance(part), dtype=np.float32)
-        valid = None if self.mask is None else self.mask[y0:y1, x0:x1].copy()
+        valid = None if self.mask is None else np.asarray(self.mask[y0:y1, x0:x1]) != 0
         bad = ~np.isfinite(image)
         if part.ndim == 3 and part.shape[-1] == 4:
             bad |= part[..., 3] == 0

@@ -16,6 +16,7 @@ from .finishing import Pair, normalise_matrix
 from .full_resolution import TILE, Plane, choose_tiles, refine_at_full_resolution, tile_energy
 from .geometry import from_level, to_level
 from .grid import Level
+from .lazy import is_lazy
 from .options import initial_matrix, smoothing_schedule
 from .plane import CorrelationSample, PlaneGrid, full_correlation, usable_pixels
 from .preprocess import as_array, normalise, shrink, split_channels, validate_mask
@@ -54,19 +55,19 @@ class ImagePair(Pair):
             prepared = reference
         else:
             prepared = Template(reference, reference_mask)
-        moving = as_array(moving, "moving")
+        moving = as_array(moving, "moving", lazy=True)  # dask, zarr: loaded only if it fits
         self.reference_shape = prepared.shape
         self.moving_shape, _ = split_channels(moving, "moving")
         self.halvings = halvings = halvings_for_budget(self.reference_shape, self.moving_shape)
         self.originals = None  # full-resolution planes, for a halved estimate's last level
         if halvings:
             self.originals = (
-                Plane(
-                    prepared.array, validate_mask(prepared.mask, prepared.shape, "reference_mask")
-                ),
-                Plane(moving, validate_mask(moving_mask, self.moving_shape, "moving_mask")),
+                Plane(prepared.array, _mask(prepared.mask, prepared.shape, "reference_mask")),
+                Plane(moving, _mask(moving_mask, self.moving_shape, "moving_mask")),
             )
             moving, moving_mask = shrink(moving, moving_mask, halvings)
+        elif is_lazy(moving):
+            moving = as_array(moving, "moving")
         self.ref, self.ref_valid = prepared.normalised(halvings)
         self.mov, self.mov_valid = normalise(moving, "moving", moving_mask, "moving_mask")
         self.shape = self.ref.shape
@@ -170,6 +171,18 @@ class ImagePair(Pair):
             parameters["estimated_at_scale"] = 0.5**self.halvings  # correlations are from there
             parameters["refined_at_full_resolution"] = self.refined
         return matrix, self.reference_shape, self.moving_shape, self.halvings
+
+
+def _mask(mask, shape, name: str):
+    """A full-resolution mask for :class:`~.full_resolution.Plane`: checked, and left
+    lazy if it is (it is read tile by tile)."""
+    if mask is not None and is_lazy(mask):
+        if tuple(mask.shape) != tuple(shape):
+            raise ValueError(
+                f"{name} must have the image's spatial shape {tuple(shape)}, got {mask.shape}"
+            )
+        return mask
+    return validate_mask(mask, shape, name)
 
 
 # ------------------------------------------------------------------------------ pyramid depth

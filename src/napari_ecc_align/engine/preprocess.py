@@ -10,27 +10,35 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .lazy import decimated, halved_lazily, is_lazy
+
 # ITU-R BT.601 luma weights, the ones cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def as_array(image, name: str) -> np.ndarray:
-    """Return ``image`` as a numeric ndarray (no copy when possible) or raise TypeError."""
+def as_array(image, name: str, lazy: bool = False) -> np.ndarray:
+    """Return ``image`` as a numeric ndarray (no copy when possible) or raise TypeError.
+    ``lazy``: a dask or zarr array is returned as it is (checked, not loaded)."""
     if image is None:
         raise TypeError(f"{name} must be an array, got None")
+    if lazy and is_lazy(image):
+        _check_dtype(np.dtype(image.dtype), name)
+        return image
     if hasattr(image, "compute") and not isinstance(image, np.ndarray):
         image = image.compute()  # dask and similar lazy arrays
     try:
         arr = np.asarray(image)
     except Exception as exc:  # e.g. ragged lists
         raise TypeError(f"{name} must be array-like: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be a numeric or boolean array, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise TypeError(
-            f"{name} has complex dtype {arr.dtype}; pass a real image, e.g. np.abs({name})"
-        )
+    _check_dtype(arr.dtype, name)
     return arr
+
+
+def _check_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype.kind == "O" or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise TypeError(f"{name} must be a numeric or boolean array, got dtype {dtype}")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{name} has complex dtype {dtype}; pass a real image, e.g. np.abs({name})")
 
 
 def as_real_matrix(value, name: str, expected: str) -> np.ndarray:
@@ -288,6 +296,8 @@ def shrink(arr: np.ndarray, mask, halvings: int):
     in uint8/uint16/int16/float32/float64 without a float copy of the whole image.
     Other dtypes are decimated first (every second pixel).
     """
+    if is_lazy(arr):  # halved chunk by chunk: never loaded whole
+        return halved_lazily(arr, halvings), None if mask is None else decimated(mask, halvings)
     for _ in range(halvings):
         channels = arr.shape[2] if arr.ndim == 3 else 1
         if arr.dtype in _PYRDOWN_DTYPES and channels <= 4 and min(arr.shape[:2]) >= 2:

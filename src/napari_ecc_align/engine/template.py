@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from .lazy import is_lazy
 from .plane import CorrelationSample, pyramid
 from .preprocess import as_array, normalise, shrink, split_channels
 from .reference_side import CV_REMAP_LIMIT
@@ -55,7 +56,7 @@ class Template:
     """
 
     def __init__(self, reference, mask=None):
-        self.array = as_array(reference, "reference")
+        self.array = as_array(reference, "reference", lazy=True)  # loaded only if it fits
         self.shape, _ = split_channels(self.array, "reference")
         self.mask = mask
         self._lock = threading.Lock()
@@ -74,6 +75,8 @@ class Template:
                 arr, mask = self.array, self.mask
                 if halvings:
                     arr, mask = shrink(arr, mask, halvings)
+                elif is_lazy(arr):
+                    arr = as_array(arr, "reference")
                 self._normalised[halvings] = normalise(arr, "reference", mask, "reference_mask")
             return self._normalised[halvings]
 

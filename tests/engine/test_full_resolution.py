@@ -56,16 +56,36 @@ def test_without_refinement_the_halved_estimate_is_coarser(small_budget, monkeyp
 
 
 def test_refinement_reads_masks_colour_and_holes_of_the_originals(small_budget):
+    """What the masks, NaN holes and transparent pixels hide is noise: read as image, it
+    would pull the full-resolution tiles away."""
     reference, moving, truth = _clean_pair(2)
+    rng = np.random.default_rng(2)
     colour = np.dstack([moving, moving, moving, np.full_like(moving, 255)])
-    colour[:200, :300, 3] = 0  # transparent: masked
+    colour[:400, :500, :3] = rng.integers(0, 256, (400, 500, 3))
+    colour[:400, :500, 3] = 0  # transparent: masked
     holes = reference.astype(np.float32)
-    holes[500:520, :] = np.nan  # NaN rows: masked
-    mask = np.ones(reference.shape, bool)
-    mask[:, :150] = False
+    holes[500:560, :] = np.nan  # NaN rows: masked
+    mask = np.ones(reference.shape, np.uint8)  # 0/1, as users pass them
+    holes[:, :400] = rng.random((holes.shape[0], 400)) * 255
+    mask[:, :400] = 0
     result = align(holes, colour, reference_mask=mask)
     assert result.parameters["refined_at_full_resolution"] is True
     assert result.corner_error(truth) < 0.01
+
+
+def test_odd_masks_and_no_overlap_keep_the_halved_estimate_or_refine_one_tile(small_budget):
+    reference, moving, truth = _clean_pair(4)
+    roi = np.zeros(reference.shape, bool)
+    roi[400:760, 500:860] = True  # one tile's worth: all 60 000 samples in it
+    one = align(reference, moving, reference_mask=roi)
+    assert one.parameters["refined_at_full_resolution"] is True
+    # (corners far from the ROI: halved alone 0.28 px, the whole-image estimate 0.059)
+    assert one.corner_error(truth) < 0.08
+    interlaced = np.ones(reference.shape, bool)
+    interlaced[1::2] = False  # looks valid halved; at full resolution no pixel survives
+    striped = align(reference, moving, reference_mask=interlaced)
+    assert striped.parameters["refined_at_full_resolution"] is False
+    assert len(striped.iterations) == striped.levels - 2  # no entry for a refinement
 
 
 def test_mapped_intensities_keep_the_halved_estimate(small_budget):

@@ -38,6 +38,7 @@ from .reference_side import (
     level_margin,
     select_samples,
 )
+from .structure import NoStructure
 
 # The reference is read in at most one tile per cell of a GRID x GRID grid over the
 # image, tiles TILE pixels square: 49 tiles of 256 x 256 are 3 MP of float32 work
@@ -48,6 +49,7 @@ TILE = 256
 SAMPLES = 60_000
 # Extra pixels around a moving window, so that small pose changes reuse it.
 _SLACK = 16
+_REMAP_POINTS = 32_000  # cv2.remap refuses maps of 32767 or more on a side
 
 
 class Plane:
@@ -134,6 +136,8 @@ class TiledSamples:
             start += part[0].size
         columns = zip(*parts, strict=True)
         xs, ys, template, grad_x, grad_y = (np.concatenate(column) for column in columns)
+        if xs.size < 4 * N_PARAMS[motion]:  # e.g. a fine mask the halved copy did not show
+            raise NoStructure("too few valid reference pixels in the full-resolution tiles")
         xs, ys = xs.astype(np.float64), ys.astype(np.float64)
         cx, cy, half = centre_and_half_size(rows, cols)
         n_params = N_PARAMS[motion]
@@ -164,12 +168,15 @@ class TiledSamples:
             if ok.size == 0:
                 continue
             image, valid, y0, x0 = self._window(mov, tile, xy[ok])
-            local = (xy[ok] - (x0, y0)).astype(np.float32).reshape(1, -1, 2)
-            values[ok] = cv2.remap(image, local, None, cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REPLICATE).ravel()  # fmt: skip
-            if valid is not None:
-                usable = cv2.remap(valid.view(np.uint8), local, None, cv2.INTER_NEAREST)
-                inside[ok] &= usable.ravel() != 0
+            local = (xy[ok] - (x0, y0)).astype(np.float32)
+            for first in range(0, ok.size, _REMAP_POINTS):  # cv2.remap's map limit
+                piece = ok[first : first + _REMAP_POINTS]
+                at = local[first : first + _REMAP_POINTS].reshape(1, -1, 2)
+                values[piece] = cv2.remap(image, at, None, cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_REPLICATE).ravel()  # fmt: skip
+                if valid is not None:
+                    usable = cv2.remap(valid.view(np.uint8), at, None, cv2.INTER_NEAREST)
+                    inside[piece] &= usable.ravel() != 0
         inside = inside.view(np.uint8)
         return values, inside, int(np.count_nonzero(inside))
 
@@ -180,9 +187,12 @@ class TiledSamples:
         if found is not None:
             image, valid, y0, x0 = found
             reach = self.margin + 1
-            if (low[0] - reach >= x0 and low[1] - reach >= y0
-                    and high[0] + reach < x0 + image.shape[1]
-                    and high[1] + reach < y0 + image.shape[0]):  # fmt: skip
+            rows, cols = mov.shape
+            height, width = image.shape
+            # A side at the image's edge holds whatever lies there.
+            if ((x0 == 0 or low[0] - reach >= x0) and (y0 == 0 or low[1] - reach >= y0)
+                    and (x0 + width == cols or high[0] + reach < x0 + width)
+                    and (y0 + height == rows or high[1] + reach < y0 + height)):  # fmt: skip
                 return found
         rows, cols = mov.shape
         pad = self.margin + 1 + _SLACK
@@ -197,9 +207,10 @@ class TiledSamples:
 
 
 def refine_at_full_resolution(ref: Plane, mov: Plane, tiles, matrix, motion: str, params,
-                              ksize: int) -> tuple[np.ndarray, int]:  # fmt: skip
+                              ksize: int) -> tuple[np.ndarray, int | None]:  # fmt: skip
     """ECC at full resolution on ``tiles`` of ``ref`` from ``matrix`` (full-resolution
-    pixels); returns the refined matrix and the iterations run. Raises
+    pixels); returns the refined matrix and the iterations run (None: the tiles' samples
+    do not overlap the moving image there, nothing ran). Raises
     :class:`~.structure.NoStructure` or :class:`~.alignment.AlignmentError` as a pyramid
     level does."""
     tiled = TiledSamples(ref, tiles, ksize, motion)
@@ -219,6 +230,6 @@ def refine_at_full_resolution(ref: Plane, mov: Plane, tiles, matrix, motion: str
 
     state = evaluate(matrix)
     if state is None:
-        return matrix, 0
+        return matrix, None
     refined, iterations, _ = climb(evaluate, state, matrix, make_step, params, STEP_TOLERANCE)
     return refined, iterations

@@ -19,7 +19,7 @@ from .grid import Level
 from .lazy import is_lazy
 from .options import initial_matrix, smoothing_schedule
 from .plane import CorrelationSample, PlaneGrid, full_correlation, usable_pixels
-from .preprocess import as_array, normalise, shrink, split_channels, validate_mask
+from .preprocess import as_array, normalise, shrink, split_channels
 from .reference_side import check_thick_enough
 from .template import Template
 
@@ -146,6 +146,8 @@ class ImagePair(Pair):
             )
         except AlignmentError:  # NoStructure included: keep the halved estimate
             return matrix, None
+        if iterations is None:
+            return matrix, None
         return self.final(to_level(refined, self.halvings)), iterations
 
     def linear_correlation(self, matrix):
@@ -174,15 +176,17 @@ class ImagePair(Pair):
 
 
 def _mask(mask, shape, name: str):
-    """A full-resolution mask for :class:`~.full_resolution.Plane`: checked, and left
-    lazy if it is (it is read tile by tile)."""
-    if mask is not None and is_lazy(mask):
-        if tuple(mask.shape) != tuple(shape):
-            raise ValueError(
-                f"{name} must have the image's spatial shape {tuple(shape)}, got {mask.shape}"
-            )
-        return mask
-    return validate_mask(mask, shape, name)
+    """A full-resolution mask for :class:`~.full_resolution.Plane`: its shape checked, the
+    array kept as given (numpy or lazy; read tile by tile: no full-size bool copy)."""
+    if mask is None:
+        return None
+    if not is_lazy(mask):
+        mask = as_array(mask, name)
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have the image's spatial shape {tuple(shape)}, got {mask.shape}"
+        )
+    return mask
 
 
 # ------------------------------------------------------------------------------ pyramid depth

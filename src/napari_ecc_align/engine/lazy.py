@@ -25,7 +25,10 @@ def is_lazy(image) -> bool:
 
 def halved_lazily(image, halvings: int) -> np.ndarray:
     """``image`` (2D, or 2D with up to 4 channels last) halved ``halvings`` times by
-    ``cv2.pyrDown``, read block by block; the same array the whole image would give.
+    ``cv2.pyrDown``, read block by block: the array :func:`~.preprocess.shrink` makes of
+    the loaded image (8/16-bit and float64 to the bit; float32 within one unit in the last
+    place at block seams, where OpenCV's vector loops end differently; other dtypes are
+    decimated, as there).
 
     Each block of the output is made from the input region it covers plus
     ``2 * 2**halvings`` pixels of context on every inner side (each level's kernel reads
@@ -35,6 +38,8 @@ def halved_lazily(image, halvings: int) -> np.ndarray:
     far more of the input at once (0.3 GB of a 0.5 GB pair).
     """
     factor = 2**halvings
+    if np.dtype(image.dtype) not in _PYRDOWN_DTYPES:  # bool, int32, ...: decimated, as shrink does
+        return np.ascontiguousarray(np.asarray(image[::factor, ::factor]))
     block, context = _BLOCK * factor, 2 * factor
     rows, cols = image.shape[:2]
     out_rows, out_cols = _halved_side(rows, halvings), _halved_side(cols, halvings)
@@ -45,8 +50,6 @@ def halved_lazily(image, halvings: int) -> np.ndarray:
             region = image[y0 - top : min(rows, y0 + block + context),
                            x0 - left : min(cols, x0 + block + context)]  # fmt: skip
             part = np.ascontiguousarray(np.asarray(region))
-            if part.dtype not in _PYRDOWN_DTYPES:
-                part = part.astype(np.float32)  # bool, int32 and the like: no pyrDown kernel
             for _ in range(halvings):
                 part = cv2.pyrDown(part)
             if out is None:

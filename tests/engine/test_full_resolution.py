@@ -5,6 +5,7 @@ The budget is lowered here so that a 1 MP pair takes the path a 160 MP one takes
 default; the full-resolution estimate of the same pair is the yardstick.
 """
 
+import cv2
 import numpy as np
 import pytest
 
@@ -147,3 +148,43 @@ def test_lazy_inputs_are_checked_like_arrays(small_budget):
     holes = da.from_array(np.ones(moving.shape, bool), chunks=500)  # a lazy mask
     result = align(reference, da.from_array(moving, chunks=500), moving_mask=holes)
     assert result.parameters["refined_at_full_resolution"] is True
+
+
+# ------------------------------------------------------------------------------ pyramids
+def _pyramid(image, levels, mean=False):
+    out = [image]
+    for _ in range(levels):
+        last = out[-1]
+        if mean:  # 2 x 2 means, as many pyramid writers make them (floor of the half)
+            out.append(cv2.resize(last, (last.shape[1] // 2, last.shape[0] // 2),
+                                  interpolation=cv2.INTER_AREA))  # fmt: skip
+        else:
+            out.append(cv2.pyrDown(last))
+    return out
+
+
+def test_a_pyramid_list_is_estimated_on_its_stored_level(small_budget):
+    """napari's multiscale data, finest level first: the stored level replaces halving the
+    finest one (a pyrDown pyramid gives the numpy answer to the last bit; 2 x 2 means sit
+    half a pixel off pyrDown's grid, which the full-resolution tiles take out), and the
+    finest level is read in tiles."""
+    import dask.array as da
+
+    reference, moving, truth = _clean_pair(1)
+    eager = align(reference, moving)
+    stored = align(_pyramid(reference, 3), [da.from_array(a) for a in _pyramid(moving, 3)])
+    assert np.array_equal(stored.matrix, eager.matrix)
+    means = align(_pyramid(reference, 3, mean=True), _pyramid(moving, 3, mean=True))
+    assert not np.array_equal(means.matrix, eager.matrix)  # the stored levels were used
+    assert means.parameters["refined_at_full_resolution"] is True
+    assert means.corner_error(truth) < 0.01
+    short = align(_pyramid(reference, 1), moving)  # no level 2 stored: the finest is halved
+    assert np.array_equal(short.matrix, eager.matrix)
+
+
+def test_a_list_that_is_no_pyramid_is_refused_by_name(small_budget):
+    reference, moving, _ = _clean_pair(1)
+    with pytest.raises(ValueError, match="moving is a list of pyramid levels.*level 1"):
+        align(reference, [moving, moving[::3, ::3]])
+    with pytest.raises(ValueError, match="takes one 2D image"):  # same-size images: a stack
+        align(reference, [moving, moving])

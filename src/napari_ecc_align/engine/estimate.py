@@ -114,7 +114,8 @@ def align(
         infinite pixels, and fully transparent RGBA pixels, are masked out.
         Dask and zarr arrays are loaded when they fit the 40 MP working budget;
         beyond it they are halved region by region and read in tiles, never whole
-        (2D; volumes are loaded).
+        (2D; volumes are loaded). A list of arrays is a pyramid, finest level first
+        (napari's multiscale data): its stored levels replace the halving.
     motion : {"translation", "euclidean", "affine", "homography"}
         The motion model (degrees of freedom: 2, 3, 6, 8).
     max_iterations : int

@@ -23,6 +23,56 @@ def is_lazy(image) -> bool:
     return all(hasattr(image, name) for name in ("shape", "dtype", "chunks", "__getitem__"))
 
 
+class Multiscale:
+    """A 2D image given as its pyramid, finest level first (napari's multiscale
+    ``layer.data``): levels of any array type, each half the size of the one before
+    (``ceil`` or ``floor`` of the half), as ``cv2.pyrDown`` or 2 x 2 means make them.
+
+    It stands for its finest level (shape, dtype, slicing, ``np.asarray``); the estimate
+    takes a stored level where it would otherwise halve the finest one.
+    """
+
+    def __init__(self, levels, name: str):
+        self.levels = list(levels)
+        first = tuple(self.levels[0].shape)
+        for k, level in enumerate(self.levels[1:], start=1):
+            shape = tuple(level.shape)
+            halves = all(
+                side in (_halved_side(n, k), n // 2**k)
+                for side, n in zip(shape[:2], first[:2], strict=True)
+            )
+            if not halves or shape[2:] != first[2:]:
+                raise ValueError(
+                    f"{name} is a list of pyramid levels, finest first, each half the size of "
+                    f"the one before; level {k} has shape {shape} after {first}"
+                )
+        self.shape, self.dtype = first, np.dtype(self.levels[0].dtype)
+        self.ndim = len(first)
+        self.chunks = getattr(self.levels[0], "chunks", None)
+
+    def __getitem__(self, key):
+        return self.levels[0][key]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.levels[0], dtype=dtype)
+
+    def level(self, halvings: int):
+        """The stored level ``halvings`` steps down, or None."""
+        return self.levels[halvings] if halvings < len(self.levels) else None
+
+
+def as_multiscale(image, name: str):
+    """``image`` as a :class:`Multiscale` if it is a list or tuple of two or more
+    arrays (a pyramid), else None."""
+    if not isinstance(image, (list, tuple)) or len(image) < 2:
+        return None
+    if not all(hasattr(level, "shape") and len(level.shape) >= 2 for level in image):
+        return None
+    if not image[1].shape[0] < image[0].shape[0]:  # same-size images: no pyramid
+        return None
+    return Multiscale(image, name)
+
+
 def halved_lazily(image, halvings: int) -> np.ndarray:
     """``image`` (2D, or 2D with up to 4 channels last) halved ``halvings`` times by
     ``cv2.pyrDown``, read block by block: the array :func:`~.preprocess.shrink` makes of
@@ -37,6 +87,11 @@ def halved_lazily(image, halvings: int) -> np.ndarray:
     the whole image. Blocks run one after the other: a dask graph of the same work held
     far more of the input at once (0.3 GB of a 0.5 GB pair).
     """
+    if isinstance(image, Multiscale):
+        stored = image.level(halvings)
+        if stored is not None:
+            return np.ascontiguousarray(np.asarray(stored))
+        image = image.levels[0]
     factor = 2**halvings
     if np.dtype(image.dtype) not in _PYRDOWN_DTYPES:  # bool, int32, ...: decimated, as shrink does
         return np.ascontiguousarray(np.asarray(image[::factor, ::factor]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .lazy import decimated, halved_lazily, is_lazy
+from .lazy import as_multiscale, decimated, halved_lazily, is_lazy
 
 # ITU-R BT.601 luma weights, the ones cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -21,6 +21,8 @@ def as_array(image, name: str, lazy: bool = False) -> np.ndarray:
     ``lazy``: a dask or zarr array is returned as it is (checked, not loaded)."""
     if image is None:
         raise TypeError(f"{name} must be an array, got None")
+    if lazy:
+        image = as_multiscale(image, name) or image  # a pyramid stands for its finest level
     if lazy and is_lazy(image):
         _check_dtype(np.dtype(image.dtype), name)
         return image

@@ -20,7 +20,7 @@ def is_lazy(image) -> bool:
     """Whether ``image`` is an array read on demand (dask, zarr), not a numpy array."""
     if isinstance(image, np.ndarray):
         return False
-    return all(hasattr(image, name) for name in ("shape", "dtype", "chunks", "__getitem__"))
+    return all(hasattr(image, name) for name in ("shape", "ndim", "dtype", "chunks", "__getitem__"))
 
 
 class Multiscale:

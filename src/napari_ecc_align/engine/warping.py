@@ -22,6 +22,8 @@ from .exact import (
     keep_exact_plane,
     warp_nearest_gather,
 )
+from .lazy import is_lazy
+from .lazy_warp import warp_planes_lazily
 from .preprocess import as_array, as_real_matrix, as_shape
 
 _INTERPOLATION = {
@@ -75,9 +77,11 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
 
     Returns
     -------
-    ndarray
+    ndarray or dask.array.Array
         Same dtype as ``image``; shape with the spatial axes replaced by
-        ``output_shape``. Integer results are rounded and clipped, never wrapped.
+        ``output_shape``. A dask or zarr image, or a pyramid list (its finest level),
+        of 2D planes gives a dask array, each chunk resampled from the region of the
+        moving image it needs when computed. Integer results are rounded and clipped, never wrapped.
         int64/uint64 are interpolated in float64, which holds only 53 bits: pixels
         whose kernel weights are all 0 and 1 (nearest neighbour, the identity,
         whole-pixel shifts, flips, quarter turns, and the fill) keep their exact
@@ -88,13 +92,14 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
     >>> aligned = warp(moving, alignment)                           # doctest: +SKIP
     >>> labels_on_ref = warp(labels, alignment, interpolation="nearest")  # doctest: +SKIP
     """
-    arr = as_array(image, "image")
+    arr = as_array(image, "image", lazy=True)  # dask, zarr, a pyramid: a lazy result
     matrix, default_shape, moving_shape = _matrix_and_shapes(alignment)
     if not isinstance(interpolation, str) or interpolation not in _INTERPOLATION:
         raise ValueError(
             f"interpolation must be one of {tuple(_INTERPOLATION)}, got {interpolation!r}"
         )
     if matrix.shape == (4, 4):
+        arr = as_array(arr, "image")  # volumes are loaded
         return _warp_volumes(
             arr, matrix, default_shape, moving_shape, output_shape, interpolation, fill_value
         )
@@ -111,11 +116,14 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
         interpolation = "nearest"
 
     leading = arr.shape[: spatial_end - 2]
+    if is_lazy(arr):
+        return warp_planes_lazily(arr, len(leading), matrix, (out_rows, out_cols),
+                                  interpolation, fill, warp_one)  # fmt: skip
     tail = arr.shape[spatial_end:]
     planes = arr.reshape((-1, src_rows, src_cols) + tail)
     out = np.empty((planes.shape[0], out_rows, out_cols) + tail, dtype=arr.dtype)
     for i, plane in enumerate(planes):
-        out[i] = _warp_one(plane, matrix, (out_rows, out_cols), interpolation, fill)
+        out[i] = warp_one(plane, matrix, (out_rows, out_cols), interpolation, fill)
     return out.reshape(leading + (out_rows, out_cols) + tail)
 
 
@@ -151,7 +159,7 @@ def _check_output_shape(output_shape):
     return as_shape(output_shape, "output_shape", "(rows, cols)")
 
 
-def _warp_one(plane, matrix, out_shape, interpolation, fill):
+def warp_one(plane, matrix, out_shape, interpolation, fill):
     """Warp one (rows, cols[, channels]) plane; any dtype."""
     dtype = plane.dtype
     flag = _INTERPOLATION[interpolation] | cv2.WARP_INVERSE_MAP

@@ -1,0 +1,75 @@
+"""``warp`` of lazy images: a dask array on the reference grid whose chunks read only the
+region of the moving image they need, with the eager warp's values."""
+
+import numpy as np
+import pytest
+
+from napari_ecc_align import align, warp
+from napari_ecc_align.data import natural_pair
+from napari_ecc_align.engine import lazy_warp
+
+da = pytest.importorskip("dask.array")  # a base dependency: always there
+
+
+@pytest.fixture(scope="module")
+def pair():
+    reference, moving, _ = natural_pair((900, 1100), seed=1)
+    return moving, align(reference, moving)
+
+
+class Logged:
+    """A sliceable array that records every region read from it (as zarr would serve)."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.chunks = array, array.shape, array.dtype, None
+        self.ndim = array.ndim
+        self.reads = []
+
+    def __getitem__(self, key):
+        part = self.array[key]
+        self.reads.append(part.shape)
+        return part
+
+
+def test_lazy_warp_equals_the_eager_one_chunk_by_chunk(pair, monkeypatch):
+    monkeypatch.setattr(lazy_warp, "CHUNK", 256)  # 4 x 5 chunks on this 900 x 1100 grid
+    moving, alignment = pair
+    image = (moving * 255).astype(np.uint8)
+    logged = Logged(image)
+    lazy = warp(logged, alignment)
+    assert isinstance(lazy, da.Array) and max(max(c) for c in lazy.chunks) <= 256
+    assert logged.reads == []  # nothing read until computed
+    result = lazy.compute()
+    eager = warp(image, alignment)
+    difference = np.abs(result.astype(int) - eager.astype(int))
+    assert difference.max() <= 1 and np.count_nonzero(difference) < 1e-3 * eager.size
+    assert len(logged.reads) == 20  # one region per output chunk
+    assert all(rows * cols < 0.1 * image.size for rows, cols in logged.reads)
+
+
+@pytest.mark.parametrize("case", ["cubic nan", "rgb stack", "homography", "pyramid"])
+def test_lazy_warp_cases(pair, case):
+    moving, alignment = pair
+    matrix, kwargs = alignment, {}
+    image = moving.astype(np.float32)
+    if case == "cubic nan":
+        kwargs = {"interpolation": "cubic", "fill_value": np.nan}
+    elif case == "rgb stack":
+        image = np.stack([np.dstack([image, image / 2, image / 3])] * 2)  # (2, rows, cols, 3)
+    elif case == "homography":
+        matrix = alignment.matrix.copy()
+        matrix[2, :2] = (2e-6, -1e-6)
+    lazy_input = [image, image[::2, ::2]] if case == "pyramid" else da.from_array(image, chunks=300)
+    result = warp(lazy_input, matrix, **kwargs).compute()
+    eager = warp(image, matrix, **kwargs)
+    assert result.shape == eager.shape
+    assert np.array_equal(np.isnan(result), np.isnan(eager))
+    assert np.nanmax(np.abs(result - eager)) < 1e-4
+
+
+def test_chunks_outside_the_moving_image_hold_the_fill(pair):
+    moving, alignment = pair
+    far = alignment.matrix.copy()
+    far[0, 2] += 5000  # every output pixel samples far right of the moving image
+    lazy = warp(da.from_array(moving.astype(np.float32)), far, fill_value=-1.0)
+    assert np.all(lazy.compute() == -1.0)

@@ -81,8 +81,8 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
         Same dtype as ``image``; shape with the spatial axes replaced by
         ``output_shape``. A dask or zarr image, or a pyramid list (its finest level),
         of 2D planes gives a dask array, each chunk resampled from the region of the
-        moving image it needs when computed. Integer results are rounded and clipped, never wrapped.
-        int64/uint64 are interpolated in float64, which holds only 53 bits: pixels
+        moving image it needs when computed. Integer results are rounded and clipped,
+        never wrapped. int64/uint64 are interpolated in float64, which holds only 53 bits: pixels
         whose kernel weights are all 0 and 1 (nearest neighbour, the identity,
         whole-pixel shifts, flips, quarter turns, and the fill) keep their exact
         value; a pixel between source pixels is their weighted mean rounded once.

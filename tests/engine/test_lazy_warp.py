@@ -73,3 +73,35 @@ def test_chunks_outside_the_moving_image_hold_the_fill(pair):
     far[0, 2] += 5000  # every output pixel samples far right of the moving image
     lazy = warp(da.from_array(moving.astype(np.float32)), far, fill_value=-1.0)
     assert np.all(lazy.compute() == -1.0)
+
+
+# ------------------------------------------------------------------------------ difference
+CASES = [
+    (mode, case) for mode in ("absolute", "normalized") for case in ("gray", "rgb", "nan and mask")
+]
+
+
+@pytest.mark.parametrize(("mode", "case"), [*CASES, ("normalized", "rgb against gray")])
+def test_lazy_difference_equals_the_eager_one(pair, mode, case):
+    """A lazy input gives a lazy difference in the lazy warp's chunks, with the eager
+    values exactly (the normalized statistics come from one chunked pass)."""
+    from napari_ecc_align import difference
+
+    moving, alignment = pair
+    aligned = warp((moving * 255).astype(np.uint8), alignment)
+    reference = np.clip(aligned.astype(np.int16) + 7, 0, 255).astype(np.uint8)
+    mask = None
+    if case == "rgb":
+        reference, aligned = (np.dstack([x, x // 2, x // 3]) for x in (reference, aligned))
+    elif case == "nan and mask":
+        reference, aligned = reference.astype(np.float32), aligned.astype(np.float32)
+        aligned[:40] = np.nan
+        mask = np.zeros(reference.shape, bool)
+        mask[100:700, 200:900] = True
+    elif case == "rgb against gray":  # compared by luminance
+        reference = np.dstack([reference] * 3)
+    lazy = difference(da.from_array(reference, chunks=300), aligned, mode=mode,
+                      alignment=alignment, mask=mask)  # fmt: skip
+    eager = difference(reference, aligned, mode=mode, alignment=alignment, mask=mask)
+    assert isinstance(lazy, da.Array) and lazy.dtype == eager.dtype
+    assert np.array_equal(lazy.compute(), eager)

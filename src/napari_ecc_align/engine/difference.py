@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 
 from .alignment import Alignment
+from .lazy import is_lazy
+from .lazy_warp import split_chunks, warp_planes_lazily
 from .preprocess import as_array, luminance
-from .warping import overlap
+from .warping import overlap, warp_one
 
 # A normalized difference (in standard deviations) is shown or saved at full scale here.
 NORMALIZED_FULL_SCALE = 4.0
@@ -45,16 +47,18 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
 
     Returns
     -------
-    ndarray
+    ndarray or dask.array.Array
         Absolute mode: the shape of ``reference``. Normalized mode: ``(rows, cols)``
         (``(z, y, x)``), the difference of the two luminances (colour images are
         compared by their luminance), with statistics over the whole volume for
-        volumes. NaN or infinite pixels in either image give 0.
+        volumes. NaN or infinite pixels in either image give 0. With a dask or zarr
+        image (2D), a dask array in the chunks of a lazy :func:`warp`, computed chunk
+        by chunk (the normalized statistics are read in one chunked pass at the call).
     """
     if mode not in ("absolute", "normalized"):
         raise ValueError(f"mode must be 'absolute' or 'normalized', got {mode!r}")
-    ref = as_array(reference, "reference")
-    ali = as_array(aligned, "aligned")
+    ref = as_array(reference, "reference", lazy=True)  # dask, zarr: a lazy difference
+    ali = as_array(aligned, "aligned", lazy=True)
     if alignment is not None and not isinstance(alignment, Alignment):
         raise TypeError(f"alignment must be an Alignment, got {type(alignment).__name__}")
     if alignment is not None:
@@ -72,6 +76,10 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
             f"reference {ref.shape} and aligned {ali.shape} differ in channels; "
             "use mode='normalized' to compare their luminance"
         )
+    if is_lazy(ref) or is_lazy(ali):
+        if spatial == 2:
+            return _lazy_difference(ref, ali, mode, alignment, mask)
+        ref, ali = as_array(ref, "reference"), as_array(ali, "aligned")  # volumes: loaded
     if mode == "normalized" or ref.shape != ali.shape:
         ref, ali = (_gray(a, spatial) for a in (ref, ali))
     valid = _valid_region(ref, ali, alignment, mask, spatial)
@@ -81,6 +89,113 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
     if valid is not None:
         diff[~valid] = 0
     return diff
+
+
+def _lazy_difference(ref, ali, mode, alignment, mask):
+    """:func:`difference` of 2D images of which one is lazy: a dask array in the chunks of
+    a lazy ``warp``, each chunk computed from the same chunks of the inputs (and of the
+    overlap and ``mask``). The normalized mode's statistics are one pass over both images
+    now, chunk by chunk; the differences are computed when asked for."""
+    import dask.array as da
+
+    rows, cols = ref.shape[:2]
+    grid = (split_chunks(rows), split_chunks(cols))
+
+    def chunked(arr):
+        arr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=-1)
+        return arr.rechunk(grid + tuple((n,) for n in arr.shape[2:]))
+
+    gray = mode == "normalized" or ref.shape != ali.shape
+    a, b = chunked(ref), chunked(ali)
+    if gray:
+        a, b = (_lazy_gray(x) for x in (a, b))
+    valid = None
+    if alignment is not None:
+        covered = warp_planes_lazily(_Ones(alignment.moving_shape), 0, alignment.matrix,
+                                     (rows, cols), "linear", 0.0, warp_one)  # fmt: skip
+        valid = covered > 0.999
+    if mask is not None:
+        if tuple(mask.shape) != (rows, cols):
+            raise ValueError(f"mask must have shape {(rows, cols)}, got {tuple(mask.shape)}")
+        given = chunked(mask if is_lazy(mask) else as_array(mask, "mask")) != 0
+        valid = given if valid is None else valid & given
+    if gray:
+        stats = _lazy_statistics(a, b, valid)
+        return da.map_blocks(_normalized_block, a, b, *([] if valid is None else [valid]),
+                             stats=stats, dtype=np.float32)  # fmt: skip
+    dtype = _absolute_difference(np.zeros(1, a.dtype), np.zeros(1, b.dtype)).dtype
+    if valid is not None and a.ndim == 3:
+        valid = valid[..., None]  # dask lines blocks up from the last axis, as numpy does
+    return da.map_blocks(_absolute_block, a, b, *([] if valid is None else [valid]),
+                         dtype=dtype)  # fmt: skip
+
+
+def _lazy_gray(arr):
+    if arr.ndim == 2:
+        return arr.astype(np.float32)
+    return arr.map_blocks(luminance, drop_axis=2, dtype=np.float32)
+
+
+def _usable(a, b, valid=None):
+    """Where both (gray or channel-last) blocks are finite, and ``valid``."""
+    usable = np.ones(a.shape[:2], bool) if valid is None else valid.reshape(a.shape[:2]).copy()
+    for arr in (a, b):
+        if arr.dtype.kind == "f":
+            finite = np.isfinite(arr)
+            usable &= finite.all(axis=-1) if finite.ndim == 3 else finite
+    return usable
+
+
+def _absolute_block(a, b, valid=None):
+    diff = _absolute_difference(a, b)
+    usable = _usable(a, b, valid)
+    diff[~usable] = 0  # every channel of an unusable pixel
+    return diff
+
+
+def _lazy_statistics(a, b, valid):
+    """Count, sums and sums of squares of both gray images over where both are usable,
+    computed now (float64, chunk by chunk)."""
+    import dask.array as da
+
+    def sums(x, y, v=None):
+        usable = _usable(x, y, v)
+        xs, ys = x[usable].astype(np.float64), y[usable].astype(np.float64)
+        return np.array([[[usable.sum(), xs.sum(), ys.sum(), xs @ xs, ys @ ys]]])
+
+    parts = da.map_blocks(sums, a, b, *([] if valid is None else [valid]), dtype=np.float64,
+                          new_axis=2, chunks=((1,) * len(a.chunks[0]), (1,) * len(a.chunks[1]),
+                                              (5,)))  # fmt: skip
+    return parts.sum(axis=(0, 1)).compute()
+
+
+def _normalized_block(a, b, valid=None, *, stats):
+    n, sum_a, sum_b, square_a, square_b = stats
+    out = np.zeros(a.shape, np.float32)
+    if n < 2:
+        return out
+    usable = _usable(a, b, valid)
+    scale = []
+    for total, square in ((sum_a, square_a), (sum_b, square_b)):
+        mean = total / n
+        std = math.sqrt(max(square / n - mean * mean, 0.0))
+        scale.append((mean, 1.0 / std if std > 0 else 1.0))
+    with np.errstate(invalid="ignore"):
+        z_a = (a.astype(np.float32) - np.float32(scale[0][0])) * np.float32(scale[0][1])
+        z_b = (b.astype(np.float32) - np.float32(scale[1][0])) * np.float32(scale[1][1])
+        out[usable] = np.abs(z_a - z_b)[usable]
+    return out
+
+
+class _Ones:
+    """A moving image of ones, made region by region (for the lazy overlap)."""
+
+    def __init__(self, shape):
+        self.shape, self.dtype = tuple(shape), np.dtype(np.float32)
+
+    def __getitem__(self, key):
+        sides = (len(range(*k.indices(n))) for k, n in zip(key, self.shape, strict=True))
+        return np.ones(tuple(sides), np.float32)
 
 
 def _gray(arr, spatial):

@@ -26,7 +26,7 @@ def warp_lazily(image, matrix, out_shape, interpolation: str, fill, warp_one):
     rows, cols = out_shape
     tail = tuple(image.shape[2:])
     dtype = np.dtype(image.dtype)
-    chunks = (_split(rows), _split(cols)) + tuple((n,) for n in tail)
+    chunks = (split_chunks(rows), split_chunks(cols)) + tuple((n,) for n in tail)
 
     def block(block_info=None):
         (y0, y1), (x0, x1) = block_info[None]["array-location"][:2]
@@ -67,7 +67,7 @@ def source_region(matrix, box, source_shape):
     return sy0, sy1, sx0, sx1
 
 
-def _split(n: int) -> tuple[int, ...]:
+def split_chunks(n: int) -> tuple[int, ...]:
     """``n`` in chunks of at most ``CHUNK``."""
     return tuple(min(CHUNK, n - start) for start in range(0, n, CHUNK))
 

@@ -23,7 +23,7 @@ from .exact import (
     warp_nearest_gather,
 )
 from .lazy import is_lazy
-from .lazy_warp import warp_planes_lazily
+from .lazy_warp import source_region, warp_planes_lazily
 from .preprocess import as_array, as_real_matrix, as_shape
 
 _INTERPOLATION = {
@@ -207,24 +207,19 @@ def warp_plane(src, matrix, out_shape, flags, border_value):
 
 def _warp_tile(src, matrix, box, flags, border_value, affine):
     y0, y1, x0, x1 = box
-    corners = np.array([[x0, x1 - 1, x0, x1 - 1], [y0, y0, y1 - 1, y1 - 1], [1, 1, 1, 1]], float)
-    mapped = matrix @ corners
     tile_shape = (y1 - y0, x1 - x0)
-    if np.any(mapped[2] <= 0):
+    try:
+        region = source_region(matrix, box, src.shape[:2])
+    except ValueError:
         raise ValueError(
             "this homography maps part of the output behind the camera and the image is "
             f"beyond OpenCV's {_CV_LIMIT}-pixel limit; crop or downsample the image first"
-        )
-    mapped = mapped[:2] / mapped[2]
-    margin = 3  # bilinear and cubic kernels reach 2 pixels beyond a sample
-    sx0 = int(max(0, np.floor(mapped[0].min()) - margin))
-    sy0 = int(max(0, np.floor(mapped[1].min()) - margin))
-    sx1 = int(min(src.shape[1], np.ceil(mapped[0].max()) + margin + 1))
-    sy1 = int(min(src.shape[0], np.ceil(mapped[1].max()) + margin + 1))
-    if sx1 <= sx0 or sy1 <= sy0:
+        ) from None
+    if region is None:
         tile = np.empty(tile_shape + src.shape[2:], dtype=src.dtype)
         tile[...] = border_value[0]
         return tile
+    sy0, sy1, sx0, sx1 = region
     if max(sx1 - sx0, sy1 - sy0) >= _CV_LIMIT:
         raise ValueError(
             f"a {_TILE}-pixel output tile needs a {sy1 - sy0}x{sx1 - sx0} source region, beyond "

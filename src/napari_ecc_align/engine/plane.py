@@ -116,16 +116,23 @@ def normaliser(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return norm, norm_inv
 
 
+def nan_filled(mov, mov_valid):
+    """``mov`` with NaN where ``mov_valid`` is False (a copy; ``mov`` itself when all is
+    valid): a NaN-filled warp then marks every output pixel that reached an invalid one."""
+    if mov_valid is None:
+        return mov
+    source = mov.copy()
+    source[~mov_valid] = np.nan
+    return source
+
+
 def plane_pairs(ref, ref_valid, mov, mov_valid, matrix, stride=1):
     """``(reference values, moving values)`` over the overlap: every ``stride``-th
     reference pixel on each axis and ``mov`` warped by ``matrix`` onto it (bilinear),
     as float64."""
     rows, cols = ref.shape
     sub_shape = (-(-rows // stride), -(-cols // stride))
-    source = mov
-    if mov_valid is not None:
-        source = mov.copy()
-        source[~mov_valid] = np.nan
+    source = nan_filled(mov, mov_valid)
     on_grid = matrix @ np.diag([float(stride), float(stride), 1.0])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     warped = warp_plane(source, on_grid, sub_shape, flags, (float("nan"),) * 4)
@@ -169,10 +176,7 @@ def full_correlation(ref, ref_valid, mov, mov_valid, matrix) -> float:
     """
     rows, cols = ref.shape
     identity = mov.shape == ref.shape and (matrix == _IDENTITY).all()
-    source = mov
-    if not identity and mov_valid is not None:
-        source = mov.copy()
-        source[~mov_valid] = np.nan
+    source = mov if identity else nan_filled(mov, mov_valid)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     band = rows if identity else max(8, _BAND_BYTES // (4 * cols))  # nothing to cache
     sums = np.zeros(6)
@@ -284,10 +288,7 @@ class CorrelationSample:
             warped = self.gather(mov)
             mask = None if mov_valid is None else self.gather(mov_valid.view(np.uint8))
         else:
-            source = mov
-            if mov_valid is not None:
-                source = mov.copy()
-                source[~mov_valid] = np.nan
+            source = nan_filled(mov, mov_valid)
             # NaN fill marks every point whose interpolation reached outside `mov`.
             warped = cv2.remap(source, self._mapped(matrix), None, cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=_NAN)  # fmt: skip

@@ -29,15 +29,7 @@ from .geometry import grid_corners, max_corner_shift
 from .levels import STEP_TOLERANCE
 from .plane import delta_matrix, normaliser
 from .preprocess import luminance
-from .reference_side import (
-    N_PARAMS,
-    Samples,
-    centre_and_half_size,
-    erode,
-    jacobian_rows,
-    level_margin,
-    select_samples,
-)
+from .reference_side import N_PARAMS, erode, level_margin, samples_at, select_samples
 from .structure import NoStructure
 
 # The reference is read in at most one tile per cell of a GRID x GRID grid over the
@@ -139,13 +131,7 @@ class TiledSamples:
         if xs.size < 4 * N_PARAMS[motion]:  # e.g. a fine mask the halved copy did not show
             raise NoStructure("too few valid reference pixels in the full-resolution tiles")
         xs, ys = xs.astype(np.float64), ys.astype(np.float64)
-        cx, cy, half = centre_and_half_size(rows, cols)
-        n_params = N_PARAMS[motion]
-        table = np.empty((n_params + 2, xs.size))
-        gx, gy = (g.astype(np.float64) * (0.5 * half) for g in (grad_x, grad_y))  # 2·gradient
-        jacobian_rows(motion, (xs - cx) / half, (ys - cy) / half, gx, gy, out=table[:n_params])
-        table[n_params], table[n_params + 1] = template, 1.0
-        self.samples = Samples(table, xs, ys, 0)
+        self.samples = samples_at(xs, ys, template, grad_x, grad_y, (rows, cols), motion, 0)
         self.points = np.column_stack([xs, ys, np.ones(xs.size)])
         self.windows: dict[int, tuple] = {}
 

@@ -58,17 +58,22 @@ def reference_side(ref, ksize: int, motion: str, level: int, seeds, finest_sampl
             f"the reference has too few valid pixels on pyramid level {level} "
             f"({idx.size}); use fewer pyramid_levels or a larger reference_mask"
         )
-    cx, cy, half = centre_and_half_size(*ref.image.shape)
-    xn, yn = (xs - cx) / half, (ys - cy) / half
-    gx = grad_x_s.astype(np.float64) * (0.5 * half)
-    gy = grad_y_s.astype(np.float64) * (0.5 * half)
-    n_params = N_PARAMS[motion]
-    rows = np.empty((n_params + 2, idx.size))  # the Jacobian's rows, template values, ones
-    jacobian_rows(motion, xn, yn, gx, gy, out=rows[:n_params])
-    rows[n_params], rows[n_params + 1] = template, 1.0
-    problem = Samples(rows, xs, ys, level)
+    problem = samples_at(xs, ys, template, grad_x_s, grad_y_s, ref.image.shape, motion, level)
     found = ref.memo.setdefault(key, (problem, selected, seeds))
     return found[0], found[1]
+
+
+def samples_at(xs, ys, template, grad_x, grad_y, shape, motion: str, level: int) -> Samples:
+    """The :class:`Samples` of points ``(xs, ys)`` (float64 pixels of an image of
+    ``shape``) with their prefiltered values and twice their central-difference gradients."""
+    cx, cy, half = centre_and_half_size(*shape)
+    gx = grad_x.astype(np.float64) * (0.5 * half)
+    gy = grad_y.astype(np.float64) * (0.5 * half)
+    n_params = N_PARAMS[motion]
+    rows = np.empty((n_params + 2, xs.size))  # the Jacobian's rows, template values, ones
+    jacobian_rows(motion, (xs - cx) / half, (ys - cy) / half, gx, gy, out=rows[:n_params])
+    rows[n_params], rows[n_params + 1] = template, 1.0
+    return Samples(rows, xs, ys, level)
 
 
 def centre_and_half_size(rows: int, cols: int) -> tuple[float, float, float]:

@@ -13,7 +13,8 @@ Pairs: :func:`align` (and its generator form :func:`iter_align`, which yields
 :class:`AlignmentError`. Stacks: :func:`align_stack`, :func:`iter_align_stack`
 (:class:`FrameProgress`), :func:`warp_stack`, :class:`StackAlignment` and its
 :class:`Canvas`. Files:
-:func:`read_image`, :func:`write_image`, and :func:`batch_align` with its
+:func:`read_image`, :func:`write_image`, :func:`read_ome_zarr` and :func:`write_ome_zarr`
+(OME-Zarr, lazily, with pyramids; ``align`` and ``warp`` also take their paths), and :func:`batch_align` with its
 :class:`BatchReport`. Synthetic test images with known transforms are in
 :mod:`napari_ecc_align.data`.
 """
@@ -32,7 +33,7 @@ from .engine import (
     iter_align,
     warp,
 )
-from .io import read_image, write_image
+from .io import OmeZarrImage, read_image, read_ome_zarr, write_image, write_ome_zarr
 from .stack import (
     Canvas,
     FrameProgress,
@@ -54,6 +55,7 @@ __all__ = [
     "BatchReport",
     "Canvas",
     "FrameProgress",
+    "OmeZarrImage",
     "Progress",
     "StackAlignment",
     "Template",
@@ -65,7 +67,9 @@ __all__ = [
     "iter_align",
     "iter_align_stack",
     "read_image",
+    "read_ome_zarr",
     "warp",
     "warp_stack",
     "write_image",
+    "write_ome_zarr",
 ]

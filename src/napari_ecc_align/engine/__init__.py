@@ -40,6 +40,8 @@ The modules, in the order data flows through them:
 - :mod:`.steps` — how many progress steps an estimate will report, from the shapes;
 - :mod:`.options` — the one validator of the options every caller shares;
 - :mod:`.temporary` — the temporary files atomic writes use, and their owner-tagged names;
+- :mod:`.sources` — images given as a source (an OME-Zarr image, by path or opened) and
+  the openers the ``io`` package registers for them;
 - :mod:`.input_files` — opening input files safely (regular files only, clear errors);
 - :mod:`.warping` — :func:`warp`, resampling an image or volume onto the reference grid;
 - :mod:`.exact` — integer fill values and 64-bit integers kept exact through a warp;
@@ -64,7 +66,8 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
   (x, y[, z]) and array order), :func:`check_spacing`;
 - applying it: :func:`warp`, :func:`difference`, :func:`default_difference_mode`,
   :data:`NORMALIZED_FULL_SCALE`;
-- images: :func:`luminance`, :func:`as_shape`;
+- images: :func:`luminance`, :func:`as_shape`; sources: :func:`register_opener`,
+  :func:`as_source`, :func:`resolve_pair`;
 - the pixel budget: :func:`max_pixels`, :func:`check_pixels`, :class:`PixelBudgetError`,
   :data:`DEFAULT_MAX_PIXELS`, :data:`ENV_VAR` (its environment variable's name);
 - files: :func:`open_input`, :func:`check_input_file`, ``PathLike``, :func:`read_json`
@@ -95,6 +98,7 @@ from .options import (
     validate_params,
 )
 from .preprocess import as_shape, luminance
+from .sources import as_source, register_opener, resolve_pair
 from .steps import expected_progress_steps
 from .template import Template
 from .temporary import create_temporary, is_owner, new_owner, temporary_name, temporary_owner
@@ -117,6 +121,7 @@ __all__ = [
     "Template",
     "align",
     "as_shape",
+    "as_source",
     "auto_levels",
     "check_dimensions",
     "check_input_file",
@@ -141,6 +146,8 @@ __all__ = [
     "project_to_motion",
     "project_volume",
     "read_json",
+    "register_opener",
+    "resolve_pair",
     "shape_field",
     "swap_axes",
     "temporary_name",

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from .alignment import Alignment
-from .lazy import is_lazy
+from .lazy import Multiscale, is_lazy
 from .lazy_warp import split_chunks, warp_planes_lazily
 from .preprocess import as_array, luminance
 from .warping import overlap, warp_one
@@ -102,8 +102,12 @@ def _lazy_difference(ref, ali, mode, alignment, mask):
     grid = (split_chunks(rows), split_chunks(cols))
 
     def chunked(arr):
-        arr = arr if isinstance(arr, da.Array) else da.from_array(arr, chunks=-1)
-        return arr.rechunk(grid + tuple((n,) for n in arr.shape[2:]))
+        if isinstance(arr, Multiscale):  # a pyramid: its finest level
+            arr = arr.levels[0]
+        chunks = grid + tuple((n,) for n in arr.shape[2:])
+        if isinstance(arr, da.Array):
+            return arr.rechunk(chunks)
+        return da.from_array(arr, chunks=chunks)  # each chunk read on its own
 
     gray = mode == "normalized" or ref.shape != ali.shape
     a, b = chunked(ref), chunked(ali)

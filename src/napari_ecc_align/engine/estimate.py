@@ -52,6 +52,7 @@ from .intensity import (
     measure_at,
 )
 from .options import check_dimensions, validate_params
+from .sources import resolve_pair
 from .template import Template
 from .volume_pair import VolumePair
 
@@ -100,7 +101,7 @@ def align(
     intensity: str = "auto",
     reference_mask=None,
     moving_mask=None,
-    ndim: int = 2,
+    ndim: int | None = None,
     spacing=None,
 ) -> Alignment:
     """Estimate the transform that maps ``reference`` pixels onto ``moving`` pixels.
@@ -115,7 +116,10 @@ def align(
         Dask and zarr arrays are loaded when they fit the 40 MP working budget;
         beyond it they are halved region by region and read in tiles, never whole
         (2D; volumes are loaded). A list of arrays is a pyramid, finest level first
-        (napari's multiscale data): its stored levels replace the halving.
+        (napari's multiscale data): its stored levels replace the halving. An
+        OME-Zarr image (NGFF 0.4 or 0.5) is given by its path, its zarr group or
+        :func:`~napari_ecc_align.read_ome_zarr`'s result: its stored pyramid is used,
+        and a volume's voxel size comes from its ``coordinateTransformations``.
     motion : {"translation", "euclidean", "affine", "homography"}
         The motion model (degrees of freedom: 2, 3, 6, 8).
     max_iterations : int
@@ -163,15 +167,16 @@ def align(
         mapped images too); gray pairs of one modality gain under 2 % and stay linear.
     reference_mask, moving_mask : array_like of bool, optional
         True where a pixel counts, with each image's ``(rows, cols)`` shape.
-    ndim : {2, 3}
-        2 (default): images as above. 3: ``reference`` and ``moving`` are volumes
+    ndim : {2, 3}, optional
+        2 (default; 3 when an OME-Zarr input is a volume): images as above. 3: ``reference`` and ``moving`` are volumes
         ``(z, y, x)`` (any dtype, shapes may differ; masks and NaN as in 2D); the
         motion is ``"translation"`` (3 parameters), ``"euclidean"`` (rigid in
         physical units, 6) or ``"affine"`` (12); ``init`` is ``"auto"``,
         ``"phase"``, ``"identity"``/None or a 4×4 matrix.
     spacing : (dz, dy, dx), optional
-        Voxel size of both volumes (``ndim=3`` only; default isotropic). The
-        pyramid does not halve z while z is coarser than y and x.
+        Voxel size of both volumes (``ndim=3`` only; default: the one OME-Zarr
+        inputs state, else isotropic). The pyramid does not halve z while z is
+        coarser than y and x.
 
     Returns
     -------
@@ -268,7 +273,10 @@ def iter_align(reference, moving, **kwargs) -> Iterator[Progress | Alignment]:
     True
     """
     start = time.perf_counter()
-    ndim, spacing = check_dimensions(kwargs.pop("ndim", 2), kwargs.pop("spacing", None))
+    reference, moving, ndim, spacing = resolve_pair(
+        reference, moving, kwargs.pop("ndim", None), kwargs.pop("spacing", None)
+    )
+    ndim, spacing = check_dimensions(ndim, spacing)
     if ndim == 3 and isinstance(reference, Template):
         raise TypeError("a Template holds a 2D reference; pass the reference volume itself")
     params = validate_params(**kwargs)

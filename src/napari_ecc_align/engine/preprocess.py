@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .lazy import as_multiscale, decimated, halved_lazily, is_lazy
+from .sources import image_of
 
 # ITU-R BT.601 luma weights, the ones cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -18,9 +19,11 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 def as_array(image, name: str, lazy: bool = False) -> np.ndarray:
     """Return ``image`` as a numeric ndarray (no copy when possible) or raise TypeError.
-    ``lazy``: a dask or zarr array is returned as it is (checked, not loaded)."""
+    ``lazy``: a dask or zarr array is returned as it is (checked, not loaded). A source
+    (an OME-Zarr image, by path or opened) stands for its image (see :mod:`.sources`)."""
     if image is None:
         raise TypeError(f"{name} must be an array, got None")
+    image = image_of(image, name)
     if lazy:
         image = as_multiscale(image, name) or image  # a pyramid stands for its finest level
     if lazy and is_lazy(image):

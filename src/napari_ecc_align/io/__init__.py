@@ -11,6 +11,11 @@ Volumes are multi-page TIFFs: :func:`read_volume` returns ``(z, y, x)`` and the
 :class:`VoxelSize` of ImageJ or OME metadata, :func:`write_volume` writes one
 that Fiji and tifffile read back with its voxel size. :func:`read_pair` reads a
 reference and a moving file as images or volumes, as the CLI and batch do.
+
+OME-Zarr images (NGFF 0.4 and 0.5) are opened lazily by :func:`read_ome_zarr`, with
+their pyramid and voxel size, and written chunk by chunk, with a pyramid, by
+:func:`write_ome_zarr`. The engine's entry points take their paths and zarr groups
+too: :func:`open_zarr_source` is registered as the engine's opener.
 """
 
 from .images import (
@@ -22,22 +27,42 @@ from .images import (
     read_image,
     write_image,
 )
+from ..engine import register_opener
 from .inputs import ImagePair, check_volume_options, read_pair
+from .ome_zarr import OmeZarrImage, is_zarr_path, read_ome_zarr, write_ome_zarr
 from .volumes import VoxelSize, read_volume, read_voxel_size, write_volume
+
+
+
+def open_zarr_source(obj):
+    """``obj`` opened by :func:`read_ome_zarr` when it is a zarr path or group, else None."""
+    if is_zarr_path(obj):
+        return read_ome_zarr(obj)
+    if type(obj).__module__.split(".")[0] == "zarr" and type(obj).__name__ == "Group":
+        return read_ome_zarr(obj)
+    return None
+
+
+register_opener(open_zarr_source)
 
 __all__ = [
     "SUPPORTED",
     "ImagePair",
+    "OmeZarrImage",
     "VoxelSize",
     "atomic_output",
     "check_volume_options",
     "check_writable",
     "difference_for_file",
     "image_format",
+    "is_zarr_path",
+    "open_zarr_source",
     "read_image",
+    "read_ome_zarr",
     "read_pair",
     "read_volume",
     "read_voxel_size",
     "write_image",
+    "write_ome_zarr",
     "write_volume",
 ]

@@ -14,9 +14,9 @@ Pairs: :func:`align` (and its generator form :func:`iter_align`, which yields
 (:class:`FrameProgress`), :func:`warp_stack`, :class:`StackAlignment` and its
 :class:`Canvas`. Files:
 :func:`read_image`, :func:`write_image`, :func:`read_ome_zarr` and :func:`write_ome_zarr`
-(OME-Zarr, lazily, with pyramids; ``align`` and ``warp`` also take their paths), and :func:`batch_align` with its
-:class:`BatchReport`. Synthetic test images with known transforms are in
-:mod:`napari_ecc_align.data`.
+(OME-Zarr, lazily, with pyramids; ``align`` and ``warp`` also take their paths), and
+:func:`batch_align` with its :class:`BatchReport`. Synthetic test images with known
+transforms are in :mod:`napari_ecc_align.data`.
 """
 
 from importlib.metadata import PackageNotFoundError, version

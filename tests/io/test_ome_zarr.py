@@ -27,8 +27,10 @@ def pair2d():
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_a_2d_round_trip_keeps_values_calibration_and_halving_levels(tmp_path, pair2d, version):
     reference = pair2d[0]
-    path = nea.write_ome_zarr(tmp_path / "r.ome.zarr", reference, spacing=(0.25, 0.5),
-                              unit="µm", origin=(10, 20), version=version, chunks=(256, 256))  # fmt: skip
+    path = nea.write_ome_zarr(
+        tmp_path / "r.ome.zarr", reference, spacing=(0.25, 0.5), unit="µm", origin=(10, 20),
+        version=version, chunks=(256, 256),
+    )  # fmt: skip
     image = nea.read_ome_zarr(path)
     assert (image.version, image.ndim, image.unit) == (version, 2, "µm")
     assert image.spacing == (0.25, 0.5) and image.origin == (10.0, 20.0)
@@ -111,7 +113,8 @@ def _store_with(tmp_path, attrs, shape=(64, 64), name="bad.zarr"):
 
 def _ngff(axes=("y", "x"), scale=(1.0, 1.0), path="0", version="0.4", **extra):
     axes = [{"name": a, "type": "space"} if isinstance(a, str) else a for a in axes]
-    datasets = [{"path": path, "coordinateTransformations": [{"type": "scale", "scale": list(scale)}]}]
+    transforms = [{"type": "scale", "scale": list(scale)}]
+    datasets = [{"path": path, "coordinateTransformations": transforms}]
     return {"multiscales": [{"version": version, "axes": axes, "datasets": datasets, **extra}]}
 
 
@@ -197,7 +200,8 @@ def test_writes_on_a_running_dask_scheduler(tmp_path, pair2d):
     lazy = nea.warp(nea.write_ome_zarr(tmp_path / "m.ome.zarr", moving), alignment)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=None) as cluster:  # fmt: skip
-        path = nea.write_ome_zarr(tmp_path / "a.ome.zarr", lazy, scheduler=cluster.scheduler_address)
+        address = cluster.scheduler_address
+        path = nea.write_ome_zarr(tmp_path / "a.ome.zarr", lazy, scheduler=address)
         ran = dict(cluster.scheduler.task_prefixes)  # the chunks ran on that scheduler
     assert any("store" in name for name in ran), sorted(ran)
     np.testing.assert_allclose(nea.read_ome_zarr(path).levels[0].compute(),
@@ -207,8 +211,9 @@ def test_writes_on_a_running_dask_scheduler(tmp_path, pair2d):
 def test_a_scheduler_that_is_not_there_is_a_connection_error(tmp_path, pair2d):
     import dask
 
-    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(
-        ConnectionError, match="cannot connect to the Dask scheduler"
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
+        pytest.raises(ConnectionError, match="cannot connect to the Dask scheduler"),
     ):
         nea.write_ome_zarr(tmp_path / "a.ome.zarr", pair2d[0], scheduler="tcp://127.0.0.1:9")
     assert not os.listdir(tmp_path)

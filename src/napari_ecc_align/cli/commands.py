@@ -41,6 +41,7 @@ from ..io.images import atomic_output, check_writable, difference_for_file
 from ..io.inputs import read_pair
 from .demo import run_demo
 from .messages import PROG, in_cli_terms, print_error, say, summarize
+from .stores import align_stores, uses_stores
 
 # Engine defaults, shown in --help and passed through unchanged: one source of truth.
 _DEFAULTS = {k: p.default for k, p in inspect.signature(align).parameters.items()}
@@ -51,6 +52,7 @@ examples:
   {PROG} align page1.png scan1.jpg -o scan1_aligned.png --difference diff.png
   {PROG} align ref.tif moving.tif -o aligned.tif --motion euclidean --transform t.json
   {PROG} align ref_stack.tif mov_stack.tif -o aligned.tif --ndim 3 --spacing 3,1,1
+  {PROG} align ref.ome.zarr mov.ome.zarr aligned.ome.zarr --difference diff.ome.zarr
   {PROG} batch references/ scans/ aligned/ --workers 2 --difference
   {PROG} demo
 """
@@ -129,13 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         "align",
         help="align MOVING onto REFERENCE and save the result",
         description="Estimate the transform that maps REFERENCE onto MOVING, resample MOVING "
-        "onto the REFERENCE grid and save it. Formats: PNG, JPEG, TIFF (by extension).",
+        "onto the REFERENCE grid and save it. Formats: PNG, JPEG, TIFF (by extension) and "
+        "OME-Zarr (.zarr folders, NGFF 0.4 or 0.5), read lazily with their pyramid and voxel "
+        "size; an OME-Zarr output is written chunk by chunk, with its pyramid.",
     )
     # fmt: off
     p.add_argument("reference", metavar="REFERENCE", help="image that stays fixed")
     p.add_argument("moving", metavar="MOVING", help="image to align onto REFERENCE")
-    p.add_argument("-o", "--output", metavar="ALIGNED", required=True,
-                   help="aligned MOVING, same dtype as MOVING, on the REFERENCE grid")
+    p.add_argument("aligned", metavar="ALIGNED", nargs="?",
+                   help="aligned MOVING, same dtype as MOVING, on the REFERENCE grid (or -o)")
+    p.add_argument("-o", "--output", metavar="ALIGNED",
+                   help="the same as ALIGNED, as an option")
     p.add_argument("--difference", metavar="DIFF",
                    help="also save |REFERENCE - ALIGNED|, zero outside the overlap. Floating-point "
                    "differences are saved as float32 in TIFF; in PNG/JPEG they are scaled so "
@@ -170,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.add_argument("--interpolation", choices=("linear", "nearest", "cubic"), default="linear",
                    help="resampling of the aligned image (default: %(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="compute and write OME-Zarr outputs on this running dask.distributed "
+                   "scheduler (default: local threads)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # fmt: on
     _add_volume_options(p)
@@ -369,7 +378,15 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- align
 def _cmd_align(args: argparse.Namespace) -> int:
+    _output_name(args)
     _check_paths(args)
+    if uses_stores(args):
+        init = _read_init(args.init, args.ndim, args.max_pixels) if args.init else None
+        options = _estimate_options(args)
+        alignment = align_stores(args, options | {"init": init} if init is not None else options)
+        if not args.quiet:
+            say(summarize(alignment))
+        return 0
     _check_extensions(args, volume=args.ndim == 3)  # before reading anything
     pair = read_pair(
         args.reference, args.moving, ndim=args.ndim, spacing=args.spacing,
@@ -391,16 +408,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
 
     init = _read_init(args.init, pair.ndim, args.max_pixels) if args.init else None
     alignment = align(
-        pair.reference,
-        pair.moving,
-        init=init,
-        motion=args.motion,
-        max_iterations=args.max_iterations,
-        eps=args.eps,
-        pyramid_levels=args.pyramid_levels,
-        gauss_filter_size=args.gauss_filter_size,
-        intensity=args.intensity,
-        **pair.align_keywords,
+        pair.reference, pair.moving, init=init, **_estimate_options(args), **pair.align_keywords
     )
     aligned = warp(pair.moving, alignment, interpolation=args.interpolation)
     diff = None
@@ -422,6 +430,26 @@ def _cmd_align(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_name(args: argparse.Namespace) -> None:
+    """ALIGNED given as the third argument or as -o, once."""
+    if args.aligned and args.output and args.aligned != args.output:
+        raise ValueError(f"ALIGNED {args.aligned} and -o {args.output} differ; give one of them")
+    args.output = args.output or args.aligned
+    if not args.output:
+        raise ValueError("give the aligned image's name: align REFERENCE MOVING ALIGNED (or -o)")
+
+
+def _estimate_options(args: argparse.Namespace) -> dict:
+    return {
+        "motion": args.motion,
+        "max_iterations": args.max_iterations,
+        "eps": args.eps,
+        "pyramid_levels": args.pyramid_levels,
+        "gauss_filter_size": args.gauss_filter_size,
+        "intensity": args.intensity,
+    }
+
+
 def _check_extensions(args: argparse.Namespace, *, volume: bool) -> None:
     """The output names' formats (any format takes uint8 images; only TIFF volumes)."""
     for path in (args.output, args.difference):
@@ -437,7 +465,7 @@ def _read_init(path: str, ndim: int, budget=None) -> np.ndarray:
         raise type(exc)(f"--init must be a --transform JSON file: {exc}") from None
     except OSError as exc:  # say which option named the file
         raise OSError(exc.errno, f"--init: {exc.strerror}", exc.filename) from None
-    if init.ndim != ndim:
+    if ndim is not None and init.ndim != ndim:  # None: OME-Zarr stores decide, later
         kinds = {2: "2D images", 3: "volumes"}
         raise ValueError(
             f"--init {path} holds a transform of {kinds[init.ndim]} "

@@ -19,6 +19,7 @@ from .warping import overlap, warp_one
 NORMALIZED_FULL_SCALE = 4.0
 # Robust value ranges closer than this share of the span count as "the same range".
 _RANGE_TOLERANCE = 0.1
+_RANGE_PIXELS = 1_000_000  # about this many pixels of a lazy image judge its value range
 
 
 def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None):
@@ -277,6 +278,18 @@ def _normalized_difference(ref, ali, valid):
     return out
 
 
+def _for_range(image, name: str) -> np.ndarray:
+    """``image`` loaded for its value range: a pyramid's coarsest level, a lazy array's
+    every n-th pixel (about a million of them), a numpy array as it is."""
+    arr = as_array(image, name, lazy=True)
+    if isinstance(arr, Multiscale):
+        arr = arr.levels[-1]
+    if is_lazy(arr):
+        step = max(1, int(np.sqrt(np.prod(arr.shape[:2], dtype=np.float64) / _RANGE_PIXELS)))
+        arr = arr[::step, ::step]
+    return as_array(arr, name)
+
+
 def default_difference_mode(reference, moving, ndim=None) -> str:
     """``"absolute"`` if the images are directly comparable, else ``"normalized"``.
 
@@ -293,8 +306,8 @@ def default_difference_mode(reference, moving, ndim=None) -> str:
     TypeError
         If an input is not a numeric array.
     """
-    reference = as_array(reference, "reference")
-    moving = as_array(moving, "moving")
+    reference = _for_range(reference, "reference")
+    moving = _for_range(moving, "moving")
     if ndim is not None and (isinstance(ndim, bool) or ndim not in (2, 3)):
         raise ValueError(f"ndim must be 2 (images), 3 (volumes) or None, got {ndim!r}")
     spatial = ndim or (3 if _is_volume(reference) else 2)

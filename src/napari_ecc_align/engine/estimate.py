@@ -168,10 +168,11 @@ def align(
     reference_mask, moving_mask : array_like of bool, optional
         True where a pixel counts, with each image's ``(rows, cols)`` shape.
     ndim : {2, 3}, optional
-        2 (default; 3 when an OME-Zarr input is a volume): images as above. 3: ``reference`` and ``moving`` are volumes
-        ``(z, y, x)`` (any dtype, shapes may differ; masks and NaN as in 2D); the
-        motion is ``"translation"`` (3 parameters), ``"euclidean"`` (rigid in
-        physical units, 6) or ``"affine"`` (12); ``init`` is ``"auto"``,
+        2 (default; 3 when an OME-Zarr input is a volume): images as above. 3:
+        ``reference`` and ``moving`` are volumes ``(z, y, x)`` (any dtype, shapes may
+        differ; masks and NaN as in 2D); the motion is ``"translation"`` (3
+        parameters), ``"euclidean"`` (rigid in physical units, 6) or ``"affine"``
+        (12); ``init`` is ``"auto"``,
         ``"phase"``, ``"identity"``/None or a 4×4 matrix.
     spacing : (dz, dy, dx), optional
         Voxel size of both volumes (``ndim=3`` only; default: the one OME-Zarr

@@ -73,11 +73,16 @@ def resolve_pair(reference, moving, ndim, spacing):
         stated = {k: tuple(v) for k, v in stated.items() if v is not None and len(v) == 3}
         if len(stated) == 2:
             ref, mov = stated["reference"], stated["moving"]
-            if any(abs(a - b) > _SPACING_TOLERANCE * max(a, b) for a, b in zip(ref, mov)):
+            apart = [
+                abs(a - b) > _SPACING_TOLERANCE * max(a, b) for a, b in zip(ref, mov, strict=True)
+            ]
+            if any(apart):
                 raise ValueError(
                     f"the reference's voxel size {ref} and the moving volume's {mov} differ; "
                     "pass spacing=(dz, dy, dx) to say which to use (one serves both)"
                 )
         spacing = stated.get("reference", stated.get("moving"))
-    images = [obj if s is None else s.image for obj, s in zip((reference, moving), sources.values())]
-    return images[0], images[1], ndim, spacing
+    ref_source, mov_source = sources.values()
+    reference = reference if ref_source is None else ref_source.image
+    moving = moving if mov_source is None else mov_source.image
+    return reference, moving, ndim, spacing

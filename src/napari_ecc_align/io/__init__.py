@@ -18,6 +18,7 @@ their pyramid and voxel size, and written chunk by chunk, with a pyramid, by
 too: :func:`open_zarr_source` is registered as the engine's opener.
 """
 
+from ..engine import register_opener
 from .images import (
     SUPPORTED,
     atomic_output,
@@ -27,11 +28,9 @@ from .images import (
     read_image,
     write_image,
 )
-from ..engine import register_opener
 from .inputs import ImagePair, check_volume_options, read_pair
 from .ome_zarr import OmeZarrImage, is_zarr_path, read_ome_zarr, write_ome_zarr
 from .volumes import VoxelSize, read_volume, read_voxel_size, write_volume
-
 
 
 def open_zarr_source(obj):

@@ -133,9 +133,7 @@ def _axes(value, where: str) -> tuple[Axis, ...]:
     axes = []
     for k, axis in enumerate(value):
         if not isinstance(axis, dict) or not isinstance(axis.get("name"), str):
-            raise ValueError(
-                f"{where}: 'multiscales[0].axes[{k}]' must be an object with a 'name'"
-            )
+            raise ValueError(f"{where}: 'multiscales[0].axes[{k}]' must be an object with a 'name'")
         kind, unit = axis.get("type"), axis.get("unit")
         axes.append(Axis(
             axis["name"],

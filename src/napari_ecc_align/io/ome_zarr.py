@@ -21,7 +21,7 @@ from ..engine import PathLike, new_owner, temporary_name
 from .ngff import Multiscales, ngff_unit, parse_multiscales, short_unit
 from .ome_zarr_image import OmeZarrImage, spatial_view
 
-__all__ = ["OmeZarrImage", "is_zarr_path", "read_ome_zarr", "write_ome_zarr"]
+__all__ = ["OmeZarrImage", "atomic_store", "is_zarr_path", "read_ome_zarr", "write_ome_zarr"]
 
 # Chunks of the stores we write: about 1 MiB of uint8 (2D) or 8 MiB of uint16 (3D), as
 # napari-ome-zarr and the NGFF examples use.
@@ -91,7 +91,9 @@ def read_ome_zarr(source, *, channel: int | None = None, timepoint: int | None =
         try:
             array = node[path]
         except KeyError:
-            raise ValueError(f"{where}: the dataset {path!r} named by 'multiscales' is missing")
+            raise ValueError(
+                f"{where}: the dataset {path!r} named by 'multiscales' is missing"
+            ) from None
         if not isinstance(array, zarr.Array) or array.ndim != len(meta.axes):
             raise ValueError(
                 f"{where}: dataset {path!r} must be an array with one axis per 'axes' "
@@ -147,6 +149,7 @@ def write_ome_zarr(
     scheduler=None,
     progress: bool = False,
     name: str | None = None,
+    atomic: bool = True,
 ) -> str:
     """Write an image as an OME-Zarr store with its pyramid, chunk by chunk.
 
@@ -177,6 +180,9 @@ def write_ome_zarr(
         Show a progress bar on standard error.
     name : str, optional
         The image's name in the metadata.
+    atomic : bool
+        False: write at ``path`` itself, which must not exist (for a caller that
+        already writes to a temporary name, :func:`atomic_store`).
 
     Returns
     -------
@@ -190,7 +196,8 @@ def write_ome_zarr(
     if version not in ("0.4", "0.5"):
         raise ValueError(f"version must be '0.4' or '0.5', got {version!r}")
     target = os.path.abspath(os.fspath(path))
-    _check_replaceable(target)
+    if atomic:
+        _check_replaceable(target)
     array = image if isinstance(image, da.Array) else da.asarray(image)
     if array.ndim not in (ndim, ndim + 1) or (array.ndim == ndim + 1 and ndim == 3):
         raise ValueError(f"image must be (y, x), (y, x, channels) or (z, y, x), got {array.shape}")
@@ -202,17 +209,10 @@ def write_ome_zarr(
     if array.ndim > ndim:  # channels last in the engine, first in NGFF (c, y, x)
         array = da.moveaxis(array, -1, 0)
         chunks = (array.shape[0],) + chunks
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    temporary = os.path.join(parent, temporary_name(target, new_owner()))
-    try:
+    with atomic_store(target) if atomic else contextlib.nullcontext(target) as folder:
         with _compute_on(scheduler) as compute:
-            _write_store(temporary, array, ndim, spacing, unit, origin, version, chunks,
+            _write_store(folder, array, ndim, spacing, unit, origin, version, chunks,
                          compute, progress, name)  # fmt: skip
-        _move_into_place(temporary, target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return target
 
 
@@ -281,7 +281,9 @@ def _compute_on(scheduler):
     try:
         client = distributed.Client(scheduler, set_as_default=False) if own else scheduler
     except (OSError, ValueError) as exc:
-        raise ConnectionError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
+        raise ConnectionError(
+            f"cannot connect to the Dask scheduler at {scheduler}: {exc}"
+        ) from None
 
     def remote(task, progress):
         future = client.compute(task)
@@ -294,6 +296,24 @@ def _compute_on(scheduler):
     finally:
         if own:
             client.close()
+
+
+@contextlib.contextmanager
+def atomic_store(path: PathLike):
+    """Context manager yielding a hidden folder beside ``path`` to write a store into,
+    renamed onto ``path`` on success (an OME-Zarr store there is replaced then, and
+    anything else refused now) and deleted if the body raises."""
+    target = os.path.abspath(os.fspath(path))
+    _check_replaceable(target)
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    temporary = os.path.join(parent, temporary_name(target, new_owner()))
+    try:
+        yield temporary
+        _move_into_place(temporary, target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
 
 
 def _check_replaceable(target: str) -> None:

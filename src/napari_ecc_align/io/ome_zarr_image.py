@@ -64,7 +64,8 @@ class OmeZarrImage:
         rows, cols = self.shape[:2]
         for k, level in enumerate(self.levels[1:], start=1):
             expected = [(_ceil_halved(n, k), n // 2**k) for n in (rows, cols)]
-            if not all(side in options for side, options in zip(level.shape[:2], expected)):
+            sides = zip(level.shape[:2], expected, strict=True)
+            if not all(side in options for side, options in sides):
                 break
             kept.append(level)
         return kept if len(kept) > 1 else kept[0]
@@ -162,7 +163,7 @@ def downsampled(array, step, leading: int):
 def _mean_as(dtype: np.dtype):
     def mean(block, axis=None):
         value = block.mean(axis=axis, dtype=np.float64)
-        if dtype == bool:
+        if dtype.kind == "b":
             return value >= 0.5
         if dtype.kind in "iu":
             return np.rint(value).astype(dtype)

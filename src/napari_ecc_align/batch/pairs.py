@@ -33,7 +33,8 @@ CSV_COLUMNS = (
 STATUSES = ("ok", "skipped", "failed", "cancelled")
 INIT_CHOICES = ("identity", *SEARCHES)
 TRANSFORM_SUFFIX = ".transform.json"
-DIFFERENCE_SUFFIXES = (".difference.png", ".difference.tif")
+DIFFERENCE_SUFFIXES = (".difference.png", ".difference.tif", ".difference.ome.zarr")
+STORE_SUFFIXES = (".ome.zarr", ".zarr")  # OME-Zarr images: folders, aligned as stores
 
 
 # ------------------------------------------------------------------------------------- the pairs
@@ -58,7 +59,12 @@ class PairJob:
 
     @property
     def stem(self) -> str:
-        return os.path.splitext(self.aligned)[0]
+        return split_name(self.aligned)[0]
+
+    @property
+    def is_store(self) -> bool:
+        """Whether the outputs are OME-Zarr stores (the moving image is one)."""
+        return split_name(self.aligned)[1] in STORE_SUFFIXES
 
     @property
     def transform(self) -> str:
@@ -151,7 +157,7 @@ def _pairs_from_folders(reference_dir, moving_dir, output_dir, pattern, keep_jpe
         for rel, why in unreadable
     ]
     if not names and not unlisted:
-        what = f"matching {pattern!r}" if pattern else "(.png, .jpg, .jpeg, .tif, .tiff)"
+        what = f"matching {pattern!r}" if pattern else "(.png, .jpg, .jpeg, .tif, .tiff, .zarr)"
         raise ValueError(f"no image files {what} under MOVING_DIR {os.fspath(moving_dir)}")
     jobs = []
     for rel in names:
@@ -159,7 +165,7 @@ def _pairs_from_folders(reference_dir, moving_dir, output_dir, pattern, keep_jpe
         reference = os.path.join(ref_root, native)
         out_rel = _default_output(rel, keep_jpeg)
         problem = None
-        if not os.path.isfile(reference):
+        if not is_image(reference):
             problem = f"no reference partner: {os.path.join(os.fspath(reference_dir), native)} "
             problem += "does not exist"
             reference = None
@@ -175,6 +181,22 @@ def _pairs_from_folders(reference_dir, moving_dir, output_dir, pattern, keep_jpe
             )
         )
     return jobs, unlisted
+
+
+def split_name(path: str) -> tuple[str, str]:
+    """``(stem, extension)``, where an OME-Zarr store's extension is ``.ome.zarr``."""
+    lower = path.lower()
+    for suffix in STORE_SUFFIXES:
+        if lower.endswith(suffix):
+            return path[: -len(suffix)], suffix
+    return os.path.splitext(path)
+
+
+def is_image(path: str) -> bool:
+    """A regular file, or a folder that is a zarr store."""
+    if os.path.isfile(path):
+        return True
+    return os.path.isdir(path) and split_name(path)[1] in STORE_SUFFIXES
 
 
 def _image_files(root: str, pattern: str | None) -> tuple[list[str], list[tuple[str, str]]]:
@@ -196,9 +218,13 @@ def _image_files(root: str, pattern: str | None) -> tuple[list[str], list[tuple[
 
     for folder, dirs, files in os.walk(root, onerror=cannot_list):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        stores = [d for d in dirs if split_name(d)[1] in STORE_SUFFIXES]
+        dirs[:] = [d for d in dirs if d not in stores]  # an OME-Zarr store is one image
         rel_folder = os.path.relpath(folder, root)
-        for name in files:
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+        for name in files + stores:
+            if name.startswith("."):
+                continue
+            if name not in stores and os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                 continue
             rel = name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/")
             if pattern is None or fnmatch.fnmatch(
@@ -261,9 +287,9 @@ def _pairs_from_csv(pairs_csv, reference_dir, moving_dir, output_dir, keep_jpeg)
             problem = f"no reference partner ({name}, line {line}: empty reference cell)"
         else:
             reference = os.path.join(ref_root, cells["reference"])
-            if not os.path.isfile(reference):
+            if not is_image(reference):
                 problem = f"no reference partner: {reference} does not exist"
-        if problem is None and not os.path.isfile(moving):
+        if problem is None and not is_image(moving):
             problem = f"the moving image {moving} does not exist"
         jobs.append(
             PairJob(

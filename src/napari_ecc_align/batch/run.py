@@ -29,9 +29,7 @@ import contextlib
 import errno
 import math
 import os
-import stat
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -41,11 +39,8 @@ from ..engine import (
     Alignment,
     check_dimensions,
     check_volume_motion,
-    is_owner,
     new_owner,
-    temporary_owner,
     validate_params,
-    write_text_atomic,
 )
 from ..engine import max_pixels as pixel_budget
 from .cluster import ProgressBar, dask_client, run_pairs
@@ -58,12 +53,16 @@ from .pairs import (
     find_pairs,
     is_inside,
 )
+from .records import (  # RUNS_NAME and recorded_runs: also importable from here, as before
+    RUNS_NAME,  # noqa: F401
+    forget_runs,
+    locked_folder,
+    recorded_runs,  # noqa: F401
+    remove_temporary_files,
+    start_run,
+)
 from .report import BatchReport, write_csv
 from .worker import align_pair, describe_failure
-
-# The owner tokens of the runs that may have left temporary files in OUTPUT_DIR.
-RUNS_NAME = ".napari-ecc-align.runs"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 # ------------------------------------------------------------------------------------- the batch
@@ -219,8 +218,8 @@ def batch_align(
         needed = todo and not stopped
         client = cluster.enter_context(dask_client(scheduler, n_workers, bar)) if needed else None
         os.makedirs(output_dir, exist_ok=True)
-        with _locked(os.fspath(output_dir)):
-            _start_run(output_dir, run)
+        with locked_folder(os.fspath(output_dir)):
+            start_run(output_dir, run)
             started, error = time.time(), None
             try:
                 if client is not None:
@@ -259,7 +258,7 @@ def _write_report(report: BatchReport, run: str, tidy: bool, error) -> None:
     finally:
         if tidy:
             remove_temporary_files(report.output_dir)
-            _forget_runs(report.output_dir)
+            forget_runs(report.output_dir)
     if failure is not None and error is None:  # never hide an interruption
         counts = report.counts
         done = counts["ok"] + counts["skipped"]
@@ -390,9 +389,9 @@ def _same_file(a, b) -> bool:
 
 def _complete(job: PairJob, difference: bool) -> Alignment | None:
     """The pair's alignment if all its outputs are there, else None."""
-    if not (os.path.isfile(job.transform) and os.path.isfile(job.aligned)):
+    if not (os.path.isfile(job.transform) and os.path.exists(job.aligned)):
         return None
-    if difference and not any(os.path.isfile(job.stem + s) for s in DIFFERENCE_SUFFIXES):
+    if difference and not any(os.path.exists(job.stem + s) for s in DIFFERENCE_SUFFIXES):
         return None
     try:  # the loader turns anything malformed into ValueError/TypeError. No budget: this
         # program wrote the file for images it has read, and a lower budget on a resume
@@ -400,120 +399,3 @@ def _complete(job: PairJob, difference: bool) -> Alignment | None:
         return Alignment.from_json(job.transform, max_pixels=math.inf)
     except (OSError, ValueError, TypeError):  # unreadable or corrupt: align the pair again
         return None
-
-
-def _forget_runs(output_dir: PathLike) -> None:
-    """Remove the record of runs: the regular file this program made, never a link."""
-    path = os.path.join(os.fspath(output_dir), RUNS_NAME)
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            os.remove(path)
-
-
-def _start_run(output_dir: PathLike, run: str) -> None:
-    """Record ``run`` (before it writes anything), then remove what earlier, killed runs
-    left and forget them."""
-    path = os.path.join(os.fspath(output_dir), RUNS_NAME)
-    earlier = recorded_runs(output_dir)
-    # Appended, on a line of its own even after a line cut short by a kill. O_NOFOLLOW: a
-    # link of that name must not lead the append outside OUTPUT_DIR.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o666)
-    with os.fdopen(fd, "a", encoding="ascii") as fh:
-        fh.write(f"\n{run}\n")
-    if earlier:
-        remove_temporary_files(output_dir, earlier)
-        write_text_atomic(path, run + "\n", owner=run)
-
-
-def recorded_runs(output_dir: PathLike) -> set[str]:
-    """The owner tokens recorded in ``output_dir`` by batch runs that have not tidied up.
-
-    Raises
-    ------
-    ValueError
-        If ``.napari-ecc-align.runs`` is there but is no regular file (a link, a folder):
-        not this program's record, so nothing is appended to it or removed.
-    """
-    path = os.path.join(os.fspath(output_dir), RUNS_NAME)
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return set()
-    if not stat.S_ISREG(mode):
-        raise ValueError(
-            f"{path} is not a regular file, so it is not this program's record of its runs; "
-            "move it away, then run the batch again"
-        )
-    try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return {line.strip() for line in fh if is_owner(line.strip())}
-    except FileNotFoundError:
-        return set()
-
-
-def remove_temporary_files(output_dir: PathLike, runs=None) -> list[str]:
-    """Delete the temporary files that batch runs left under ``output_dir``, and nothing else.
-
-    A file is removed only when it is a regular file named like a temporary file of
-    this program (``.<stem>.<owner>-<hex>.tmp<ext>``, see
-    :mod:`~napari_ecc_align.engine.temporary`) *and* its owner is one of ``runs``
-    (default: the runs recorded in ``output_dir/.napari-ecc-align.runs``).
-
-    Parameters
-    ----------
-    output_dir : str or os.PathLike
-        The batch's output folder; searched with its subfolders (links to folders
-        are not followed, and links are never removed).
-    runs : iterable of str, optional
-        Owner tokens (:func:`~napari_ecc_align.engine.new_owner`) whose
-        files may be removed. Default: :func:`recorded_runs` of ``output_dir``.
-
-    Returns
-    -------
-    list of str
-        The removed paths; empty when nothing qualifies (no runs recorded, no folder).
-
-    Raises
-    ------
-    ValueError
-        If ``runs`` is not given and the record is no regular file (:func:`recorded_runs`).
-    OSError
-        If the record cannot be read, or a file that qualifies cannot be removed.
-    """
-    runs = recorded_runs(output_dir) if runs is None else set(runs)
-    removed: list[str] = []
-    if not runs:
-        return removed
-    for folder, _, files in os.walk(output_dir):  # links to folders are not followed
-        for name in files:
-            if temporary_owner(name) not in runs:
-                continue
-            path = os.path.join(folder, name)
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISREG(os.lstat(path).st_mode):
-                    os.remove(path)
-                    removed.append(path)
-    return removed
-
-
-@contextlib.contextmanager
-def _locked(folder: str) -> Iterator[None]:
-    """Hold an exclusive lock on the output folder (POSIX); released even on SIGKILL."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)  # not inherited by worker processes (PEP 446)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(
-                f"another batch is writing to {folder}; wait for it or choose another OUTPUT_DIR"
-            ) from None
-        except OSError:
-            pass  # a file system without locks: go on
-        yield
-    finally:
-        os.close(fd)

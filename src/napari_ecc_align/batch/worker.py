@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from ..engine import Alignment, write_text_atomic
+from ..io import is_zarr_path
 from ..io.images import atomic_output, check_writable, write_image
 from ..io.inputs import read_pair
 from ..io.volumes import write_volume
@@ -48,6 +49,14 @@ def _align_files(job: PairJob) -> Alignment:
     from ..engine import align, default_difference_mode, difference, warp
     from ..io.images import difference_for_file
 
+    if job.is_store or any(is_zarr_path(p) for p in (job.reference, job.moving)):
+        import dask
+
+        # The stores' chunks are read and written on this worker's own threads: on the
+        # cluster's default scheduler the task would wait for tasks queued behind itself.
+        with dask.config.set(scheduler="threads"):
+            return _align_stores(job)
+
     pair = read_pair(
         job.reference, job.moving, ndim=job.ndim, spacing=job.spacing, max_pixels=job.max_pixels
     )
@@ -76,6 +85,42 @@ def _align_files(job: PairJob) -> Alignment:
         diff = difference(pair.reference, aligned, mode=mode, alignment=alignment)
         save(path, difference_for_file(diff, path, mode, pair.reference, pair.moving))
     # Last: now the pair is complete (the same text as alignment.to_json(path) writes).
+    write_text_atomic(job.transform, alignment.to_json() + "\n", owner=job.owner)
+    return alignment
+
+
+def _align_stores(job: PairJob) -> Alignment:
+    """A pair with an OME-Zarr store among its inputs or outputs: read lazily, each store
+    output written chunk by chunk on this worker's threads."""
+    from ..engine import align, default_difference_mode, difference, warp
+    from ..io.images import difference_for_file
+    from ..io.sources import open_pair, sample_of, save_output
+
+    reference, moving, geometry = open_pair(
+        job.reference, job.moving, ndim=job.ndim, spacing=job.spacing, max_pixels=job.max_pixels
+    )
+    init = np.asarray(job.init, dtype=np.float64) if not isinstance(job.init, str) else job.init
+    alignment = align(reference, moving, motion=job.motion, init=init, ndim=geometry.ndim,
+                      spacing=job.spacing)  # fmt: skip
+    aligned = warp(moving.image, alignment)
+    with contextlib.suppress(FileNotFoundError):  # as for files: the JSON marks a complete pair
+        os.remove(job.transform)
+    with contextlib.ExitStack() as outputs:
+        save_output(job.aligned, aligned, geometry, outputs=outputs, owner=job.owner,
+                    max_pixels=job.max_pixels)  # fmt: skip
+    if job.difference:
+        mode = default_difference_mode(reference.image, moving.image, ndim=geometry.ndim)
+        diff = difference(reference.image, aligned, mode=mode, alignment=alignment)
+        if job.is_store:
+            path = job.stem + DIFFERENCE_SUFFIXES[2]
+        else:
+            floating = any(sample_of(s).dtype.kind == "f" for s in (reference, moving))
+            path = job.stem + DIFFERENCE_SUFFIXES[1 if floating or geometry.ndim == 3 else 0]
+            diff = difference_for_file(np.asarray(diff), path, mode, sample_of(reference),
+                                       sample_of(moving))  # fmt: skip
+        with contextlib.ExitStack() as outputs:
+            save_output(path, diff, geometry, outputs=outputs, owner=job.owner,
+                        max_pixels=job.max_pixels, what="difference")  # fmt: skip
     write_text_atomic(job.transform, alignment.to_json() + "\n", owner=job.owner)
     return alignment
 

@@ -299,18 +299,21 @@ def _compute_on(scheduler):
 
 
 @contextlib.contextmanager
-def atomic_store(path: PathLike):
+def atomic_store(path: PathLike, owner: str | None = None):
     """Context manager yielding a hidden folder beside ``path`` to write a store into,
     renamed onto ``path`` on success (an OME-Zarr store there is replaced then, and
-    anything else refused now) and deleted if the body raises."""
+    anything else refused now) and deleted if the body raises. ``owner``: a token from
+    :func:`~napari_ecc_align.engine.new_owner` for the folder's name (batch clean-up
+    removes its own left-overs by it)."""
     target = os.path.abspath(os.fspath(path))
     _check_replaceable(target)
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
-    temporary = os.path.join(parent, temporary_name(target, new_owner()))
+    owner = owner or new_owner()
+    temporary = os.path.join(parent, temporary_name(target, owner))
     try:
         yield temporary
-        _move_into_place(temporary, target)
+        _move_into_place(temporary, target, owner)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -330,13 +333,13 @@ def _is_store(folder: str) -> bool:
     return any(os.path.isfile(os.path.join(folder, m)) for m in ("zarr.json", ".zgroup", ".zattrs"))
 
 
-def _move_into_place(temporary: str, target: str) -> None:
+def _move_into_place(temporary: str, target: str, owner: str) -> None:
     """Rename the finished store onto ``target``; an old store there is moved aside
     first and deleted only once the new one is in place."""
     if not os.path.lexists(target):
         os.rename(temporary, target)
         return
-    aside = os.path.join(os.path.dirname(target), temporary_name(target, new_owner()))
+    aside = os.path.join(os.path.dirname(target), temporary_name(target, owner))
     os.rename(target, aside)
     try:
         os.rename(temporary, target)

@@ -1,0 +1,89 @@
+"""Inputs and outputs that may be OME-Zarr stores or files, for the CLI and batch.
+
+:func:`open_pair` opens two inputs as engine sources: a store lazily
+(:func:`read_ome_zarr`), a file read whole (:func:`read_image`, or :func:`read_volume`
+for volumes) as a :class:`FileImage`. :func:`save_output` writes an image on the
+reference grid to a store (chunk by chunk) or a file (computed within the pixel
+budget), carrying the reference's voxel size, unit and origin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engine import check_pixels
+from .images import atomic_output, write_image
+from .ome_zarr import atomic_store, is_zarr_path, read_ome_zarr, write_ome_zarr
+from .volumes import read_volume, write_volume
+
+
+@dataclass(frozen=True)
+class FileImage:
+    """An image or volume read from a file, as an engine source."""
+
+    image: np.ndarray
+    ndim: int
+    voxel_spacing: tuple[float, ...] | None = None
+    unit: str | None = None
+    origin: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What an output on the reference grid carries: space axes, voxel size, unit, origin."""
+
+    ndim: int
+    spacing: tuple[float, ...] | None = None
+    unit: str | None = None
+    origin: tuple[float, ...] | None = None
+
+
+def open_pair(reference, moving, *, ndim=None, spacing=None, max_pixels=None):
+    """``(reference, moving, geometry)``: the two inputs as sources, and the geometry of
+    outputs on the reference grid. ``ndim`` None: 3 when a store is a volume, else 2."""
+    from .images import read_image
+
+    stores = [read_ome_zarr(p) if is_zarr_path(p) else None for p in (reference, moving)]
+    ndim = ndim or (3 if any(s is not None and s.ndim == 3 for s in stores) else 2)
+    sources = []
+    for store, path in zip(stores, (reference, moving), strict=True):
+        if store is not None:
+            sources.append(store)
+        elif ndim == 3:
+            volume, voxels = read_volume(path, max_pixels=max_pixels)
+            sources.append(FileImage(volume, 3, voxels.spacing, voxels.unit))
+        else:
+            sources.append(FileImage(read_image(path, max_pixels=max_pixels), 2))
+    ref, mov = sources
+    geometry = Geometry(ndim, spacing or ref.voxel_spacing or mov.voxel_spacing,
+                        ref.unit, ref.origin)  # fmt: skip
+    return ref, mov, geometry
+
+
+def sample_of(source) -> np.ndarray:
+    """An array with a source's dtype and value range: a store's coarsest level."""
+    if isinstance(source, FileImage):
+        return source.image
+    return np.asarray(source.levels[-1])
+
+
+def save_output(path, image, geometry: Geometry, *, outputs, owner=None, scheduler=None,
+                progress=False, max_pixels=None, what="aligned image"):  # fmt: skip
+    """Write ``image`` to ``path`` through a temporary name entered on ``outputs`` (an
+    ``ExitStack``: renamed into place when it closes without error). A store is written
+    chunk by chunk; a file is computed first, refused beyond ``max_pixels``."""
+    if is_zarr_path(path):
+        folder = outputs.enter_context(atomic_store(path, owner))
+        write_ome_zarr(folder, image, atomic=False, ndim=geometry.ndim, spacing=geometry.spacing,
+                       unit=geometry.unit, origin=geometry.origin, scheduler=scheduler,
+                       progress=progress)  # fmt: skip
+        return
+    check_pixels(image.shape, f"the {what}", max_pixels)
+    data = np.asarray(image)
+    target = outputs.enter_context(atomic_output(path, owner=owner))
+    if geometry.ndim == 3:
+        write_volume(target, data, spacing=geometry.spacing, unit=geometry.unit, atomic=False)
+    else:
+        write_image(target, data, atomic=False)

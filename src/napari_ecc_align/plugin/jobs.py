@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 
 from ..engine import Alignment, Progress, default_difference_mode, difference, iter_align, warp
+from .pyramids import difference_pyramid, is_pyramid, level_alignments, warped_pyramid
 
 
 @dataclass
 class Job:
     """Inputs of one alignment run (arrays, not layers)."""
 
-    reference: np.ndarray
-    moving: np.ndarray
+    reference: Any  # numpy, dask or zarr; a list of levels for a multiscale layer
+    moving: Any
     align_kwargs: dict[str, Any] = field(default_factory=dict)
     alignment: Alignment | None = None  # given: apply it, do not estimate
     interpolation: str = "linear"
@@ -53,16 +54,24 @@ def run_job(job: Job) -> Generator[Progress | str, None, JobResult]:
     else:
         check_applicable(alignment, job.moving)
     aligned = None
+    pyramids = is_pyramid(job.reference) and is_pyramid(job.moving)  # lazy pyramids out
+    levels = level_alignments(alignment, job.reference, job.moving) if pyramids else None
     if job.want_aligned or job.want_difference:
         yield "resampling"
-        aligned = warp(job.moving, alignment, interpolation=job.interpolation)
+        if pyramids:
+            aligned = warped_pyramid(job.moving, levels, job.interpolation)
+        else:
+            aligned = warp(job.moving, alignment, interpolation=job.interpolation)
     diff = None
     mode = job.difference_mode
     if job.want_difference:
         yield "difference"
         if mode == "auto":
             mode = default_difference_mode(job.reference, job.moving, alignment.ndim)
-        diff = difference(job.reference, aligned, mode=mode, alignment=alignment)
+        if pyramids:
+            diff = difference_pyramid(job.reference, aligned, levels, mode)
+        else:
+            diff = difference(job.reference, aligned, mode=mode, alignment=alignment)
     carried = []
     for carry in job.carriers:
         yield "carrying"
@@ -72,7 +81,8 @@ def run_job(job: Job) -> Generator[Progress | str, None, JobResult]:
 
 def check_applicable(alignment: Alignment, moving: np.ndarray) -> None:
     """Refuse to apply a saved transform to an image (or volume) of another size."""
-    shape = tuple(np.shape(moving)[: alignment.ndim])
+    level0 = moving[0] if is_pyramid(moving) else moving
+    shape = tuple(np.shape(level0)[: alignment.ndim])
     if shape != tuple(alignment.moving_shape):
         what = "image" if alignment.ndim == 2 else "volume"
         unit = "pixels" if alignment.ndim == 2 else "voxels"

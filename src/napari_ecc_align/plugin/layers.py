@@ -181,7 +181,7 @@ def require_spatial(layer: Layer, role: str, spatial: int = 2) -> None:
         )
 
 
-def image_for_alignment(layer: Layer, name: str, ndim: int = 2) -> np.ndarray:
+def image_for_alignment(layer: Layer, name: str, ndim: int = 2):
     """The image (or volume) of an Image layer, as an array for :func:`align`.
 
     Parameters
@@ -189,8 +189,10 @@ def image_for_alignment(layer: Layer, name: str, ndim: int = 2) -> np.ndarray:
     layer : napari.layers.Image
         With ``ndim=2``, a 2D layer: grayscale ``(rows, cols)`` or RGB(A)
         ``(rows, cols, 3|4)`` when ``layer.rgb``; with ``ndim=3``, a grayscale
-        ``(z, y, x)`` volume. Multiscale layers give their highest resolution
-        (``layer.data[0]``); dask/zarr data is loaded with ``np.asarray``.
+        ``(z, y, x)`` volume. Nothing is loaded here (on the main thread): dask and
+        zarr data are passed as they are, a multiscale layer as the list of its
+        levels (2D; a volume as its finest level), which the engine reads level by
+        level.
     name : str
         The layer's role in error messages, e.g. ``"reference"`` or ``"moving"``.
     ndim : {2, 3}
@@ -210,7 +212,10 @@ def image_for_alignment(layer: Layer, name: str, ndim: int = 2) -> np.ndarray:
             f"{name} layer {layer.name!r} is a {type(layer).__name__} layer; choose an Image layer"
         )
     require_spatial(layer, name, ndim)
-    return np.asarray(level0(layer))
+    if getattr(layer, "multiscale", False):
+        return list(layer.data) if ndim == 2 else layer.data[0]
+    data = layer.data
+    return data if hasattr(data, "chunks") else np.asarray(data)
 
 
 def layer_spacing(layer: Layer) -> tuple[float, float, float]:

@@ -32,6 +32,14 @@ class OutputOptions:
             self.also,
         ]
 
+    def suit_moving_layer(self, multiscale: bool) -> None:
+        """Defaults for a newly chosen moving layer: a multiscale one (too big to resample
+        at a press) is moved by its affine; the aligned image and the difference, when
+        ticked, are lazy pyramids. Other layers get the usual outputs."""
+        self.move_only.value = multiscale and self.move_only.enabled
+        self.out_aligned.value = not multiscale
+        self.out_difference.value = not multiscale
+
     def show_pair_outputs(self, show: bool) -> None:
         """A stack makes only its aligned frames: hide the outputs of a pair."""
         for widget in (self.out_difference, self.difference_mode, self.move_only, self.also):

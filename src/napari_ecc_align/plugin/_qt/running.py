@@ -10,6 +10,7 @@ from qtpy.QtCore import QEvent, QObject
 
 from ...engine import Progress, expected_progress_steps
 from ..jobs import Job, StackJob, run_job, run_stack_job, steps_expected
+from ..pyramids import level0_shape
 
 
 @dataclass
@@ -73,7 +74,8 @@ def progress_for(job: Job | StackJob) -> StepProgress:
     if job.alignment is None:
         options = ("ndim", "spacing", "pyramid_levels", "init")
         kwargs = {k: v for k, v in job.align_kwargs.items() if k in options}
-        levels = expected_progress_steps(job.reference.shape, job.moving.shape, **kwargs)
+        shapes = (level0_shape(job.reference), level0_shape(job.moving))
+        levels = expected_progress_steps(*shapes, **kwargs)
     return StepProgress(steps_expected(job, levels), levels=levels)
 
 

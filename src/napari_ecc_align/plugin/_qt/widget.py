@@ -20,7 +20,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 
 from ...engine import Alignment
 from ..jobs import Job, JobResult, StackJob
-from ..layers import image_for_alignment, layer_spacing
+from ..layers import image_for_alignment, layer_spacing, spatial_shape
 from ..modes import Mode, align_as_choices, mode_for, pair_problem, spacing_mismatch
 from ..outputs import carrier, is_output, kind, pair_updates, rasterise_mask, stack_updates
 from .dialogs import file_dialog
@@ -57,6 +57,8 @@ class AlignWidget(Container):
         self.last_stack_alignment = None
         # The answers given per moving layer, by (layer id, data shape): asked once each.
         self._align_as_answers: dict[tuple, str | None] = {}
+        self._moving_seen: int | None = None  # id of the moving layer outputs were suited to
+        self._suited_multiscale = False
 
         self.reference = ComboBox(label="Reference", choices=self._image_layers)
         self.moving = ComboBox(label="Moving", choices=self._image_layers)
@@ -173,6 +175,13 @@ class AlignWidget(Container):
         return mode is not None and mode.is_stack
 
     def _on_moving(self, _layer=None) -> None:
+        moving = self.moving.value
+        if id(moving) != self._moving_seen:  # a new moving layer: outputs that suit it
+            self._moving_seen = id(moving)
+            multiscale = bool(getattr(moving, "multiscale", False))
+            if multiscale or self._suited_multiscale:
+                self.output_options.suit_moving_layer(multiscale)
+            self._suited_multiscale = multiscale
         self._fit_align_as()
         self._on_align_as()
 
@@ -295,7 +304,8 @@ class AlignWidget(Container):
         if ndim == 3 and alignment is None:
             align_kwargs["spacing"] = layer_spacing(reference)
         if alignment is None and self.mask.value is not None:
-            align_kwargs["reference_mask"] = rasterise_mask(self.mask.value, ref_data.shape[:ndim])
+            shape = spatial_shape(reference)[:ndim]
+            align_kwargs["reference_mask"] = rasterise_mask(self.mask.value, shape)
         interpolation = self.interpolation.value
         carriers = [
             carrier(layer, reference, moving, interpolation, ndim) for layer in self.also.value

@@ -334,7 +334,14 @@ def test_image_for_alignment(make_napari_viewer, rng):
     pyramid = viewer.add_image([rng.random((40, 60)), rng.random((20, 30))], multiscale=True)
     assert image_for_alignment(gray, "reference").shape == (20, 30)
     assert image_for_alignment(rgb, "moving").shape == (20, 30, 3)
-    np.testing.assert_array_equal(image_for_alignment(pyramid, "moving"), pyramid.data[0])
+    # A multiscale layer reaches the engine as its levels, finest first, none loaded.
+    levels = image_for_alignment(pyramid, "moving")
+    assert isinstance(levels, list) and [level.shape for level in levels] == [(40, 60), (20, 30)]
+    np.testing.assert_array_equal(levels[0], pyramid.data[0])
+    import dask.array as da
+
+    lazy = viewer.add_image(da.zeros((20, 30), chunks=10))
+    assert image_for_alignment(lazy, "moving") is lazy.data  # dask stays dask
 
     stack = viewer.add_image(rng.random((3, 20, 30)), name="stack")
     with pytest.raises(ValueError, match=r"'stack' is a stack of shape \(3, 20, 30\)"):

@@ -13,7 +13,7 @@ from enum import Enum
 from .layers import layer_spacing
 
 
-class Mode(str, Enum):  # noqa: UP042 - str(Mode.X) is relied on as "Mode.X"
+class Mode(str, Enum):  # noqa: UP042 - StrEnum would change str() of the members
     """How one press of Align treats the moving layer."""
 
     IMAGES = "images"  # two 2D images

@@ -104,6 +104,27 @@ def test_a_volume_takes_its_voxel_size_from_the_metadata(tmp_path):
     assert given.corner_error(pair.matrix) < 0.05
 
 
+def test_stated_voxel_sizes_are_compared_in_one_unit(tmp_path):
+    pair = volume_pair()
+    ref = nea.write_ome_zarr(tmp_path / "r.ome.zarr", pair.reference, ndim=3,
+                             spacing=pair.spacing, unit="µm")  # fmt: skip
+    in_nm = tuple(1000 * s for s in pair.spacing)
+    mov = nea.write_ome_zarr(tmp_path / "m.ome.zarr", pair.moving, ndim=3, spacing=in_nm,
+                             unit="nanometer")  # fmt: skip
+    assert nea.read_ome_zarr(mov).voxel_spacing == pytest.approx(pair.spacing)
+    # The same voxels in nm and in µm agree: aligned with that spacing, not refused.
+    assert nea.align(ref, mov, motion="euclidean").corner_error(pair.matrix) < 0.05
+    # The CLI and batch choose by the same rule, keeping the reference's unit.
+    from napari_ecc_align.io.sources import open_pair
+
+    *_, geometry = open_pair(str(ref), str(mov))
+    assert geometry.spacing == pytest.approx(pair.spacing) and geometry.unit == "µm"
+    other = nea.write_ome_zarr(tmp_path / "o.ome.zarr", pair.moving, ndim=3, spacing=in_nm,
+                               unit="micrometer")  # fmt: skip
+    with pytest.raises(ValueError, match="voxel size"):
+        open_pair(str(ref), str(other))
+
+
 def _store_with(tmp_path, attrs, shape=(64, 64), name="bad.zarr"):
     group = zarr.open_group(tmp_path / name, mode="w", zarr_format=2)
     group.create_array("0", shape=shape, dtype=np.uint8, chunks=(32,) * len(shape))

@@ -101,7 +101,7 @@ def _align_stores(job: PairJob) -> Alignment:
     )
     init = np.asarray(job.init, dtype=np.float64) if not isinstance(job.init, str) else job.init
     alignment = align(reference, moving, motion=job.motion, init=init, ndim=geometry.ndim,
-                      spacing=job.spacing)  # fmt: skip
+                      spacing=geometry.volume_spacing)  # fmt: skip
     aligned = warp(moving.image, alignment)
     with contextlib.suppress(FileNotFoundError):  # as for files: the JSON marks a complete pair
         os.remove(job.transform)

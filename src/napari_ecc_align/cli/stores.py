@@ -42,7 +42,7 @@ def align_stores(args: argparse.Namespace, estimate_options: dict):
     reference, moving, geometry = open_pair(
         args.reference, args.moving, ndim=args.ndim, spacing=args.spacing, max_pixels=limit
     )
-    alignment = align(reference, moving, ndim=geometry.ndim, spacing=args.spacing,
+    alignment = align(reference, moving, ndim=geometry.ndim, spacing=geometry.volume_spacing,
                       **estimate_options)  # fmt: skip
     aligned = warp(moving.image, alignment, interpolation=args.interpolation)
     diff = None

@@ -67,7 +67,8 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
 - applying it: :func:`warp`, :func:`difference`, :func:`default_difference_mode`,
   :data:`NORMALIZED_FULL_SCALE`;
 - images: :func:`luminance`, :func:`as_shape`; sources: :func:`register_opener`,
-  :func:`as_source`, :func:`resolve_pair`;
+  :func:`as_source`, :func:`resolve_pair`, :func:`spacings_agree` (the one test of two
+  voxel sizes);
 - the pixel budget: :func:`max_pixels`, :func:`check_pixels`, :class:`PixelBudgetError`,
   :data:`DEFAULT_MAX_PIXELS`, :data:`ENV_VAR` (its environment variable's name);
 - files: :func:`open_input`, :func:`check_input_file`, ``PathLike``, :func:`read_json`
@@ -98,7 +99,7 @@ from .options import (
     validate_params,
 )
 from .preprocess import as_shape, luminance
-from .sources import as_source, register_opener, resolve_pair
+from .sources import as_source, register_opener, resolve_pair, spacings_agree
 from .steps import expected_progress_steps
 from .template import Template
 from .temporary import create_temporary, is_owner, new_owner, temporary_name, temporary_owner
@@ -149,6 +150,7 @@ __all__ = [
     "register_opener",
     "resolve_pair",
     "shape_field",
+    "spacings_agree",
     "swap_axes",
     "temporary_name",
     "temporary_owner",

@@ -2,11 +2,12 @@
 names one) instead of an array.
 
 A source is any object with ``image`` (an array, or a pyramid as a list of arrays,
-finest first), ``ndim`` (2 or 3 space axes) and ``voxel_spacing`` (its stated pixel or
-voxel size in array order, or None); :class:`napari_ecc_align.io.OmeZarrImage` is one.
-The engine reads no file format itself: the ``io`` package registers an *opener*
-(:func:`register_opener`) that turns a path or zarr group into a source, and every
-entry point (``align``, ``warp``, ``difference``, ``Template``) resolves its images here.
+finest first), ``ndim`` (2 or 3 space axes) and ``voxel_spacing`` (its pixel or voxel
+size in array order, in µm when its unit is known, or None when it states none);
+:class:`napari_ecc_align.io.OmeZarrImage` is one. The engine reads no file format
+itself: the ``io`` package registers an *opener* (:func:`register_opener`) that turns a
+path or zarr group into a source, and every entry point (``align``, ``warp``,
+``difference``, ``Template``) resolves its images here.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-# Two stated voxel sizes agree when every axis is within this fraction.
-_SPACING_TOLERANCE = 0.01
+# Two stated voxel sizes agree when every axis is within this fraction (rational TIFF
+# resolution tags do not hold 1/0.3 exactly).
+SPACING_TOLERANCE = 0.01
 _OPENERS: list[Callable] = []
 
 
@@ -23,6 +25,14 @@ def register_opener(opener: Callable) -> None:
     """Add ``opener(obj) -> source or None``, asked in turn for inputs that are no arrays."""
     if opener not in _OPENERS:
         _OPENERS.append(opener)
+
+
+def spacings_agree(a, b) -> bool:
+    """True unless both voxel sizes (in one unit) are known and differ by more than
+    ``SPACING_TOLERANCE`` of the larger on some axis."""
+    if a is None or b is None:
+        return True
+    return all(abs(x - y) <= SPACING_TOLERANCE * max(x, y) for x, y in zip(a, b, strict=True))
 
 
 def is_source(obj) -> bool:
@@ -73,10 +83,7 @@ def resolve_pair(reference, moving, ndim, spacing):
         stated = {k: tuple(v) for k, v in stated.items() if v is not None and len(v) == 3}
         if len(stated) == 2:
             ref, mov = stated["reference"], stated["moving"]
-            apart = [
-                abs(a - b) > _SPACING_TOLERANCE * max(a, b) for a, b in zip(ref, mov, strict=True)
-            ]
-            if any(apart):
+            if not spacings_agree(ref, mov):
                 raise ValueError(
                     f"the reference's voxel size {ref} and the moving volume's {mov} differ; "
                     "pass spacing=(dz, dy, dx) to say which to use (one serves both)"

@@ -133,7 +133,7 @@ def read_pair(
         )
     ref, ref_voxels = read_volume(reference, max_pixels=limit)
     mov, mov_voxels = read_volume(moving, max_pixels=limit)
-    return ImagePair(ref, mov, 3, *_choose_spacing(spacing, ref_voxels, mov_voxels))
+    return ImagePair(ref, mov, 3, *choose_spacing(spacing, ref_voxels, mov_voxels))
 
 
 def _check_images(paths: dict, layouts: dict) -> None:
@@ -177,9 +177,11 @@ def check_volume_options(ndim, spacing) -> tuple[int | None, tuple[float, float,
     return check_dimensions(ndim, spacing, files_decide=True)
 
 
-def _choose_spacing(spacing, ref: VoxelSize, mov: VoxelSize):
-    """(spacing, unit): the given one, else the reference's, else the moving file's."""
-    if spacing is None and not ref.agrees_with(mov):
+def choose_spacing(spacing, ref: VoxelSize, mov: VoxelSize, *, check: bool = True):
+    """(spacing, unit): the given one, else the reference's, else the moving file's.
+    ``check``: refuse stated voxel sizes that disagree (volumes; 2D pixel sizes are only
+    carried to the outputs)."""
+    if check and spacing is None and not ref.agrees_with(mov):
         raise ValueError(
             f"the moving volume's voxel size {mov.describe()} differs from the reference's "
             f"{ref.describe()}: ECC takes one spacing for both volumes. Resample one volume to "

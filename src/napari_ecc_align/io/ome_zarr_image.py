@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .volumes import VoxelSize
+
 _SPACE_NAMES = "zyx"
 
 
@@ -71,9 +73,17 @@ class OmeZarrImage:
         return kept if len(kept) > 1 else kept[0]
 
     @property
+    def voxels(self) -> VoxelSize:
+        """The stated voxel size as the TIFF readers give theirs (no spacing when the
+        store states none)."""
+        return VoxelSize(self.spacing if self.calibrated else None, self.unit,
+                         self.ndim == 3, "OME-Zarr")  # fmt: skip
+
+    @property
     def voxel_spacing(self) -> tuple[float, ...] | None:
-        """``spacing`` when it was stated, else None (for ``align``'s ``spacing``)."""
-        return self.spacing if self.calibrated else None
+        """The voxel size in µm when its unit is known (else as stated; None when the
+        store states none): what ``align`` compares and uses."""
+        return self.voxels.micrometres()
 
 
 def _ceil_halved(n: int, times: int) -> int:

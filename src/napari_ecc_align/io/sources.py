@@ -15,8 +15,9 @@ import numpy as np
 
 from ..engine import check_pixels
 from .images import atomic_output, write_image
+from .inputs import choose_spacing
 from .ome_zarr import atomic_store, is_zarr_path, read_ome_zarr, write_ome_zarr
-from .volumes import read_volume, write_volume
+from .volumes import VoxelSize, read_volume, write_volume
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,13 @@ class FileImage:
 
     image: np.ndarray
     ndim: int
-    voxel_spacing: tuple[float, ...] | None = None
-    unit: str | None = None
+    voxels: VoxelSize = VoxelSize()
     origin: tuple[float, ...] | None = None
+
+    @property
+    def voxel_spacing(self) -> tuple[float, ...] | None:
+        """The voxel size in µm when its unit is known: what ``align`` compares and uses."""
+        return self.voxels.micrometres()
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,17 @@ class Geometry:
     unit: str | None = None
     origin: tuple[float, ...] | None = None
 
+    @property
+    def volume_spacing(self) -> tuple[float, ...] | None:
+        """``spacing`` for ``align`` (volumes only; a 2D pixel size is only carried)."""
+        return self.spacing if self.ndim == 3 else None
+
 
 def open_pair(reference, moving, *, ndim=None, spacing=None, max_pixels=None):
     """``(reference, moving, geometry)``: the two inputs as sources, and the geometry of
-    outputs on the reference grid. ``ndim`` None: 3 when a store is a volume, else 2."""
+    outputs on the reference grid. ``ndim`` None: 3 when a store is a volume, else 2.
+    The voxel size is chosen as :func:`read_pair` chooses it (:func:`choose_spacing`):
+    two volumes whose stated sizes disagree are refused unless ``spacing`` is given."""
     from .images import read_image
 
     stores = [read_ome_zarr(p) if is_zarr_path(p) else None for p in (reference, moving)]
@@ -53,13 +65,12 @@ def open_pair(reference, moving, *, ndim=None, spacing=None, max_pixels=None):
             sources.append(store)
         elif ndim == 3:
             volume, voxels = read_volume(path, max_pixels=max_pixels)
-            sources.append(FileImage(volume, 3, voxels.spacing, voxels.unit))
+            sources.append(FileImage(volume, 3, voxels))
         else:
             sources.append(FileImage(read_image(path, max_pixels=max_pixels), 2))
     ref, mov = sources
-    geometry = Geometry(ndim, spacing or ref.voxel_spacing or mov.voxel_spacing,
-                        ref.unit, ref.origin)  # fmt: skip
-    return ref, mov, geometry
+    chosen, unit = choose_spacing(spacing, ref.voxels, mov.voxels, check=ndim == 3)
+    return ref, mov, Geometry(ndim, chosen, unit, ref.origin)
 
 
 def sample_of(source) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine import check_spacing
+from ..engine import check_spacing, spacings_agree
 from ..engine import max_pixels as budget
 from .files import open_input
 from .images import PathLike, atomic_output, check_writable, read_image, sniff_format
@@ -38,9 +38,14 @@ _MICROMETRES = {
 }  # fmt: skip
 _TIFF_UNITS = {2: "in", 3: "cm"}  # ResolutionUnit tag: 1 = none
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
-# Two files' voxel sizes agree when every axis is within this fraction (rational
-# resolution tags do not hold 1/0.3 exactly).
-SPACING_TOLERANCE = 0.01
+
+
+def in_micrometres(spacing, unit: str | None):
+    """``spacing`` in µm when ``unit`` is a known length unit, else as stated (None stays)."""
+    if spacing is None:
+        return None
+    factor = _MICROMETRES.get(unit or "", 1.0)
+    return tuple(factor * s for s in spacing)
 
 
 @dataclass(frozen=True)
@@ -68,17 +73,11 @@ class VoxelSize:
 
     def micrometres(self) -> tuple[float, float, float] | None:
         """``spacing`` in µm when the unit is known, else as stored (or None)."""
-        if self.spacing is None:
-            return None
-        factor = _MICROMETRES.get(self.unit or "", 1.0)
-        return tuple(factor * s for s in self.spacing)
+        return in_micrometres(self.spacing, self.unit)
 
     def agrees_with(self, other: VoxelSize) -> bool:
         """True unless both spacings are known and differ by more than 1 % on an axis."""
-        a, b = self.micrometres(), other.micrometres()
-        if a is None or b is None:
-            return True
-        return all(abs(x - y) <= SPACING_TOLERANCE * max(x, y) for x, y in zip(a, b, strict=True))
+        return spacings_agree(self.micrometres(), other.micrometres())
 
     def describe(self) -> str:
         """``"(3, 1, 1) µm (ImageJ)"``, or ``"none"``."""

@@ -66,7 +66,8 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
   (x, y[, z]) and array order), :func:`check_spacing`;
 - applying it: :func:`warp`, :func:`difference`, :func:`default_difference_mode`,
   :data:`NORMALIZED_FULL_SCALE`;
-- images: :func:`luminance`, :func:`as_shape`; sources: :func:`register_opener`,
+- images: :func:`luminance`, :func:`as_shape`, :func:`halving_levels` (which levels of
+  a list make a pyramid the engine takes); sources: :func:`register_opener`,
   :func:`as_source`, :func:`resolve_pair`, :func:`spacings_agree` (the one test of two
   voxel sizes);
 - the pixel budget: :func:`max_pixels`, :func:`check_pixels`, :class:`PixelBudgetError`,
@@ -90,6 +91,7 @@ from .initialisation import SEARCHES
 from .input_files import PathLike, check_input_file, open_input
 from .intensity import INTENSITY_MODES
 from .json_input import number_field, read_json, shape_field, whole_field
+from .lazy import halving_levels
 from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
 from .options import (
     check_dimensions,
@@ -136,6 +138,7 @@ __all__ = [
     "difference",
     "expected_progress_steps",
     "grid_corners",
+    "halving_levels",
     "initial_matrix",
     "is_owner",
     "iter_align",

@@ -35,17 +35,12 @@ class Multiscale:
     def __init__(self, levels, name: str):
         self.levels = list(levels)
         first = tuple(self.levels[0].shape)
-        for k, level in enumerate(self.levels[1:], start=1):
-            shape = tuple(level.shape)
-            halves = all(
-                side in (_halved_side(n, k), n // 2**k)
-                for side, n in zip(shape[:2], first[:2], strict=True)
+        k = halving_levels(self.levels)
+        if k < len(self.levels):
+            raise ValueError(
+                f"{name} is a list of pyramid levels, finest first, each half the size of "
+                f"the one before; level {k} has shape {tuple(self.levels[k].shape)} after {first}"
             )
-            if not halves or shape[2:] != first[2:]:
-                raise ValueError(
-                    f"{name} is a list of pyramid levels, finest first, each half the size of "
-                    f"the one before; level {k} has shape {shape} after {first}"
-                )
         self.shape, self.dtype = first, np.dtype(self.levels[0].dtype)
         self.ndim = len(first)
         self.chunks = getattr(self.levels[0], "chunks", None)
@@ -59,6 +54,22 @@ class Multiscale:
     def level(self, halvings: int):
         """The stored level ``halvings`` steps down, or None."""
         return self.levels[halvings] if halvings < len(self.levels) else None
+
+
+def halving_levels(levels) -> int:
+    """How many of ``levels``, from the first, make a pyramid :class:`Multiscale` takes:
+    level ``k`` has the first one's rows and columns halved ``k`` times (``ceil`` or
+    ``floor`` of each half) and the same trailing axes."""
+    first = tuple(levels[0].shape)
+    for k, level in enumerate(levels[1:], start=1):
+        shape = tuple(level.shape)
+        halves = all(
+            side in (_halved_side(n, k), n // 2**k)
+            for side, n in zip(shape[:2], first[:2], strict=True)
+        )
+        if not halves or shape[2:] != first[2:]:
+            return k
+    return len(levels)
 
 
 def as_multiscale(image, name: str):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..engine import halving_levels
 from .volumes import VoxelSize
 
 _SPACE_NAMES = "zyx"
@@ -62,15 +63,8 @@ class OmeZarrImage:
         level), or level 0 alone when no stored level halves it."""
         if self.ndim == 3:
             return self.levels[0]
-        kept = [self.levels[0]]
-        rows, cols = self.shape[:2]
-        for k, level in enumerate(self.levels[1:], start=1):
-            expected = [(_ceil_halved(n, k), n // 2**k) for n in (rows, cols)]
-            sides = zip(level.shape[:2], expected, strict=True)
-            if not all(side in options for side, options in sides):
-                break
-            kept.append(level)
-        return kept if len(kept) > 1 else kept[0]
+        kept = halving_levels(self.levels)
+        return list(self.levels[:kept]) if kept > 1 else self.levels[0]
 
     @property
     def voxels(self) -> VoxelSize:
@@ -84,12 +78,6 @@ class OmeZarrImage:
         """The voxel size in µm when its unit is known (else as stated; None when the
         store states none): what ``align`` compares and uses."""
         return self.voxels.micrometres()
-
-
-def _ceil_halved(n: int, times: int) -> int:
-    for _ in range(times):
-        n = (n + 1) // 2
-    return n
 
 
 def spatial_view(array, axes, where: str, *, channel=None, timepoint=None):

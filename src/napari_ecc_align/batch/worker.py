@@ -93,8 +93,7 @@ def _align_stores(job: PairJob) -> Alignment:
     """A pair with an OME-Zarr store among its inputs or outputs: read lazily, each store
     output written chunk by chunk on this worker's threads."""
     from ..engine import align, default_difference_mode, difference, warp
-    from ..io.images import difference_for_file
-    from ..io.sources import open_pair, sample_of, save_output
+    from ..io.sources import difference_for_output, open_pair, save_output
 
     reference, moving, geometry = open_pair(
         job.reference, job.moving, ndim=job.ndim, spacing=job.spacing, max_pixels=job.max_pixels
@@ -114,10 +113,9 @@ def _align_stores(job: PairJob) -> Alignment:
         if job.is_store:
             path = job.stem + DIFFERENCE_SUFFIXES[2]
         else:
-            floating = any(sample_of(s).dtype.kind == "f" for s in (reference, moving))
+            floating = any(s.dtype.kind == "f" for s in (reference, moving))
             path = job.stem + DIFFERENCE_SUFFIXES[1 if floating or geometry.ndim == 3 else 0]
-            diff = difference_for_file(np.asarray(diff), path, mode, sample_of(reference),
-                                       sample_of(moving))  # fmt: skip
+        diff = difference_for_output(diff, path, mode, reference, moving, job.max_pixels)
         with contextlib.ExitStack() as outputs:
             save_output(path, diff, geometry, outputs=outputs, owner=job.owner,
                         max_pixels=job.max_pixels, what="difference")  # fmt: skip

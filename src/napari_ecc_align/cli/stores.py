@@ -16,15 +16,14 @@ import numpy as np
 
 from ..engine import (
     align,
-    check_pixels,
     default_difference_mode,
     difference,
     max_pixels,
     warp,
 )
 from ..io import is_zarr_path
-from ..io.images import atomic_output, check_writable, difference_for_file
-from ..io.sources import open_pair, sample_of, save_output
+from ..io.images import atomic_output, check_writable
+from ..io.sources import difference_for_output, open_pair, save_output
 
 
 def uses_stores(args: argparse.Namespace) -> bool:
@@ -51,10 +50,7 @@ def align_stores(args: argparse.Namespace, estimate_options: dict):
             reference.image, moving.image, ndim=geometry.ndim
         )
         diff = difference(reference.image, aligned, mode=mode, alignment=alignment)
-        if not is_zarr_path(args.difference):
-            check_pixels(diff.shape, "the difference", limit)  # before computing it
-            diff = difference_for_file(np.asarray(diff), args.difference, mode,
-                                       sample_of(reference), sample_of(moving))  # fmt: skip
+        diff = difference_for_output(diff, args.difference, mode, reference, moving, limit)
     written = {"scheduler": args.scheduler, "progress": not args.quiet, "max_pixels": limit}
     with contextlib.ExitStack() as outputs:
         save_output(args.output, aligned, geometry, outputs=outputs, **written)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import check_pixels
-from .images import atomic_output, write_image
+from .images import atomic_output, difference_for_file, write_image
 from .inputs import choose_spacing
 from .ome_zarr import atomic_store, is_zarr_path, read_ome_zarr, write_ome_zarr
 from .volumes import VoxelSize, read_volume, write_volume
@@ -33,6 +33,10 @@ class FileImage:
     def voxel_spacing(self) -> tuple[float, ...] | None:
         """The voxel size in µm when its unit is known: what ``align`` compares and uses."""
         return self.voxels.micrometres()
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.image.dtype
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,16 @@ def sample_of(source) -> np.ndarray:
     if isinstance(source, FileImage):
         return source.image
     return np.asarray(source.levels[-1])
+
+
+def difference_for_output(diff, path, mode: str, reference, moving, max_pixels=None):
+    """``diff`` as ``path`` will hold it: as it is (lazy) for a store; for a file computed,
+    within the pixel budget, and converted by :func:`difference_for_file`."""
+    if is_zarr_path(path):
+        return diff
+    check_pixels(diff.shape, "the difference", max_pixels)  # before computing it
+    return difference_for_file(np.asarray(diff), path, mode, sample_of(reference),
+                               sample_of(moving))  # fmt: skip
 
 
 def save_output(path, image, geometry: Geometry, *, outputs, owner=None, scheduler=None,

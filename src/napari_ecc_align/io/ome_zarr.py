@@ -18,8 +18,15 @@ import shutil
 import numpy as np
 
 from ..engine import PathLike, new_owner, temporary_name
-from .ngff import Multiscales, ngff_unit, parse_multiscales, short_unit
-from .ome_zarr_image import OmeZarrImage, spatial_view
+from .ngff import (
+    Axis,
+    Multiscales,
+    multiscales_attributes,
+    ngff_unit,
+    parse_multiscales,
+    short_unit,
+)
+from .ome_zarr_image import OmeZarrImage, downsampled, pyramid_factors, spatial_view
 
 __all__ = ["OmeZarrImage", "atomic_store", "is_zarr_path", "read_ome_zarr", "write_ome_zarr"]
 
@@ -104,8 +111,6 @@ def read_ome_zarr(source, *, channel: int | None = None, timepoint: int | None =
 
 
 def _plain_array(array, where, channel, timepoint):
-    from .ngff import Axis
-
     names = {2: "yx", 3: "zyx"}.get(array.ndim)
     if names is None:
         raise ValueError(f"{where} is a zarr array of {array.ndim} axes without OME-NGFF axes")
@@ -221,8 +226,6 @@ def _write_store(folder, array, ndim, spacing, unit, origin, version, chunks, co
     import dask.array as da
     import zarr
 
-    from .ome_zarr_image import downsampled, pyramid_factors
-
     group = zarr.open_group(folder, mode="w-", zarr_format=3 if version == "0.5" else 2)
     channels = array.ndim > ndim
     names = ("c",) * channels + tuple("zyx"[3 - ndim :])
@@ -252,8 +255,6 @@ def _write_store(folder, array, ndim, spacing, unit, origin, version, chunks, co
         shift = [o + (f - 1) * s / 2 for o, s, f in zip(origin, spacing, factor, strict=True)]
         scales.append([1.0] * channels + scale)
         shifts.append([0.0] * channels + shift)
-    from .ngff import multiscales_attributes
-
     group.attrs.update(multiscales_attributes(version, axes, scales, shifts, paths, name))
 
 

@@ -49,7 +49,7 @@ class VolumeDrift(NamedTuple):
 # --------------------------------------------------------------------------- transforms
 
 
-def _check_volume(shape, spacing) -> tuple[Shape3, Spacing]:
+def check_volume(shape, spacing) -> tuple[Shape3, Spacing]:
     if len(shape) != 3 or min(int(v) for v in shape) < 4:
         raise ValueError(f"shape must be (z, y, x), each at least 4, got {tuple(shape)!r}")
     if len(spacing) != 3 or not min(float(v) for v in spacing) > 0:
@@ -221,7 +221,7 @@ def tissue_volume(
     ndarray of float32, shape ``shape``
         About 0 to 1 (a few bright voxels above).
     """
-    shape, spacing = _check_volume(shape, spacing)
+    shape, spacing = check_volume(shape, spacing)
     return _Tissue(shape, spacing, [np.eye(4)], np.random.default_rng([seed, 3])).view(
         np.eye(4), shape
     )
@@ -273,7 +273,7 @@ def volume_pair(
     >>> found.corner_error(truth) < 0.05
     True
     """
-    shape, spacing = _check_volume(shape, spacing)
+    shape, spacing = check_volume(shape, spacing)
     matrix = rigid_volume_matrix(angles_deg, shift, shape, spacing)
     rng = np.random.default_rng([seed, 3])
     tissue = _Tissue(shape, spacing, [np.eye(4), matrix], rng)
@@ -325,7 +325,7 @@ def drift_volume(
         t's voxel (the identity for frame 0), as :func:`napari_ecc_align.align_stack`
         reports them with ``reference="first"`` (or chained ``"previous"``).
     """
-    shape, spacing = _check_volume(shape, spacing)
+    shape, spacing = check_volume(shape, spacing)
     if int(frames) < 2:
         raise ValueError(f"frames must be at least 2, got {frames!r}")
     rng = np.random.default_rng([seed, 4])

@@ -104,17 +104,19 @@ class Alignment:
     init_method : str
         Which initialisation the estimate started from.
     iterations : tuple of int
-        ECC iterations run on each level, coarsest first; for images estimated on a
-        reduced copy and then refined at full resolution, the last entry is the
-        full-resolution tiles' (see ``"refined_at_full_resolution"``).
+        ECC iterations run on each level, coarsest first; for images (volumes)
+        estimated on a reduced copy and then refined at full resolution, the last
+        entry is the full-resolution tiles' (blocks') (see
+        ``"refined_at_full_resolution"``).
     parameters : dict
         The arguments the alignment was estimated with (JSON-safe), and
         ``"intensity_mapped"``: the image whose intensities were mapped onto the
         other's (``"reference"`` or ``"moving"``; None for plain ECC). With one
         bilevel image also ``"bilevel"`` (which one) and ``"bilevel_inverted"``
-        (whether it was turned over), and for images estimated on a reduced copy
-        ``"estimated_at_scale"`` and ``"refined_at_full_resolution"`` (whether ECC ran
-        once more on tiles of the original images; not with mapped intensities).
+        (whether it was turned over), and for images and volumes estimated on a
+        reduced copy ``"estimated_at_scale"`` (a number for images, ``[z, y, x]``
+        for volumes) and ``"refined_at_full_resolution"`` (whether ECC ran once more
+        on tiles or blocks of the originals; not with mapped intensities).
     """
 
     matrix: np.ndarray

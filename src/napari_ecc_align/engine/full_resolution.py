@@ -200,17 +200,27 @@ def refine_at_full_resolution(ref: Plane, mov: Plane, tiles, matrix, motion: str
     :class:`~.structure.NoStructure` or :class:`~.alignment.AlignmentError` as a pyramid
     level does."""
     tiled = TiledSamples(ref, tiles, ksize, motion)
-    problem = tiled.samples
-    norm, norm_inv = normaliser(*ref.shape)
-    corners = grid_corners(ref.shape)
+    return climb_on_samples(tiled.samples, lambda m: tiled.sample_moving(mov, m), matrix,
+                            motion, params, normaliser(*ref.shape), delta_matrix,
+                            grid_corners(ref.shape))  # fmt: skip
+
+
+def climb_on_samples(problem, sample_moving, matrix, motion: str, params, norms, delta,
+                     corners) -> tuple[np.ndarray, int | None]:  # fmt: skip
+    """ECC's climb (:func:`~.ecc.climb`) on a fixed set of reference samples, for images
+    and volumes: ``problem`` holds their moments (a :class:`~.reference_side.Samples`),
+    ``sample_moving(matrix)`` returns the moving values there, ``norms`` is the
+    normalised frame ``(N, N⁻¹)`` and ``delta(motion, p)`` the update's warp in it.
+    Returns the refined matrix and the iterations (None: no overlap, nothing ran)."""
+    norm, norm_inv = norms
     min_overlap = max(4 * problem.n_params, problem.n // 20)
 
     def evaluate(candidate):
-        warped, inside, usable = tiled.sample_moving(mov, candidate)
+        warped, inside, usable = sample_moving(candidate)
         return None if usable < min_overlap else problem.update(warped, inside, usable)
 
-    def make_step(delta):
-        step = norm_inv @ delta_matrix(motion, delta) @ norm
+    def make_step(p):
+        step = norm_inv @ delta(motion, p) @ norm
         invertible, step_inv = cv2.invert(step)
         return step_inv, (max_corner_shift(step, corners) if invertible else math.inf)
 

@@ -8,6 +8,8 @@ working copy is made by halving it with ``cv2.pyrDown`` region by region (see
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -24,25 +26,29 @@ def is_lazy(image) -> bool:
 
 
 class Multiscale:
-    """A 2D image given as its pyramid, finest level first (napari's multiscale
-    ``layer.data``): levels of any array type, each half the size of the one before
-    (``ceil`` or ``floor`` of the half), as ``cv2.pyrDown`` or 2 x 2 means make them.
+    """An image or volume given as its pyramid, finest level first (napari's multiscale
+    ``layer.data``): levels of any array type. A 2D image's levels halve its rows and
+    columns each (``ceil`` or ``floor`` of the half), as ``cv2.pyrDown`` or 2 x 2 means
+    make them; a volume's halve y and x each and z at most as often (an anisotropic
+    volume keeps its planes on the first levels).
 
     It stands for its finest level (shape, dtype, slicing, ``np.asarray``); the estimate
     takes a stored level where it would otherwise halve the finest one.
     """
 
-    def __init__(self, levels, name: str):
+    def __init__(self, levels, name: str, ndim: int = 2):
         self.levels = list(levels)
         first = tuple(self.levels[0].shape)
-        k = halving_levels(self.levels)
+        k = halving_levels(self.levels, ndim)
         if k < len(self.levels):
+            rule = "each half the size of the one before" if ndim == 2 else (
+                "y and x halved on each, z halved at most as often")  # fmt: skip
             raise ValueError(
-                f"{name} is a list of pyramid levels, finest first, each half the size of "
-                f"the one before; level {k} has shape {tuple(self.levels[k].shape)} after {first}"
+                f"{name} is a list of pyramid levels, finest first, {rule}; level {k} has "
+                f"shape {tuple(self.levels[k].shape)} after {first}"
             )
         self.shape, self.dtype = first, np.dtype(self.levels[0].dtype)
-        self.ndim = len(first)
+        self.ndim, self.spatial = len(first), ndim
         self.chunks = getattr(self.levels[0], "chunks", None)
 
     def __getitem__(self, key):
@@ -55,33 +61,62 @@ class Multiscale:
         """The stored level ``halvings`` steps down, or None."""
         return self.levels[halvings] if halvings < len(self.levels) else None
 
+    def factors(self) -> list[tuple[int, ...]]:
+        """Each level's downsampling per spatial axis (powers of two), level 0 first."""
+        first = self.levels[0].shape[: self.spatial]
+        return [tuple(_power_of_two(n / max(m, 1)) for n, m in
+                      zip(first, level.shape[: self.spatial], strict=True))
+                for level in self.levels]  # fmt: skip
 
-def halving_levels(levels) -> int:
+
+def _power_of_two(ratio: float) -> int:
+    return 2 ** max(0, int(round(math.log2(ratio))))
+
+
+def _halves(side: int, n: int, k: int) -> bool:
+    """Whether ``side`` is ``n`` halved ``k`` times (``ceil`` or ``floor`` of each half)."""
+    return side in (_halved_side(n, k), n // 2**k)
+
+
+def halving_levels(levels, ndim: int = 2) -> int:
     """How many of ``levels``, from the first, make a pyramid :class:`Multiscale` takes:
     level ``k`` has the first one's rows and columns halved ``k`` times (``ceil`` or
-    ``floor`` of each half) and the same trailing axes."""
+    ``floor`` of each half) and the same trailing axes; with ``ndim`` 3 the first axis
+    (z) is halved too, at most as often and never less than on the level before."""
     first = tuple(levels[0].shape)
+    plane = slice(0, 2) if ndim == 2 else slice(1, 3)
+    z_halvings = 0
     for k, level in enumerate(levels[1:], start=1):
         shape = tuple(level.shape)
-        halves = all(
-            side in (_halved_side(n, k), n // 2**k)
-            for side, n in zip(shape[:2], first[:2], strict=True)
-        )
-        if not halves or shape[2:] != first[2:]:
+        if len(shape) != len(first) or shape[ndim:] != first[ndim:]:
+            return k
+        halves = all(_halves(side, n, k) for side, n in zip(shape[plane], first[plane],
+                                                             strict=True))  # fmt: skip
+        if ndim == 3:
+            step = next((j for j in (z_halvings, z_halvings + 1)
+                         if j <= k and _halves(shape[0], first[0], j)), None)  # fmt: skip
+            if step is None:
+                return k
+            z_halvings = step
+        if not halves:
             return k
     return len(levels)
 
 
-def as_multiscale(image, name: str):
+def as_multiscale(image, name: str, ndim: int | None = None):
     """``image`` as a :class:`Multiscale` if it is a list or tuple of two or more
-    arrays (a pyramid), else None."""
+    arrays (a pyramid), else None. ``ndim`` None: an image pyramid if its levels halve
+    as one, else a volume pyramid if they halve as one."""
     if not isinstance(image, (list, tuple)) or len(image) < 2:
         return None
     if not all(hasattr(level, "shape") and len(level.shape) >= 2 for level in image):
         return None
-    if not image[1].shape[0] < image[0].shape[0]:  # same-size images: no pyramid
+    if tuple(image[1].shape) == tuple(image[0].shape):  # same-size images: no pyramid
         return None
-    return Multiscale(image, name)
+    if ndim is None:
+        volume = len(image[0].shape) >= 3 and halving_levels(image, 3) == len(image)
+        ndim = 3 if volume and halving_levels(image, 2) < len(image) else 2
+    return Multiscale(image, name, ndim)
 
 
 def halved_lazily(image, halvings: int) -> np.ndarray:

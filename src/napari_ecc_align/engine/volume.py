@@ -159,12 +159,21 @@ def volume_pyramid(volume, valid, factors) -> list[Level]:
 
 
 def _down(volume: np.ndarray, halve_z: bool) -> np.ndarray:
-    planes = np.stack([cv2.pyrDown(plane) for plane in volume])
-    if not halve_z:
-        return planes
-    flat = planes.reshape(planes.shape[0], -1)
+    planes = halve_planes(volume)
+    return halve_z_axis(planes) if halve_z else planes
+
+
+def halve_planes(volume: np.ndarray) -> np.ndarray:
+    """Every (y, x) plane of ``volume`` through ``cv2.pyrDown``."""
+    return np.stack([cv2.pyrDown(plane) for plane in volume])
+
+
+def halve_z_axis(volume: np.ndarray) -> np.ndarray:
+    """``volume`` (float32) smoothed along z by pyrDown's 5-tap kernel and decimated, so
+    that plane ``k`` sits at plane ``2k`` before."""
+    flat = volume.reshape(volume.shape[0], -1)
     smoothed = cv2.sepFilter2D(flat, cv2.CV_32F, np.ones(1, np.float32), _PYR_KERNEL)
-    return np.ascontiguousarray(smoothed[::2].reshape(-1, *planes.shape[1:]))
+    return np.ascontiguousarray(smoothed[::2].reshape(-1, *volume.shape[1:]))
 
 
 def blur(volume: np.ndarray, ksize: int, spacing, out=None) -> np.ndarray:
@@ -176,11 +185,10 @@ def blur(volume: np.ndarray, ksize: int, spacing, out=None) -> np.ndarray:
     planes = np.empty_like(volume) if out is None else out
     for plane, dst in zip(volume, planes, strict=True):
         cv2.GaussianBlur(plane, (ksize, ksize), 0, dst=dst)
-    sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for this ksize
-    sigma_z = max(sigma * min(spacing[1], spacing[2]) / spacing[0], _MIN_SIGMA_Z)
+    sigma_z = _sigma_z(ksize, spacing)
     if volume.shape[0] < 3:
         return planes
-    kz = min(2 * int(math.ceil(3 * sigma_z)) + 1, 2 * (volume.shape[0] // 2) - 1)
+    kz = min(2 * blur_reach_z(ksize, spacing) + 1, 2 * (volume.shape[0] // 2) - 1)
     kernel = cv2.getGaussianKernel(kz, sigma_z, cv2.CV_32F).ravel()
     flat = planes.reshape(planes.shape[0], -1)
     # In place, block of columns by block: OpenCV clones a source that is its own
@@ -189,6 +197,16 @@ def blur(volume: np.ndarray, ksize: int, spacing, out=None) -> np.ndarray:
         block = flat[:, start : start + _Z_BLOCK]
         cv2.sepFilter2D(block, cv2.CV_32F, np.ones(1, np.float32), kernel, dst=block)
     return planes
+
+
+def _sigma_z(ksize: int, spacing) -> float:
+    sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for this ksize
+    return max(sigma * min(spacing[1], spacing[2]) / spacing[0], _MIN_SIGMA_Z)
+
+
+def blur_reach_z(ksize: int, spacing) -> int:
+    """How many planes :func:`blur` reads on each side along z (0 without a prefilter)."""
+    return int(math.ceil(3 * _sigma_z(ksize, spacing))) if ksize > 1 else 0
 
 
 def level_spacing(spacing, factor) -> tuple[float, float, float]:

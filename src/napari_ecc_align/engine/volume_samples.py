@@ -117,15 +117,27 @@ def reference_samples(ref: Level, image, ksize, motion, level, spacing, margin) 
     found = ref.memo.get(key)
     if found is not None:
         return found
-    idx = _select(image, ref.valid, margin)
+    idx = select_voxels(image, ref.valid, margin)
     if idx.size < 4 * N_PARAMS_3D[motion]:
         raise NoStructure(
             f"the reference has too few valid voxels on pyramid level {level} ({idx.size}); "
             "use fewer pyramid_levels or a larger reference_mask"
         )
+    rows, points = sample_rows(image, idx, (0, 0, 0), image.shape, spacing, motion)
+    if not np.ptp(rows[-2]) > 0:
+        raise flat_overlap_error(level)
+    return ref.memo.setdefault(key, VolumeSamples(rows, points, level))
+
+
+def sample_rows(image, idx, origin, shape, spacing, motion):
+    """``(rows, points)`` of :class:`VolumeSamples` for the flat indices ``idx`` of
+    ``image``, a box of a volume of ``shape`` whose first voxel is at ``origin`` (z, y,
+    x): the Jacobian in the whole volume's normalised frame, the values, ones; and the
+    points (x, y, z, 1) in the volume's voxels."""
     zs, ys, xs = np.unravel_index(idx, image.shape)
-    points = np.column_stack([xs, ys, zs, np.ones(idx.size)]).astype(np.float64)
-    norm, _ = normaliser(image.shape, spacing)
+    points = np.column_stack([xs + origin[2], ys + origin[1], zs + origin[0],
+                              np.ones(idx.size)]).astype(np.float64)  # fmt: skip
+    norm, _ = normaliser(shape, spacing)
     u = np.dot(points, norm[:3].T).T
     # Gradients per normalised unit: d/du = d/dvoxel · (voxels per unit); halved because
     # _gradients returns twice the central difference.
@@ -135,10 +147,7 @@ def reference_samples(ref: Level, image, ksize, motion, level, spacing, margin) 
     rows = np.empty((p + 2, idx.size))
     jacobian(motion, u, g, out=rows[:p])
     rows[p], rows[p + 1] = image.ravel()[idx], 1.0
-    del u, g
-    if not np.ptp(rows[p]) > 0:
-        raise flat_overlap_error(level)
-    return ref.memo.setdefault(key, VolumeSamples(rows, points, level))
+    return rows, points
 
 
 # Flat-index steps to the next voxel along x, y and z.
@@ -163,10 +172,11 @@ def _gradient_at(image, idx, axis) -> np.ndarray:
     return (flat[idx + step] - flat[idx - step]).astype(np.float64)
 
 
-def _select(image, valid, margin) -> np.ndarray:
-    """Flat indices of the voxels ECC uses: all inner valid voxels on small levels, else
-    the strongest |gx|, |gy| and |gz| (a third each), deterministic. One gradient volume
-    exists at a time."""
+def select_voxels(image, valid, margin, limit=_MAX_SAMPLES) -> np.ndarray:
+    """Flat indices of the voxels ECC uses, at least ``margin`` voxels from the sides
+    (z: at most half the planes): all inner valid voxels when there are at most
+    ``limit``, else the strongest |gx|, |gy| and |gz| (a third each), deterministic. One
+    gradient volume exists at a time."""
     shape = image.shape
     zm = min(margin, (shape[0] - 1) // 2)
     inner = np.zeros(shape, bool)
@@ -174,10 +184,10 @@ def _select(image, valid, margin) -> np.ndarray:
     if valid is not None:
         inner &= ndimage.binary_erosion(valid, iterations=margin, border_value=1)
     count = int(np.count_nonzero(inner))
-    if count <= _MAX_SAMPLES:
+    if count <= limit:
         return np.flatnonzero(inner)
     chosen = np.zeros(shape, bool)
-    keep = _MAX_SAMPLES / (3 * count)
+    keep = limit / (3 * count)
     if valid is None:
         del inner  # the border is cut from `chosen` below: one bool volume at a time
     rng = np.random.default_rng(0)  # deterministic: same inputs, same samples
@@ -200,8 +210,8 @@ def _select(image, valid, margin) -> np.ndarray:
     else:
         chosen &= inner
     idx = np.flatnonzero(chosen)
-    if idx.size > _MAX_SAMPLES:
-        idx = np.sort(rng.choice(idx, size=_MAX_SAMPLES, replace=False))
+    if idx.size > limit:
+        idx = np.sort(rng.choice(idx, size=limit, replace=False))
     elif idx.size < 64:  # nearly flat: a regular grid of the inner voxels
         grid = np.zeros(shape, bool)
         grid[zm : shape[0] - zm : 2, margin:-margin:4, margin:-margin:4] = True

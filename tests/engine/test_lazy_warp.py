@@ -4,7 +4,7 @@ region of the moving image they need, with the eager warp's values."""
 import numpy as np
 import pytest
 
-from napari_ecc_align import align, warp
+from napari_ecc_align import align, difference, warp
 from napari_ecc_align.data import natural_pair
 from napari_ecc_align.engine import lazy_warp
 
@@ -105,3 +105,46 @@ def test_lazy_difference_equals_the_eager_one(pair, mode, case):
     eager = difference(reference, aligned, mode=mode, alignment=alignment, mask=mask)
     assert isinstance(lazy, da.Array) and lazy.dtype == eager.dtype
     assert np.array_equal(lazy.compute(), eager)
+
+
+@pytest.fixture(scope="module")
+def volume_case():
+    from napari_ecc_align.data import volume_pair
+
+    pair = volume_pair((40, 150, 170), seed=1)
+    moving = np.round(pair.moving * 4000).astype(np.uint16)
+    reference = np.round(pair.reference * 4000).astype(np.uint16)
+    return reference, moving, align(pair.reference, pair.moving, ndim=3, spacing=pair.spacing)
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic", "nearest"])
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_lazy_volume_warp_equals_the_eager_one(volume_case, monkeypatch, interpolation, dtype):
+    """Chunk by chunk (16 x 64 x 64 here), each from the moving region it maps onto:
+    the eager values, to one grey level (uint16 rounding of the same sum) or float32
+    rounding; NaN fill where the eager one has it."""
+    monkeypatch.setattr(lazy_warp, "VOLUME_CHUNK", (16, 64, 64))
+    _, moving, alignment = volume_case
+    moving = moving.astype(dtype)
+    fill = 0 if dtype == "uint16" else np.nan
+    logged = Logged(moving)
+    lazy = warp(logged, alignment, interpolation=interpolation, fill_value=fill)
+    assert isinstance(lazy, da.Array) and lazy.chunks[0] == (16, 16, 8)
+    assert not logged.reads  # nothing read before compute
+    got = lazy.compute()
+    assert max(np.prod(shape) for shape in logged.reads) < moving.size / 4
+    eager = warp(moving, alignment, interpolation=interpolation, fill_value=fill)
+    np.testing.assert_array_equal(np.isnan(got.astype(float)), np.isnan(eager.astype(float)))
+    # float32 sample positions (cv2.remap's maps): within 1/512 voxel of the eager ones
+    np.testing.assert_allclose(got, eager, atol=2e-4 * float(moving.max()), rtol=0)
+
+
+def test_lazy_volume_difference_equals_the_eager_one(volume_case):
+    reference, moving, alignment = volume_case
+    aligned = warp(moving, alignment)
+    for mode in ("absolute", "normalized"):
+        eager = difference(reference, aligned, mode=mode, alignment=alignment)
+        lazy = difference(da.from_array(reference, chunks=(7, 40, 40)), aligned, mode=mode,
+                          alignment=alignment)  # fmt: skip
+        assert isinstance(lazy, da.Array) and lazy.dtype == eager.dtype
+        np.testing.assert_allclose(lazy.compute(), eager, atol=1e-4, rtol=0)

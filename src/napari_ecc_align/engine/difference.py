@@ -11,9 +11,9 @@ import numpy as np
 
 from .alignment import Alignment
 from .lazy import Multiscale, is_lazy
-from .lazy_warp import split_chunks, warp_planes_lazily
+from .lazy_warp import overlap_volume_lazily, split_chunks, volume_chunks, warp_planes_lazily
 from .preprocess import as_array, luminance
-from .warping import overlap, warp_one
+from .warping import overlap, overlap_mask, warp_one
 
 # A normalized difference (in standard deviations) is shown or saved at full scale here.
 NORMALIZED_FULL_SCALE = 4.0
@@ -78,9 +78,9 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
             "use mode='normalized' to compare their luminance"
         )
     if is_lazy(ref) or is_lazy(ali):
-        if spatial == 2:
-            return _lazy_difference(ref, ali, mode, alignment, mask)
-        ref, ali = as_array(ref, "reference"), as_array(ali, "aligned")  # volumes: loaded
+        if spatial == 2 or (ref.ndim == 3 and ali.ndim == 3):
+            return _lazy_difference(ref, ali, mode, alignment, mask, spatial)
+        ref, ali = as_array(ref, "reference"), as_array(ali, "aligned")  # with channels: loaded
     if mode == "normalized" or ref.shape != ali.shape:
         ref, ali = (_gray(a, spatial) for a in (ref, ali))
     valid = _valid_region(ref, ali, alignment, mask, spatial)
@@ -92,20 +92,21 @@ def difference(reference, aligned, *, mode="absolute", alignment=None, mask=None
     return diff
 
 
-def _lazy_difference(ref, ali, mode, alignment, mask):
-    """:func:`difference` of 2D images of which one is lazy: a dask array in the chunks of
-    a lazy ``warp``, each chunk computed from the same chunks of the inputs (and of the
-    overlap and ``mask``). The normalized mode's statistics are one pass over both images
-    now, chunk by chunk; the differences are computed when asked for."""
+def _lazy_difference(ref, ali, mode, alignment, mask, spatial):
+    """:func:`difference` of 2D images or gray volumes of which one is lazy: a dask
+    array in the chunks of a lazy ``warp``, each chunk computed from the same chunks of
+    the inputs (and of the overlap and ``mask``). The normalized mode's statistics are
+    one pass over both images now, chunk by chunk; the differences are computed when
+    asked for."""
     import dask.array as da
 
-    rows, cols = ref.shape[:2]
-    grid = (split_chunks(rows), split_chunks(cols))
+    shape = tuple(ref.shape[:spatial])
+    grid = volume_chunks(shape) if spatial == 3 else tuple(split_chunks(n) for n in shape)
 
     def chunked(arr):
         if isinstance(arr, Multiscale):  # a pyramid: its finest level
             arr = arr.levels[0]
-        chunks = grid + tuple((n,) for n in arr.shape[2:])
+        chunks = grid + tuple((n,) for n in arr.shape[spatial:])
         if isinstance(arr, da.Array):
             return arr.rechunk(chunks)
         return da.from_array(arr, chunks=chunks)  # each chunk read on its own
@@ -113,73 +114,78 @@ def _lazy_difference(ref, ali, mode, alignment, mask):
     gray = mode == "normalized" or ref.shape != ali.shape
     a, b = chunked(ref), chunked(ali)
     if gray:
-        a, b = (_lazy_gray(x) for x in (a, b))
+        a, b = (_lazy_gray(x, spatial) for x in (a, b))
     valid = None
-    if alignment is not None:
+    if alignment is not None and spatial == 3:
+        valid = overlap_volume_lazily(alignment.matrix, shape, alignment.moving_shape,
+                                      overlap_mask)  # fmt: skip
+    elif alignment is not None:
         covered = warp_planes_lazily(_Ones(alignment.moving_shape), 0, alignment.matrix,
-                                     (rows, cols), "linear", 0.0, warp_one)  # fmt: skip
+                                     shape, "linear", 0.0, warp_one)  # fmt: skip
         valid = covered > 0.999
     if mask is not None:
-        if tuple(mask.shape) != (rows, cols):
-            raise ValueError(f"mask must have shape {(rows, cols)}, got {tuple(mask.shape)}")
+        if tuple(mask.shape) != shape:
+            raise ValueError(f"mask must have shape {shape}, got {tuple(mask.shape)}")
         given = chunked(mask if is_lazy(mask) else as_array(mask, "mask")) != 0
         valid = given if valid is None else valid & given
+    extra = [] if valid is None else [valid]
     if gray:
-        stats = _lazy_statistics(a, b, valid)
-        return da.map_blocks(_normalized_block, a, b, *([] if valid is None else [valid]),
-                             stats=stats, dtype=np.float32)  # fmt: skip
+        stats = _lazy_statistics(a, b, valid, spatial)
+        return da.map_blocks(_normalized_block, a, b, *extra, stats=stats, spatial=spatial,
+                             dtype=np.float32)  # fmt: skip
     dtype = _absolute_difference(np.zeros(1, a.dtype), np.zeros(1, b.dtype)).dtype
-    if valid is not None and a.ndim == 3:
-        valid = valid[..., None]  # dask lines blocks up from the last axis, as numpy does
-    return da.map_blocks(_absolute_block, a, b, *([] if valid is None else [valid]),
-                         dtype=dtype)  # fmt: skip
+    if valid is not None and a.ndim > spatial:
+        extra = [valid[..., None]]  # dask lines blocks up from the last axis, as numpy does
+    return da.map_blocks(_absolute_block, a, b, *extra, spatial=spatial, dtype=dtype)
 
 
-def _lazy_gray(arr):
-    if arr.ndim == 2:
+def _lazy_gray(arr, spatial):
+    if arr.ndim == spatial:
         return arr.astype(np.float32)
-    return arr.map_blocks(luminance, drop_axis=2, dtype=np.float32)
+    return arr.map_blocks(luminance, drop_axis=spatial, dtype=np.float32)
 
 
-def _usable(a, b, valid=None):
+def _usable(a, b, valid=None, spatial=2):
     """Where both (gray or channel-last) blocks are finite, and ``valid``."""
-    usable = np.ones(a.shape[:2], bool) if valid is None else valid.reshape(a.shape[:2]).copy()
+    shape = a.shape[:spatial]
+    usable = np.ones(shape, bool) if valid is None else valid.reshape(shape).copy()
     for arr in (a, b):
         if arr.dtype.kind == "f":
             finite = np.isfinite(arr)
-            usable &= finite.all(axis=-1) if finite.ndim == 3 else finite
+            usable &= finite.all(axis=-1) if finite.ndim > spatial else finite
     return usable
 
 
-def _absolute_block(a, b, valid=None):
+def _absolute_block(a, b, valid=None, *, spatial=2):
     diff = _absolute_difference(a, b)
-    usable = _usable(a, b, valid)
+    usable = _usable(a, b, valid, spatial)
     diff[~usable] = 0  # every channel of an unusable pixel
     return diff
 
 
-def _lazy_statistics(a, b, valid):
+def _lazy_statistics(a, b, valid, spatial):
     """Count, sums and sums of squares of both gray images over where both are usable,
     computed now (float64, chunk by chunk)."""
     import dask.array as da
 
     def sums(x, y, v=None):
-        usable = _usable(x, y, v)
+        usable = _usable(x, y, v, spatial)
         xs, ys = x[usable].astype(np.float64), y[usable].astype(np.float64)
-        return np.array([[[usable.sum(), xs.sum(), ys.sum(), xs @ xs, ys @ ys]]])
+        total = np.array([usable.sum(), xs.sum(), ys.sum(), xs @ xs, ys @ ys])
+        return total.reshape((1,) * spatial + (5,))
 
+    chunks = tuple((1,) * len(c) for c in a.chunks[:spatial]) + ((5,),)
     parts = da.map_blocks(sums, a, b, *([] if valid is None else [valid]), dtype=np.float64,
-                          new_axis=2, chunks=((1,) * len(a.chunks[0]), (1,) * len(a.chunks[1]),
-                                              (5,)))  # fmt: skip
-    return parts.sum(axis=(0, 1)).compute()
+                          new_axis=spatial, chunks=chunks)  # fmt: skip
+    return parts.sum(axis=tuple(range(spatial))).compute()
 
 
-def _normalized_block(a, b, valid=None, *, stats):
+def _normalized_block(a, b, valid=None, *, stats, spatial=2):
     n, sum_a, sum_b, square_a, square_b = stats
     out = np.zeros(a.shape, np.float32)
     if n < 2:
         return out
-    usable = _usable(a, b, valid)
+    usable = _usable(a, b, valid, spatial)
     scale = []
     for total, square in ((sum_a, square_a), (sum_b, square_b)):
         mean = total / n
@@ -284,9 +290,11 @@ def _for_range(image, name: str) -> np.ndarray:
     arr = as_array(image, name, lazy=True)
     if isinstance(arr, Multiscale):
         arr = arr.levels[-1]
-    if is_lazy(arr):
-        step = max(1, int(np.sqrt(np.prod(arr.shape[:2], dtype=np.float64) / _RANGE_PIXELS)))
-        arr = arr[::step, ::step]
+    if is_lazy(arr):  # strided over the spatial axes (a volume's three)
+        axes = 2 if arr.ndim == 2 or arr.shape[-1] in (1, 3, 4) else min(arr.ndim, 3)
+        voxels = np.prod(arr.shape[:axes], dtype=np.float64)
+        step = max(1, int((voxels / _RANGE_PIXELS) ** (1 / axes)))
+        arr = arr[(slice(None, None, step),) * axes]
     return as_array(arr, name)
 
 

@@ -96,3 +96,81 @@ class _Plane:
 
     def __getitem__(self, key):
         return self.image[self.index + key]
+
+
+# -- volumes ---------------------------------------------------------------------------
+# Output chunks of a lazy volume warp: OME-Zarr's usual chunk, 8 MiB of uint16.
+VOLUME_CHUNK = (64, 256, 256)
+
+
+def volume_chunks(shape) -> tuple[tuple[int, ...], ...]:
+    """dask chunks of a (z, y, x) grid in :data:`VOLUME_CHUNK` pieces."""
+    return tuple(tuple(min(c, n - s) for s in range(0, n, c))
+                 for n, c in zip(shape, VOLUME_CHUNK, strict=True))  # fmt: skip
+
+
+def _shifted(matrix, source_origin, chunk_origin):
+    """``matrix`` from the chunk's voxels (origin ``chunk_origin``, z, y, x) to the
+    source region's (origin ``source_origin``)."""
+    to_source, from_chunk = np.eye(4), np.eye(4)
+    to_source[:3, 3] = -np.asarray(source_origin[::-1], float)
+    from_chunk[:3, 3] = np.asarray(chunk_origin[::-1], float)
+    return to_source @ matrix @ from_chunk
+
+
+def volume_region(matrix, box, source_shape):
+    """``((z0, z1), (y0, y1), (x0, x1))`` of the moving volume that the output ``box``
+    (the same form) samples, with the kernel's reach, clipped; None when it samples
+    none of it."""
+    (z0, z1), (y0, y1), (x0, x1) = box
+    corners = np.array([[x, y, z, 1.0] for z in (z0, z1 - 1) for y in (y0, y1 - 1)
+                        for x in (x0, x1 - 1)])  # fmt: skip
+    mapped = corners @ matrix[:3].T  # (8, 3): x, y, z
+    region = []
+    for axis, n in zip((2, 1, 0), source_shape, strict=True):
+        low = max(0, int(np.floor(mapped[:, axis].min())) - _REACH)
+        high = min(n, int(np.ceil(mapped[:, axis].max())) + _REACH + 1)
+        if high <= low:
+            return None
+        region.append((low, high))
+    return tuple(region)
+
+
+def warp_volume_lazily(image, matrix, out_shape, interpolation: str, fill, warp_volume):
+    """``image`` (z, y, x, readable by slicing) warped onto ``out_shape`` by the 4×4
+    ``matrix`` as a dask array in :data:`VOLUME_CHUNK` chunks, each from the region of
+    ``image`` it maps onto; ``warp_volume(volume, matrix, out, interpolation, fill)``
+    resamples one numpy region (see :mod:`.warping`)."""
+    import dask.array as da
+
+    dtype = np.dtype(image.dtype)
+
+    def block(block_info=None):
+        box = block_info[None]["array-location"]
+        out = np.empty(tuple(b - a for a, b in box), dtype)
+        region = volume_region(matrix, box, image.shape)
+        if region is None:  # the chunk lies wholly outside the moving volume
+            out[...] = fill
+            return out
+        source = np.ascontiguousarray(np.asarray(image[tuple(slice(a, b) for a, b in region)]))
+        shifted = _shifted(matrix, [a for a, _ in region], [a for a, _ in box])
+        warp_volume(source, shifted, out, interpolation, fill)
+        return out
+
+    return da.map_blocks(block, chunks=volume_chunks(out_shape), dtype=dtype,
+                         meta=np.empty((0, 0, 0), dtype))  # fmt: skip
+
+
+def overlap_volume_lazily(matrix, out_shape, moving_shape, overlap_mask):
+    """Where the reference voxels of ``out_shape`` map into the moving volume, as a
+    lazy bool array in :data:`VOLUME_CHUNK` chunks; ``overlap_mask(matrix, shape,
+    moving_shape)`` computes one chunk (see :mod:`.warping`)."""
+    import dask.array as da
+
+    def block(block_info=None):
+        box = block_info[None]["array-location"]
+        shifted = _shifted(matrix, (0, 0, 0), [a for a, _ in box])
+        return overlap_mask(shifted, tuple(b - a for a, b in box), moving_shape)
+
+    return da.map_blocks(block, chunks=volume_chunks(out_shape), dtype=bool,
+                         meta=np.empty((0, 0, 0), bool))  # fmt: skip

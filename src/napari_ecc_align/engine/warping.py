@@ -22,8 +22,8 @@ from .exact import (
     keep_exact_plane,
     warp_nearest_gather,
 )
-from .lazy import is_lazy
-from .lazy_warp import source_region, warp_planes_lazily
+from .lazy import Multiscale, is_lazy
+from .lazy_warp import source_region, warp_planes_lazily, warp_volume_lazily
 from .preprocess import as_array, as_real_matrix, as_shape
 
 _INTERPOLATION = {
@@ -99,7 +99,14 @@ def warp(image, alignment, output_shape=None, *, interpolation="linear", fill_va
             f"interpolation must be one of {tuple(_INTERPOLATION)}, got {interpolation!r}"
         )
     if matrix.shape == (4, 4):
-        arr = as_array(arr, "image")  # volumes are loaded
+        if isinstance(arr, Multiscale):
+            arr = arr.levels[0]  # a volume is warped from its finest level
+        if is_lazy(arr) and arr.ndim == 3:
+            shape = _check_volume_shape(output_shape or default_shape or arr.shape)
+            fill = check_fill(fill_value, arr.dtype)
+            method = "nearest" if arr.dtype == np.bool_ else interpolation
+            return warp_volume_lazily(arr, matrix, shape, method, fill, _warp_volume)
+        arr = as_array(arr, "image")  # numpy, or lazy with more axes: loaded
         return _warp_volumes(
             arr, matrix, default_shape, moving_shape, output_shape, interpolation, fill_value
         )
@@ -272,7 +279,7 @@ def overlap(alignment: Alignment, output_shape=None) -> np.ndarray:
     """
     if alignment.ndim == 3:
         shape = _check_volume_shape(output_shape or alignment.reference_shape)
-        return _overlap_mask(alignment.matrix, shape, alignment.moving_shape)
+        return overlap_mask(alignment.matrix, shape, alignment.moving_shape)
     rows, cols = output_shape or alignment.reference_shape
     ones = np.ones(alignment.moving_shape, np.float32)
     covered = warp_plane(
@@ -319,7 +326,7 @@ def _plane_coordinates(matrix, k, box, dtype=np.float64):
     return [dtype(r[0]) * xs + (dtype(r[1]) * ys + dtype(r[2] * k + r[3])) for r in matrix[:3]]
 
 
-def _overlap_mask(matrix, out_shape, src_shape, tol=1e-6):
+def overlap_mask(matrix, out_shape, src_shape, tol=1e-6):
     """Reference voxels that map within the first and last voxel centres of ``src_shape``."""
     mask = np.ones(out_shape, bool)
     for k in range(out_shape[0]):
@@ -366,7 +373,7 @@ def _warp_volume(volume, matrix, out, interpolation, fill):
         if not direct:
             out[k] = cast(plane, out.dtype)
     if not finite:
-        out[~_overlap_mask(matrix, out.shape, volume.shape)] = fill
+        out[~overlap_mask(matrix, out.shape, volume.shape)] = fill
     _keep_exact_volume(out, volume, matrix, fill, interpolation)
 
 
@@ -462,5 +469,5 @@ def _warp_volume_scipy(work, matrix, out_shape, interpolation, fill):
         mode="grid-constant" if finite else "nearest", cval=float(fill) if finite else 0.0,
         prefilter=order > 1)  # fmt: skip
     if not finite:
-        result[~_overlap_mask(matrix, out_shape, work.shape)] = fill
+        result[~overlap_mask(matrix, out_shape, work.shape)] = fill
     return result

@@ -59,11 +59,10 @@ class OmeZarrImage:
     @property
     def image(self):
         """What to give :func:`~napari_ecc_align.align` and ``warp``: the list of levels
-        that halve the plane one after the other (a pyramid the engine reads level by
-        level), or level 0 alone when no stored level halves it."""
-        if self.ndim == 3:
-            return self.levels[0]
-        kept = halving_levels(self.levels)
+        that halve the plane one after the other (for a volume, z at most as often: a
+        pyramid the engine reads level by level), or level 0 alone when no stored level
+        halves it."""
+        kept = halving_levels(self.levels, self.ndim)
         return list(self.levels[:kept]) if kept > 1 else self.levels[0]
 
     @property

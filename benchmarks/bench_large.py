@@ -19,6 +19,8 @@ estimate needs from the stores (zstd-compressed, on this machine's disk).
 
     python benchmarks/bench_large.py                    # 40 000 x 40 000, 1.5 GiB each
     python benchmarks/bench_large.py --side 20000 --data /tmp/large20k
+    python benchmarks/bench_large.py --volume 256,2048,2048 --data /tmp/vol256 \\
+        --mvs-python .venv-mvs/bin/python                # volumes: see _large_volumes.py
 """
 
 from __future__ import annotations
@@ -136,9 +138,23 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=40_000, help="pixels per side")
     parser.add_argument("--data", type=Path, help="folder for the stores, reused if present")
-    parser.add_argument("--runs", nargs="*", default=["pyramid", "finest"])
+    parser.add_argument("--runs", nargs="*", help="default: pyramid finest (2D); ours "
+                        "ours-numpy sitk mvs (volumes)")  # fmt: skip
+    parser.add_argument("--volume", help="Z,Y,X: a uint16 volume pair instead (see "
+                        "_large_volumes.py), e.g. 256,2048,2048")  # fmt: skip
+    parser.add_argument("--motion", nargs="*", default=["euclidean", "affine"])
+    parser.add_argument("--mvs-python", help="an interpreter with multiview-stitcher and "
+                        "itk-elastix, for the 'mvs' run")  # fmt: skip
     args = parser.parse_args(argv)
     folder = args.data or Path(tempfile.mkdtemp(prefix="bench_large_"))
+    if args.volume:
+        import _large_volumes
+
+        shape = tuple(int(v) for v in args.volume.split(","))
+        runs = args.runs or ["ours", "ours-numpy", "sitk", "mvs"]
+        _large_volumes.run(folder, shape, runs, args.motion, args.mvs_python)
+        return
+    args.runs = args.runs or ["pyramid", "finest"]
     stamp = folder / "pair.json"
     if not (stamp.exists() and json.loads(stamp.read_text())["side"] == args.side):
         start = time.perf_counter()

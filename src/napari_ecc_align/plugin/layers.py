@@ -191,8 +191,7 @@ def image_for_alignment(layer: Layer, name: str, ndim: int = 2):
         ``(rows, cols, 3|4)`` when ``layer.rgb``; with ``ndim=3``, a grayscale
         ``(z, y, x)`` volume. Nothing is loaded here (on the main thread): dask and
         zarr data are passed as they are, a multiscale layer as the list of its
-        levels (2D; a volume as its finest level), which the engine reads level by
-        level.
+        levels, which the engine reads level by level.
     name : str
         The layer's role in error messages, e.g. ``"reference"`` or ``"moving"``.
     ndim : {2, 3}
@@ -213,7 +212,7 @@ def image_for_alignment(layer: Layer, name: str, ndim: int = 2):
         )
     require_spatial(layer, name, ndim)
     if getattr(layer, "multiscale", False):
-        return list(layer.data) if ndim == 2 else layer.data[0]
+        return list(layer.data)
     data = layer.data
     return data if hasattr(data, "chunks") else np.asarray(data)
 

@@ -27,11 +27,13 @@ def level0_shape(data) -> tuple[int, ...]:
 
 
 def level_alignments(alignment: Alignment, reference: list, moving: list) -> list[Alignment]:
-    """The alignment at each level the two pyramids share (level 0: ``alignment``)."""
+    """The alignment at each level the two pyramids share (level 0: ``alignment``); for
+    images and volumes alike."""
     levels = [alignment]
+    spatial = alignment.ndim
     for k in range(1, min(len(reference), len(moving))):
-        ref_shape = tuple(reference[k].shape[:2])
-        mov_shape = tuple(moving[k].shape[:2])
+        ref_shape = tuple(reference[k].shape[:spatial])
+        mov_shape = tuple(moving[k].shape[:spatial])
         matrix = (
             np.linalg.inv(_to_level0(alignment.moving_shape, mov_shape))
             @ alignment.matrix
@@ -43,9 +45,12 @@ def level_alignments(alignment: Alignment, reference: list, moving: list) -> lis
 
 
 def _to_level0(full, level) -> np.ndarray:
-    """Level pixel (x, y, 1) → level-0 pixel."""
-    sy, sx = (f / n for f, n in zip(full[:2], level[:2], strict=True))
-    return np.array([[sx, 0, (sx - 1) / 2], [0, sy, (sy - 1) / 2], [0, 0, 1.0]])
+    """Level pixel (x, y[, z], 1) → level-0 pixel."""
+    ratios = [f / n for f, n in zip(full, level, strict=True)][::-1]  # x first
+    matrix = np.eye(len(ratios) + 1)
+    for axis, s in enumerate(ratios):
+        matrix[axis, axis], matrix[axis, -1] = s, (s - 1) / 2
+    return matrix
 
 
 def warped_pyramid(moving: list, alignments: list[Alignment], interpolation: str) -> list:

@@ -133,12 +133,13 @@ print(json.dumps({"seconds": seconds, "added_gb": added, "inputs_gb": 0.0,
 """
 
 
-def write_stores(folder: Path, shape) -> None:
-    """The reference and both moving stores under ``folder``, chunk by chunk."""
+def write_stores(folder: Path, shape, motions=("euclidean", "affine")) -> None:
+    """The reference and the moving stores of ``motions`` under ``folder``, chunk by
+    chunk; stores already there are kept."""
     from napari_ecc_align import write_ome_zarr
     from napari_ecc_align.data.large import lazy_volume_pair
 
-    for motion in ("euclidean", "affine"):
+    for motion in motions:
         pair = lazy_volume_pair(shape, chunks=CHUNKS, motion=motion)
         names = {"reference": pair.reference, f"moving-{motion}": pair.moving}
         for name, volume in names.items():
@@ -174,10 +175,13 @@ def run(folder: Path, shape, runs, motions, mvs_python: str | None) -> None:
     from napari_ecc_align.engine.alignment import corner_rms
 
     stamp = folder / "pair.json"
-    if not (stamp.exists() and json.loads(stamp.read_text()).get("volume") == list(shape)):
+    if stamp.exists() and json.loads(stamp.read_text()).get("volume") != list(shape):
+        raise SystemExit(f"{folder} holds a pair of another shape: pass another --data folder")
+    missing = [m for m in motions if not (folder / f"moving-{m}.ome.zarr").exists()]
+    if missing or not stamp.exists():
         folder.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        write_stores(folder, shape)
+        write_stores(folder, shape, motions)
         print(f"wrote the stores in {time.perf_counter() - start:.0f} s to {folder}", flush=True)
     spacing = (2.0, 0.5, 0.5)
     gib = np.prod(shape) * 2 / 2**30

@@ -1,10 +1,16 @@
-"""Longest stall of napari's event loop while the widget aligns an 8 MP pair.
+"""Longest stall of napari's event loop while the widget aligns an 8 MP pair (or two
+OME-Zarr images opened by napari-ome-zarr).
 
 A QTimer asks for a tick every 2 ms; the longest gap between ticks while the
 worker runs is how long the viewer would have been frozen. Needs a display
 (run under ``xvfb-run`` on a headless machine)::
 
     xvfb-run -a python benchmarks/bench_gui_stall.py [--megapixels 8] [--runs 3]
+    xvfb-run -a python benchmarks/bench_gui_stall.py --ome-zarr REF.ome.zarr MOV.ome.zarr
+
+With ``--ome-zarr`` the layers are multiscale and dask-backed (e.g. the 2 GiB volumes
+``bench_large.py --volume 256,2048,2048`` writes); the widget's defaults apply (Move
+layer only for multiscale layers).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megapixels", type=float, default=8.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ome-zarr", nargs=2, metavar=("REFERENCE", "MOVING"))
     args = parser.parse_args(argv)
 
     import napari
@@ -29,12 +36,18 @@ def main(argv=None) -> int:
 
     from napari_ecc_align.plugin._qt.widget import AlignWidget
 
-    name, reference, moving, _ = affine_pair(args.megapixels)
     viewer = napari.Viewer(show=True)
-    viewer.add_image(reference, name="reference")
-    viewer.add_image(moving, name="moving")
+    if args.ome_zarr:
+        layers = [viewer.open(path, plugin="napari-ome-zarr")[0] for path in args.ome_zarr]
+        shape = " x ".join(map(str, layers[0].data[0].shape))
+        name = f"two OME-Zarr images of {shape} ({layers[0].data[0].nbytes / 2**30:.2f} GiB each)"
+    else:
+        name, reference, moving, _ = affine_pair(args.megapixels)
+        layers = [viewer.add_image(reference, name="reference"),
+                  viewer.add_image(moving, name="moving")]  # fmt: skip
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    widget.reference.value, widget.moving.value = layers
     app = QApplication.instance()
     for _ in range(20):  # let the window settle before measuring
         app.processEvents()

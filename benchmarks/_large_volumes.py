@@ -20,7 +20,7 @@ loaded first, after loading them):
 * ``mvs``: multiview-stitcher's ``register_pair_of_msims`` on the stores (its own
   reader), elastix (itk-elastix) at its automatic registration binning, Translation then
   Rigid stages (then Affine for ``affine``); run with ``--mvs-python`` (a separate
-  environment: ``pip install multiview-stitcher itk-elastix``); its reader's zarr backend
+  environment: ``pip install "napari-ecc-align[bench-mvs]"``); its reader's zarr backend
   fails on zarr v3 arrays that name their dimensions (as NGFF 0.5 asks), so its dask
   backend reads the stores.
 """

@@ -49,8 +49,8 @@ def volume_input(volume, name: str):
 
 def working_factors(reference, moving, spacing) -> tuple[int, int, int] | None:
     """The (z, y, x) factors to estimate ``reference`` and ``moving`` at, or None when
-    both fit the budget whole. A pyramid reference's finest stored level within the
-    budget is preferred (it is read as stored); else the engine's own level plan."""
+    both fit the budget whole. A pyramid input's finest stored level within the budget
+    is preferred (it is read as stored); else the engine's own level plan."""
     ref_shape, mov_shape = tuple(reference.shape), tuple(moving.shape)
     if max(math.prod(ref_shape), math.prod(mov_shape)) <= MAX_WORK_VOXELS:
         return None

@@ -33,7 +33,7 @@ $(BIN)/python:
 
 # Stamp files make re-runs quick; they are redone when pyproject.toml changes.
 $(VENV)/.testing-stamp: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[testing,testing-ome-zarr]"
+	$(BIN)/pip install -e ".[testing,testing-ome-zarr,testing-transforms]"
 	touch $@
 
 $(VENV)/.all-stamp: pyproject.toml | $(BIN)/python

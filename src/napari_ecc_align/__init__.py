@@ -14,7 +14,8 @@ Pairs: :func:`align` (and its generator form :func:`iter_align`, which yields
 (:class:`FrameProgress`), :func:`warp_stack`, :class:`StackAlignment` and its
 :class:`Canvas`. Files:
 :func:`read_image`, :func:`write_image`, :func:`read_ome_zarr` and :func:`write_ome_zarr`
-(OME-Zarr, lazily, with pyramids; ``align`` and ``warp`` also take their paths), and
+(OME-Zarr, lazily, with pyramids; ``align`` and ``warp`` also take their paths),
+:func:`save_transform` and :func:`load_transform` (our JSON and ITK transform files), and
 :func:`batch_align` with its :class:`BatchReport`. Synthetic test images with known
 transforms are in :mod:`napari_ecc_align.data`.
 """
@@ -33,7 +34,15 @@ from .engine import (
     iter_align,
     warp,
 )
-from .io import OmeZarrImage, read_image, read_ome_zarr, write_image, write_ome_zarr
+from .io import (
+    OmeZarrImage,
+    load_transform,
+    read_image,
+    read_ome_zarr,
+    save_transform,
+    write_image,
+    write_ome_zarr,
+)
 from .stack import (
     Canvas,
     FrameProgress,
@@ -66,8 +75,10 @@ __all__ = [
     "difference",
     "iter_align",
     "iter_align_stack",
+    "load_transform",
     "read_image",
     "read_ome_zarr",
+    "save_transform",
     "warp",
     "warp_stack",
     "write_image",

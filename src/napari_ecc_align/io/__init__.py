@@ -30,6 +30,7 @@ from .images import (
 )
 from .inputs import ImagePair, check_volume_options, read_pair
 from .ome_zarr import OmeZarrImage, is_zarr_path, read_ome_zarr, write_ome_zarr
+from .transform_files import load_transform, save_transform, transform_format
 from .volumes import VoxelSize, read_volume, read_voxel_size, write_volume
 
 
@@ -55,12 +56,15 @@ __all__ = [
     "difference_for_file",
     "image_format",
     "is_zarr_path",
+    "load_transform",
     "open_zarr_source",
     "read_image",
     "read_ome_zarr",
     "read_pair",
     "read_volume",
     "read_voxel_size",
+    "save_transform",
+    "transform_format",
     "write_image",
     "write_ome_zarr",
     "write_volume",

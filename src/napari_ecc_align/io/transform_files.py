@@ -1,0 +1,224 @@
+"""Transform files in and out: :func:`save_transform` and :func:`load_transform`.
+
+Formats, from the file name unless given:
+
+* ``"json"`` (``.json``): our own, the :class:`~napari_ecc_align.Alignment` whole (voxel
+  matrix, shapes, how it was estimated);
+* ``"itk"`` (``.tfm``, ``.txt``; ``.mat`` and ``.h5`` through SimpleITK): ITK's
+  transform files, fixed physical → moving physical points (see :mod:`.physical` for
+  the conversion and :mod:`.itk_transform` for the file format).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..engine import Alignment
+from .images import atomic_output
+from .itk_transform import itk_text, read_itk_file
+from .physical import ImageGeometry, physical_transform, voxel_transform
+
+FORMATS = ("json", "itk")
+_SUFFIXES = {".json": "json", ".tfm": "itk", ".txt": "itk", ".mat": "itk", ".h5": "itk",
+             ".hdf5": "itk"}  # fmt: skip
+_BINARY = (".mat", ".h5", ".hdf5")
+_MOTIONS = {"TranslationTransform": "translation", "IdentityTransform": "translation",
+            "Euler2DTransform": "euclidean", "Euler3DTransform": "euclidean",
+            "VersorRigid3DTransform": "euclidean"}  # fmt: skip
+
+
+def transform_format(path, format=None) -> str:
+    """The format of ``path``: ``format`` checked, else from the file name."""
+    if format is not None:
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        return format
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise ValueError(
+            f"cannot tell a transform format from the name {Path(path).name!r}: use .json (ours) "
+            "or .tfm/.txt/.mat/.h5 (ITK), or pass format="
+        )
+    return _SUFFIXES[suffix]
+
+
+def _geometries(ndim, alignment_spacing, reference_spacing, reference_origin, moving_spacing,
+                moving_origin, direction):  # fmt: skip
+    """The two images' :class:`ImageGeometry`; a volume's spacing defaults to the one it
+    was estimated with. ``direction``: one matrix for both, or a pair."""
+    if reference_spacing is None:
+        reference_spacing = alignment_spacing
+    if moving_spacing is None:
+        moving_spacing = reference_spacing
+    pair = direction is not None and np.ndim(direction) == 3
+    ref_direction, mov_direction = direction if pair else (direction, direction)
+    reference = ImageGeometry.of(ndim, reference_spacing, reference_origin, ref_direction,
+                                 "reference")  # fmt: skip
+    return reference, ImageGeometry.of(ndim, moving_spacing, moving_origin, mov_direction, "moving")
+
+
+def save_transform(alignment: Alignment, path, format: str | None = None, *,
+                   reference_spacing=None, reference_origin=None, moving_spacing=None,
+                   moving_origin=None, direction=None) -> Path:  # fmt: skip
+    """Write ``alignment`` as a transform file other tools read.
+
+    Parameters
+    ----------
+    alignment : Alignment
+        An image or volume alignment (reference voxel → moving voxel).
+    path : str or os.PathLike
+        The file; written atomically (a failed write leaves no file and keeps an old one).
+    format : {"json", "itk"}, optional
+        Default: from the name (``.json``; ``.tfm``, ``.txt``, ``.mat``, ``.h5`` for ITK).
+    reference_spacing, moving_spacing : sequence of float, optional
+        The images' pixel (voxel) size in array order, (row, col) or (z, y, x), for the
+        physical formats; default: the spacing a volume was estimated with, else 1; the
+        moving image's defaults to the reference's.
+    reference_origin, moving_origin : sequence of float, optional
+        Where each image's first pixel lies, in array order; default 0.
+    direction : array_like, optional
+        ITK's direction cosines over (x, y[, z]) for both images, or a pair (reference,
+        moving); default: the identity.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        For a homography in ITK (ITK has no projective transform file), a name of no
+        known format, or a bad geometry argument (named).
+
+    Examples
+    --------
+    >>> save_transform(alignment, "moving_to_reference.tfm",
+    ...                reference_spacing=(2.0, 0.5, 0.5))              # doctest: +SKIP
+    """
+    if not isinstance(alignment, Alignment):
+        raise TypeError(f"alignment must be an Alignment, got {type(alignment).__name__}")
+    path = Path(path)
+    kind = transform_format(path, format)
+    if kind == "json":
+        with atomic_output(path) as tmp:
+            alignment.to_json(tmp)
+        return path
+    if alignment.motion == "homography":
+        raise ValueError(
+            "ITK transform files hold no projective (homography) transform; save it as .json, "
+            "or estimate an affine motion"
+        )
+    reference, moving = _geometries(alignment.ndim, alignment.parameters.get("spacing"),
+                                    reference_spacing, reference_origin, moving_spacing,
+                                    moving_origin, direction)  # fmt: skip
+    transform = physical_transform(alignment.matrix, reference, moving)
+    middle = np.append((np.asarray(alignment.reference_shape, float)[::-1] - 1) / 2, 1.0)
+    centre = (reference.to_physical() @ middle)[:-1]
+    text = itk_text(transform, alignment.motion, centre)
+    with atomic_output(path) as tmp:
+        if path.suffix.lower() in _BINARY:
+            _write_binary(text, tmp)
+        else:
+            Path(tmp).write_text(text, encoding="utf-8")
+    return path
+
+
+def _write_binary(text: str, target: str) -> None:
+    try:
+        import SimpleITK as sitk
+    except ImportError:
+        raise ValueError(
+            "binary ITK transforms (.mat, .h5) are written through SimpleITK, which is not "
+            "installed (pip install SimpleITK); or save the transform as .tfm"
+        ) from None
+    import os
+    import tempfile
+
+    handle, text_path = tempfile.mkstemp(suffix=".tfm")
+    os.close(handle)
+    try:
+        Path(text_path).write_text(text, encoding="utf-8")
+        sitk.WriteTransform(sitk.ReadTransform(text_path), target)
+    finally:
+        os.unlink(text_path)
+
+
+def load_transform(path, *, reference_spacing=None, reference_origin=None, moving_spacing=None,
+                   moving_origin=None, direction=None, reference_shape=None, moving_shape=None,
+                   format: str | None = None) -> Alignment:  # fmt: skip
+    """Read a transform file as an :class:`Alignment`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file :func:`save_transform` writes, or one SimpleITK or ITK wrote.
+    reference_spacing, reference_origin, moving_spacing, moving_origin, direction
+        The images' geometry, as for :func:`save_transform` (physical formats only).
+    reference_shape, moving_shape : tuple of int, optional
+        The images' shapes, (rows, cols) or (z, y, x): needed for formats that do not
+        store them (ITK); the moving one defaults to the reference's.
+    format : {"json", "itk"}, optional
+        Default: from the name.
+
+    Returns
+    -------
+    Alignment
+        Reference voxel → moving voxel; for a file of another tool, ``correlation`` is
+        NaN, ``init_method`` is ``"file"`` and ``parameters["source"]`` names the file.
+
+    Raises
+    ------
+    ValueError
+        For a file that is not of the format, a transform it cannot express (non-linear,
+        another dimensionality), missing shapes, or a bad geometry argument.
+    FileNotFoundError
+        If ``path`` does not exist.
+    """
+    path = Path(path)
+    kind = transform_format(path, format)
+    if not path.is_file():
+        raise FileNotFoundError(f"no transform file at {path}")
+    if kind == "json":
+        return Alignment.from_json(path)
+    transform, kinds = read_itk_file(path)
+    ndim = transform.shape[0] - 1
+    if reference_shape is None:
+        raise ValueError(
+            f"{path.name}: an ITK transform holds no image sizes; pass reference_shape= (and "
+            "moving_shape= if it differs), e.g. the images' .shape"
+        )
+    shapes = [tuple(int(n) for n in s) for s in (reference_shape, moving_shape or reference_shape)]
+    if any(len(s) != ndim for s in shapes):
+        raise ValueError(f"{path.name} holds a {ndim}D transform, but the shapes given are "
+                         f"{shapes[0]} and {shapes[1]}")  # fmt: skip
+    reference, moving = _geometries(ndim, None, reference_spacing, reference_origin,
+                                    moving_spacing, moving_origin, direction)  # fmt: skip
+    matrix = voxel_transform(transform, reference, moving)
+    stated = [_MOTIONS.get(kind, "affine") for kind in kinds]
+    weakest = max(stated, key=("translation", "euclidean", "affine").index)
+    motion = _motion(weakest, matrix, reference.spacing)
+    parameters = {"source": str(path), "format": "itk"}
+    if ndim == 3:
+        parameters["spacing"] = list(reference.spacing[::-1])
+    return Alignment(matrix=matrix, motion=motion, correlation=math.nan,
+                     correlation_before=math.nan, reference_shape=shapes[0],
+                     moving_shape=shapes[1], init_method="file", parameters=parameters)  # fmt: skip
+
+
+def _motion(stated: str, matrix, spacing_xyz) -> str:
+    """The file's motion, if our voxel matrix still is one (a rotation in physical units
+    is rigid in our sense only for volumes, whose rigidity is physical)."""
+    n = matrix.shape[0] - 1
+    linear = matrix[:n, :n]
+    if stated == "translation" and np.allclose(linear, np.eye(n), atol=1e-9):
+        return "translation"
+    if stated in ("translation", "euclidean"):
+        scaled = np.diag(spacing_xyz) @ linear @ np.diag(1 / np.asarray(spacing_xyz))
+        physical = scaled if n == 3 else linear
+        if np.allclose(physical.T @ physical, np.eye(n), atol=1e-6):
+            return "euclidean"
+    return "affine"

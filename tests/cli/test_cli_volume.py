@@ -235,3 +235,27 @@ def test_moving_volume_with_another_voxel_size(imagej_pair, capsys):
     assert "or pass --spacing dz,dy,dx to use one for both (with --motion affine" in err
     assert not (root / "o.tif").exists()
     assert _run(capsys, *common, "--spacing", "1.5,0.5,0.5")[0] == 0
+
+
+def test_transform_out_writes_an_itk_file_simpleitk_reads(imagej_pair, capsys):
+    """`--transform-out t.tfm`: the volume's alignment as an ITK transform in µm (the
+    voxel size of the files, zero origin), read back by SimpleITK and by us."""
+    sitk = pytest.importorskip("SimpleITK", reason="SimpleITK is in the testing-transforms extra")
+    from napari_ecc_align import load_transform
+
+    root, truth = imagej_pair
+    code, _, err = _run(capsys, "align", root / "ref.tif", root / "mov.tif", "-o", root / "o.tif",
+                        "-q", "--motion", "euclidean", "--transform-out", root / "t.tfm")  # fmt: skip
+    assert (code, err) == (0, "")
+    transform = sitk.ReadTransform(str(root / "t.tfm"))
+    assert transform.GetName() == "Euler3DTransform"
+    loaded = load_transform(root / "t.tfm", reference_shape=SHAPE, reference_spacing=SPACING)
+    assert loaded.corner_error(truth) <= TOLERANCE_VOXELS
+    # SimpleITK maps the reference's centre, in µm, where our matrix sends it.
+    centre = (np.array(SHAPE[::-1], float) - 1) / 2
+    expected = (loaded.matrix @ np.append(centre, 1))[:3] * np.array(SPACING[::-1])
+    np.testing.assert_allclose(transform.TransformPoint(tuple(centre * SPACING[::-1])), expected,
+                               atol=1e-9)  # fmt: skip
+    code, _, err = _run(capsys, "align", root / "ref.tif", root / "mov.tif", "-o", root / "o.tif",
+                        "--transform-out", root / "t.nii")  # fmt: skip
+    assert code != 0 and "cannot tell a transform format" in err

@@ -39,6 +39,7 @@ from ..engine import (
 )
 from ..io.images import atomic_output, check_writable, difference_for_file
 from ..io.inputs import read_pair
+from ..io.transform_files import transform_format, write_transform
 from .demo import run_demo
 from .messages import PROG, in_cli_terms, print_error, say, summarize
 from .stores import align_stores, uses_stores
@@ -152,8 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'normalized' compares z-scores (for images of different dtype, gain or "
                    "contrast, e.g. binarised vs. grayscale); default: 'absolute' if both images "
                    "have the same dtype, channels and value range, else 'normalized'")
-    p.add_argument("--transform", metavar="T.json",
-                   help="also save the alignment (matrix, correlation, parameters) as JSON")
+    p.add_argument("--transform", "--transform-out", dest="transform", metavar="T.json",
+                   help="also save the alignment: .json (ours: matrix, correlation, "
+                   "parameters) or an ITK transform (.tfm, .txt; .mat/.h5 with SimpleITK), in "
+                   "physical units with the voxel size and a zero origin")
     p.add_argument("--init", metavar="T.json",
                    help="start from the matrix of a saved --transform file (e.g. to refine it "
                    "with another motion model) instead of the identity")
@@ -380,6 +383,10 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_align(args: argparse.Namespace) -> int:
     _output_name(args)
     _check_paths(args)
+    if args.transform:  # a name of no known format fails before any work
+        transform_format(args.transform)
+        if args.motion == "homography" and transform_format(args.transform) != "json":
+            raise ValueError("--transform: ITK transform files hold no homography; use .json")
     if uses_stores(args):
         init = _read_init(args.init, args.ndim, args.max_pixels) if args.init else None
         options = _estimate_options(args)
@@ -424,7 +431,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
         if diff is not None:
             pair.write(temporary[args.difference], diff, atomic=False)
         if args.transform:
-            alignment.to_json(temporary[args.transform])
+            write_transform(alignment, temporary[args.transform], args.transform)
     if not args.quiet:
         say(summarize(alignment))
     return 0

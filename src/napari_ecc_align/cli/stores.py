@@ -24,6 +24,7 @@ from ..engine import (
 from ..io import is_zarr_path
 from ..io.images import atomic_output, check_writable
 from ..io.sources import difference_for_output, open_pair, save_output
+from ..io.transform_files import write_transform
 
 
 def uses_stores(args: argparse.Namespace) -> bool:
@@ -58,5 +59,6 @@ def align_stores(args: argparse.Namespace, estimate_options: dict):
             save_output(args.difference, diff, geometry, outputs=outputs, what="difference",
                         **written)  # fmt: skip
         if args.transform:
-            alignment.to_json(outputs.enter_context(atomic_output(args.transform)))
+            target = outputs.enter_context(atomic_output(args.transform))
+            write_transform(alignment, target, args.transform)
     return alignment

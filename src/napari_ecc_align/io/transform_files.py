@@ -45,8 +45,8 @@ def transform_format(path, format=None) -> str:
     return _SUFFIXES[suffix]
 
 
-def _geometries(ndim, alignment_spacing, reference_spacing, reference_origin, moving_spacing,
-                moving_origin, direction):  # fmt: skip
+def _geometries(ndim, alignment_spacing, reference_spacing=None, reference_origin=None,
+                moving_spacing=None, moving_origin=None, direction=None):  # fmt: skip
     """The two images' :class:`ImageGeometry`; a volume's spacing defaults to the one it
     was estimated with. ``direction``: one matrix for both, or a pair."""
     if reference_spacing is None:
@@ -107,24 +107,45 @@ def save_transform(alignment: Alignment, path, format: str | None = None, *,
         with atomic_output(path) as tmp:
             alignment.to_json(tmp)
         return path
-    if alignment.motion == "homography":
-        raise ValueError(
-            "ITK transform files hold no projective (homography) transform; save it as .json, "
-            "or estimate an affine motion"
-        )
-    reference, moving = _geometries(alignment.ndim, alignment.parameters.get("spacing"),
-                                    reference_spacing, reference_origin, moving_spacing,
-                                    moving_origin, direction)  # fmt: skip
-    transform = physical_transform(alignment.matrix, reference, moving)
-    middle = np.append((np.asarray(alignment.reference_shape, float)[::-1] - 1) / 2, 1.0)
-    centre = (reference.to_physical() @ middle)[:-1]
-    text = itk_text(transform, alignment.motion, centre)
+    geometry = {"reference_spacing": reference_spacing, "reference_origin": reference_origin,
+                "moving_spacing": moving_spacing, "moving_origin": moving_origin,
+                "direction": direction}  # fmt: skip
+    text = _itk_text(alignment, geometry)
     with atomic_output(path) as tmp:
         if path.suffix.lower() in _BINARY:
             _write_binary(text, tmp)
         else:
             Path(tmp).write_text(text, encoding="utf-8")
     return path
+
+
+def write_transform(alignment: Alignment, target, name) -> None:
+    """Write ``alignment`` to the file ``target`` in the format the name ``name`` says
+    (``target`` may be a temporary file standing for ``name``), in place."""
+    kind = transform_format(name)
+    if kind == "json":
+        alignment.to_json(target)
+        return
+    if Path(name).suffix.lower() in _BINARY:
+        _write_binary(_itk_text(alignment, {}), target)
+    else:
+        Path(target).write_text(_itk_text(alignment, {}), encoding="utf-8")
+
+
+def _itk_text(alignment: Alignment, geometry: dict) -> str:
+    """The ITK file text of ``alignment`` in the images' ``geometry`` (the keyword
+    arguments of :func:`save_transform`)."""
+    if alignment.motion == "homography":
+        raise ValueError(
+            "ITK transform files hold no projective (homography) transform; save it as .json, "
+            "or estimate an affine motion"
+        )
+    reference, moving = _geometries(alignment.ndim, alignment.parameters.get("spacing"),
+                                    **geometry)  # fmt: skip
+    transform = physical_transform(alignment.matrix, reference, moving)
+    middle = np.append((np.asarray(alignment.reference_shape, float)[::-1] - 1) / 2, 1.0)
+    centre = (reference.to_physical() @ middle)[:-1]
+    return itk_text(transform, alignment.motion, centre)
 
 
 def _write_binary(text: str, target: str) -> None:

@@ -244,8 +244,8 @@ def test_transform_out_writes_an_itk_file_simpleitk_reads(imagej_pair, capsys):
     from napari_ecc_align import load_transform
 
     root, truth = imagej_pair
-    code, _, err = _run(capsys, "align", root / "ref.tif", root / "mov.tif", "-o", root / "o.tif",
-                        "-q", "--motion", "euclidean", "--transform-out", root / "t.tfm")  # fmt: skip
+    files = ("align", root / "ref.tif", root / "mov.tif", "-o", root / "o.tif", "-q")
+    code, _, err = _run(capsys, *files, "--motion", "euclidean", "--transform-out", root / "t.tfm")
     assert (code, err) == (0, "")
     transform = sitk.ReadTransform(str(root / "t.tfm"))
     assert transform.GetName() == "Euler3DTransform"

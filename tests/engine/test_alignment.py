@@ -128,3 +128,38 @@ def test_corner_rms_in_pixels():
     shifted[1, 2] = 0.4
     assert corner_rms(shifted, np.eye(3), (50, 50)) == pytest.approx(0.5)
     assert _alignment(shifted).corner_error(np.eye(3)) == pytest.approx(0.5)
+
+
+def test_alignments_chain_and_undo_in_2d_and_3d():
+    """``a.then(b)`` (= ``b @ a``) maps a's reference where b sends a's moving pixels;
+    an alignment followed by its inverse is the identity."""
+    from napari_ecc_align.data import rigid_volume_matrix
+
+    rng = np.random.default_rng(5)
+    plane = Alignment(np.array([[1.01, 0.02, 3.0], [-0.01, 0.99, -2.0], [0, 0, 1.0]]), "affine",
+                      0.9, 0.5, (40, 50), (42, 48))  # fmt: skip
+    shift = Alignment(np.array([[1, 0, 1.5], [0, 1, 0.5], [0, 0, 1.0]]), "translation", 0.9, 0.5,
+                      (42, 48), (30, 35))  # fmt: skip
+    spacing = (2.0, 0.5, 0.5)
+    turn = rigid_volume_matrix((0.5, 0.2, 3.0), (1, 2, -1), (10, 20, 30), spacing)
+    rigid = Alignment(turn, "euclidean", 0.9, 0.5, (10, 20, 30), (10, 20, 30),
+                      parameters={"spacing": list(spacing)})  # fmt: skip
+    for first, second in ((plane, shift), (rigid, rigid)):
+        chained = first.then(second)
+        assert chained == second @ first
+        assert chained.reference_shape == first.reference_shape
+        assert chained.moving_shape == second.moving_shape
+        n = first.ndim
+        points = np.column_stack([rng.uniform(0, 20, (10, n)), np.ones(10)])
+        one_then_other = points @ first.matrix.T @ second.matrix.T
+        np.testing.assert_allclose(points @ chained.matrix.T, one_then_other, atol=1e-12)
+        undone = first.then(first.inverse())
+        np.testing.assert_allclose(undone.matrix, np.eye(n + 1), atol=1e-12)
+    assert plane.then(shift).motion == "affine" and plane.then(shift).init_method == "composed"
+    assert rigid.then(rigid).motion == "euclidean"
+    with pytest.raises(ValueError, match="moving image of shape"):
+        plane.then(plane)
+    with pytest.raises(ValueError, match="cannot chain a 2D and a 3D"):
+        plane.then(rigid)
+    with pytest.raises(TypeError, match="must be an Alignment"):
+        plane.then(np.eye(3))

@@ -278,6 +278,57 @@ class Alignment:
             moving_shape=self.reference_shape,
         )
 
+    def then(self, other: Alignment) -> Alignment:
+        """This alignment followed by ``other``: ``self``'s reference → ``other``'s moving.
+
+        ``self`` maps its reference to its moving image, which must be ``other``'s
+        reference (same shape); the chain's matrix is ``other.matrix @ self.matrix``.
+        ``other @ self`` is the same (matrix order). The motion is the more general of
+        the two (a rigid chain of volumes stays rigid only with one voxel size).
+
+        Parameters
+        ----------
+        other : Alignment
+            Of the same dimensionality, from ``self``'s moving image onwards.
+
+        Returns
+        -------
+        Alignment
+            Correlations NaN (not measured), ``init_method`` ``"composed"``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``other`` is no Alignment, of another dimensionality, or its reference
+            shape is not ``self``'s moving shape.
+        """
+        if not isinstance(other, Alignment):
+            raise TypeError(f"other must be an Alignment, got {type(other).__name__}")
+        if other.ndim != self.ndim:
+            raise ValueError(f"cannot chain a {self.ndim}D and a {other.ndim}D alignment")
+        if tuple(other.reference_shape) != tuple(self.moving_shape):
+            raise ValueError(
+                f"the first alignment ends on a moving image of shape {self.moving_shape}, but "
+                f"the second starts from a reference of shape {other.reference_shape}"
+            )
+        matrix = other.matrix @ self.matrix
+        matrix = matrix / matrix[-1, -1]
+        motion = max(self.motion, other.motion, key=MOTIONS.index)
+        spacing = self.parameters.get("spacing")
+        if motion == "euclidean" and self.ndim == 3 and spacing != other.parameters.get("spacing"):
+            motion = "affine"  # rigid in two different voxel sizes: not rigid in either
+        parameters = {} if spacing is None else {"spacing": list(spacing)}
+        return Alignment(matrix=matrix, motion=motion, correlation=math.nan,
+                         correlation_before=math.nan, reference_shape=self.reference_shape,
+                         moving_shape=other.moving_shape, init_method="composed",
+                         parameters=parameters)  # fmt: skip
+
+    def __matmul__(self, other: Alignment) -> Alignment:
+        """``b @ a`` is ``a.then(b)``: matrices compose right to left."""
+        if not isinstance(other, Alignment):
+            return NotImplemented
+        return other.then(self)
+
     def transform_points(self, points_rc) -> np.ndarray:
         """Map points from moving-image to reference-image coordinates.
 

@@ -62,6 +62,7 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
 - the result: :class:`Alignment`, :class:`AlignmentError`, :data:`MOTIONS`,
   :data:`INTENSITY_MODES` (``align``'s ``intensity`` values),
   :data:`VOLUME_MOTIONS`, :func:`project_to_motion`, :func:`project_volume`,
+  :func:`landmark_start` (the least-squares start of ``init=(points, points)``),
   :func:`corner_displacement`, :func:`grid_corners`, :func:`swap_axes` (between
   (x, y[, z]) and array order), :func:`check_spacing`;
 - applying it: :func:`warp`, :func:`difference`, :func:`default_difference_mode`,
@@ -91,6 +92,7 @@ from .initialisation import SEARCHES
 from .input_files import PathLike, check_input_file, open_input
 from .intensity import INTENSITY_MODES
 from .json_input import number_field, read_json, shape_field, whole_field
+from .landmarks import landmark_start
 from .lazy import halving_levels
 from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
 from .options import (
@@ -139,6 +141,7 @@ __all__ = [
     "expected_progress_steps",
     "grid_corners",
     "halving_levels",
+    "landmark_start",
     "initial_matrix",
     "is_owner",
     "iter_align",

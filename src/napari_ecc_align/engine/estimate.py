@@ -137,10 +137,11 @@ def align(
         Number of pyramid levels (1 = full resolution only). None chooses it from
         the image size so the coarsest level is about 12-25 pixels on its
         shorter side, which tolerates misalignments of roughly 5-10 % of the image.
-    init : "auto", "identity", "phase", "fourier-mellin", "features", None or array_like
-        Where ECC starts. ``"auto"`` (default) estimates candidate poses on a
-        small pyramid level — phase correlation (translation), Fourier–Mellin
-        (rotation and scale), ORB features + RANSAC (large rotations,
+    init : str, None, array_like or (array_like, array_like)
+        Where ECC starts: ``"auto"``, ``"identity"``, ``"phase"``, ``"fourier-mellin"``,
+        ``"features"``, None, a matrix, or two point arrays. ``"auto"`` (default)
+        estimates candidate poses on a small pyramid level — phase correlation
+        (translation), Fourier–Mellin (rotation and scale), ORB features + RANSAC (large rotations,
         perspective, low overlap) and the identity — refines each briefly with
         ECC and keeps the one with the highest correlation (of those within 0.01
         of it, the one that moves the image least); the name of one
@@ -148,8 +149,12 @@ def align(
         than wide: beyond, ``"auto"`` skips it (``init_method`` says so) and
         ``"fourier-mellin"`` raises ``AlignmentError``. ``None`` or ``"identity"``
         starts from the identity. A 3×3 (or 2×3) matrix in the result's convention is used as
-        given (projected onto ``motion``). ``Alignment.init_method`` says which
-        start was used.
+        given (projected onto ``motion``). A pair ``(reference_points, moving_points)``
+        of corresponding ``(row, col)`` (volumes: ``(z, y, x)``) points starts from
+        their least-squares fit of ``motion`` (rigid: Umeyama; affine: least squares;
+        homography: DLT), which reaches poses no search does (a half turn, half the
+        image away, twice the scale) with 3–4 pairs. ``Alignment.init_method`` says
+        which start was used.
     intensity : {"auto", "linear", "mapped"}
         How the intensities relate. ``"linear"``: plain ECC, which assumes the
         images differ by a gain and an offset. ``"mapped"``: on every level the

@@ -113,7 +113,7 @@ class ImagePair(Pair):
 
     def given_start(self, init):
         matrix, how = initial_matrix(init, self.motion)
-        if self.halvings and how == "matrix":  # given at full resolution
+        if self.halvings and how in ("matrix", "landmarks"):  # given at full resolution
             matrix = initial_matrix(to_level(matrix, self.halvings), self.motion)[0]
         return matrix, how
 

@@ -16,6 +16,7 @@ from .alignment import MOTIONS, VOLUME_MOTIONS
 from .geometry import project_to_motion
 from .initialisation import SEARCHES
 from .intensity import INTENSITY_MODES
+from .landmarks import is_landmarks, landmark_start
 from .preprocess import as_real_matrix
 from .volume import VolumeGrid, check_spacing
 
@@ -90,13 +91,15 @@ def check_dimensions(ndim, spacing, *, files_decide: bool = False):
 
 
 def initial_matrix(init, motion: str, *, ndim: int = 2, spacing=None):
-    """The start an ``init`` that is no search names: ``(matrix, "identity" | "matrix")``.
+    """The start an ``init`` that is no search names: ``(matrix, "identity" | "matrix" |
+    "landmarks")``.
 
     Parameters
     ----------
-    init : None, "identity" or array_like
+    init : None, "identity", array_like or (reference_points, moving_points)
         A 3×3 (or 2×3) matrix for images, a 4×4 (or 3×4) one for volumes, in the
-        reference → moving convention.
+        reference → moving convention; or corresponding points, ``(row, col)`` or
+        ``(z, y, x)``, fitted by :func:`~.landmarks.landmark_start`.
     motion : str
         The matrix is projected onto it.
     ndim : {2, 3}
@@ -120,6 +123,9 @@ def initial_matrix(init, motion: str, *, ndim: int = 2, spacing=None):
     n = ndim + 1
     if init is None or (isinstance(init, str) and init == "identity"):
         return np.eye(n), "identity"
+    if is_landmarks(init):  # (reference_points, moving_points): their least-squares fit
+        matrix, _ = landmark_start(*init, motion, ndim=ndim, spacing=spacing)
+        return project_to_motion(matrix, motion, spacing if ndim == 3 else None), "landmarks"
     volumes = " for volumes" if ndim == 3 else ""
     if isinstance(init, str):
         names = ("identity", *(SEARCHES if ndim == 2 else VOLUME_SEARCHES))

@@ -95,7 +95,7 @@ class VolumePair(Pair):
 
     def given_start(self, init):
         matrix, how = initial_matrix(init, self.motion, ndim=3, spacing=self.full_spacing)
-        if self.factors is not None and how == "matrix":  # given at full resolution
+        if self.factors is not None and how in ("matrix", "landmarks"):  # full resolution
             matrix = initial_matrix(to_level(matrix, self.factors), self.motion, ndim=3,
                                     spacing=self.spacing)[0]  # fmt: skip
         return matrix, how

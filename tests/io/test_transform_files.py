@@ -207,3 +207,21 @@ def test_clear_errors(tmp_path, image_alignments):
         load_transform(tmp_path / "bspline.tfm", reference_shape=(4, 5))
     with pytest.raises(FileNotFoundError):
         load_transform(tmp_path / "missing.tfm", reference_shape=(4, 5))
+
+
+def test_a_transform_another_tool_wrote_starts_an_estimate(tmp_path):
+    """A rigid transform SimpleITK wrote, loaded, is ``init=`` for a volume pair."""
+    pair = volume_pair((20, 48, 56), seed=3, spacing=(2.0, 0.5, 0.5))
+    physical = np.diag([0.5, 0.5, 2.0, 1.0]) @ pair.matrix @ np.diag([2.0, 2.0, 0.5, 1.0])
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix(tuple(physical[:3, :3].ravel()))
+    transform.SetTranslation(tuple(physical[:3, 3] + [0.3, -0.2, 0.4]))  # a little off
+    sitk.WriteTransform(transform, str(tmp_path / "start.tfm"))
+    start = load_transform(tmp_path / "start.tfm", reference_shape=pair.reference.shape,
+                           reference_spacing=pair.spacing)  # fmt: skip
+    result = align(pair.reference, pair.moving, ndim=3, spacing=pair.spacing, motion="euclidean",
+                   init=start)  # fmt: skip
+    assert result.init_method == "matrix"
+    assert result.corner_error(pair.matrix) < 0.05
+    with pytest.raises(ValueError, match="init is a 3D alignment, but this estimate is 2D"):
+        align(pair.reference[5], pair.moving[5], init=start)

@@ -139,7 +139,8 @@ def align(
         shorter side, which tolerates misalignments of roughly 5-10 % of the image.
     init : str, None, array_like or (array_like, array_like)
         Where ECC starts: ``"auto"``, ``"identity"``, ``"phase"``, ``"fourier-mellin"``,
-        ``"features"``, None, a matrix, or two point arrays. ``"auto"`` (default)
+        ``"features"``, None, a matrix (or an ``Alignment``, e.g. from
+        ``load_transform``), or two point arrays. ``"auto"`` (default)
         estimates candidate poses on a small pyramid level — phase correlation
         (translation), Fourier–Mellin (rotation and scale), ORB features + RANSAC (large rotations,
         perspective, low overlap) and the identity — refines each briefly with

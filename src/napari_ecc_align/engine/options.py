@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .alignment import MOTIONS, VOLUME_MOTIONS
+from .alignment import MOTIONS, VOLUME_MOTIONS, Alignment
 from .geometry import project_to_motion
 from .initialisation import SEARCHES
 from .intensity import INTENSITY_MODES
@@ -96,9 +96,10 @@ def initial_matrix(init, motion: str, *, ndim: int = 2, spacing=None):
 
     Parameters
     ----------
-    init : None, "identity", array_like or (reference_points, moving_points)
+    init : None, "identity", array_like, Alignment or (reference_points, moving_points)
         A 3×3 (or 2×3) matrix for images, a 4×4 (or 3×4) one for volumes, in the
-        reference → moving convention; or corresponding points, ``(row, col)`` or
+        reference → moving convention (or an Alignment holding one, e.g. from
+        ``load_transform``); or corresponding points, ``(row, col)`` or
         ``(z, y, x)``, fitted by :func:`~.landmarks.landmark_start`.
     motion : str
         The matrix is projected onto it.
@@ -123,6 +124,10 @@ def initial_matrix(init, motion: str, *, ndim: int = 2, spacing=None):
     n = ndim + 1
     if init is None or (isinstance(init, str) and init == "identity"):
         return np.eye(n), "identity"
+    if isinstance(init, Alignment):  # e.g. read by load_transform from another tool's file
+        if init.ndim != ndim:
+            raise ValueError(f"init is a {init.ndim}D alignment, but this estimate is {ndim}D")
+        init = init.matrix
     if is_landmarks(init):  # (reference_points, moving_points): their least-squares fit
         matrix, _ = landmark_start(*init, motion, ndim=ndim, spacing=spacing)
         return project_to_motion(matrix, motion, spacing if ndim == 3 else None), "landmarks"

@@ -103,33 +103,27 @@ def save_transform(alignment: Alignment, path, format: str | None = None, *,
         raise TypeError(f"alignment must be an Alignment, got {type(alignment).__name__}")
     path = Path(path)
     kind = transform_format(path, format)
-    if kind == "json":
-        with atomic_output(path) as tmp:
-            alignment.to_json(tmp)
-        return path
     geometry = {"reference_spacing": reference_spacing, "reference_origin": reference_origin,
                 "moving_spacing": moving_spacing, "moving_origin": moving_origin,
                 "direction": direction}  # fmt: skip
-    text = _itk_text(alignment, geometry)
     with atomic_output(path) as tmp:
-        if path.suffix.lower() in _BINARY:
-            _write_binary(text, tmp)
-        else:
-            Path(tmp).write_text(text, encoding="utf-8")
+        write_transform(alignment, tmp, path, geometry, format=kind)
     return path
 
 
-def write_transform(alignment: Alignment, target, name) -> None:
-    """Write ``alignment`` to the file ``target`` in the format the name ``name`` says
-    (``target`` may be a temporary file standing for ``name``), in place."""
-    kind = transform_format(name)
+def write_transform(alignment: Alignment, target, name, geometry=None, format=None) -> None:
+    """Write ``alignment`` to the file ``target`` in the format of the name ``name`` (or
+    ``format``), in place: ``target`` may be a temporary file standing for ``name``.
+    ``geometry``: :func:`save_transform`'s keyword arguments (default: none given)."""
+    kind = transform_format(name, format)
     if kind == "json":
         alignment.to_json(target)
         return
+    text = _itk_text(alignment, geometry or {})
     if Path(name).suffix.lower() in _BINARY:
-        _write_binary(_itk_text(alignment, {}), target)
+        _write_binary(text, target)
     else:
-        Path(target).write_text(_itk_text(alignment, {}), encoding="utf-8")
+        Path(target).write_text(text, encoding="utf-8")
 
 
 def _itk_text(alignment: Alignment, geometry: dict) -> str:

@@ -36,7 +36,7 @@ def itk_text(transform, motion: str, centre) -> str:
     translation = offset + linear @ centre - centre  # t of T(p) = A(p - c) + c + t
     if motion == "translation" and np.allclose(linear, np.eye(n), atol=1e-12):
         return _entry("TranslationTransform", n, offset, [])
-    if motion in ("translation", "euclidean") and _is_rotation(linear):
+    if motion in ("translation", "euclidean") and is_rotation(linear):
         if n == 2:
             angle = math.atan2(linear[1, 0], linear[0, 0])
             return _entry("Euler2DTransform", n, [angle, *translation], centre)
@@ -53,7 +53,7 @@ def _entry(kind: str, n: int, parameters, fixed) -> str:
             f"Parameters: {numbers(parameters)}\nFixedParameters: {numbers(fixed)}\n")  # fmt: skip
 
 
-def _is_rotation(linear) -> bool:
+def is_rotation(linear) -> bool:
     return bool(np.allclose(linear.T @ linear, np.eye(len(linear)), atol=1e-9)
                 and np.linalg.det(linear) > 0)  # fmt: skip
 

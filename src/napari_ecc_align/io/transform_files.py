@@ -6,7 +6,9 @@ Formats, from the file name unless given:
   matrix, shapes, how it was estimated);
 * ``"itk"`` (``.tfm``, ``.txt``; ``.mat`` and ``.h5`` through SimpleITK): ITK's
   transform files, fixed physical → moving physical points (see :mod:`.physical` for
-  the conversion and :mod:`.itk_transform` for the file format).
+  the conversion and :mod:`.itk_transform` for the file format);
+* ``"elastix"`` (``TransformParameters*.txt``): elastix's parameter files, the same
+  physical map with the reference's grid, for transformix (:mod:`.elastix_transform`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import Alignment
+from .elastix_transform import elastix_text, read_elastix_text
 from .images import atomic_output
 from .itk_transform import itk_text, read_itk_file
 from .physical import ImageGeometry, physical_transform, voxel_transform
 
-FORMATS = ("json", "itk")
+FORMATS = ("json", "itk", "elastix")
 _SUFFIXES = {".json": "json", ".tfm": "itk", ".txt": "itk", ".mat": "itk", ".h5": "itk",
              ".hdf5": "itk"}  # fmt: skip
 _BINARY = (".mat", ".h5", ".hdf5")
@@ -37,6 +40,8 @@ def transform_format(path, format=None) -> str:
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
         return format
     suffix = Path(path).suffix.lower()
+    if suffix == ".txt" and Path(path).name.startswith("TransformParameters"):
+        return "elastix"  # elastix's own name for its files
     if suffix not in _SUFFIXES:
         raise ValueError(
             f"cannot tell a transform format from the name {Path(path).name!r}: use .json (ours) "
@@ -71,8 +76,9 @@ def save_transform(alignment: Alignment, path, format: str | None = None, *,
         An image or volume alignment (reference voxel → moving voxel).
     path : str or os.PathLike
         The file; written atomically (a failed write leaves no file and keeps an old one).
-    format : {"json", "itk"}, optional
-        Default: from the name (``.json``; ``.tfm``, ``.txt``, ``.mat``, ``.h5`` for ITK).
+    format : {"json", "itk", "elastix"}, optional
+        Default: from the name (``.json``; ``TransformParameters*.txt`` for elastix;
+        ``.tfm``, other ``.txt``, ``.mat``, ``.h5`` for ITK).
     reference_spacing, moving_spacing : sequence of float, optional
         The images' pixel (voxel) size in array order, (row, col) or (z, y, x), for the
         physical formats; default: the spacing a volume was estimated with, else 1; the
@@ -119,6 +125,9 @@ def write_transform(alignment: Alignment, target, name, geometry=None, format=No
     if kind == "json":
         alignment.to_json(target)
         return
+    if kind == "elastix":
+        Path(target).write_text(_elastix_text(alignment, geometry or {}), encoding="utf-8")
+        return
     text = _itk_text(alignment, geometry or {})
     if Path(name).suffix.lower() in _BINARY:
         _write_binary(text, target)
@@ -126,19 +135,33 @@ def write_transform(alignment: Alignment, target, name, geometry=None, format=No
         Path(target).write_text(text, encoding="utf-8")
 
 
-def _itk_text(alignment: Alignment, geometry: dict) -> str:
-    """The ITK file text of ``alignment`` in the images' ``geometry`` (the keyword
-    arguments of :func:`save_transform`)."""
+def _elastix_text(alignment: Alignment, geometry: dict) -> str:
+    """The elastix parameter file of ``alignment``, on the reference's grid."""
+    transform, centre, reference = _physical(alignment, geometry)
+    grid = (alignment.reference_shape[::-1], reference.spacing, reference.origin,
+            reference.direction)  # fmt: skip
+    return elastix_text(transform, alignment.motion, centre, grid)
+
+
+def _physical(alignment: Alignment, geometry: dict):
+    """``(transform, centre, reference geometry)`` of ``alignment`` in physical units."""
     if alignment.motion == "homography":
         raise ValueError(
-            "ITK transform files hold no projective (homography) transform; save it as .json, "
-            "or estimate an affine motion"
+            "ITK and elastix transform files hold no projective (homography) transform; save "
+            "it as .json, or estimate an affine motion"
         )
     reference, moving = _geometries(alignment.ndim, alignment.parameters.get("spacing"),
                                     **geometry)  # fmt: skip
     transform = physical_transform(alignment.matrix, reference, moving)
     middle = np.append((np.asarray(alignment.reference_shape, float)[::-1] - 1) / 2, 1.0)
     centre = (reference.to_physical() @ middle)[:-1]
+    return transform, centre, reference
+
+
+def _itk_text(alignment: Alignment, geometry: dict) -> str:
+    """The ITK file text of ``alignment`` in the images' ``geometry`` (the keyword
+    arguments of :func:`save_transform`)."""
+    transform, centre, _ = _physical(alignment, geometry)
     return itk_text(transform, alignment.motion, centre)
 
 
@@ -175,8 +198,10 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
         The images' geometry, as for :func:`save_transform` (physical formats only).
     reference_shape, moving_shape : tuple of int, optional
         The images' shapes, (rows, cols) or (z, y, x): needed for formats that do not
-        store them (ITK); the moving one defaults to the reference's.
-    format : {"json", "itk"}, optional
+        store them (ITK; elastix files hold the reference's); the moving one defaults to
+        the reference's. An elastix file's grid also gives the reference's spacing,
+        origin and direction unless they are passed.
+    format : {"json", "itk", "elastix"}, optional
         Default: from the name.
 
     Returns
@@ -199,7 +224,18 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
         raise FileNotFoundError(f"no transform file at {path}")
     if kind == "json":
         return Alignment.from_json(path)
-    transform, kinds = read_itk_file(path)
+    if kind == "elastix":
+        transform, elastix_kind, grid = read_elastix_text(_text(path), str(path))
+        kinds = (_ELASTIX_KINDS.get(elastix_kind, elastix_kind),)
+        size, spacing, origin, file_direction = grid
+        if reference_shape is None and size is not None:
+            reference_shape = tuple(size[::-1])
+        reference_spacing = reference_spacing or spacing[::-1]
+        reference_origin = reference_origin or origin[::-1]
+        moving_spacing = moving_spacing or reference_spacing
+        direction = file_direction if direction is None else direction
+    else:
+        transform, kinds = read_itk_file(path)
     ndim = transform.shape[0] - 1
     if reference_shape is None:
         raise ValueError(
@@ -216,12 +252,23 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
     stated = [_MOTIONS.get(kind, "affine") for kind in kinds]
     weakest = max(stated, key=("translation", "euclidean", "affine").index)
     motion = _motion(weakest, matrix, reference.spacing)
-    parameters = {"source": str(path), "format": "itk"}
+    parameters = {"source": str(path), "format": kind}
     if ndim == 3:
         parameters["spacing"] = list(reference.spacing[::-1])
     return Alignment(matrix=matrix, motion=motion, correlation=math.nan,
                      correlation_before=math.nan, reference_shape=shapes[0],
                      moving_shape=shapes[1], init_method="file", parameters=parameters)  # fmt: skip
+
+
+_ELASTIX_KINDS = {"TranslationTransform": "TranslationTransform",
+                  "EulerTransform": "Euler3DTransform"}  # fmt: skip
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file, so no transform parameter file") from None
 
 
 def _motion(stated: str, matrix, spacing_xyz) -> str:

@@ -61,10 +61,9 @@ class ImagePair(Pair):
         self.halvings = halvings = halvings_for_budget(self.reference_shape, self.moving_shape)
         self.originals = None  # full-resolution planes, for a halved estimate's last level
         if halvings:
-            self.originals = (
-                Plane(prepared.array, _mask(prepared.mask, prepared.shape, "reference_mask")),
-                Plane(moving, _mask(moving_mask, self.moving_shape, "moving_mask")),
-            )
+            ref_mask = full_resolution_mask(prepared.mask, prepared.shape, "reference_mask")
+            mov_mask = full_resolution_mask(moving_mask, self.moving_shape, "moving_mask")
+            self.originals = (Plane(prepared.array, ref_mask), Plane(moving, mov_mask))
             moving, moving_mask = shrink(moving, moving_mask, halvings)
         elif is_lazy(moving):
             moving = as_array(moving, "moving")
@@ -175,17 +174,16 @@ class ImagePair(Pair):
         return matrix, self.reference_shape, self.moving_shape, self.halvings
 
 
-def _mask(mask, shape, name: str):
-    """A full-resolution mask for :class:`~.full_resolution.Plane`: its shape checked, the
-    array kept as given (numpy or lazy; read tile by tile: no full-size bool copy)."""
+def full_resolution_mask(mask, shape, name: str, what: str = "image's spatial"):
+    """A full-resolution mask for the tiles and blocks: its shape checked against the
+    ``what`` shape, the array kept as given (numpy or lazy; read tile by tile or block by
+    block: no full-size bool copy)."""
     if mask is None:
         return None
     if not is_lazy(mask):
         mask = as_array(mask, name)
     if tuple(mask.shape) != tuple(shape):
-        raise ValueError(
-            f"{name} must have the image's spatial shape {tuple(shape)}, got {mask.shape}"
-        )
+        raise ValueError(f"{name} must have the {what} shape {tuple(shape)}, got {mask.shape}")
     return mask
 
 

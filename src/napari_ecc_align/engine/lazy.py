@@ -75,7 +75,7 @@ def _power_of_two(ratio: float) -> int:
 
 def _halves(side: int, n: int, k: int) -> bool:
     """Whether ``side`` is ``n`` halved ``k`` times (``ceil`` or ``floor`` of each half)."""
-    return side in (_halved_side(n, k), n // 2**k)
+    return side in (halved_side(n, k), n // 2**k)
 
 
 def halving_levels(levels, ndim: int = 2) -> int:
@@ -143,7 +143,7 @@ def halved_lazily(image, halvings: int) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(image[::factor, ::factor]))
     block, context = _BLOCK * factor, 2 * factor
     rows, cols = image.shape[:2]
-    out_rows, out_cols = _halved_side(rows, halvings), _halved_side(cols, halvings)
+    out_rows, out_cols = halved_side(rows, halvings), halved_side(cols, halvings)
     out = None
     for y0 in range(0, rows, block):
         for x0 in range(0, cols, block):
@@ -163,7 +163,7 @@ def halved_lazily(image, halvings: int) -> np.ndarray:
     return out
 
 
-def _halved_side(n: int, halvings: int) -> int:
+def halved_side(n: int, halvings: int) -> int:
     """A side of ``n`` after ``halvings`` times ``cv2.pyrDown`` (``ceil(n / 2)`` each)."""
     for _ in range(halvings):
         n = (n + 1) // 2

@@ -32,7 +32,9 @@ from .volume import blur, blur_reach_z
 from .volume_samples import (
     N_PARAMS_3D,
     VolumeSamples,
+    central_difference,
     delta_matrix,
+    inside_volume,
     normaliser,
     sample_rows,
     select_voxels,
@@ -107,13 +109,11 @@ def choose_blocks(working, working_valid, factors, reader: VolumeReader, halo: i
 
 
 def _gradient_energy(volume):
-    """|∂z| + |∂y| + |∂x| of ``volume`` (central differences, zero on the border)."""
-    energy = np.zeros(volume.shape, np.float32)
-    for axis in range(3):
-        inner = [slice(None)] * 3
-        ahead, behind = list(inner), list(inner)
-        inner[axis], ahead[axis], behind[axis] = slice(1, -1), slice(2, None), slice(None, -2)
-        energy[tuple(inner)] += np.abs(volume[tuple(ahead)] - volume[tuple(behind)])
+    """|∂z| + |∂y| + |∂x| of ``volume`` (twice the central differences, zero on the
+    border), accumulated one axis at a time."""
+    energy = np.abs(central_difference(volume, 0))
+    for axis in (1, 2):
+        energy += np.abs(central_difference(volume, axis))
     return energy
 
 
@@ -182,14 +182,7 @@ class BlockSamples:
         """Prefiltered moving values at W·(x, y, z), the usable points (uint8, nonzero)
         and their count, as :meth:`VolumeSamples.sample_moving` returns them."""
         coords = np.dot(self.samples.points, matrix[:3].T)  # (n, 3): x, y, z
-        nz, ny, nx = mov.shape
-        margin = self.margin
-        zm = min(margin, (nz - 1) / 2)
-        inside = (
-            (coords[:, 0] >= margin) & (coords[:, 0] <= nx - 1 - margin)
-            & (coords[:, 1] >= margin) & (coords[:, 1] <= ny - 1 - margin)
-            & (coords[:, 2] >= zm) & (coords[:, 2] <= nz - 1 - zm)
-        )  # fmt: skip
+        inside = inside_volume(coords, mov.shape, self.margin)
         values = np.zeros(len(coords))
         for block, (start, end) in enumerate(self.spans):
             ok = np.flatnonzero(inside[start:end]) + start

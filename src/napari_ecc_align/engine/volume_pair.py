@@ -18,9 +18,8 @@ import math
 from .alignment import AlignmentError
 from .finishing import Pair
 from .geometry import from_level, project_to_motion, to_level
-from .lazy import is_lazy
+from .image_pair import full_resolution_mask
 from .options import check_volume_motion, initial_matrix, smoothing_schedule
-from .preprocess import as_array
 from .volume import (
     VolumeGrid,
     check_spacing,
@@ -81,7 +80,7 @@ class VolumePair(Pair):
         originals = []
         for name, volume in (("reference", reference), ("moving", moving)):
             array, mask = self._inputs[name]
-            mask = _full_mask(mask, array.shape, f"{name}_mask")
+            mask = full_resolution_mask(mask, array.shape, f"{name}_mask", "volume's")
             originals.append(VolumeReader(array, mask))
             self._inputs[name] = working_copy(volume, self.factors, mask)
         self.originals = tuple(originals)
@@ -161,15 +160,3 @@ class VolumePair(Pair):
             parameters["refined_at_full_resolution"] = self.refined
             skipped = int(math.log2(max(self.factors)))
         return matrix, self.reference_shape, self.moving_shape, skipped
-
-
-def _full_mask(mask, shape, name: str):
-    """A full-resolution mask, its shape checked, kept as given (numpy or lazy: read box
-    by box, no full-size copy)."""
-    if mask is None:
-        return None
-    if not is_lazy(mask):
-        mask = as_array(mask, name)
-    if tuple(mask.shape) != tuple(shape):
-        raise ValueError(f"{name} must have the volume's shape {tuple(shape)}, got {mask.shape}")
-    return mask

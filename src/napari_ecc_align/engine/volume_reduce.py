@@ -17,7 +17,7 @@ import math
 import cv2
 import numpy as np
 
-from .lazy import Multiscale, as_multiscale, is_lazy
+from .lazy import Multiscale, as_multiscale, halved_side, is_lazy
 from .preprocess import as_array
 from .volume import halve_z_axis
 
@@ -128,7 +128,7 @@ def _reduced_planes(array, halvings: int, mask):
     context = 2 * step
     planes, band = _chunk_sides(array)
     band = max(context, -(-band // step) * step)
-    rows, cols = _halved(ny, halvings), _halved(nx, halvings)
+    rows, cols = halved_side(ny, halvings), halved_side(nx, halvings)
     out = np.empty((nz, rows, cols), np.float32)
     share = None
     for z0 in range(0, nz, planes):
@@ -201,7 +201,7 @@ def _halve(part, halvings: int):
     halved alike (None: all valid). Invalid voxels take the mean of the valid ones of
     their plane first, so that no false edge is smoothed in."""
     values, valid = part
-    image = np.empty((values.shape[0], *(_halved(n, halvings) for n in values.shape[1:])),
+    image = np.empty((values.shape[0], *(halved_side(n, halvings) for n in values.shape[1:])),
                      np.float32)  # fmt: skip
     share = None if valid is None else np.empty(image.shape, np.float32)
     for k, plane in enumerate(values):
@@ -219,9 +219,3 @@ def _halve_plane(plane, halvings):
     for _ in range(halvings):
         plane = cv2.pyrDown(plane)
     return plane
-
-
-def _halved(n: int, halvings: int) -> int:
-    for _ in range(halvings):
-        n = (n + 1) // 2
-    return n

@@ -95,19 +95,25 @@ class VolumeSamples(Samples):
 
     def sample_moving(self, mov_img, mov_ok, matrix, margin):
         coords = np.dot(self.points, matrix[:3].T)  # (n, 3): x, y, z in the moving volume
-        nz, ny, nx = mov_img.shape
-        zm = min(margin, (nz - 1) / 2)  # thin stacks: the z margin shrinks
-        inside = (
-            (coords[:, 0] >= margin) & (coords[:, 0] <= nx - 1 - margin)
-            & (coords[:, 1] >= margin) & (coords[:, 1] <= ny - 1 - margin)
-            & (coords[:, 2] >= zm) & (coords[:, 2] <= nz - 1 - zm)
-        )  # fmt: skip
+        inside = inside_volume(coords, mov_img.shape, margin)
         zyx = coords[:, ::-1].T
         values = ndimage.map_coordinates(mov_img, zyx, order=1, mode="nearest", prefilter=False)
         if mov_ok is not None:
             inside &= ndimage.map_coordinates(mov_ok, zyx, order=0, mode="nearest")
         inside = inside.view(np.uint8)
         return values.astype(np.float64), inside, int(np.count_nonzero(inside))
+
+
+def inside_volume(coords, shape, margin) -> np.ndarray:
+    """Which moving points ``coords`` (n, 3: x, y, z) lie at least ``margin`` voxels
+    inside a volume of ``shape`` (z, y, x); on thin stacks the z margin shrinks."""
+    nz, ny, nx = shape
+    zm = min(margin, (nz - 1) / 2)
+    return (
+        (coords[:, 0] >= margin) & (coords[:, 0] <= nx - 1 - margin)
+        & (coords[:, 1] >= margin) & (coords[:, 1] <= ny - 1 - margin)
+        & (coords[:, 2] >= zm) & (coords[:, 2] <= nz - 1 - zm)
+    )  # fmt: skip
 
 
 def reference_samples(ref: Level, image, ksize, motion, level, spacing, margin) -> VolumeSamples:
@@ -140,7 +146,7 @@ def sample_rows(image, idx, origin, shape, spacing, motion):
     norm, _ = normaliser(shape, spacing)
     u = np.dot(points, norm[:3].T).T
     # Gradients per normalised unit: d/du = d/dvoxel · (voxels per unit); halved because
-    # _gradients returns twice the central difference.
+    # central_difference returns twice it.
     per_unit = 0.5 / np.diag(norm)[:3]
     g = [_gradient_at(image, idx, axis) * per_unit[axis] for axis in range(3)]
     p = N_PARAMS_3D[motion]
@@ -155,7 +161,7 @@ def _strides(shape) -> tuple[int, int, int]:
     return 1, shape[2], shape[1] * shape[2]
 
 
-def _gradient(image, axis) -> np.ndarray:
+def central_difference(image, axis) -> np.ndarray:
     """Twice the central difference along x (0), y (1) or z (2); zero on the border."""
     out = np.zeros_like(image)
     inner = [slice(None)] * 3
@@ -167,7 +173,7 @@ def _gradient(image, axis) -> np.ndarray:
 
 
 def _gradient_at(image, idx, axis) -> np.ndarray:
-    """:func:`_gradient` at the flat indices ``idx`` only (they are never on the border)."""
+    """:func:`central_difference` at the flat indices ``idx`` only (never on the border)."""
     flat, step = image.ravel(), _strides(image.shape)[axis]
     return (flat[idx + step] - flat[idx - step]).astype(np.float64)
 
@@ -201,7 +207,8 @@ def select_voxels(image, valid, margin, limit=_MAX_SAMPLES) -> np.ndarray:
         for z0 in range(0, shape[0], _SLAB):
             z1 = min(shape[0], z0 + _SLAB)
             lo, hi = max(0, z0 - 1), min(shape[0], z1 + 1)
-            magnitude = np.abs(_gradient(image[lo:hi], axis))[z0 - lo : z0 - lo + (z1 - z0)]
+            slab = np.abs(central_difference(image[lo:hi], axis))
+            magnitude = slab[z0 - lo : z0 - lo + (z1 - z0)]
             chosen[z0:z1] |= magnitude >= threshold
     if valid is None:
         chosen[:zm] = chosen[shape[0] - zm :] = False

@@ -17,7 +17,13 @@ import re
 
 import numpy as np
 
-from .itk_transform import euler_matrix, euler_zxy_angles, is_rotation, versor_matrix
+from .itk_transform import (
+    centred_matrix,
+    centred_parameters,
+    euler_matrix,
+    rotation_2d,
+    versor_matrix,
+)
 
 _ENTRY = re.compile(r"^\(\s*(\w+)((?:\s+(?:\"[^\"]*\"|[^\s)]+))*)\s*\)")
 _VALUE = re.compile(r"\"([^\"]*)\"|([^\s\"]+)")
@@ -26,18 +32,10 @@ _VALUE = re.compile(r"\"([^\"]*)\"|([^\s\"]+)")
 def elastix_text(transform, motion: str, centre, grid) -> str:
     """The parameter file of the physical ``transform`` (homogeneous, fixed → moving)
     on the fixed ``grid``: ``(size, spacing, origin, direction)``, all over x, y[, z]."""
-    transform = np.asarray(transform, float)
-    n = transform.shape[0] - 1
-    linear, offset = transform[:n, :n], transform[:n, n]
-    centre = np.asarray(centre, float)
-    translation = offset + linear @ centre - centre
-    if motion == "translation" and np.allclose(linear, np.eye(n), atol=1e-12):
-        kind, parameters = "TranslationTransform", list(offset)
-    elif motion in ("translation", "euclidean") and is_rotation(linear):
-        angles = [math.atan2(linear[1, 0], linear[0, 0])] if n == 2 else euler_zxy_angles(linear)
-        kind, parameters = "EulerTransform", [*angles, *translation]
-    else:
-        kind, parameters = "AffineTransform", [*linear.ravel(), *translation]
+    n = np.shape(transform)[0] - 1
+    form, parameters = centred_parameters(transform, motion, centre)
+    kind = {"translation": "TranslationTransform", "euler": "EulerTransform",
+            "affine": "AffineTransform"}[form]  # fmt: skip
     size, spacing, origin, direction = grid
     lines = [
         f'(Transform "{kind}")',
@@ -97,10 +95,9 @@ def read_elastix_text(text: str, where: str):
     centre = np.array(_numbers_of(entries, "CenterOfRotationPoint", where, [0.0] * n), float)
     zyx = entries.get("ComputeZYX", ["false"])[0].lower() == "true"
     linear, translation = _linear(kind, n, p, zyx, where)
-    out = np.eye(n + 1)
-    out[:n, :n] = linear
-    out[:n, n] = translation if kind == "TranslationTransform" else (
-        translation + centre - linear @ centre)  # fmt: skip
+    if kind == "TranslationTransform":  # no centre: the parameters are the offset
+        centre = np.zeros(n)
+    out = centred_matrix(linear, translation, centre)
     size = _numbers_of(entries, "Size", where, None)
     spacing = _numbers_of(entries, "Spacing", where, [1.0] * n)
     origin = _numbers_of(entries, "Origin", where, [0.0] * n)
@@ -144,11 +141,9 @@ def _linear(kind, n, p, zyx, where):
     if kind == "AffineTransform":
         return p[: n * n].reshape(n, n), p[n * n :]
     if kind == "EulerTransform" and n == 2:
-        c, s = math.cos(p[0]), math.sin(p[0])
-        return np.array([[c, -s], [s, c]]), p[1:]
+        return rotation_2d(p[0]), p[1:]
     if kind == "EulerTransform":
         return euler_matrix(*p[:3], zyx=zyx), p[3:]
     if n == 2:  # SimilarityTransform 2D: scale, angle, shift
-        c, s = math.cos(p[1]), math.sin(p[1])
-        return p[0] * np.array([[c, -s], [s, c]]), p[2:]
+        return p[0] * rotation_2d(p[1]), p[2:]
     return p[6] * versor_matrix(p[:3]), p[3:6]

@@ -15,34 +15,59 @@ for the rest, centred on the fixed image's centre.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 _HEADER = "#Insight Transform File V1.0"
+BINARY_SUFFIXES = (".mat", ".h5", ".hdf5")  # written and read through SimpleITK
 _NAME = re.compile(r"^(\w+?)_(double|float)_(\d)(?:_(\d))?$")
 
 
 # ------------------------------------------------------------------------------------ writing
-def itk_text(transform, motion: str, centre) -> str:
-    """The file text of the physical ``transform`` (homogeneous, fixed → moving):
-    translation for ``motion`` "translation", Euler for a rigid map, else affine."""
+def centred_parameters(transform, motion: str, centre) -> tuple[str, list[float]]:
+    """``(kind, parameters)`` of the physical ``transform`` (homogeneous, fixed →
+    moving) in the centred form ``T(p) = A (p − c) + c + t``, as ITK and elastix store
+    it: ``"translation"`` (the offset) for ``motion`` "translation", ``"euler"`` (angles,
+    then t) for a rigid map, else ``"affine"`` (A row by row, then t)."""
     transform = np.asarray(transform, float)
     n = transform.shape[0] - 1
     linear, offset = transform[:n, :n], transform[:n, n]
     centre = np.asarray(centre, float)
-    translation = offset + linear @ centre - centre  # t of T(p) = A(p - c) + c + t
+    translation = offset + linear @ centre - centre
     if motion == "translation" and np.allclose(linear, np.eye(n), atol=1e-12):
-        return _entry("TranslationTransform", n, offset, [])
+        return "translation", list(offset)
     if motion in ("translation", "euclidean") and is_rotation(linear):
-        if n == 2:
-            angle = math.atan2(linear[1, 0], linear[0, 0])
-            return _entry("Euler2DTransform", n, [angle, *translation], centre)
-        angles = euler_zxy_angles(linear)
-        return _entry("Euler3DTransform", n, [*angles, *translation], [*centre, 0])
-    return _entry("AffineTransform", n, [*linear.ravel(), *translation], centre)
+        angles = [math.atan2(linear[1, 0], linear[0, 0])] if n == 2 else euler_zxy_angles(linear)
+        return "euler", [*angles, *translation]
+    return "affine", [*linear.ravel(), *translation]
+
+
+def centred_matrix(linear, translation, centre) -> np.ndarray:
+    """The homogeneous matrix of ``T(p) = A (p − c) + c + t``."""
+    n = len(linear)
+    out = np.eye(n + 1)
+    out[:n, :n] = linear
+    out[:n, n] = np.asarray(translation) + centre - np.asarray(linear) @ centre
+    return out
+
+
+def itk_text(transform, motion: str, centre) -> str:
+    """The file text of the physical ``transform`` (homogeneous, fixed → moving):
+    translation for ``motion`` "translation", Euler for a rigid map, else affine."""
+    n = np.shape(transform)[0] - 1
+    kind, parameters = centred_parameters(transform, motion, centre)
+    if kind == "translation":
+        return _entry("TranslationTransform", n, parameters, [])
+    if kind == "euler":
+        fixed = list(centre) if n == 2 else [*centre, 0]  # 3D: ITK's ComputeZYX flag off
+        return _entry(f"Euler{n}DTransform", n, parameters, fixed)
+    return _entry("AffineTransform", n, parameters, centre)
 
 
 def _entry(kind: str, n: int, parameters, fixed) -> str:
@@ -127,10 +152,7 @@ def _matrix(kind: str, n: int, p, fixed, where: str) -> np.ndarray:
     if kind == "TranslationTransform":
         out[:n, n] = p
         return out
-    linear, translation = _linear(kind, n, np.asarray(p, float), fixed)
-    out[:n, :n] = linear
-    out[:n, n] = translation + centre - linear @ centre
-    return out
+    return centred_matrix(*_linear(kind, n, np.asarray(p, float), fixed), centre)
 
 
 _PARAMETER_COUNTS = {
@@ -151,9 +173,9 @@ def _linear(kind: str, n: int, p: np.ndarray, fixed) -> tuple[np.ndarray, np.nda
     if kind == "ScaleTransform":
         return np.diag(p), np.zeros(n)
     if kind == "Euler2DTransform":
-        return _rotation_2d(p[0]), p[1:]
+        return rotation_2d(p[0]), p[1:]
     if kind == "Similarity2DTransform":
-        return p[0] * _rotation_2d(p[1]), p[2:]
+        return p[0] * rotation_2d(p[1]), p[2:]
     if kind == "Euler3DTransform":
         zyx = len(fixed) > 3 and fixed[3] != 0  # ITK's ComputeZYX flag
         return euler_matrix(*p[:3], zyx=zyx), p[3:]
@@ -162,7 +184,8 @@ def _linear(kind: str, n: int, p: np.ndarray, fixed) -> tuple[np.ndarray, np.nda
     return p[6] * versor_matrix(p[:3]), p[3:6]  # Similarity3DTransform
 
 
-def _rotation_2d(angle: float) -> np.ndarray:
+def rotation_2d(angle: float) -> np.ndarray:
+    """The 2D rotation by ``angle`` radians (counter-clockwise in x, y)."""
     c, s = math.cos(angle), math.sin(angle)
     return np.array([[c, -s], [s, c]])
 
@@ -209,31 +232,47 @@ def versor_matrix(vector) -> np.ndarray:
 
 def read_itk_file(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     """:func:`read_itk_text` of a file (``.mat`` and ``.h5`` through SimpleITK)."""
-    if path.suffix.lower() in (".mat", ".h5", ".hdf5"):
-        return _read_binary(path)
+    if path.suffix.lower() not in BINARY_SUFFIXES:
+        return read_itk_text(read_text(path, "an ITK text transform"), str(path))
+    sitk = _simpleitk(f"{path}: binary ITK transforms (.mat, .h5) are read")
+    with _text_file() as text_path:
+        sitk.WriteTransform(sitk.ReadTransform(str(path)), text_path)
+        return read_itk_text(Path(text_path).read_text(), str(path))
+
+
+def write_itk_binary(text: str, target) -> None:
+    """The ITK ``text`` written as a binary transform (``.mat``, ``.h5``) by SimpleITK."""
+    sitk = _simpleitk("binary ITK transforms (.mat, .h5) are written")
+    with _text_file() as text_path:
+        Path(text_path).write_text(text, encoding="utf-8")
+        sitk.WriteTransform(sitk.ReadTransform(text_path), str(target))
+
+
+def read_text(path: Path, what: str) -> str:
+    """A transform file's text, or a ValueError saying it is no text file."""
     try:
-        text = path.read_text(encoding="utf-8", errors="strict")
+        return path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text file; an ITK text transform was expected") from None
-    return read_itk_text(text, str(path))
+        raise ValueError(f"{path}: not a text file; {what} was expected") from None
 
 
-def _read_binary(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+def _simpleitk(doing: str):
     try:
         import SimpleITK as sitk
     except ImportError:
         raise ValueError(
-            f"{path}: binary ITK transforms (.mat, .h5) are read through SimpleITK, which is "
-            "not installed (pip install SimpleITK), or save the transform as .tfm"
+            f"{doing} through SimpleITK, which is not installed (pip install SimpleITK); or "
+            "save the transform as .tfm"
         ) from None
-    import os
-    import tempfile
+    return sitk
 
-    transform = sitk.ReadTransform(str(path))
+
+@contextlib.contextmanager
+def _text_file():
+    """A temporary ``.tfm`` path, removed afterwards (SimpleITK converts through it)."""
     handle, text_path = tempfile.mkstemp(suffix=".tfm")
     os.close(handle)
     try:
-        sitk.WriteTransform(transform, text_path)
-        return read_itk_text(Path(text_path).read_text(), str(path))
+        yield text_path
     finally:
         os.unlink(text_path)

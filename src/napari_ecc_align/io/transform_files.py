@@ -21,13 +21,12 @@ import numpy as np
 from ..engine import Alignment
 from .elastix_transform import elastix_text, read_elastix_text
 from .images import atomic_output
-from .itk_transform import itk_text, read_itk_file
+from .itk_transform import BINARY_SUFFIXES, itk_text, read_itk_file, read_text, write_itk_binary
 from .physical import ImageGeometry, physical_transform, voxel_transform
 
 FORMATS = ("json", "itk", "elastix")
 _SUFFIXES = {".json": "json", ".tfm": "itk", ".txt": "itk", ".mat": "itk", ".h5": "itk",
              ".hdf5": "itk"}  # fmt: skip
-_BINARY = (".mat", ".h5", ".hdf5")
 _MOTIONS = {"TranslationTransform": "translation", "IdentityTransform": "translation",
             "Euler2DTransform": "euclidean", "Euler3DTransform": "euclidean",
             "VersorRigid3DTransform": "euclidean"}  # fmt: skip
@@ -129,8 +128,8 @@ def write_transform(alignment: Alignment, target, name, geometry=None, format=No
         Path(target).write_text(_elastix_text(alignment, geometry or {}), encoding="utf-8")
         return
     text = _itk_text(alignment, geometry or {})
-    if Path(name).suffix.lower() in _BINARY:
-        _write_binary(text, target)
+    if Path(name).suffix.lower() in BINARY_SUFFIXES:
+        write_itk_binary(text, target)
     else:
         Path(target).write_text(text, encoding="utf-8")
 
@@ -163,26 +162,6 @@ def _itk_text(alignment: Alignment, geometry: dict) -> str:
     arguments of :func:`save_transform`)."""
     transform, centre, _ = _physical(alignment, geometry)
     return itk_text(transform, alignment.motion, centre)
-
-
-def _write_binary(text: str, target: str) -> None:
-    try:
-        import SimpleITK as sitk
-    except ImportError:
-        raise ValueError(
-            "binary ITK transforms (.mat, .h5) are written through SimpleITK, which is not "
-            "installed (pip install SimpleITK); or save the transform as .tfm"
-        ) from None
-    import os
-    import tempfile
-
-    handle, text_path = tempfile.mkstemp(suffix=".tfm")
-    os.close(handle)
-    try:
-        Path(text_path).write_text(text, encoding="utf-8")
-        sitk.WriteTransform(sitk.ReadTransform(text_path), target)
-    finally:
-        os.unlink(text_path)
 
 
 def load_transform(path, *, reference_spacing=None, reference_origin=None, moving_spacing=None,
@@ -225,7 +204,8 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
     if kind == "json":
         return Alignment.from_json(path)
     if kind == "elastix":
-        transform, elastix_kind, grid = read_elastix_text(_text(path), str(path))
+        text = read_text(path, "an elastix parameter file")
+        transform, elastix_kind, grid = read_elastix_text(text, str(path))
         kinds = (_ELASTIX_KINDS.get(elastix_kind, elastix_kind),)
         size, spacing, origin, file_direction = grid
         if reference_shape is None and size is not None:
@@ -262,13 +242,6 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
 
 _ELASTIX_KINDS = {"TranslationTransform": "TranslationTransform",
                   "EulerTransform": "Euler3DTransform"}  # fmt: skip
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text file, so no transform parameter file") from None
 
 
 def _motion(stated: str, matrix, spacing_xyz) -> str:

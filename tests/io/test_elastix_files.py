@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_ecc_align import align, load_transform, save_transform
-from napari_ecc_align.data import volume_pair
-from napari_ecc_align.io.itk_transform import euler_matrix
+from napari_ecc_align.data import natural_pair, volume_pair
+from napari_ecc_align.io.itk_transform import euler_matrix, rotation_2d
 
 itk = pytest.importorskip("itk", reason="itk-elastix is in the testing-transforms extra")
 if not hasattr(itk, "transformix_filter"):
@@ -18,6 +18,9 @@ SHAPE = (20, 48, 56)
 GEOMETRY = {"reference_spacing": (2.0, 0.5, 0.5), "reference_origin": (3.0, -2.0, 5.0),
             "moving_spacing": (2.0, 0.5, 0.5), "moving_origin": (1.0, 4.0, -3.0),
             "direction": euler_matrix(0.3, -0.2, 0.5)}  # fmt: skip
+GEOMETRY_2D = {"reference_spacing": (0.8, 0.5), "reference_origin": (10.0, -4.0),
+               "moving_spacing": (0.8, 0.5), "moving_origin": (-2.0, 7.5),
+               "direction": rotation_2d(0.4)}  # fmt: skip
 
 
 def _image(array, spacing, origin, direction):
@@ -28,27 +31,28 @@ def _image(array, spacing, origin, direction):
     return image
 
 
-def _transformix_positions(parameter_file, moving_shape):
-    """Moving (x, y, z) each reference voxel samples under transformix, from ramps."""
+def _transformix_positions(parameter_file, moving_shape, geometry):
+    """Moving (x, y[, z]) each reference voxel samples under transformix, from ramps."""
     parameters = itk.ParameterObject.New()
     parameters.ReadParameterFile(str(parameter_file))
     # Linear, exact on a ramp (elastix writes cubic B-splines, whose border effects reach
     # several voxels in)
     parameters.SetParameter("ResampleInterpolator", "FinalLinearInterpolator")
-    positions = []
-    for axis in range(3):
-        ramp = np.indices(moving_shape, dtype=np.float64)[2 - axis]
-        moving = _image(ramp, GEOMETRY["moving_spacing"], GEOMETRY["moving_origin"],
-                        GEOMETRY["direction"])  # fmt: skip
+    positions, n = [], len(moving_shape)
+    for axis in range(n):
+        ramp = np.indices(moving_shape, dtype=np.float64)[n - 1 - axis]
+        moving = _image(ramp, geometry["moving_spacing"], geometry["moving_origin"],
+                        geometry["direction"])  # fmt: skip
         positions.append(np.asarray(itk.transformix_filter(moving, parameters)))
     return positions
 
 
-def _assert_transformix_agrees(parameter_file, alignment):
-    positions = _transformix_positions(parameter_file, alignment.moving_shape)
+def _assert_transformix_agrees(parameter_file, alignment, geometry=GEOMETRY):
+    positions = _transformix_positions(parameter_file, alignment.moving_shape, geometry)
+    n = alignment.ndim
     grid = np.indices(alignment.reference_shape, dtype=np.float64)[::-1]
-    points = np.stack([*grid, np.ones(alignment.reference_shape)]).reshape(4, -1)
-    expected = (alignment.matrix @ points)[:3].reshape(3, *alignment.reference_shape)
+    points = np.stack([*grid, np.ones(alignment.reference_shape)]).reshape(n + 1, -1)
+    expected = (alignment.matrix @ points)[:n].reshape(n, *alignment.reference_shape)
     inside = np.ones(alignment.reference_shape, bool)
     for want, n in zip(expected, alignment.moving_shape[::-1], strict=True):
         inside &= (want >= 0.5) & (want <= n - 1.5)  # away from transformix's border rule
@@ -70,6 +74,18 @@ def test_transformix_resamples_our_file_where_our_matrix_says(tmp_path, pair, mo
     moving_geometry = {k: v for k, v in GEOMETRY.items() if k.startswith("moving")}
     loaded = load_transform(path, **moving_geometry)  # the grid comes from the file
     assert loaded.reference_shape == SHAPE and loaded.motion == motion
+    np.testing.assert_allclose(loaded.matrix, alignment.matrix, atol=1e-9)
+
+
+@pytest.mark.parametrize("motion", ["translation", "euclidean", "affine"])
+def test_transformix_resamples_our_2d_file_where_our_matrix_says(tmp_path, motion):
+    reference, moving, _ = natural_pair((96, 120), seed=5)
+    alignment = align(reference, moving, motion=motion)
+    path = save_transform(alignment, tmp_path / "TransformParameters.0.txt", **GEOMETRY_2D)
+    _assert_transformix_agrees(path, alignment, GEOMETRY_2D)
+    moving_geometry = {k: v for k, v in GEOMETRY_2D.items() if k.startswith("moving")}
+    loaded = load_transform(path, **moving_geometry)
+    assert loaded.reference_shape == (96, 120) and loaded.motion == motion
     np.testing.assert_allclose(loaded.matrix, alignment.matrix, atol=1e-9)
 
 

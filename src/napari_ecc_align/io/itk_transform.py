@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine import open_input
+
 _HEADER = "#Insight Transform File V1.0"
 BINARY_SUFFIXES = (".mat", ".h5", ".hdf5")  # written and read through SimpleITK
 _NAME = re.compile(r"^(\w+?)_(double|float)_(\d)(?:_(\d))?$")
@@ -248,10 +250,18 @@ def write_itk_binary(text: str, target) -> None:
         sitk.WriteTransform(sitk.ReadTransform(text_path), str(target))
 
 
+MAX_TEXT_BYTES = 16 * 2**20  # a transform file is a few kB; a landmarks file a few MB
+
+
 def read_text(path: Path, what: str) -> str:
-    """A transform file's text, or a ValueError saying it is no text file."""
+    """A transform file's text (a regular file of at most 16 MiB, UTF-8), or a
+    ValueError saying what it is not."""
+    with open_input(path) as handle:  # regular files only: a FIFO would block
+        data = handle.read(MAX_TEXT_BYTES + 1)
+    if len(data) > MAX_TEXT_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_TEXT_BYTES // 2**20} MiB: not {what}")
     try:
-        return path.read_text(encoding="utf-8", errors="strict")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file; {what} was expected") from None
 

@@ -56,6 +56,12 @@ class PairJob:
     max_pixels: int | float | None = None  # pixel budget of the files (None: the default)
     problem: str | None = None  # known before running: the pair fails without a task
     owner: str | None = None  # the run's token: its temporary files carry it (engine.temporary)
+    transform_out: str | None = None  # a suffix: also save <stem><suffix> in that format
+
+    @property
+    def extra_transform(self) -> str | None:
+        """The transform file in another format asked for (``transform_out``), or None."""
+        return self.stem + self.transform_out if self.transform_out else None
 
     @property
     def stem(self) -> str:
@@ -72,7 +78,8 @@ class PairJob:
 
     def outputs(self) -> list[str]:
         """Every path the pair may write (both possible difference names)."""
-        return [self.aligned, self.transform] + [self.stem + s for s in DIFFERENCE_SUFFIXES]
+        extra = [self.extra_transform] if self.transform_out else []
+        return [self.aligned, self.transform, *extra] + [self.stem + s for s in DIFFERENCE_SUFFIXES]
 
     def row(self, status: str, error: str = "", elapsed: float | None = None) -> dict[str, Any]:
         return {

@@ -43,11 +43,13 @@ from ..engine import (
     validate_params,
 )
 from ..engine import max_pixels as pixel_budget
+from ..io.transform_files import transform_format
 from .cluster import ProgressBar, dask_client, run_pairs
 from .pairs import (
     CSV_NAME,
     DIFFERENCE_SUFFIXES,
     INIT_CHOICES,
+    TRANSFORM_SUFFIX,
     PairJob,
     PathLike,
     find_pairs,
@@ -85,6 +87,7 @@ def batch_align(
     spacing=None,
     max_pixels=None,
     progress: bool = True,
+    transform_out: str | None = None,
 ) -> BatchReport:
     """Align every image of ``moving_dir`` onto its partner in ``reference_dir`` on Dask.
 
@@ -150,6 +153,11 @@ def batch_align(
         variable ``NAPARI_ECC_ALIGN_MAX_PIXELS``, else 2**28.
     progress : bool
         Show a tqdm progress bar on stderr.
+    transform_out : str, optional
+        Also save each pair's transform in another format as ``<stem><suffix>``, e.g.
+        ``".tfm"`` (ITK), ``".TransformParameters.txt"`` (elastix), ``".ngff.json"``,
+        ``".csv"`` (BigWarp) or ``".transformj.txt"``, with the volumes' voxel size (and a
+        store's origin); written before the ``.transform.json`` that marks a complete pair.
 
     Returns
     -------
@@ -206,7 +214,9 @@ def batch_align(
     if pairs_csv is not None and _same_file(pairs_csv, csv_path):
         raise ValueError(f"--pairs {os.fspath(pairs_csv)} would be overwritten by the results")
     run = new_owner()
-    jobs = [replace(job, difference=difference, owner=run, **options) for job in jobs]
+    transform_out = _check_transform_out(transform_out, motion)
+    jobs = [replace(job, difference=difference, owner=run, transform_out=transform_out, **options)
+            for job in jobs]  # fmt: skip
 
     rows, todo = _triage(jobs, overwrite, difference)
     stopped = fail_fast and any(row["status"] == "failed" for row in rows.values())
@@ -387,9 +397,28 @@ def _same_file(a, b) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _check_transform_out(suffix: str | None, motion: str) -> str | None:
+    """``transform_out``: a suffix of a known transform format that can hold ``motion``."""
+    if suffix is None:
+        return None
+    if not isinstance(suffix, str) or not suffix.startswith(".") or "/" in suffix:
+        raise ValueError(
+            f"transform_out must be a file suffix such as .tfm, .ngff.json, .csv, "
+            f".transformj.txt or .TransformParameters.txt, got {suffix!r}"
+        )
+    kind = transform_format("pair" + suffix)
+    if kind == "json" or suffix.lower() == TRANSFORM_SUFFIX:
+        raise ValueError(f"transform_out {suffix}: every pair has its {TRANSFORM_SUFFIX} already")
+    if motion == "homography" and kind not in ("bigwarp",):
+        raise ValueError(f"transform_out {suffix}: a {kind} file holds no homography; use .csv")
+    return suffix
+
+
 def _complete(job: PairJob, difference: bool) -> Alignment | None:
     """The pair's alignment if all its outputs are there, else None."""
     if not (os.path.isfile(job.transform) and os.path.exists(job.aligned)):
+        return None
+    if job.transform_out and not os.path.isfile(job.extra_transform):
         return None
     if difference and not any(os.path.exists(job.stem + s) for s in DIFFERENCE_SUFFIXES):
         return None

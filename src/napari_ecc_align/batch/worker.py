@@ -84,9 +84,23 @@ def _align_files(job: PairJob) -> Alignment:
         path = job.stem + DIFFERENCE_SUFFIXES[1 if floating or pair.ndim == 3 else 0]
         diff = difference(pair.reference, aligned, mode=mode, alignment=alignment)
         save(path, difference_for_file(diff, path, mode, pair.reference, pair.moving))
+    if job.transform_out:
+        spacing = pair.spacing if pair.ndim == 3 else None
+        save_transform_file(job, alignment, spacing)
     # Last: now the pair is complete (the same text as alignment.to_json(path) writes).
     write_text_atomic(job.transform, alignment.to_json() + "\n", owner=job.owner)
     return alignment
+
+
+def save_transform_file(job: PairJob, alignment: Alignment, spacing=None, origins=(None, None)):
+    """The pair's transform in the format ``job.transform_out`` names, with the images'
+    voxel size and origins (array order) for the physical formats."""
+    from ..io.transform_files import write_transform
+
+    geometry = {"reference_spacing": spacing, "moving_spacing": spacing,
+                "reference_origin": origins[0], "moving_origin": origins[1]}  # fmt: skip
+    with atomic_output(job.extra_transform, owner=job.owner) as tmp:
+        write_transform(alignment, tmp, job.extra_transform, geometry)
 
 
 def _align_stores(job: PairJob) -> Alignment:
@@ -119,6 +133,10 @@ def _align_stores(job: PairJob) -> Alignment:
         with contextlib.ExitStack() as outputs:
             save_output(path, diff, geometry, outputs=outputs, owner=job.owner,
                         max_pixels=job.max_pixels, what="difference")  # fmt: skip
+    if job.transform_out:
+        from ..io.transform_files import transform_geometry
+
+        save_transform_file(job, alignment, *transform_geometry(geometry, reference, moving))
     write_text_atomic(job.transform, alignment.to_json() + "\n", owner=job.owner)
     return alignment
 

@@ -1,5 +1,5 @@
 """The ``napari-ecc-align`` command line: ``align`` two image files, ``batch``-align two
-folders on Dask, or open the ``demo``.
+folders on Dask, ``apply`` a saved transform, or open the ``demo``.
 
 Errors a user can fix (missing or unreadable files, bad options, a format that
 cannot hold the result) print one line ``napari-ecc-align: error: ...`` and
@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
-import math
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -23,25 +21,23 @@ import numpy as np
 
 from .. import __version__
 from ..engine import (
-    DEFAULT_MAX_PIXELS,
-    ENV_VAR,
     INTENSITY_MODES,
     MOTIONS,
     NORMALIZED_FULL_SCALE,
     Alignment,
     AlignmentError,
     align,
-    check_spacing,
     default_difference_mode,
     difference,
-    max_pixels,
     warp,
 )
 from ..io.images import atomic_output, check_writable, difference_for_file
 from ..io.inputs import read_pair
 from ..io.transform_files import transform_format, write_transform
+from .apply import add_apply_parser
 from .demo import run_demo
 from .messages import PROG, in_cli_terms, print_error, say, summarize
+from .options import add_budget_option, add_debug_option, add_volume_options, same_file
 from .stores import align_stores, uses_stores
 
 # Engine defaults, shown in --help and passed through unchanged: one source of truth.
@@ -55,6 +51,8 @@ examples:
   {PROG} align ref_stack.tif mov_stack.tif -o aligned.tif --ndim 3 --spacing 3,1,1
   {PROG} align ref.ome.zarr mov.ome.zarr aligned.ome.zarr --difference diff.ome.zarr
   {PROG} batch references/ scans/ aligned/ --workers 2 --difference
+  {PROG} batch references/ scans/ aligned/ --transform-out .tfm
+  {PROG} apply t.tfm moving.tif aligned.tif --reference ref.tif
   {PROG} demo
 """
 
@@ -80,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print_error("choose a command: align, batch or demo (see --help)")
+        print_error("choose a command: align, batch, apply or demo (see --help)")
         return 2
     try:
         return args.func(args)
@@ -125,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _add_debug_option(parser, default=False)
+    add_debug_option(parser, default=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = commands.add_parser(
@@ -154,9 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "contrast, e.g. binarised vs. grayscale); default: 'absolute' if both images "
                    "have the same dtype, channels and value range, else 'normalized'")
     p.add_argument("--transform", "--transform-out", dest="transform", metavar="T.json",
-                   help="also save the alignment: .json (ours: matrix, correlation, "
-                   "parameters) or an ITK transform (.tfm, .txt; .mat/.h5 with SimpleITK), in "
-                   "physical units with the voxel size and a zero origin")
+                   help="also save the alignment, format from the name: .json (ours: matrix, "
+                   "correlation, parameters), ITK (.tfm, .txt; .mat/.h5 with SimpleITK), elastix "
+                   "(TransformParameters*.txt), OME-NGFF (.ngff.json), BigWarp landmarks (.csv) "
+                   "or TransformJ (.transformj.txt); physical formats carry the voxel size and "
+                   "a store's origin (see `apply`)")
     p.add_argument("--init", metavar="T.json",
                    help="start from the matrix of a saved --transform file (e.g. to refine it "
                    "with another motion model) instead of the identity")
@@ -184,11 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "scheduler (default: local threads)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     # fmt: on
-    _add_volume_options(p)
-    _add_budget_option(p)
-    _add_debug_option(p)
+    add_volume_options(p)
+    add_budget_option(p)
+    add_debug_option(p)
     p.set_defaults(func=_cmd_align)
     _add_batch_parser(commands)
+    add_apply_parser(commands)
 
     d = commands.add_parser(
         "demo",
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the two-channel volume pair instead, shown in 3D (the screenshot is of the "
         "canvas)",
     )
-    _add_debug_option(d)
+    add_debug_option(d)
     d.set_defaults(func=run_demo)
     return parser
 
@@ -255,6 +256,10 @@ def _add_batch_parser(commands) -> None:
                    "transform whose matrix starts every pair (default: %(default)s)")
     b.add_argument("--difference", action="store_true",
                    help="also save <stem>.difference.png (.tif if an input is floating point)")
+    b.add_argument("--transform-out", metavar="SUFFIX",
+                   help="also save each transform as <stem>SUFFIX, format from the suffix: .tfm "
+                   "(ITK), .TransformParameters.txt (elastix), .ngff.json, .csv (BigWarp) or "
+                   ".transformj.txt")
     b.add_argument("--workers", type=int, metavar="N",
                    help="worker processes of the local cluster (default: one per CPU)")
     b.add_argument("--scheduler", metavar="ADDRESS",
@@ -269,72 +274,10 @@ def _add_batch_parser(commands) -> None:
     b.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar; print only failures")
     # fmt: on
-    _add_volume_options(b)
-    _add_budget_option(b)
-    _add_debug_option(b)
+    add_volume_options(b)
+    add_budget_option(b)
+    add_debug_option(b)
     b.set_defaults(func=_cmd_batch)
-
-
-def _add_budget_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--max-pixels",
-        type=_max_pixels,
-        metavar="N",
-        help="refuse images or volumes declaring more than N pixels (voxels) before reading "
-        f"them, e.g. 1e9 or inf (default: ${ENV_VAR} if set, else {DEFAULT_MAX_PIXELS:,})",
-    )
-
-
-def _max_pixels(text: str) -> int | float:
-    """argparse type of --max-pixels: a positive whole number (1e9 is fine) or inf."""
-    try:
-        return max_pixels(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive whole number of pixels (e.g. 1e9) or inf, got {text!r}"
-        ) from None
-
-
-def _add_debug_option(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
-    # Commands default to SUPPRESS so that `--debug align ...` is not undone by the command.
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=default,
-        help="on an error, also print the Python traceback (for bug reports)",
-    )
-
-
-def _add_volume_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--ndim",
-        type=int,
-        choices=(2, 3),
-        help="3: the inputs are multi-page TIFF volumes (z, y, x); 2: 2D images. Default: "
-        "volumes when a file's ImageJ or OME metadata says it is a z-stack, else 2D images",
-    )
-    parser.add_argument(
-        "--spacing",
-        type=_spacing,
-        metavar="DZ,DY,DX",
-        help="voxel size of the volumes, e.g. 3,1,1, in the reference's unit if its metadata "
-        "names one (default: the reference's ImageJ or OME metadata; isotropic without)",
-    )
-
-
-def _spacing(text: str) -> tuple[float, float, float]:
-    """argparse type of --spacing: three positive numbers separated by commas."""
-    expected = f"expected three positive numbers dz,dy,dx (e.g. 3,1,1), got {text!r}"
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(expected) from None
-    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(expected)
-    try:
-        return check_spacing(values)
-    except ValueError as exc:  # out of range or too anisotropic: say so
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
@@ -364,6 +307,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         spacing=args.spacing,
         max_pixels=args.max_pixels,
         progress=not args.quiet,
+        transform_out=args.transform_out,
     )
     if report.ok:
         if not args.quiet:
@@ -384,9 +328,9 @@ def _cmd_align(args: argparse.Namespace) -> int:
     _output_name(args)
     _check_paths(args)
     if args.transform:  # a name of no known format fails before any work
-        transform_format(args.transform)
-        if args.motion == "homography" and transform_format(args.transform) != "json":
-            raise ValueError("--transform: ITK transform files hold no homography; use .json")
+        kind = transform_format(args.transform)
+        if args.motion == "homography" and kind not in ("json", "bigwarp"):
+            raise ValueError(f"--transform: {kind} files hold no homography; use .json or .csv")
     if uses_stores(args):
         init = _read_init(args.init, args.ndim, args.max_pixels) if args.init else None
         options = _estimate_options(args)
@@ -431,7 +375,8 @@ def _cmd_align(args: argparse.Namespace) -> int:
         if diff is not None:
             pair.write(temporary[args.difference], diff, atomic=False)
         if args.transform:
-            write_transform(alignment, temporary[args.transform], args.transform)
+            spacing = {"reference_spacing": pair.spacing} if pair.ndim == 3 else {}
+            write_transform(alignment, temporary[args.transform], args.transform, spacing)
     if not args.quiet:
         say(summarize(alignment))
     return 0
@@ -493,23 +438,14 @@ def _check_paths(args: argparse.Namespace) -> None:
         if not path:
             continue
         for name, source in inputs.items():
-            if _same_file(path, source):
+            if same_file(path, source):
                 raise ValueError(
                     f"{option} {path} would overwrite the input {name}; choose another output name"
                 )
         for other, other_path in seen.items():
-            if _same_file(path, other_path):
+            if same_file(path, other_path):
                 raise ValueError(f"{option} and {other} both name {path}; choose two names")
         seen[option] = path
-
-
-def _same_file(a: str, b: str) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)  # hard links, case-insensitive file systems
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

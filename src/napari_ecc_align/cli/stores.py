@@ -24,7 +24,7 @@ from ..engine import (
 from ..io import is_zarr_path
 from ..io.images import atomic_output, check_writable
 from ..io.sources import difference_for_output, open_pair, save_output
-from ..io.transform_files import write_transform
+from ..io.transform_files import transform_geometry, write_transform
 
 
 def uses_stores(args: argparse.Namespace) -> bool:
@@ -60,5 +60,9 @@ def align_stores(args: argparse.Namespace, estimate_options: dict):
                         **written)  # fmt: skip
         if args.transform:
             target = outputs.enter_context(atomic_output(args.transform))
-            write_transform(alignment, target, args.transform)
+            spacing, (reference_origin, moving_origin) = transform_geometry(geometry, reference,
+                                                                            moving)  # fmt: skip
+            write_transform(alignment, target, args.transform,
+                            {"reference_spacing": spacing, "reference_origin": reference_origin,
+                             "moving_origin": moving_origin})  # fmt: skip
     return alignment

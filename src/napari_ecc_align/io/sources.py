@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import check_pixels
-from .images import atomic_output, difference_for_file, write_image
+from .images import atomic_output, difference_for_file, read_image, write_image
 from .inputs import choose_spacing
 from .ome_zarr import atomic_store, is_zarr_path, read_ome_zarr, write_ome_zarr
-from .volumes import VoxelSize, read_volume, write_volume
+from .volumes import VoxelSize, read_layout, read_volume, write_volume
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,6 @@ def open_pair(reference, moving, *, ndim=None, spacing=None, max_pixels=None):
     outputs on the reference grid. ``ndim`` None: 3 when a store is a volume, else 2.
     The voxel size is chosen as :func:`read_pair` chooses it (:func:`choose_spacing`):
     two volumes whose stated sizes disagree are refused unless ``spacing`` is given."""
-    from .images import read_image
-
     stores = [read_ome_zarr(p) if is_zarr_path(p) else None for p in (reference, moving)]
     ndim = ndim or (3 if any(s is not None and s.ndim == 3 for s in stores) else 2)
     sources = []
@@ -75,6 +73,19 @@ def open_pair(reference, moving, *, ndim=None, spacing=None, max_pixels=None):
     ref, mov = sources
     chosen, unit = choose_spacing(spacing, ref.voxels, mov.voxels, check=ndim == 3)
     return ref, mov, Geometry(ndim, chosen, unit, ref.origin)
+
+
+def open_source(path, *, ndim=None, max_pixels=None):
+    """One input as a source: a store lazily, a file read whole (a volume when ``ndim``
+    is 3, or when it is None and the TIFF metadata says the pages are z planes)."""
+    if is_zarr_path(path):
+        return read_ome_zarr(path)
+    if ndim is None:
+        ndim = 3 if read_layout(path).voxels.z_stack else 2
+    if ndim == 3:
+        volume, voxels = read_volume(path, max_pixels=max_pixels)
+        return FileImage(volume, 3, voxels)
+    return FileImage(read_image(path, max_pixels=max_pixels), 2)
 
 
 def sample_of(source) -> np.ndarray:

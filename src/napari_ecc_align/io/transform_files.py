@@ -57,8 +57,8 @@ def transform_format(path, format=None) -> str:
         return format
     name = Path(path).name.lower()
     suffix = Path(path).suffix.lower()
-    if suffix == ".txt" and name.startswith("transformparameters"):
-        return "elastix"  # elastix's own name for its files
+    if suffix == ".txt" and "transformparameters" in name:
+        return "elastix"  # elastix's own name for its files (or <stem>.TransformParameters.txt)
     for ending, kind in _DOUBLE_SUFFIXES.items():
         if name.endswith(ending):
             return kind
@@ -98,6 +98,17 @@ def _geometries(ndim, alignment_spacing, reference_spacing=None, reference_origi
     reference = ImageGeometry.of(ndim, reference_spacing, reference_origin, ref_direction,
                                  "reference")  # fmt: skip
     return reference, ImageGeometry.of(ndim, moving_spacing, moving_origin, mov_direction, "moving")
+
+
+def transform_geometry(geometry, reference, moving):
+    """``(spacing, (reference_origin, moving_origin))`` that opened sources state (see
+    :mod:`.sources`), for the physical formats; None where unknown or not one per axis."""
+
+    def fits(values):
+        return tuple(values) if values is not None and len(values) == geometry.ndim else None
+
+    origins = (fits(getattr(reference, "origin", None)), fits(getattr(moving, "origin", None)))
+    return fits(geometry.spacing), origins
 
 
 def save_transform(alignment: Alignment, path, format: str | None = None, *,

@@ -1,0 +1,159 @@
+"""``apply``: resample an image or volume with a saved transform of any format.
+
+The output lies on the reference grid: ``--reference``'s (its shape, voxel size and
+origin), else the one the transform file stores (ours, elastix), else the moving
+image's own. A transform that does not fit is refused with the reason before anything
+is written: another dimensionality, or (for our JSON) a moving image of another shape
+than the one it was estimated for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import numpy as np
+
+from ..engine import MOTIONS, max_pixels, warp
+from ..io import is_zarr_path
+from ..io.images import check_writable
+from ..io.sources import Geometry, open_source, save_output
+from ..io.transform_files import FORMATS, load_transform, transform_format
+from .messages import say
+from .options import add_budget_option, add_debug_option, add_volume_options, same_file
+
+_STORED_GRID = ("json", "elastix")  # formats that carry the reference's shape
+
+
+def add_apply_parser(commands) -> None:
+    """The ``apply`` subcommand's parser, on ``commands`` (argparse sub-parsers)."""
+    a = commands.add_parser(
+        "apply",
+        help="resample an image or volume with a saved transform (any format)",
+        description="Resample MOVING onto the reference grid with TRANSFORM: ours (.json), "
+        "ITK (.tfm, .txt, .mat, .h5), elastix (TransformParameters*.txt), OME-NGFF "
+        "(.ngff.json, or an OME-Zarr store holding transform.ngff.json), BigWarp landmarks "
+        "(.csv) or TransformJ (.transformj.txt). The grid is --reference's, else the one the "
+        "transform stores (ours, elastix), else MOVING's own. Physical formats use the "
+        "images' voxel size and origin from their metadata (or --spacing).",
+    )
+    # fmt: off
+    a.add_argument("transform", metavar="TRANSFORM", help="the saved transform")
+    a.add_argument("moving", metavar="MOVING", help="image or volume to resample")
+    a.add_argument("output", metavar="OUTPUT",
+                   help="the resampled image (PNG, JPEG, TIFF or an OME-Zarr store)")
+    a.add_argument("--reference", metavar="REF",
+                   help="an image on the grid to resample onto (read for its shape, voxel size "
+                   "and origin; a store is not loaded)")
+    a.add_argument("--format", choices=FORMATS,
+                   help="TRANSFORM's format (default: from its name and contents)")
+    a.add_argument("--motion", choices=MOTIONS,
+                   help="for BigWarp landmarks: the motion fitted to them (default: affine)")
+    a.add_argument("--interpolation", choices=("linear", "nearest", "cubic"), default="linear",
+                   help="resampling (default: %(default)s)")
+    a.add_argument("--scheduler", metavar="ADDRESS",
+                   help="compute and write an OME-Zarr output on this dask.distributed scheduler")
+    a.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    # fmt: on
+    add_volume_options(a)
+    add_budget_option(a)
+    add_debug_option(a)
+    a.set_defaults(func=run_apply)
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    """Run ``apply``; returns the exit code (errors raise, as the other commands')."""
+    kind = transform_format(args.transform, args.format)  # an unknown name fails first
+    _check_names(args)
+    limit = max_pixels(args.max_pixels)
+    if not is_zarr_path(args.output):
+        check_writable(args.output, np.uint8, volume=args.ndim == 3)
+    moving = open_source(args.moving, ndim=args.ndim, max_pixels=limit)
+    reference = None
+    if args.reference:
+        reference = open_source(args.reference, ndim=moving.ndim, max_pixels=limit)
+    alignment = _load(args, kind, moving, reference)
+    geometry = _output_geometry(alignment, reference, moving, args.spacing)
+    aligned = warp(moving.image, alignment, interpolation=args.interpolation)
+    with contextlib.ExitStack() as outputs:
+        save_output(args.output, aligned, geometry, outputs=outputs, scheduler=args.scheduler,
+                    progress=not args.quiet, max_pixels=limit)  # fmt: skip
+    if not args.quiet:
+        shape = "x".join(str(n) for n in alignment.reference_shape)
+        say(f"applied {alignment.motion} transform ({kind}) to {args.moving}: {args.output} "
+            f"({shape})")  # fmt: skip
+    return 0
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    for name, path in (("TRANSFORM", args.transform), ("MOVING", args.moving),
+                       ("--reference", args.reference)):  # fmt: skip
+        if path and same_file(args.output, path):
+            raise ValueError(f"OUTPUT {args.output} would overwrite {name}; choose another name")
+
+
+def _space_shape(source) -> tuple[int, ...]:
+    shape = source.shape if hasattr(source, "shape") else source.image.shape
+    return tuple(int(n) for n in shape[: source.ndim])
+
+
+def _stated(source, spacing):
+    """``(spacing, origin)`` of a source in array order: ``--spacing`` for volumes, else
+    what its metadata states (None where it states nothing)."""
+    if source is None:
+        return None, None
+    if spacing is not None and source.ndim == 3:
+        return tuple(spacing), getattr(source, "origin", None)
+    if hasattr(source, "voxels") and not hasattr(source, "levels"):  # a file
+        stated = source.voxels.spacing if source.ndim == 3 else None
+        return stated, None
+    calibrated = getattr(source, "calibrated", False)
+    return (tuple(source.spacing) if calibrated else None), tuple(source.origin)
+
+
+def _load(args, kind: str, moving, reference):
+    """The transform, fitted to the images, or a ValueError saying why it does not fit."""
+    moving_shape = _space_shape(moving)
+    reference_shape = _space_shape(reference) if reference is not None else None
+    moving_spacing, moving_origin = _stated(moving, args.spacing)
+    reference_spacing, reference_origin = _stated(reference, args.spacing)
+    if reference is None and kind == "elastix":
+        reference_spacing = None  # the file's grid says
+    elif reference is None:
+        reference_spacing, reference_origin = moving_spacing, None
+    given_shape = reference_shape
+    if given_shape is None and kind not in _STORED_GRID:
+        given_shape = moving_shape
+    alignment = load_transform(
+        args.transform, format=args.format, motion=args.motion,
+        reference_shape=given_shape if kind != "elastix" else None, moving_shape=moving_shape,
+        reference_spacing=reference_spacing, reference_origin=reference_origin,
+        moving_spacing=moving_spacing, moving_origin=moving_origin,
+    )  # fmt: skip
+    kinds = {2: "2D image", 3: "volume"}
+    if alignment.ndim != moving.ndim:
+        hint = " (pass --ndim 3 to read a TIFF as a volume)" if alignment.ndim == 3 else ""
+        raise ValueError(f"{args.transform} holds a transform of {kinds[alignment.ndim]}s, but "
+                         f"MOVING is a {kinds[moving.ndim]}{hint}")  # fmt: skip
+    if tuple(alignment.moving_shape[: moving.ndim]) != moving_shape:
+        raise ValueError(
+            f"{args.transform} was estimated for a moving image of {alignment.moving_shape}; "
+            f"MOVING is {moving_shape}: apply it to the image it was made for"
+        )
+    if reference_shape is not None and tuple(alignment.reference_shape) != reference_shape:
+        raise ValueError(
+            f"{args.transform} resamples onto a grid of {alignment.reference_shape}, but "
+            f"--reference is {reference_shape}"
+        )
+    return alignment
+
+
+def _output_geometry(alignment, reference, moving, spacing) -> Geometry:
+    """What the output carries: the reference's voxel size, unit and origin when known."""
+    ndim = alignment.ndim
+    source = reference if reference is not None else moving
+    stated, origin = _stated(source, spacing)
+    if stated is None and ndim == 3:
+        stated = tuple(alignment.parameters.get("spacing") or ()) or None
+    unit = getattr(source, "unit", None) or getattr(getattr(source, "voxels", None), "unit", None)
+    return Geometry(ndim, stated, unit, origin if reference is not None else None)

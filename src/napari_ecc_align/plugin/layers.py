@@ -222,6 +222,16 @@ def layer_spacing(layer: Layer) -> tuple[float, float, float]:
     return tuple(abs(float(s)) for s in layer.scale[-3:])
 
 
+def points_in_layer(points_layer: Layer, image_layer: Layer, ndim: int) -> np.ndarray:
+    """A Points layer's points in an image layer's pixels, ``(row, col)`` or ``(z, y,
+    x)``: through each layer's scale and translate to world coordinates and back, so
+    points clicked on a scaled or shifted image land on its pixels."""
+    data = np.asarray(points_layer.data, dtype=float).reshape(-1, points_layer.ndim)
+    world = data * np.asarray(points_layer.scale, float) + np.asarray(points_layer.translate, float)
+    scale = np.asarray(image_layer.scale[-ndim:], float)
+    return (world[:, -ndim:] - np.asarray(image_layer.translate[-ndim:], float)) / scale
+
+
 def check_grid(alignment: Alignment, reference_layer: Layer, moving_layer: Layer) -> None:
     for role, layer, expected in (
         ("reference", reference_layer, alignment.reference_shape),

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QFileDialog
 
+# The formats offered, as file-dialog filters; the one chosen names the format.
+FILTERS = {
+    "napari-ecc-align (*.json)": "json",
+    "ITK (*.tfm *.txt *.mat *.h5)": "itk",
+    "elastix / transformix (TransformParameters*.txt)": "elastix",
+    "OME-NGFF coordinate transformations (*.ngff.json *.json)": "ngff",
+    "BigWarp landmarks (*.csv)": "bigwarp",
+    "TransformJ matrix (*.transformj.txt *.txt)": "transformj",
+}
+_READ_ANY = "Any transform (*.json *.tfm *.txt *.mat *.h5 *.csv)"
 
-def file_dialog(save: bool) -> str:
+
+def file_dialog(save: bool) -> tuple[str, str | None]:
+    """``(path, format)`` the user chose (``("", None)`` when cancelled); the format is
+    the chosen filter's, None for "any" (the file's name and contents then decide)."""
     if save:
-        path, _ = QFileDialog.getSaveFileName(
-            None, "Save transform", "transform.json", "JSON (*.json)"
+        path, chosen = QFileDialog.getSaveFileName(
+            None, "Save transform", "transform.json", ";;".join(FILTERS)
         )
     else:
-        path, _ = QFileDialog.getOpenFileName(None, "Apply transform", "", "JSON (*.json)")
-    return path
+        path, chosen = QFileDialog.getOpenFileName(
+            None, "Apply transform", "", ";;".join([_READ_ANY, *FILTERS])
+        )
+    return path, FILTERS.get(chosen)

@@ -18,7 +18,7 @@ class AdvancedOptions(Container):
     """Pyramid, prefilter, initialisation, intensities, mask and interpolation (hidden by
     default)."""
 
-    def __init__(self, inits: Callable, masks: Callable):
+    def __init__(self, inits: Callable, masks: Callable, points: Callable):
         self.pyramid_levels = ComboBox(
             label="Pyramid levels", choices=["auto"] + [str(n) for n in range(1, 11)]
         )
@@ -34,8 +34,19 @@ class AdvancedOptions(Container):
             choices=inits,
             value="auto",
             tooltip="auto: try phase correlation, Fourier-Mellin, features and the identity "
-            "on a small copy and keep the best; last result: refine the previous alignment",
+            "on a small copy and keep the best; last result: refine the previous alignment; "
+            "points: start from the least-squares fit of landmarks clicked in two Points "
+            "layers (the same number, in the same order), for pairs no search reaches",
         )
+        self.reference_points = ComboBox(
+            label="Reference points", choices=points, nullable=True, value=None, visible=False,
+            tooltip="a Points layer marking landmarks on the reference image",
+        )  # fmt: skip
+        self.moving_points = ComboBox(
+            label="Moving points", choices=points, nullable=True, value=None, visible=False,
+            tooltip="a Points layer marking the same landmarks, in the same order, on the "
+            "moving image",
+        )  # fmt: skip
         self.intensity = ComboBox(
             label="Intensities",
             choices=list(INTENSITY_MODES),
@@ -53,6 +64,8 @@ class AdvancedOptions(Container):
                 self.pyramid_levels,
                 self.gauss_filter_size,
                 self.init,
+                self.reference_points,
+                self.moving_points,
                 self.intensity,
                 self.mask,
                 self.interpolation,
@@ -60,12 +73,26 @@ class AdvancedOptions(Container):
             labels=True,
             visible=False,
         )
+        self.init.changed.connect(self._show_points)
+
+    def _show_points(self, init=None) -> None:
+        """The two Points pickers, shown for the "points" start, each defaulting to a
+        different Points layer."""
+        shown = self.init.value == "points"
+        for combo in (self.reference_points, self.moving_points):
+            combo.visible = shown
+            combo.reset_choices()
+        layers = [layer for layer in self.reference_points.choices if layer is not None]
+        if shown and self.reference_points.value is None and layers:
+            self.reference_points.value = layers[0]
+        if shown and self.moving_points.value is None and len(layers) > 1:
+            self.moving_points.value = layers[1]
 
 
 class EstimateOptions:
     """How the transform is estimated; :meth:`fit` adapts the choices to 2D or 3D."""
 
-    def __init__(self, masks: Callable):
+    def __init__(self, masks: Callable, points: Callable = lambda _widget=None: []):
         self.ndim = 2  # of the layers' alignment: volumes have no homography, 2D-only inits
         self.motion = ComboBox(label="Motion", choices=self._motions, value="affine")
         self.max_iterations = SpinBox(
@@ -78,7 +105,9 @@ class EstimateOptions:
             "usual choice; the arrows step by factors of ten)",
         )  # fmt: skip
         self.show_advanced = CheckBox(text="Advanced", value=False)
-        self.advanced = AdvancedOptions(inits=self._inits, masks=masks)
+        self.advanced = AdvancedOptions(inits=self._inits, masks=masks, points=points)
+        # (pairs, RMS residual in pixels) of the last "points" start's landmark fit
+        self.landmark_fit: tuple[int, float] | None = None
         self.widgets = [self.motion, self.max_iterations, self.eps, self.show_advanced,
                         self.advanced]  # fmt: skip
         self.motion_touched = False  # the user picked a motion: no automatic change then
@@ -96,7 +125,7 @@ class EstimateOptions:
     def _inits(self, _widget=None) -> list[str]:
         """Fourier-Mellin and feature matching are 2D searches: not offered for volumes."""
         planar = () if getattr(self, "ndim", 2) == 3 else PLANAR_INITS
-        return ["auto", "identity", "phase", *planar, "last result"]
+        return ["auto", "identity", "phase", *planar, "points", "last result"]
 
     def fit(self, ndim: int) -> None:
         """Motion and initialisation choices for ``ndim``; a choice no longer offered
@@ -107,11 +136,16 @@ class EstimateOptions:
             combo.reset_choices()
             combo.value = current if current in combo.choices else default
 
-    def parameters(self, ndim: int, last_alignment: Alignment | None) -> dict:
-        """``align`` keyword arguments (raises ValueError for a choice that does not fit)."""
+    def parameters(self, ndim: int, last_alignment: Alignment | None, layers=(None, None)) -> dict:
+        """``align`` keyword arguments (raises ValueError for a choice that does not fit);
+        ``layers``: the reference and moving image layers, which the landmarks of a
+        "points" start are measured on."""
         advanced = self.advanced
         levels, init = advanced.pyramid_levels.value, advanced.init.value
         ksize = advanced.gauss_filter_size.value
+        self.landmark_fit = None
+        if init == "points":
+            init = self._landmarks(ndim, layers)
         if init == "last result":
             if last_alignment is None:
                 raise ValueError("there is no last result yet: align once, or choose auto")
@@ -137,3 +171,22 @@ class EstimateOptions:
         if ndim == 3:
             params["ndim"] = 3
         return params
+
+    def _landmarks(self, ndim: int, layers) -> tuple:
+        """``(reference_points, moving_points)`` in the image layers' pixels, after checking
+        that they fit the motion (the fit's residual is kept in ``landmark_fit``)."""
+        from ...engine import landmark_start
+        from ..layers import layer_spacing, points_in_layer
+
+        advanced = self.advanced
+        marked = (advanced.reference_points.value, advanced.moving_points.value)
+        if any(layer is None for layer in marked) or any(layer is None for layer in layers):
+            raise ValueError("a points start needs a Reference points and a Moving points layer")
+        if marked[0] is marked[1]:
+            raise ValueError("choose two different Points layers: one per image")
+        points = tuple(points_in_layer(p, image, ndim) for p, image in zip(marked, layers,
+                                                                          strict=True))  # fmt: skip
+        spacing = layer_spacing(layers[0]) if ndim == 3 else None
+        _, residual = landmark_start(*points, self.motion.value, ndim=ndim, spacing=spacing)
+        self.landmark_fit = (len(points[0]), residual)
+        return points

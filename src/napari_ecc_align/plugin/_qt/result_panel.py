@@ -32,15 +32,18 @@ class ResultPanel:
         self.save_button.changed.connect(lambda: save())
         self.apply_button.changed.connect(lambda: apply())
 
-    def show_alignment(self, alignment: Alignment) -> None:
-        """Correlations, motion, start and levels of a pair's result, and its matrix."""
+    def show_alignment(self, alignment: Alignment, note: str | None = None) -> None:
+        """Correlations, motion, start and levels of a pair's result, and its matrix;
+        ``note``: one more line (the landmark fit of a points start)."""
         volume = alignment.ndim == 3
         spacing = alignment.parameters.get("spacing") if volume else None
         voxel = f"\nvoxel size (dz, dy, dx): {', '.join(f'{s:g}' for s in spacing or ())}"
         self.result.value = (
             f"correlation {alignment.correlation_before:.3f} → {alignment.correlation:.3f}\n"
             f"{'volume, ' if volume else ''}{alignment.motion}, init: {alignment.init_method}, "
-            f"levels: {alignment.levels}, {alignment.elapsed:.2f} s" + (voxel if spacing else "")
+            f"levels: {alignment.levels}, {alignment.elapsed:.2f} s"
+            + (voxel if spacing else "")
+            + (f"\n{note}" if note else "")
         )
         point = "voxel (x, y, z, 1)" if volume else "pixel (x, y, 1)"
         self.matrix_view.value = f"reference {point} → moving:\n" + np.array2string(

@@ -12,13 +12,13 @@ layer keywords in :mod:`napari_ecc_align.plugin.outputs`.
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 
 from ...engine import Alignment
+from ...io.transform_files import load_transform, save_transform, transform_format
 from ..jobs import Job, JobResult, StackJob
 from ..layers import image_for_alignment, layer_spacing, spatial_shape
 from ..modes import Mode, align_as_choices, mode_for, pair_problem, spacing_mismatch
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 CARRY_TYPES = ("Image", "Labels", "Points", "Shapes", "Vectors", "Tracks")
 # The controls of the composed groups, reachable on the widget itself as before.
 _OPTIONS = ("motion", "max_iterations", "eps", "show_advanced", "advanced")
-_ADVANCED = ("pyramid_levels", "gauss_filter_size", "init", "intensity", "mask", "interpolation")
+_ADVANCED = ("pyramid_levels", "gauss_filter_size", "init", "reference_points", "moving_points",
+             "intensity", "mask", "interpolation")  # fmt: skip
 _OUTPUTS = ("out_aligned", "out_difference", "difference_mode", "move_only", "also")
 _RESULTS = ("result", "matrix_view", "save_button", "apply_button")
 
@@ -73,7 +74,7 @@ class AlignWidget(Container):
             "(frames) to each other",
         )
         self.message = Label(value="")
-        self.estimate_options = EstimateOptions(masks=self._mask_layers)
+        self.estimate_options = EstimateOptions(masks=self._mask_layers, points=self._points_layers)
         self.stack = StackControls()
         self.output_options = OutputOptions(carriable=self._other_layers)
         self.align_button = PushButton(text="Align")
@@ -127,6 +128,9 @@ class AlignWidget(Container):
     def _mask_layers(self, _widget=None):
         masks = ("Labels", "Shapes")
         return [(layer.name, layer) for layer in self._viewer.layers if kind(layer) in masks]
+
+    def _points_layers(self, _widget=None):
+        return [(layer.name, layer) for layer in self._viewer.layers if kind(layer) == "Points"]
 
     def _other_layers(self, _widget=None):
         chosen = {id(self.reference.value), id(self.moving.value)}
@@ -230,7 +234,8 @@ class AlignWidget(Container):
         """``align`` keyword arguments from the controls (raises ValueError for a choice
         that does not fit the layers)."""
         ndim = self.mode.ndim if self.mode is not None else 2
-        params = self.estimate_options.parameters(ndim, self.last_alignment)
+        layers = (self.reference.value, self.moving.value)
+        params = self.estimate_options.parameters(ndim, self.last_alignment, layers)
         if self.mode is Mode.VOLUMES and params["motion"] != "affine":
             mismatch = spacing_mismatch(self.reference.value, self.moving.value)
             if mismatch:
@@ -361,7 +366,12 @@ class AlignWidget(Container):
         self.last_alignment = result.alignment
         updates = pair_updates(self._viewer, result, reference, moving, job.interpolation,
                                self.move_only.value)  # fmt: skip
-        self._pending = [*updates, partial(self.result_panel.show_alignment, result.alignment)]
+        note = None
+        fit = self.estimate_options.landmark_fit if job.alignment is None else None
+        if fit is not None:
+            note = f"landmarks: {fit[0]} pairs, fit residual {fit[1]:.2f} px"
+        show = partial(self.result_panel.show_alignment, result.alignment, note)
+        self._pending = [*updates, show]
         self._next_update()
 
     def _next_update(self) -> None:
@@ -420,8 +430,10 @@ class AlignWidget(Container):
         self.cancel_button.enabled = running
 
     # ------------------------------------------------------------------ results
-    def save_transform(self, path: str | None = None) -> str | None:
-        """Write the last alignment as JSON (asks for a file name when ``path`` is None)."""
+    def save_transform(self, path: str | None = None, format: str | None = None) -> str | None:
+        """Write the last alignment (asks for a file name and format when ``path`` is
+        None): ours (JSON; a stack's too), or ITK, elastix, OME-NGFF, BigWarp or TransformJ
+        with the layers' scale and translate as voxel size and origin."""
         result = self.last_alignment
         if self.stack_mode and self.last_stack_alignment is not None:
             result = self.last_stack_alignment
@@ -429,24 +441,53 @@ class AlignWidget(Container):
             self._notify("Nothing to save yet: align first.")
             return None
         if path is None:
-            path = file_dialog(save=True)
+            path, format = file_dialog(save=True)
             if not path:
                 return None
-        result.to_json(path)
+        try:
+            kind = transform_format(path, format)
+            if kind == "json":
+                result.to_json(path)
+            elif not isinstance(result, Alignment):
+                raise ValueError("a stack's transforms (one per frame) are saved as .json")
+            else:
+                save_transform(result, path, kind, **self._geometry(result.ndim))
+        except (OSError, ValueError, TypeError) as exc:
+            self._notify(f"cannot save the transform to {path}: {exc}", error=True)
+            return None
         return path
 
-    def apply_transform(self, path: str | None = None) -> None:
-        """Apply a saved JSON transform to the current Moving layer without estimating."""
+    def apply_transform(self, path: str | None = None, format: str | None = None) -> None:
+        """Apply a saved transform of any format to the current Moving layer without
+        estimating; a file that does not fit the layers is refused with the reason."""
         if path is None:
-            path = file_dialog(save=False)
+            path, format = file_dialog(save=False)
             if not path:
                 return
+        reference, moving = self.reference.value, self.moving.value
+        if reference is None or moving is None:
+            self._notify("choose the Reference and Moving layers first")
+            return
+        ndim = self.mode.ndim if self.mode is not None else 2
         try:
-            alignment = Alignment.from_json(path)
-        except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            alignment = load_transform(
+                path, format=format, reference_shape=spatial_shape(reference)[:ndim],
+                moving_shape=spatial_shape(moving)[:ndim], **self._geometry(ndim),
+            )  # fmt: skip
+        except (OSError, ValueError, TypeError) as exc:
             self._notify(f"cannot load the transform from {path}: {exc}", error=True)
             return
         self.run(alignment)
+
+    def _geometry(self, ndim: int) -> dict:
+        """The layers' voxel size and origin (their scale and translate) for the physical
+        transform formats, in array order."""
+        geometry = {}
+        for role, layer in (("reference", self.reference.value), ("moving", self.moving.value)):
+            if layer is not None:
+                geometry[f"{role}_spacing"] = tuple(abs(float(s)) for s in layer.scale[-ndim:])
+                geometry[f"{role}_origin"] = tuple(float(t) for t in layer.translate[-ndim:])
+        return geometry
 
     def _notify(self, text: str, error: bool = False) -> None:
         from napari.utils.notifications import show_error, show_warning

@@ -147,3 +147,44 @@ def test_batch_writes_the_transforms_in_the_format_asked_for(tmp_path, capsys):
     assert code == 2 and "must be a file suffix" in err
     code, _, err = _run(capsys, "batch", *folders, "--transform-out", ".nii")
     assert code == 2 and "cannot tell a transform format" in err
+
+
+def test_init_takes_a_transform_of_any_format(tmp_path, images, capsys):
+    root, truth = images
+    pair = (root / "ref.png", root / "mov.png")
+    code, _, err = _run(capsys, "align", *pair, tmp_path / "a.png", "--transform",
+                        tmp_path / "t.tfm", "--motion", "euclidean", "-q")  # fmt: skip
+    assert code == 0, err
+    code, _, err = _run(capsys, "align", root / "ref.png", root / "mov.png", tmp_path / "b.png",
+                        "--init", tmp_path / "t.tfm", "--transform", tmp_path / "b.json",
+                        "-q")  # fmt: skip
+    assert code == 0, err
+    refined = nea.Alignment.from_json(tmp_path / "b.json")
+    assert refined.init_method == "matrix" and refined.corner_error(truth) < 0.05
+    bad = tmp_path / "bad.csv"
+    bad.write_text('"Pt-0","true","1","2","3","4"\n')
+    code, _, err = _run(capsys, "align", root / "ref.png", root / "mov.png", tmp_path / "c.png",
+                        "--init", bad)  # fmt: skip
+    assert code == 2 and "--init must be a transform file" in err and "at least 3" in err
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_transform_goes_inside_the_aligned_store(tmp_path, capsys):
+    reference, moving, truth = natural_pair((300, 400), seed=5)
+    ref = nea.write_ome_zarr(tmp_path / "ref.ome.zarr", _u8(reference), spacing=(0.5, 0.5),
+                             origin=(3.0, 4.0))  # fmt: skip
+    mov = nea.write_ome_zarr(tmp_path / "mov.ome.zarr", _u8(moving), spacing=(0.5, 0.5))
+    store = tmp_path / "a.ome.zarr"
+    code, _, err = _run(capsys, "align", ref, mov, store, "--transform-out", store, "-q")
+    assert code == 0, err
+    assert (store / "transform.ngff.json").is_file() and nea.read_ome_zarr(store).shape == (
+        300,
+        400,
+    )
+    loaded = nea.load_transform(store, reference_shape=(300, 400), reference_spacing=(0.5, 0.5),
+                                reference_origin=(3.0, 4.0), moving_spacing=(0.5, 0.5))  # fmt: skip
+    assert loaded.corner_error(truth) < 0.05
+    code, _, err = _run(capsys, "align", ref, mov, tmp_path / "b.ome.zarr", "--transform-out",
+                        tmp_path / "other.zarr")  # fmt: skip
+    assert code == 2 and "a store gets the OME-NGFF document inside" in err
+    assert not (tmp_path / "other.zarr").exists() and not (tmp_path / "b.ome.zarr").exists()

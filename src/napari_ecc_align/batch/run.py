@@ -407,6 +407,8 @@ def _check_transform_out(suffix: str | None, motion: str) -> str | None:
             f".transformj.txt or .TransformParameters.txt, got {suffix!r}"
         )
     kind = transform_format("pair" + suffix)
+    if suffix.lower().endswith(".zarr"):
+        raise ValueError(f"transform_out {suffix}: name a file (.ngff.json), not a store")
     if kind == "json" or suffix.lower() == TRANSFORM_SUFFIX:
         raise ValueError(f"transform_out {suffix}: every pair has its {TRANSFORM_SUFFIX} already")
     if motion == "homography" and kind not in ("bigwarp",):

@@ -93,8 +93,7 @@ def _check_names(args: argparse.Namespace) -> None:
 
 
 def _space_shape(source) -> tuple[int, ...]:
-    shape = source.shape if hasattr(source, "shape") else source.image.shape
-    return tuple(int(n) for n in shape[: source.ndim])
+    return tuple(int(n) for n in source.shape[: source.ndim])
 
 
 def _stated(source, spacing):

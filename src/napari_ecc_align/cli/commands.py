@@ -16,6 +16,7 @@ import inspect
 import sys
 import traceback
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
@@ -31,14 +32,15 @@ from ..engine import (
     difference,
     warp,
 )
+from ..io import is_zarr_path
 from ..io.images import atomic_output, check_writable, difference_for_file
 from ..io.inputs import read_pair
-from ..io.transform_files import transform_format, write_transform
+from ..io.transform_files import load_transform, transform_format, write_transform
 from .apply import add_apply_parser
 from .demo import run_demo
 from .messages import PROG, in_cli_terms, print_error, say, summarize
 from .options import add_budget_option, add_debug_option, add_volume_options, same_file
-from .stores import align_stores, uses_stores
+from .stores import align_stores, transform_in_store, uses_stores
 
 # Engine defaults, shown in --help and passed through unchanged: one source of truth.
 _DEFAULTS = {k: p.default for k, p in inspect.signature(align).parameters.items()}
@@ -158,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or TransformJ (.transformj.txt); physical formats carry the voxel size and "
                    "a store's origin (see `apply`)")
     p.add_argument("--init", metavar="T.json",
-                   help="start from the matrix of a saved --transform file (e.g. to refine it "
-                   "with another motion model) instead of the identity")
+                   help="start from a saved transform of any --transform format (e.g. to "
+                   "refine it with another motion model, or another tool's result) instead of "
+                   "the automatic start")
     p.add_argument("--motion", choices=MOTIONS, default=_DEFAULTS["motion"],
                    help="motion model (default: %(default)s)")
     p.add_argument("--max-iterations", type=int, metavar="N", default=_DEFAULTS["max_iterations"],
@@ -331,10 +334,16 @@ def _cmd_align(args: argparse.Namespace) -> int:
         kind = transform_format(args.transform)
         if args.motion == "homography" and kind not in ("json", "bigwarp"):
             raise ValueError(f"--transform: {kind} files hold no homography; use .json or .csv")
+        if is_zarr_path(args.transform) and not transform_in_store(args):
+            raise ValueError(
+                f"--transform {args.transform}: a store gets the OME-NGFF document inside; "
+                "name the aligned store (ALIGNED) or a .ngff.json file"
+            )
     if uses_stores(args):
-        init = _read_init(args.init, args.ndim, args.max_pixels) if args.init else None
-        options = _estimate_options(args)
-        alignment = align_stores(args, options | {"init": init} if init is not None else options)
+        if args.init:
+            transform_format(args.init)  # a name of no known format fails before any work
+        reader = partial(_read_init, args.init, budget=args.max_pixels) if args.init else None
+        alignment = align_stores(args, _estimate_options(args), reader)
         if not args.quiet:
             say(summarize(alignment))
         return 0
@@ -357,7 +366,11 @@ def _cmd_align(args: argparse.Namespace) -> int:
             f"{pair.reference.shape} and {pair.moving.shape}; use --difference-mode normalized"
         )
 
-    init = _read_init(args.init, pair.ndim, args.max_pixels) if args.init else None
+    init = None
+    if args.init:
+        shapes = (pair.reference.shape[: pair.ndim], pair.moving.shape[: pair.ndim])
+        geometry = {"reference_spacing": pair.spacing} if pair.ndim == 3 else {}
+        init = _read_init(args.init, pair.ndim, shapes, geometry, budget=args.max_pixels)
     alignment = align(
         pair.reference, pair.moving, init=init, **_estimate_options(args), **pair.align_keywords
     )
@@ -409,15 +422,22 @@ def _check_extensions(args: argparse.Namespace, *, volume: bool) -> None:
             check_writable(path, np.uint8, volume=volume)
 
 
-def _read_init(path: str, ndim: int, budget=None) -> np.ndarray:
+def _read_init(path: str, ndim: int | None, shapes, geometry: dict, budget=None) -> np.ndarray:
+    """The start matrix of ``--init``: a transform file of any format, fitted to the
+    images' ``shapes`` and ``geometry`` (ours holds its own), of their dimensionality."""
     try:
-        # Refuses folders, FIFOs and hostile JSON, naming the field.
-        init = Alignment.from_json(path, max_pixels=budget)
+        if transform_format(path) == "json":  # refuses folders, FIFOs and hostile JSON
+            init = Alignment.from_json(path, max_pixels=budget)
+        else:
+            init = load_transform(path, reference_shape=shapes[0], moving_shape=shapes[1],
+                                  **geometry)  # fmt: skip
     except (ValueError, TypeError) as exc:
-        raise type(exc)(f"--init must be a --transform JSON file: {exc}") from None
+        raise type(exc)(
+            f"--init must be a transform file (any format of --transform): {exc}"
+        ) from None
     except OSError as exc:  # say which option named the file
         raise OSError(exc.errno, f"--init: {exc.strerror}", exc.filename) from None
-    if ndim is not None and init.ndim != ndim:  # None: OME-Zarr stores decide, later
+    if ndim is not None and init.ndim != ndim:
         kinds = {2: "2D images", 3: "volumes"}
         raise ValueError(
             f"--init {path} holds a transform of {kinds[init.ndim]} "
@@ -432,7 +452,8 @@ def _check_paths(args: argparse.Namespace) -> None:
     inputs = {"REFERENCE": args.reference, "MOVING": args.moving}
     if args.init:
         inputs["--init"] = args.init
-    outputs = {"-o": args.output, "--difference": args.difference, "--transform": args.transform}
+    transform = None if transform_in_store(args) else args.transform  # inside ALIGNED: allowed
+    outputs = {"-o": args.output, "--difference": args.difference, "--transform": transform}
     seen: dict[str, str] = {}
     for option, path in outputs.items():
         if not path:

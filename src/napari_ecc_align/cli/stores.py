@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 
 import numpy as np
 
@@ -24,7 +25,15 @@ from ..engine import (
 from ..io import is_zarr_path
 from ..io.images import atomic_output, check_writable
 from ..io.sources import difference_for_output, open_pair, save_output
-from ..io.transform_files import transform_geometry, write_transform
+from ..io.transform_files import save_transform, transform_geometry, write_transform
+
+
+def transform_in_store(args: argparse.Namespace) -> bool:
+    """Whether ``--transform`` names the aligned store itself: the OME-NGFF document then
+    goes inside it, once it is written."""
+    if not (args.transform and args.output and is_zarr_path(args.transform)):
+        return False
+    return os.path.realpath(args.transform) == os.path.realpath(args.output)
 
 
 def uses_stores(args: argparse.Namespace) -> bool:
@@ -33,8 +42,9 @@ def uses_stores(args: argparse.Namespace) -> bool:
     return any(is_zarr_path(name) for name in names if name)
 
 
-def align_stores(args: argparse.Namespace, estimate_options: dict):
-    """Align, then write every output; returns the alignment."""
+def align_stores(args: argparse.Namespace, estimate_options: dict, read_init=None):
+    """Align, then write every output; returns the alignment. ``read_init(ndim, shapes,
+    geometry)``: the start matrix from ``--init``, given the opened images."""
     limit = max_pixels(args.max_pixels)
     for path in (args.output, args.difference):
         if path and not is_zarr_path(path):
@@ -42,6 +52,12 @@ def align_stores(args: argparse.Namespace, estimate_options: dict):
     reference, moving, geometry = open_pair(
         args.reference, args.moving, ndim=args.ndim, spacing=args.spacing, max_pixels=limit
     )
+    spacing, (reference_origin, moving_origin) = transform_geometry(geometry, reference, moving)
+    physical = {"reference_spacing": spacing, "reference_origin": reference_origin,
+                "moving_origin": moving_origin}  # fmt: skip
+    if read_init is not None:
+        shapes = tuple(tuple(source.shape[: geometry.ndim]) for source in (reference, moving))
+        estimate_options = estimate_options | {"init": read_init(geometry.ndim, shapes, physical)}
     alignment = align(reference, moving, ndim=geometry.ndim, spacing=geometry.volume_spacing,
                       **estimate_options)  # fmt: skip
     aligned = warp(moving.image, alignment, interpolation=args.interpolation)
@@ -58,11 +74,9 @@ def align_stores(args: argparse.Namespace, estimate_options: dict):
         if diff is not None:
             save_output(args.difference, diff, geometry, outputs=outputs, what="difference",
                         **written)  # fmt: skip
-        if args.transform:
+        if args.transform and not transform_in_store(args):
             target = outputs.enter_context(atomic_output(args.transform))
-            spacing, (reference_origin, moving_origin) = transform_geometry(geometry, reference,
-                                                                            moving)  # fmt: skip
-            write_transform(alignment, target, args.transform,
-                            {"reference_spacing": spacing, "reference_origin": reference_origin,
-                             "moving_origin": moving_origin})  # fmt: skip
+            write_transform(alignment, target, args.transform, physical)
+    if transform_in_store(args):  # the store is in place now: its document goes inside
+        save_transform(alignment, args.output, "ngff", **physical)
     return alignment

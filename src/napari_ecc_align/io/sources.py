@@ -38,6 +38,10 @@ class FileImage:
     def dtype(self) -> np.dtype:
         return self.image.dtype
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.image.shape)
+
 
 @dataclass(frozen=True)
 class Geometry:

@@ -188,3 +188,57 @@ def test_transform_goes_inside_the_aligned_store(tmp_path, capsys):
                         tmp_path / "other.zarr")  # fmt: skip
     assert code == 2 and "a store gets the OME-NGFF document inside" in err
     assert not (tmp_path / "other.zarr").exists() and not (tmp_path / "b.ome.zarr").exists()
+
+
+def test_stores_with_different_pixel_sizes_keep_each_in_the_file(tmp_path, capsys):
+    reference, moving, _ = natural_pair((240, 320), seed=6)
+    ref = nea.write_ome_zarr(tmp_path / "ref.ome.zarr", _u8(reference), spacing=(0.5, 0.5))
+    mov = nea.write_ome_zarr(tmp_path / "mov.ome.zarr", _u8(moving), spacing=(2.0, 2.0))
+    code, _, err = _run(capsys, "align", ref, mov, tmp_path / "a.ome.zarr", "--transform-out",
+                        tmp_path / "t.tfm", "-q")  # fmt: skip
+    assert code == 0, err
+    ours = nea.load_transform(tmp_path / "t.tfm", reference_shape=(240, 320),
+                              reference_spacing=(0.5, 0.5), moving_spacing=(2.0, 2.0))  # fmt: skip
+    code, _, err = _run(capsys, "apply", tmp_path / "t.tfm", mov, tmp_path / "b.ome.zarr",
+                        "--reference", ref, "-q")  # fmt: skip
+    assert code == 0, err
+    aligned, applied = (nea.read_ome_zarr(tmp_path / n) for n in ("a.ome.zarr", "b.ome.zarr"))
+    assert np.abs(applied.levels[0].compute().astype(int) - aligned.levels[0].compute()).max() <= 1
+    assert ours.reference_shape == (240, 320)
+
+
+def test_apply_reads_the_format_from_the_contents(tmp_path, images, capsys):
+    root, _ = images
+    pair = (root / "ref.png", root / "mov.png")
+    code, _, err = _run(capsys, "align", *pair, tmp_path / "a.png", "--transform",
+                        tmp_path / "TransformParameters.0.txt", "-q")  # fmt: skip
+    assert code == 0, err
+    renamed = tmp_path / "elastix_result.txt"  # no longer elastix by its name
+    renamed.write_text((tmp_path / "TransformParameters.0.txt").read_text())
+    small = tmp_path / "small.png"
+    write_image(small, nea.io.read_image(root / "mov.png")[:150, :190])
+    code, _, err = _run(capsys, "apply", renamed, small, tmp_path / "b.png", "-q")
+    assert code == 0, err
+    assert read_image(tmp_path / "b.png").shape == (160, 200)  # the file's grid, not MOVING's
+    code, _, err = _run(capsys, "align", *pair, tmp_path / "c.png", "--transform",
+                        tmp_path / "t.ngff.json", "-q")  # fmt: skip
+    plain = tmp_path / "plain.json"
+    plain.write_text((tmp_path / "t.ngff.json").read_text())
+    code, _, err = _run(capsys, "apply", plain, root / "mov.png", tmp_path / "d.png", "-q")
+    assert code == 0, err
+    difference = read_image(tmp_path / "d.png").astype(int) - read_image(tmp_path / "c.png")
+    assert np.abs(difference).max() <= 1
+
+
+def test_apply_labels_a_volume_with_the_grid_of_an_elastix_file(tmp_path, capsys):
+    pair = volume_pair((20, 48, 56), seed=3, spacing=SPACING)
+    tifffile.imwrite(tmp_path / "mov.tif", pair.moving, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "spacing": 1.5, "unit": "micron"})  # fmt: skip
+    alignment = nea.align(pair.reference, pair.moving, ndim=3, spacing=SPACING)
+    path = nea.save_transform(alignment, tmp_path / "TransformParameters.0.txt",
+                              reference_spacing=(3.0, 1.0, 1.0), reference_origin=(2.0, 0, 0),
+                              moving_spacing=SPACING)  # fmt: skip
+    code, _, err = _run(capsys, "apply", path, tmp_path / "mov.tif", tmp_path / "b.tif", "-q")
+    assert code == 0, err
+    _, voxels = read_volume(tmp_path / "b.tif")
+    assert voxels.spacing == (3.0, 1.0, 1.0)  # the file's grid, not MOVING's voxel size

@@ -21,10 +21,11 @@ from napari_ecc_align import Alignment, align, load_transform, save_transform, w
 from napari_ecc_align.data import natural_pair, volume_pair
 from napari_ecc_align.io import write_ome_zarr
 
+# The moving image's pixels differ from the reference's: a swap of the two would show.
 GEOMETRY_3D = {"reference_spacing": (2.0, 0.5, 0.6), "reference_origin": (3.0, -2.0, 5.0),
-               "moving_spacing": (2.0, 0.5, 0.6), "moving_origin": (1.0, 4.0, -3.0)}  # fmt: skip
+               "moving_spacing": (2.5, 0.4, 0.7), "moving_origin": (1.0, 4.0, -3.0)}  # fmt: skip
 GEOMETRY_2D = {"reference_spacing": (0.8, 0.5), "reference_origin": (10.0, -4.0),
-               "moving_spacing": (0.8, 0.5), "moving_origin": (-2.0, 7.5)}  # fmt: skip
+               "moving_spacing": (0.6, 0.9), "moving_origin": (-2.0, 7.5)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +107,13 @@ def test_ngff_image_shift_is_a_translation(tmp_path):
     alignment = Alignment(matrix=matrix, motion="translation", correlation=0.9,
                           correlation_before=0.5, reference_shape=(30, 40),
                           moving_shape=(30, 40))  # fmt: skip
-    path = save_transform(alignment, tmp_path / "shift.ngff.json", **GEOMETRY_2D)
+    same_pixels = GEOMETRY_2D | {"moving_spacing": GEOMETRY_2D["reference_spacing"]}
+    path = save_transform(alignment, tmp_path / "shift.ngff.json", **same_pixels)
     document = json.loads(path.read_text())
     assert document["coordinateTransformations"][0]["type"] == "translation"
-    positions = _ngff_sampling(document, (30, 40), GEOMETRY_2D)
+    positions = _ngff_sampling(document, (30, 40), same_pixels)
     assert np.abs(positions - _expected(alignment)).max() < 1e-9
-    loaded = load_transform(path, reference_shape=(30, 40), **GEOMETRY_2D)
+    loaded = load_transform(path, reference_shape=(30, 40), **same_pixels)
     assert loaded.motion == "translation"
     np.testing.assert_allclose(loaded.matrix, matrix, atol=1e-12)
 
@@ -135,6 +137,31 @@ def _foreign(tmp_path, transform, systems=None):
     path = tmp_path / "foreign.json"  # plain .json: recognised by its contents
     path.write_text(json.dumps(document))
     return path
+
+
+def test_ngff_homogeneous_affine_without_coordinate_systems_is_2d(tmp_path):
+    step = {"type": "affine", "affine": [[1, 0, 4.0], [0, 1, -1.0], [0, 0, 1]], "input": "m",
+            "output": "r"}  # fmt: skip
+    loaded = load_transform(_foreign(tmp_path, step), reference_shape=(10, 12))
+    np.testing.assert_allclose(loaded.matrix[:2, 2], [1.0, -4.0])  # inverted, (x, y)
+
+
+def test_hostile_documents_and_landmarks_get_clear_errors(tmp_path):
+    path = tmp_path / "axes.ngff.json"
+    path.write_text(
+        json.dumps(
+            {
+                "coordinateSystems": [{"name": "a", "axes": 5}],
+                "coordinateTransformations": [{"type": "identity"}],
+            }
+        )
+    )
+    with pytest.raises(ValueError, match='axes.ngff.json: a coordinate system\'s "axes"'):
+        load_transform(path, reference_shape=(10, 12))
+    huge = tmp_path / "huge.csv"
+    huge.write_text('"Pt-0","true","' + "1" * 200_000 + '","2","3","4"\n')
+    with pytest.raises(ValueError, match="not a BigWarp landmarks CSV"):
+        load_transform(huge, reference_shape=(10, 12))
 
 
 def test_ngff_files_of_other_writers_are_read_in_either_direction(tmp_path):
@@ -164,9 +191,13 @@ def test_ngff_files_of_other_writers_are_read_in_either_direction(tmp_path):
          "'displacements' transformation is not read"),
         ({"type": "translation", "translation": [1, 2, 3, 4], "input": "m", "output": "r"},
          "4-dimensional"),
-        ({"type": "affine", "affine": [[1, 0], [0, 1]], "input": "m", "output": "r"},
-         "must have shape"),
+        ({"type": "affine", "affine": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]], "input": "m",
+          "output": "r"}, "must have shape"),
         ({"type": "scale", "scale": [0.0, 1.0], "input": "m", "output": "r"}, "singular"),
+        ({"type": "scale", "scale": [0.0, 1.0], "input": "reference", "output": "moving"},
+         "singular"),
+        ({"type": "affine", "affine": [[1, 0, 0], [0, 1, 0], [0.1, 0, 1]], "input": "m",
+          "output": "r"}, "last row must be"),
     ],
 )  # fmt: skip
 def test_ngff_transformations_we_cannot_apply_are_refused_by_name(tmp_path, transform, message):
@@ -282,6 +313,24 @@ def test_transformj_matrix_samples_where_our_matrix_says(tmp_path, ndim, image_a
     loaded = load_transform(plain, reference_shape=alignment.reference_shape, **geometry)
     assert loaded.parameters["format"] == "transformj"
     np.testing.assert_allclose(loaded.matrix, alignment.matrix, atol=1e-9)
+
+
+def test_transformj_keeps_the_moving_grid_where_the_shapes_differ(tmp_path):
+    matrix = np.array([[0.98, 0.05, 3.0], [-0.04, 1.01, -2.0], [0, 0, 1]])
+    alignment = Alignment(matrix=matrix, motion="affine", correlation=0.9,
+                          correlation_before=0.5, reference_shape=(60, 80),
+                          moving_shape=(70, 90))  # fmt: skip
+    path = save_transform(alignment, tmp_path / "m.transformj.txt", **GEOMETRY_2D)
+    forward = np.loadtxt(path)
+    positions = _transformj_sampling(forward, (70, 90), GEOMETRY_2D["moving_spacing"][::-1])
+    # TransformJ's output has the moving image's size: each of its pixels samples where
+    # our matrix sends the same pixel of the reference grid.
+    grid = np.indices((70, 90), dtype=np.float64)[::-1].reshape(2, -1)
+    expected = (matrix @ np.vstack([grid, np.ones(grid.shape[1])]))[:2].reshape(2, 70, 90)
+    assert np.abs(positions - expected).max() < 1e-9
+    loaded = load_transform(path, reference_shape=(60, 80), moving_shape=(70, 90),
+                            **GEOMETRY_2D)  # fmt: skip
+    np.testing.assert_allclose(loaded.matrix, matrix, atol=1e-12)
 
 
 def test_transformj_refuses_what_it_cannot_hold(tmp_path, image_alignment):

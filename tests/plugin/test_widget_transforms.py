@@ -81,6 +81,7 @@ def test_a_stack_result_is_saved_only_as_json(qtbot, viewer_widget, tmp_path):
     if widget.align_as.visible:
         widget.align_as.value = widget.align_as.choices[-1]
     assert widget.stack_mode
+    assert "points" not in widget.init.choices  # landmarks mark one pair, not a stack
     _press_align(qtbot, widget)
     assert widget.save_transform(str(tmp_path / "frames.json")) is not None
     assert widget.save_transform(str(tmp_path / "frames.tfm")) is None
@@ -147,3 +148,20 @@ def test_points_land_on_the_pixels_of_scaled_layers():
     points = Points(np.array([[5.0, 8.0]]), scale=(4.0, 1.0), translate=(2.0, 1.0))
     # world (22, 9) is image pixel ((22 - 10) / 2, (9 + 3) / 0.5)
     np.testing.assert_allclose(points_in_layer(points, image, 2), [[6.0, 24.0]])
+
+
+@pytest.mark.parametrize(
+    ("name", "chosen", "expected"),
+    [
+        ("t.tfm", "json", "itk"),  # the name says: the default filter does not override it
+        ("pts.csv", "json", "bigwarp"),
+        ("m.txt", "transformj", "transformj"),  # ambiguous names follow the filter
+        ("t.json", "ngff", "ngff"),
+        ("t.json", None, None),  # reading: the contents decide
+        ("transform", "itk", "itk"),  # no suffix: the filter
+    ],
+)
+def test_the_file_name_decides_unless_it_is_ambiguous(name, chosen, expected):
+    from napari_ecc_align.plugin._qt.dialogs import chosen_format
+
+    assert chosen_format(name, chosen) == expected

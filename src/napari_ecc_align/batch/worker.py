@@ -86,19 +86,17 @@ def _align_files(job: PairJob) -> Alignment:
         save(path, difference_for_file(diff, path, mode, pair.reference, pair.moving))
     if job.transform_out:
         spacing = pair.spacing if pair.ndim == 3 else None
-        save_transform_file(job, alignment, spacing)
+        save_transform_file(job, alignment, {"reference_spacing": spacing})
     # Last: now the pair is complete (the same text as alignment.to_json(path) writes).
     write_text_atomic(job.transform, alignment.to_json() + "\n", owner=job.owner)
     return alignment
 
 
-def save_transform_file(job: PairJob, alignment: Alignment, spacing=None, origins=(None, None)):
+def save_transform_file(job: PairJob, alignment: Alignment, geometry: dict) -> None:
     """The pair's transform in the format ``job.transform_out`` names, with the images'
-    voxel size and origins (array order) for the physical formats."""
+    geometry (``save_transform``'s keywords) for the physical formats."""
     from ..io.transform_files import write_transform
 
-    geometry = {"reference_spacing": spacing, "moving_spacing": spacing,
-                "reference_origin": origins[0], "moving_origin": origins[1]}  # fmt: skip
     with atomic_output(job.extra_transform, owner=job.owner) as tmp:
         write_transform(alignment, tmp, job.extra_transform, geometry)
 
@@ -136,7 +134,7 @@ def _align_stores(job: PairJob) -> Alignment:
     if job.transform_out:
         from ..io.transform_files import transform_geometry
 
-        save_transform_file(job, alignment, *transform_geometry(geometry, reference, moving))
+        save_transform_file(job, alignment, transform_geometry(geometry, reference, moving))
     write_text_atomic(job.transform, alignment.to_json() + "\n", owner=job.owner)
     return alignment
 

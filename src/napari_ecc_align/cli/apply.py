@@ -18,7 +18,7 @@ from ..engine import MOTIONS, max_pixels, warp
 from ..io import is_zarr_path
 from ..io.images import check_writable
 from ..io.sources import Geometry, open_source, save_output
-from ..io.transform_files import FORMATS, load_transform, transform_format
+from ..io.transform_files import FORMATS, file_format, load_transform
 from .messages import say
 from .options import add_budget_option, add_debug_option, add_volume_options, same_file
 
@@ -63,7 +63,7 @@ def add_apply_parser(commands) -> None:
 
 def run_apply(args: argparse.Namespace) -> int:
     """Run ``apply``; returns the exit code (errors raise, as the other commands')."""
-    kind = transform_format(args.transform, args.format)  # an unknown name fails first
+    kind = file_format(args.transform, args.format)  # name and contents; unknown: fails first
     _check_names(args)
     limit = max_pixels(args.max_pixels)
     if not is_zarr_path(args.output):
@@ -73,7 +73,7 @@ def run_apply(args: argparse.Namespace) -> int:
     if args.reference:
         reference = open_source(args.reference, ndim=moving.ndim, max_pixels=limit)
     alignment = _load(args, kind, moving, reference)
-    geometry = _output_geometry(alignment, reference, moving, args.spacing)
+    geometry = _output_geometry(alignment, reference, args.spacing)
     aligned = warp(moving.image, alignment, interpolation=args.interpolation)
     with contextlib.ExitStack() as outputs:
         save_output(args.output, aligned, geometry, outputs=outputs, scheduler=args.scheduler,
@@ -124,7 +124,7 @@ def _load(args, kind: str, moving, reference):
     if given_shape is None and kind not in _STORED_GRID:
         given_shape = moving_shape
     alignment = load_transform(
-        args.transform, format=args.format, motion=args.motion,
+        args.transform, format=kind, motion=args.motion,
         reference_shape=given_shape if kind != "elastix" else None, moving_shape=moving_shape,
         reference_spacing=reference_spacing, reference_origin=reference_origin,
         moving_spacing=moving_spacing, moving_origin=moving_origin,
@@ -147,12 +147,16 @@ def _load(args, kind: str, moving, reference):
     return alignment
 
 
-def _output_geometry(alignment, reference, moving, spacing) -> Geometry:
-    """What the output carries: the reference's voxel size, unit and origin when known."""
+def _output_geometry(alignment, reference, spacing) -> Geometry:
+    """What the output carries: the reference's voxel size, unit and origin; without
+    ``--reference``, the grid the file states (elastix), else a volume's voxel size."""
     ndim = alignment.ndim
-    source = reference if reference is not None else moving
-    stated, origin = _stated(source, spacing)
-    if stated is None and ndim == 3:
-        stated = tuple(alignment.parameters.get("spacing") or ()) or None
-    unit = getattr(source, "unit", None) or getattr(getattr(source, "voxels", None), "unit", None)
-    return Geometry(ndim, stated, unit, origin if reference is not None else None)
+    if reference is not None:
+        stated, origin = _stated(reference, spacing)
+        voxels = getattr(reference, "voxels", None)
+        unit = getattr(reference, "unit", None) or getattr(voxels, "unit", None)
+        return Geometry(ndim, stated, unit, origin)
+    grid = alignment.parameters.get("grid") or {}
+    stated = grid.get("spacing") or (alignment.parameters.get("spacing") if ndim == 3 else None)
+    return Geometry(ndim, tuple(stated) if stated else None, None,
+                    tuple(grid["origin"]) if "origin" in grid else None)  # fmt: skip

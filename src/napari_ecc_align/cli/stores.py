@@ -52,9 +52,7 @@ def align_stores(args: argparse.Namespace, estimate_options: dict, read_init=Non
     reference, moving, geometry = open_pair(
         args.reference, args.moving, ndim=args.ndim, spacing=args.spacing, max_pixels=limit
     )
-    spacing, (reference_origin, moving_origin) = transform_geometry(geometry, reference, moving)
-    physical = {"reference_spacing": spacing, "reference_origin": reference_origin,
-                "moving_origin": moving_origin}  # fmt: skip
+    physical = transform_geometry(geometry, reference, moving)
     if read_init is not None:
         shapes = tuple(tuple(source.shape[: geometry.ndim]) for source in (reference, moving))
         estimate_options = estimate_options | {"init": read_init(geometry.ndim, shapes, physical)}

@@ -40,8 +40,12 @@ def bigwarp_text(moving_points, fixed_points) -> str:
 def read_bigwarp_text(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     """``(moving_points, fixed_points)``, (x, y[, z]) physical, of a BigWarp CSV's active,
     complete rows."""
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # a field over the csv module's limit, a stray NUL...
+        raise ValueError(f"{where}: not a BigWarp landmarks CSV ({exc})") from None
     moving, fixed, width = [], [], None
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for number, row in enumerate(rows, start=1):
         if not row or not any(cell.strip() for cell in row):
             continue
         if width is None:

@@ -102,6 +102,7 @@ def read_ngff_document(data, where: str) -> np.ndarray:
     ndim = _ndim(container, step, where)
     matrix = _matrix(step, ndim, where)
     if _reference_is_input(container, step):
+        _invert(matrix, where)  # refuses a singular map in this direction too
         forward_array = matrix  # reference → moving already
     else:
         forward_array = _invert(matrix, where)
@@ -175,7 +176,10 @@ def _reference_is_input(container, step) -> bool:
 def _ndim(container, step, where) -> int:
     systems = container.get("coordinateSystems")
     if isinstance(systems, list) and systems:
-        lengths = {len(s.get("axes", [])) for s in systems if isinstance(s, dict)}
+        axes = [s.get("axes") for s in systems if isinstance(s, dict)]
+        if not all(isinstance(a, list) for a in axes):
+            raise ValueError(f"{where}: a coordinate system's \"axes\" must be a list")
+        lengths = {len(a) for a in axes}
         if len(lengths) == 1:
             n = lengths.pop()
             if n not in (2, 3):
@@ -190,7 +194,10 @@ def _ndim_of(step, where) -> int:
     for key in ("translation", "scale"):
         if kind == key and isinstance(step.get(key), list):
             return _checked_ndim(len(step[key]), where)
-    if kind in ("affine", "rotation") and isinstance(step.get(kind), list):
+    if kind == "affine" and isinstance(step.get(kind), list) and step[kind]:
+        first = step[kind][0]  # n + 1 columns in both the n-row and the homogeneous form
+        return _checked_ndim(len(first) - 1 if isinstance(first, list) else 0, where)
+    if kind == "rotation" and isinstance(step.get(kind), list):
         return _checked_ndim(len(step[kind]), where)
     if kind == "sequence" and isinstance(step.get("transformations"), list):
         for inner in step["transformations"]:
@@ -225,7 +232,10 @@ def _matrix(step, n, where) -> np.ndarray:
     if kind == "affine":
         value = step.get("affine")  # n×(n+1); the full homogeneous matrix is accepted
         shape = (n + 1, n + 1) if isinstance(value, list) and len(value) == n + 1 else (n, n + 1)
-        out[:n] = _numbers(value, shape, "affine", where)[:n]
+        numbers = _numbers(value, shape, "affine", where)
+        if shape[0] == n + 1 and not np.allclose(numbers[n], np.eye(n + 1)[n]):
+            raise ValueError(f"{where}: an affine's last row must be 0 ... 0 1 (no projection)")
+        out[:n] = numbers[:n]
         return out
     if kind == "rotation":
         out[:n, :n] = _numbers(step.get("rotation"), (n, n), "rotation", where)

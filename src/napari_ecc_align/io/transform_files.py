@@ -100,15 +100,34 @@ def _geometries(ndim, alignment_spacing, reference_spacing=None, reference_origi
     return reference, ImageGeometry.of(ndim, moving_spacing, moving_origin, mov_direction, "moving")
 
 
-def transform_geometry(geometry, reference, moving):
-    """``(spacing, (reference_origin, moving_origin))`` that opened sources state (see
-    :mod:`.sources`), for the physical formats; None where unknown or not one per axis."""
+def transform_geometry(geometry, reference, moving) -> dict:
+    """``save_transform``'s geometry keywords from opened sources (see :mod:`.sources`):
+    for volumes the voxel size ECC used (one for both), for images each store's own pixel
+    size; each source's origin; None where unknown or not one value per space axis."""
 
     def fits(values):
         return tuple(values) if values is not None and len(values) == geometry.ndim else None
 
-    origins = (fits(getattr(reference, "origin", None)), fits(getattr(moving, "origin", None)))
-    return fits(geometry.spacing), origins
+    def spacing_of(source):
+        if geometry.ndim == 3 and fits(geometry.spacing):  # volumes: the one ECC used
+            return fits(geometry.spacing)
+        if getattr(source, "calibrated", False):  # an image store that states its pixel size
+            return fits(source.spacing)
+        return fits(geometry.spacing)
+
+    return {"reference_spacing": spacing_of(reference), "moving_spacing": spacing_of(moving),
+            "reference_origin": fits(getattr(reference, "origin", None)),
+            "moving_origin": fits(getattr(moving, "origin", None))}  # fmt: skip
+
+
+def file_format(path, format=None) -> str:
+    """The format of the transform at ``path``: ``format`` checked, else from the name,
+    and for an existing ``.json`` or ``.txt`` file from its contents."""
+    kind = transform_format(path, format)
+    path = Path(path)
+    if format is None and path.is_file():
+        kind = _sniffed_format(path, kind)
+    return kind
 
 
 def save_transform(alignment: Alignment, path, format: str | None = None, *,
@@ -338,7 +357,11 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
     shapes = _shapes(path, shapes, ndim, f"an {kind} transform")
     reference, moving = _geometries(ndim, None, **geometry)
     matrix = voxel_transform(transform, reference, moving)
-    return _file_alignment(matrix, None, shapes, path, kind, reference.spacing)
+    extra = {}
+    if kind == "elastix":  # the grid transformix resamples onto, in array order
+        extra["grid"] = {"spacing": list(reference.spacing[::-1]),
+                         "origin": list(reference.origin[::-1])}  # fmt: skip
+    return _file_alignment(matrix, None, shapes, path, kind, reference.spacing, **extra)
 
 
 def _shapes(path: Path, shapes, ndim: int, what: str) -> list[tuple[int, ...]]:

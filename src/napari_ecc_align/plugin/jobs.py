@@ -30,6 +30,7 @@ class Job:
     want_difference: bool = True
     # Each carrier maps an Alignment to a napari LayerDataTuple (other layers).
     carriers: list[Callable[[Alignment], tuple]] = field(default_factory=list)
+    note: str | None = None  # a line for the result panel (a points start's landmark fit)
 
 
 @dataclass

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qtpy.QtWidgets import QFileDialog
+
+from ...io.transform_files import transform_format
 
 # The formats offered, as file-dialog filters; the one chosen names the format.
 FILTERS = {
@@ -28,3 +32,16 @@ def file_dialog(save: bool) -> tuple[str, str | None]:
             None, "Apply transform", "", ";;".join([_READ_ANY, *FILTERS])
         )
     return path, FILTERS.get(chosen)
+
+
+def chosen_format(path: str, filter_format: str | None) -> str | None:
+    """The format to write or read ``path`` in: the one its name says (``.tfm``,
+    ``.csv``, ``.ngff.json``, ``TransformParameters*.txt``...), else the dialog's filter
+    (a name that is ambiguous, ``.txt`` or ``.json``, or says nothing); None when neither
+    decides (saving: the name's default; reading: the contents)."""
+    try:
+        named = transform_format(path)
+    except ValueError:
+        return filter_format
+    ambiguous = Path(path).suffix.lower() in (".txt", ".json") and named in ("itk", "json")
+    return filter_format if ambiguous else named

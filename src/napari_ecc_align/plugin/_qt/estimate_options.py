@@ -94,6 +94,7 @@ class EstimateOptions:
 
     def __init__(self, masks: Callable, points: Callable = lambda _widget=None: []):
         self.ndim = 2  # of the layers' alignment: volumes have no homography, 2D-only inits
+        self.stack = False  # the moving layer's frames align to each other: no points start
         self.motion = ComboBox(label="Motion", choices=self._motions, value="affine")
         self.max_iterations = SpinBox(
             label="Max iterations", value=100, min=1, max=100_000, step=10,
@@ -123,14 +124,17 @@ class EstimateOptions:
         return list(VOLUME_MOTIONS if getattr(self, "ndim", 2) == 3 else MOTIONS)
 
     def _inits(self, _widget=None) -> list[str]:
-        """Fourier-Mellin and feature matching are 2D searches: not offered for volumes."""
+        """Fourier-Mellin and feature matching are 2D searches: not offered for volumes;
+        landmarks mark one pair of images: not offered for stacks."""
         planar = () if getattr(self, "ndim", 2) == 3 else PLANAR_INITS
-        return ["auto", "identity", "phase", *planar, "points", "last result"]
+        points = () if getattr(self, "stack", False) else ("points",)
+        return ["auto", "identity", "phase", *planar, *points, "last result"]
 
-    def fit(self, ndim: int) -> None:
-        """Motion and initialisation choices for ``ndim``; a choice no longer offered
-        falls back to the default (affine, auto), never to whatever is listed first."""
-        self.ndim = ndim
+    def fit(self, ndim: int, stack: bool = False) -> None:
+        """Motion and initialisation choices for ``ndim`` (and a stack); a choice no
+        longer offered falls back to the default (affine, auto), never to whatever is
+        listed first."""
+        self.ndim, self.stack = ndim, stack
         for combo, default in ((self.motion, "affine"), (self.advanced.init, "auto")):
             current = combo.value
             combo.reset_choices()

@@ -23,7 +23,7 @@ from ..jobs import Job, JobResult, StackJob
 from ..layers import image_for_alignment, layer_spacing, spatial_shape
 from ..modes import Mode, align_as_choices, mode_for, pair_problem, spacing_mismatch
 from ..outputs import carrier, is_output, kind, pair_updates, rasterise_mask, stack_updates
-from .dialogs import file_dialog
+from .dialogs import chosen_format, file_dialog
 from .estimate_options import EstimateOptions
 from .output_options import OutputOptions
 from .result_panel import ResultPanel
@@ -55,6 +55,7 @@ class AlignWidget(Container):
         self._expected_levels = 0
         self._pending: list = []  # layer updates still to apply, one per event-loop turn
         self.last_alignment: Alignment | None = None
+        self._result_layers: tuple = (None, None)  # the layers last_alignment was made on
         self.last_stack_alignment = None
         # The answers given per moving layer, by (layer id, data shape): asked once each.
         self._align_as_answers: dict[tuple, str | None] = {}
@@ -218,7 +219,7 @@ class AlignWidget(Container):
         self.stack.follow(self.moving.value, show=stack, frame_ndim=mode.ndim if mode else 2)
         self.reference.enabled = not stack
         self.output_options.show_pair_outputs(not stack)
-        self.estimate_options.fit(mode.ndim if mode is not None else 2)
+        self.estimate_options.fit(mode.ndim if mode is not None else 2, stack=stack)
         motion = self.estimate_options.motion
         if stack and motion.value == "affine" and not self.estimate_options.motion_touched:
             motion.value = "euclidean"  # drift is rigid; affine fits noise on stacks
@@ -311,6 +312,8 @@ class AlignWidget(Container):
         if alignment is None and self.mask.value is not None:
             shape = spatial_shape(reference)[:ndim]
             align_kwargs["reference_mask"] = rasterise_mask(self.mask.value, shape)
+        fit = self.estimate_options.landmark_fit if alignment is None else None
+        note = f"landmarks: {fit[0]} pairs, fit residual {fit[1]:.2f} px" if fit else None
         interpolation = self.interpolation.value
         carriers = [
             carrier(layer, reference, moving, interpolation, ndim) for layer in self.also.value
@@ -325,6 +328,7 @@ class AlignWidget(Container):
             want_aligned=self.out_aligned.value,
             want_difference=self.out_difference.value,
             carriers=carriers,
+            note=note,
         )
 
     def _on_step(self, step) -> None:
@@ -366,11 +370,8 @@ class AlignWidget(Container):
         self.last_alignment = result.alignment
         updates = pair_updates(self._viewer, result, reference, moving, job.interpolation,
                                self.move_only.value)  # fmt: skip
-        note = None
-        fit = self.estimate_options.landmark_fit if job.alignment is None else None
-        if fit is not None:
-            note = f"landmarks: {fit[0]} pairs, fit residual {fit[1]:.2f} px"
-        show = partial(self.result_panel.show_alignment, result.alignment, note)
+        self._result_layers = (reference, moving)
+        show = partial(self.result_panel.show_alignment, result.alignment, job.note)
         self._pending = [*updates, show]
         self._next_update()
 
@@ -445,13 +446,14 @@ class AlignWidget(Container):
             if not path:
                 return None
         try:
-            kind = transform_format(path, format)
+            kind = transform_format(path, chosen_format(path, format))
             if kind == "json":
                 result.to_json(path)
             elif not isinstance(result, Alignment):
                 raise ValueError("a stack's transforms (one per frame) are saved as .json")
             else:
-                save_transform(result, path, kind, **self._geometry(result.ndim))
+                save_transform(result, path, kind,
+                               **self._geometry(result.ndim, self._result_layers))  # fmt: skip
         except (OSError, ValueError, TypeError) as exc:
             self._notify(f"cannot save the transform to {path}: {exc}", error=True)
             return None
@@ -471,19 +473,22 @@ class AlignWidget(Container):
         ndim = self.mode.ndim if self.mode is not None else 2
         try:
             alignment = load_transform(
-                path, format=format, reference_shape=spatial_shape(reference)[:ndim],
-                moving_shape=spatial_shape(moving)[:ndim], **self._geometry(ndim),
+                path, format=chosen_format(path, format),
+                reference_shape=spatial_shape(reference)[:ndim],
+                moving_shape=spatial_shape(moving)[:ndim],
+                **self._geometry(ndim, (reference, moving)),
             )  # fmt: skip
         except (OSError, ValueError, TypeError) as exc:
             self._notify(f"cannot load the transform from {path}: {exc}", error=True)
             return
         self.run(alignment)
 
-    def _geometry(self, ndim: int) -> dict:
-        """The layers' voxel size and origin (their scale and translate) for the physical
-        transform formats, in array order."""
+    @staticmethod
+    def _geometry(ndim: int, layers) -> dict:
+        """The ``(reference, moving)`` layers' voxel size and origin (their scale and
+        translate) for the physical transform formats, in array order."""
         geometry = {}
-        for role, layer in (("reference", self.reference.value), ("moving", self.moving.value)):
+        for role, layer in zip(("reference", "moving"), layers, strict=True):
             if layer is not None:
                 geometry[f"{role}_spacing"] = tuple(abs(float(s)) for s in layer.scale[-ndim:])
                 geometry[f"{role}_origin"] = tuple(float(t) for t in layer.translate[-ndim:])

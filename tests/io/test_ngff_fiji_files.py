@@ -10,6 +10,7 @@ samples. Each must sample the moving image where our matrix says.
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -343,3 +344,17 @@ def test_transformj_refuses_what_it_cannot_hold(tmp_path, image_alignment):
     tilted.write_text("1 0 0 0\n0 1 0.2 0\n0 0 1 0\n0 0 0 1\n")
     with pytest.raises(ValueError, match="moves z; it does not fit a 2D image"):
         load_transform(tilted, reference_shape=(80, 90))
+
+
+def test_a_file_declaring_a_huge_grid_is_refused_before_any_work(tmp_path):
+    from napari_ecc_align.engine import PixelBudgetError
+
+    path = tmp_path / "TransformParameters.0.txt"
+    path.write_text('(Transform "TranslationTransform")\n(NumberOfParameters 2)\n'
+                    "(TransformParameters 1 2)\n(FixedImageDimension 2)\n"
+                    "(Size 200000 200000)\n")  # fmt: skip
+    with pytest.raises(PixelBudgetError, match="TransformParameters.0.txt"):
+        load_transform(path)
+    assert load_transform(path, max_pixels=math.inf).reference_shape == (200000, 200000)
+    with pytest.raises(ValueError, match="reference_shape\\[0\\]"):
+        load_transform(path, reference_shape=(0, 5))

@@ -124,7 +124,7 @@ def _load(args, kind: str, moving, reference):
     if given_shape is None and kind not in _STORED_GRID:
         given_shape = moving_shape
     alignment = load_transform(
-        args.transform, format=kind, motion=args.motion,
+        args.transform, format=kind, motion=args.motion, max_pixels=args.max_pixels,
         reference_shape=given_shape if kind != "elastix" else None, moving_shape=moving_shape,
         reference_spacing=reference_spacing, reference_origin=reference_origin,
         moving_spacing=moving_spacing, moving_origin=moving_origin,

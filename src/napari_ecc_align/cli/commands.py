@@ -430,7 +430,7 @@ def _read_init(path: str, ndim: int | None, shapes, geometry: dict, budget=None)
             init = Alignment.from_json(path, max_pixels=budget)
         else:
             init = load_transform(path, reference_shape=shapes[0], moving_shape=shapes[1],
-                                  **geometry)  # fmt: skip
+                                  max_pixels=budget, **geometry)  # fmt: skip
     except (ValueError, TypeError) as exc:
         raise type(exc)(
             f"--init must be a transform file (any format of --transform): {exc}"

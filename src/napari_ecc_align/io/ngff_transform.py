@@ -178,7 +178,7 @@ def _ndim(container, step, where) -> int:
     if isinstance(systems, list) and systems:
         axes = [s.get("axes") for s in systems if isinstance(s, dict)]
         if not all(isinstance(a, list) for a in axes):
-            raise ValueError(f"{where}: a coordinate system's \"axes\" must be a list")
+            raise ValueError(f'{where}: a coordinate system\'s "axes" must be a list')
         lengths = {len(a) for a in axes}
         if len(lengths) == 1:
             n = lengths.pop()

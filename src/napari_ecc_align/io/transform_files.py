@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import Alignment, landmark_start, read_json
+from ..engine import Alignment, landmark_start, read_json, shape_field
 from .elastix_transform import elastix_text, read_elastix_text
 from .fiji_transform import (
     bigwarp_text,
@@ -274,7 +274,8 @@ def _itk_text(alignment: Alignment, geometry: dict) -> str:
 
 def load_transform(path, *, reference_spacing=None, reference_origin=None, moving_spacing=None,
                    moving_origin=None, direction=None, reference_shape=None, moving_shape=None,
-                   format: str | None = None, motion: str | None = None) -> Alignment:  # fmt: skip
+                   format: str | None = None, motion: str | None = None,
+                   max_pixels=None) -> Alignment:  # fmt: skip
     """Read a transform file as an :class:`Alignment`.
 
     Parameters
@@ -295,6 +296,9 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
     motion : {"translation", "euclidean", "affine", "homography"}, optional
         For BigWarp landmarks: the motion fitted to them (default ``"affine"``); the
         fit's RMS residual in pixels is ``parameters["landmark_residual"]``.
+    max_pixels : int or float, optional
+        The pixel budget the shapes (given, or an elastix file's ``Size``) must fit;
+        default: ``NAPARI_ECC_ALIGN_MAX_PIXELS``, else 2**28.
 
     Returns
     -------
@@ -319,8 +323,8 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
     if format is None:
         kind = _sniffed_format(path, kind)
     if kind == "json":
-        return Alignment.from_json(path)
-    shapes = (reference_shape, moving_shape)
+        return Alignment.from_json(path, max_pixels=max_pixels)
+    shapes = (reference_shape, moving_shape, max_pixels)
     geometry = {"reference_spacing": reference_spacing, "reference_origin": reference_origin,
                 "moving_spacing": moving_spacing, "moving_origin": moving_origin,
                 "direction": direction}  # fmt: skip
@@ -344,7 +348,7 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
         transform, _, grid = read_elastix_text(text, str(path))
         size, spacing, origin, file_direction = grid
         if reference_shape is None and size is not None:
-            shapes = (tuple(size[::-1]), moving_shape)
+            shapes = (tuple(size[::-1]), moving_shape, max_pixels)
         geometry["reference_spacing"] = reference_spacing or spacing[::-1]
         geometry["reference_origin"] = reference_origin or origin[::-1]
         geometry["moving_spacing"] = moving_spacing or geometry["reference_spacing"]
@@ -365,18 +369,23 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
 
 
 def _shapes(path: Path, shapes, ndim: int, what: str) -> list[tuple[int, ...]]:
-    """The two images' shapes (the moving one defaults to the reference's), checked."""
-    reference_shape, moving_shape = shapes
+    """The two images' shapes (the moving one defaults to the reference's), checked as
+    whole numbers within the pixel budget (``shapes``: reference, moving, budget)."""
+    reference_shape, moving_shape, budget = shapes
     if reference_shape is None:
         raise ValueError(
             f"{path.name}: {what} holds no image sizes; pass reference_shape= (and "
             "moving_shape= if it differs), e.g. the images' .shape"
         )
-    out = [tuple(int(n) for n in s) for s in (reference_shape, moving_shape or reference_shape)]
-    if any(len(s) != ndim for s in out):
+    given = (reference_shape, moving_shape or reference_shape)
+    if any(len(s) != ndim for s in given):
         raise ValueError(f"{path.name} holds a {ndim}D transform, but the shapes given are "
-                         f"{out[0]} and {out[1]}")  # fmt: skip
-    return out
+                         f"{tuple(given[0])} and {tuple(given[1])}")  # fmt: skip
+    try:
+        names = ("reference_shape", "moving_shape")
+        return [shape_field(s, name, ndim, budget) for s, name in zip(given, names, strict=True)]
+    except (TypeError, ValueError) as exc:  # the budget's PixelBudgetError included
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def _file_alignment(matrix, fitted: str | None, shapes, path: Path, kind: str, spacing_xyz,

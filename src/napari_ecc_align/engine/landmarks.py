@@ -71,7 +71,10 @@ def landmark_start(reference_points, moving_points, motion: str, *, ndim: int = 
         )
     least = _LEAST[motion] or ndim + 1
     if len(ref) < least:
-        raise ValueError(f"a {motion} start needs at least {least} point pairs, got {len(ref)}")
+        article = "an" if motion == "affine" else "a"
+        raise ValueError(
+            f"{article} {motion} start needs at least {least} point pairs, got {len(ref)}"
+        )
     if motion == "translation":
         matrix = np.eye(ndim + 1)
         matrix[:ndim, ndim] = (mov - ref).mean(axis=0)

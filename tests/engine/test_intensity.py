@@ -144,13 +144,16 @@ def test_an_unknown_intensity_is_refused_by_name(value):
 
 
 # ----------------------------------------------------------------------------- volumes
-def test_a_remapped_volume_is_aligned_within_a_twentieth_of_a_voxel():
+def test_a_remapped_volume_is_aligned_within_six_hundredths_of_a_voxel():
     pair = volume_pair((24, 64, 64), 0, spacing=(1.0, 1.0, 1.0))
     moving = _remapped(pair.moving.astype(np.float32))
     kwargs = {"ndim": 3, "spacing": pair.spacing, "motion": "euclidean"}
     result = align(pair.reference, moving, **kwargs)
     assert result.parameters["intensity_mapped"] is not None
-    assert result.corner_error(pair.matrix) < 0.05
+    # The mapped objective is flat here: ECC started at the true pose stops 0.049 voxel
+    # off (correlations within 1e-4). Until the thin-stack fix this pair searched on two
+    # levels only, because its 6-plane level failed; on three it ends 0.054 off.
+    assert result.corner_error(pair.matrix) < 0.06
     plain = align(pair.reference, moving, intensity="linear", **kwargs)
     assert plain.corner_error(pair.matrix) > 2 * result.corner_error(pair.matrix)
 

@@ -169,3 +169,17 @@ def test_nan_voxels_and_masks_are_ignored():
     mask[:, :, :15] = False
     result = align(corrupted, moving, ndim=3, motion="euclidean", reference_mask=mask)
     assert result.corner_error(truth) <= TOLERANCE_VOXELS
+
+
+@pytest.mark.parametrize("planes", [8, 12, 24])
+@pytest.mark.parametrize("init", ["auto", "phase", "identity"])
+def test_thin_stacks_of_wide_planes_align(planes, init):
+    """A few planes of wide fields (a common microscope stack): the coarse levels keep
+    only 4-6 planes. Their z margin used to leave no sample inside the moving volume
+    unless it sat exactly at the identity, so every automatic start failed."""
+    from napari_ecc_align.data import volume_pair
+
+    pair = volume_pair((planes, 256, 256), seed=1, spacing=(2.0, 0.5, 0.5))
+    found = align(pair.reference, pair.moving, ndim=3, spacing=pair.spacing, motion="euclidean",
+                  init=init)  # fmt: skip
+    assert found.corner_error(pair.matrix) < TOLERANCE_VOXELS

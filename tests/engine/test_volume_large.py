@@ -153,3 +153,12 @@ def test_a_volume_list_that_is_no_pyramid_is_refused(pairs):
     reference, moving, spacing, _ = pairs["euclidean"]
     with pytest.raises(ValueError, match="reference is a list of pyramid levels"):
         align([reference, reference[:, ::2, ::3]], moving, ndim=3, spacing=spacing)
+
+
+def test_a_thin_lazy_stack_of_wide_planes_aligns():
+    """24 planes of 512 x 512 (2 x 0.5 x 0.5 µm), lazily: the level the starts are
+    searched on has 6 planes, where every automatic start used to fail (see
+    test_volume_accuracy's thin stacks)."""
+    pair = lazy_volume_pair((24, 512, 512), chunks=(24, 256, 256), seed=4)
+    found = align(pair.reference, pair.moving, ndim=3, spacing=pair.spacing, motion="euclidean")
+    assert found.corner_error(pair.matrix) < 0.05

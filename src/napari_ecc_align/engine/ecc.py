@@ -32,6 +32,7 @@ from .intensity import (
     measure_at,
 )
 from .levels import STEP_TOLERANCE, coarse_to_fine
+from .structure import NoStructure, is_thin
 
 # Levels with at most this many samples (128x128 px) run one thread at a time (see
 # ecc_level): they barely gain from a second thread and lose a lot to GIL ping-pong.
@@ -165,7 +166,9 @@ def ecc_level(
             table = measure_table(matrix)
         state = evaluate(matrix)
         if state is None:
-            raise AlignmentError(
+            # A level of a few planes keeps too few inside its z margin to hold any
+            # motion: a finer level may (the search moves there, see .structure).
+            raise (NoStructure if is_thin(ref.image, margin) else AlignmentError)(
                 f"the {grid.noun}s barely overlap at the initial pose (pyramid level {level}); "
                 f"give an init matrix close to the answer, or check which {grid.noun} is which"
             )

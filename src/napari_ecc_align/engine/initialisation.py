@@ -36,7 +36,7 @@ from .levels import run_to_end
 from .plane import PlaneGrid
 from .spectral import NoEstimate, Skipped, fourier_mellin, phase_candidates
 from .spectral import log_polar as log_polar  # re-exported: tests and notes name it here
-from .structure import NoStructure, first_level_that_works
+from .structure import NoStructure, first_level_that_works, is_thin
 
 # Features want more detail than the spectral methods (which work on the finest level at
 # most PlaneGrid.search_side long).
@@ -136,6 +136,11 @@ def choose_initialisation(
     :func:`~.ecc.run_levels`).
     """
     small = _level_at_most(ref_pyr, mov_pyr, levels, grid.search_side)
+    if is_thin(ref_pyr[small].image, grid.margin):
+        # A volume level of a few planes holds little of a tilt: search on the coarsest
+        # finer level that has more, if any (a stack of a few planes has none).
+        fuller = [k for k in range(small) if not is_thin(ref_pyr[k].image, grid.margin)]
+        small = max(fuller, default=small)
     refine = {**params, "max_iterations": min(params["max_iterations"], _REFINE_ITERATIONS)}
     # A search level that cannot fix the motion moves to the next finer one (.structure).
     return first_level_that_works(

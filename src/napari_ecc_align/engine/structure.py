@@ -49,6 +49,12 @@ def fit_stages(
     return n_iter, True
 
 
+def is_thin(image, margin: int) -> bool:
+    """Whether ``image`` is a volume level of so few planes that its z margin shrinks
+    (fewer than ``2 * margin + 3``): the samples keep to its central planes."""
+    return image.ndim == 3 and image.shape[0] < 2 * margin + 3
+
+
 def first_level_that_works(attempt: Callable[[int], object], level: int, bottom: int = 0):
     """``attempt(level)``, or on the next finer level while it fails for want of structure
     (:class:`NoStructure`) and a finer level than ``level`` is left down to ``bottom``."""

@@ -104,11 +104,22 @@ class VolumeSamples(Samples):
         return values.astype(np.float64), inside, int(np.count_nonzero(inside))
 
 
+def z_margin(margin: int, planes: int) -> int:
+    """The margin kept along z inside the moving volume on a stack of ``planes``:
+    ``margin``, shrunk on thin stacks (a coarse level of a few planes) by a plane more
+    than the reference's samples are (:func:`select_voxels` keeps the central planes),
+    so that they may shift by about a plane. It used to shrink exactly as much, which
+    on 4 to 8 planes let only samples at the identity itself count: every automatic
+    start failed on thin stacks."""
+    return max(0, min(margin, (planes - 3) // 2))
+
+
 def inside_volume(coords, shape, margin) -> np.ndarray:
     """Which moving points ``coords`` (n, 3: x, y, z) lie at least ``margin`` voxels
-    inside a volume of ``shape`` (z, y, x); on thin stacks the z margin shrinks."""
+    inside a volume of ``shape`` (z, y, x); on thin stacks the z margin shrinks
+    (:func:`z_margin`)."""
     nz, ny, nx = shape
-    zm = min(margin, (nz - 1) / 2)
+    zm = z_margin(margin, nz)
     return (
         (coords[:, 0] >= margin) & (coords[:, 0] <= nx - 1 - margin)
         & (coords[:, 1] >= margin) & (coords[:, 1] <= ny - 1 - margin)

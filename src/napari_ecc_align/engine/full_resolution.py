@@ -28,7 +28,7 @@ from .ecc import climb
 from .geometry import grid_corners, max_corner_shift
 from .levels import STEP_TOLERANCE
 from .plane import delta_matrix, normaliser
-from .preprocess import luminance
+from .preprocess import fill_invalid, luminance
 from .reference_side import N_PARAMS, erode, level_margin, samples_at, select_samples
 from .structure import NoStructure
 
@@ -63,7 +63,7 @@ class Plane:
             bad |= part[..., 3] == 0
         if bad.any():
             valid = ~bad if valid is None else valid & ~bad
-            image[bad] = float(np.mean(image[~bad])) if (~bad).any() else 0.0
+            fill_invalid(image, ~bad)
         return image, valid
 
 

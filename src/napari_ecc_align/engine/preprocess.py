@@ -279,6 +279,12 @@ def normalise(image, name: str, mask=None, mask_name: str = "mask"):
     return out, valid
 
 
+def fill_invalid(image: np.ndarray, valid: np.ndarray) -> None:
+    """Set ``image``'s invalid pixels (voxels) to the mean of the valid ones, in place (0
+    when none is valid): blurring and downsampling near them then make no false edge."""
+    image[~valid] = float(image[valid].mean()) if valid.any() else 0.0
+
+
 # Beyond these magnitudes float32 arithmetic on the values overflows or loses them.
 _HUGE, _TINY = 1e30, 1e-30
 _CV_INTEGER_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32)}

@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from .full_resolution import climb_on_samples
 from .geometry import grid_corners
+from .preprocess import fill_invalid
 from .reference_side import level_margin
 from .structure import NoStructure
 from .volume import blur, blur_reach_z
@@ -68,7 +69,7 @@ class VolumeReader:
         if bad.any():
             valid = ~bad if valid is None else valid & ~bad
         if valid is not None and not valid.all():
-            image[~valid] = float(image[valid].mean()) if valid.any() else 0.0
+            fill_invalid(image, valid)
         return image, valid
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .lazy import Multiscale, as_multiscale, halved_side, is_lazy
-from .preprocess import as_array
+from .preprocess import as_array, fill_invalid
 from .volume import halve_z_axis
 
 # Volumes with more voxels than this are estimated on a reduced copy. The estimate keeps
@@ -207,8 +207,7 @@ def _halve(part, halvings: int):
     for k, plane in enumerate(values):
         work = plane.astype(np.float32)
         if valid is not None:
-            ok = valid[k]
-            work[~ok] = float(work[ok].mean()) if ok.any() else 0.0
+            fill_invalid(work, valid[k])
         image[k] = _halve_plane(work, halvings)
         if share is not None:
             share[k] = _halve_plane(valid[k].astype(np.float32), halvings)

@@ -42,6 +42,13 @@ def image_alignment():
     return align(reference, moving, motion="affine"), reference, moving
 
 
+def _case(ndim, image_alignment, volume_alignment):
+    """The estimated alignment and the geometry of the ``ndim`` case."""
+    if ndim == 2:
+        return image_alignment[0], GEOMETRY_2D
+    return volume_alignment[0], GEOMETRY_3D
+
+
 def _expected(alignment):
     """Moving voxel (x, y[, z]) each reference voxel samples under our matrix."""
     shape = alignment.reference_shape
@@ -218,8 +225,7 @@ def _bigwarp_rows(path):
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_bigwarp_landmarks_reproduce_the_alignment(tmp_path, ndim, image_alignment,
                                                    volume_alignment):  # fmt: skip
-    alignment = image_alignment[0] if ndim == 2 else volume_alignment[0]
-    geometry = GEOMETRY_2D if ndim == 2 else GEOMETRY_3D
+    alignment, geometry = _case(ndim, image_alignment, volume_alignment)
     path = save_transform(alignment, tmp_path / "landmarks.csv", **geometry)
     moving, fixed = _bigwarp_rows(path)
     assert len(fixed) == 2**ndim  # the reference's corners
@@ -300,8 +306,7 @@ def _transformj_sampling(forward, moving_shape, spacing_xyz):
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_transformj_matrix_samples_where_our_matrix_says(tmp_path, ndim, image_alignment,
                                                          volume_alignment):  # fmt: skip
-    alignment = image_alignment[0] if ndim == 2 else volume_alignment[0]
-    geometry = GEOMETRY_2D if ndim == 2 else GEOMETRY_3D
+    alignment, geometry = _case(ndim, image_alignment, volume_alignment)
     path = save_transform(alignment, tmp_path / "matrix.transformj.txt", **geometry)
     rows = [line.split("\t") for line in path.read_text().splitlines()]
     forward = np.array(rows, dtype=float)

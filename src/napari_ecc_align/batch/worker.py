@@ -105,7 +105,7 @@ def _align_stores(job: PairJob) -> Alignment:
     """A pair with an OME-Zarr store among its inputs or outputs: read lazily, each store
     output written chunk by chunk on this worker's threads."""
     from ..engine import align, default_difference_mode, difference, warp
-    from ..io.sources import difference_for_output, open_pair, save_output
+    from ..io.sources import difference_for_output, open_pair, save_output, transform_geometry
 
     reference, moving, geometry = open_pair(
         job.reference, job.moving, ndim=job.ndim, spacing=job.spacing, max_pixels=job.max_pixels
@@ -132,8 +132,6 @@ def _align_stores(job: PairJob) -> Alignment:
             save_output(path, diff, geometry, outputs=outputs, owner=job.owner,
                         max_pixels=job.max_pixels, what="difference")  # fmt: skip
     if job.transform_out:
-        from ..io.transform_files import transform_geometry
-
         save_transform_file(job, alignment, transform_geometry(geometry, reference, moving))
     write_text_atomic(job.transform, alignment.to_json() + "\n", owner=job.owner)
     return alignment

@@ -17,7 +17,7 @@ import numpy as np
 from ..engine import MOTIONS, max_pixels, warp
 from ..io import is_zarr_path
 from ..io.images import check_writable
-from ..io.sources import Geometry, open_source, save_output
+from ..io.sources import Geometry, open_source, save_output, stated_geometry
 from ..io.transform_files import FORMATS, file_format, load_transform
 from .messages import say
 from .options import add_budget_option, add_debug_option, add_volume_options, same_file
@@ -101,13 +101,10 @@ def _stated(source, spacing):
     what its metadata states (None where it states nothing)."""
     if source is None:
         return None, None
+    stated, origin = stated_geometry(source)
     if spacing is not None and source.ndim == 3:
-        return tuple(spacing), getattr(source, "origin", None)
-    if hasattr(source, "voxels") and not hasattr(source, "levels"):  # a file
-        stated = source.voxels.spacing if source.ndim == 3 else None
-        return stated, None
-    calibrated = getattr(source, "calibrated", False)
-    return (tuple(source.spacing) if calibrated else None), tuple(source.origin)
+        stated = tuple(spacing)
+    return stated, origin
 
 
 def _load(args, kind: str, moving, reference):
@@ -116,16 +113,14 @@ def _load(args, kind: str, moving, reference):
     reference_shape = _space_shape(reference) if reference is not None else None
     moving_spacing, moving_origin = _stated(moving, args.spacing)
     reference_spacing, reference_origin = _stated(reference, args.spacing)
-    if reference is None and kind == "elastix":
-        reference_spacing = None  # the file's grid says
-    elif reference is None:
-        reference_spacing, reference_origin = moving_spacing, None
-    given_shape = reference_shape
-    if given_shape is None and kind not in _STORED_GRID:
-        given_shape = moving_shape
+    if reference is None and kind != "elastix":  # else the file's grid says
+        reference_spacing = moving_spacing
+    # The grid: ours and elastix files store theirs (checked against --reference below),
+    # else --reference's, else MOVING's.
+    given_shape = None if kind in _STORED_GRID else reference_shape or moving_shape
     alignment = load_transform(
         args.transform, format=kind, motion=args.motion, max_pixels=args.max_pixels,
-        reference_shape=given_shape if kind != "elastix" else None, moving_shape=moving_shape,
+        reference_shape=given_shape, moving_shape=moving_shape,
         reference_spacing=reference_spacing, reference_origin=reference_origin,
         moving_spacing=moving_spacing, moving_origin=moving_origin,
     )  # fmt: skip

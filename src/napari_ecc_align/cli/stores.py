@@ -24,8 +24,8 @@ from ..engine import (
 )
 from ..io import is_zarr_path
 from ..io.images import atomic_output, check_writable
-from ..io.sources import difference_for_output, open_pair, save_output
-from ..io.transform_files import save_transform, transform_geometry, write_transform
+from ..io.sources import difference_for_output, open_pair, save_output, transform_geometry
+from ..io.transform_files import save_transform, write_transform
 
 
 def transform_in_store(args: argparse.Namespace) -> bool:

@@ -73,7 +73,8 @@ test enforces this); users import from :mod:`napari_ecc_align`. The names in
   voxel sizes);
 - the pixel budget: :func:`max_pixels`, :func:`check_pixels`, :class:`PixelBudgetError`,
   :data:`DEFAULT_MAX_PIXELS`, :data:`ENV_VAR` (its environment variable's name);
-- files: :func:`open_input`, :func:`check_input_file`, ``PathLike``, :func:`read_json`
+- files: :func:`open_input`, :func:`check_input_file`, ``PathLike``, :func:`read_json`,
+  :func:`read_text_file`
   and its field checks (:func:`number_field`, :func:`shape_field`, :func:`whole_field`),
   :func:`write_text_atomic`, :func:`create_temporary` (the temporary file every atomic
   write starts from), and the temporary-file owners (:func:`new_owner`, :func:`is_owner`,
@@ -91,7 +92,7 @@ from .image_pair import auto_levels
 from .initialisation import SEARCHES
 from .input_files import PathLike, check_input_file, open_input
 from .intensity import INTENSITY_MODES
-from .json_input import number_field, read_json, shape_field, whole_field
+from .json_input import number_field, read_json, read_text_file, shape_field, whole_field
 from .landmarks import landmark_start
 from .lazy import halving_levels
 from .limits import DEFAULT_MAX_PIXELS, ENV_VAR, PixelBudgetError, check_pixels, max_pixels
@@ -153,6 +154,7 @@ __all__ = [
     "project_to_motion",
     "project_volume",
     "read_json",
+    "read_text_file",
     "register_opener",
     "resolve_pair",
     "shape_field",

@@ -67,7 +67,7 @@ def read_json(path_or_text, what: str = "transform JSON") -> Any:
         text, source = path_or_text, what
     else:
         source = path
-        text = _read_text(source, what)
+        text = read_text_file(source, f"a {what}")
     if len(text) > MAX_JSON_BYTES:
         raise ValueError(f"{source}: {len(text):,} characters is too long for a {what}")
     depth = _nesting_depth(text)
@@ -118,16 +118,35 @@ def json_path(path_or_text) -> str | None:
     return os.fspath(path_or_text)
 
 
-def _read_text(path: str, what: str) -> str:
-    # Regular files only (a FIFO would block), with the OS's true reason otherwise.
+def read_text_file(path, what: str) -> str:
+    """The text of an input file that may be hostile: a regular file (a FIFO would
+    block; otherwise the OS's true reason) of at most 16 MiB, UTF-8 (a BOM allowed).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        What the file should be, with its article, for messages: ``"a transform JSON"``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        Too large, or not UTF-8 text.
+    OSError
+        As :func:`open_input`.
+    """
     with open_input(path) as fh:
         data = fh.read(MAX_JSON_BYTES + 1)
     if len(data) > MAX_JSON_BYTES:
-        raise ValueError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB: not a {what}")
+        raise ValueError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB: not {what}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not a {what}: not UTF-8 text ({exc.reason})") from None
+        raise ValueError(f"{path} is not {what}: not UTF-8 text ({exc.reason})") from None
 
 
 def _nesting_depth(text: str) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import open_input
+from ..engine import read_text_file
 
 _HEADER = "#Insight Transform File V1.0"
 BINARY_SUFFIXES = (".mat", ".h5", ".hdf5")  # written and read through SimpleITK
@@ -235,7 +235,7 @@ def versor_matrix(vector) -> np.ndarray:
 def read_itk_file(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     """:func:`read_itk_text` of a file (``.mat`` and ``.h5`` through SimpleITK)."""
     if path.suffix.lower() not in BINARY_SUFFIXES:
-        return read_itk_text(read_text(path, "an ITK text transform"), str(path))
+        return read_itk_text(read_text_file(path, "an ITK text transform"), str(path))
     sitk = _simpleitk(f"{path}: binary ITK transforms (.mat, .h5) are read")
     with _text_file() as text_path:
         sitk.WriteTransform(sitk.ReadTransform(str(path)), text_path)
@@ -248,22 +248,6 @@ def write_itk_binary(text: str, target) -> None:
     with _text_file() as text_path:
         Path(text_path).write_text(text, encoding="utf-8")
         sitk.WriteTransform(sitk.ReadTransform(text_path), str(target))
-
-
-MAX_TEXT_BYTES = 16 * 2**20  # a transform file is a few kB; a landmarks file a few MB
-
-
-def read_text(path: Path, what: str) -> str:
-    """A transform file's text (a regular file of at most 16 MiB, UTF-8), or a
-    ValueError saying what it is not."""
-    with open_input(path) as handle:  # regular files only: a FIFO would block
-        data = handle.read(MAX_TEXT_BYTES + 1)
-    if len(data) > MAX_TEXT_BYTES:
-        raise ValueError(f"{path} is larger than {MAX_TEXT_BYTES // 2**20} MiB: not {what}")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text file; {what} was expected") from None
 
 
 def _simpleitk(doing: str):

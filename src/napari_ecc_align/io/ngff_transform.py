@@ -37,8 +37,7 @@ def ngff_document(transform, units=None) -> dict:
     over (x, y[, z]) (see :mod:`.physical`); ``units``: the axes' NGFF unit, or None."""
     transform = np.asarray(transform, float)
     n = transform.shape[0] - 1
-    flip = np.eye(n + 1)
-    flip[:n, :n] = np.eye(n)[::-1]  # (x, y, z) <-> (z, y, x)
+    flip = _reversed_axes(n)
     forward = flip @ np.linalg.inv(transform) @ flip  # moving → reference, array order
     forward /= forward[n, n]
     axes = [{"name": name, "type": "space"} | ({"unit": units} if units else {})
@@ -64,6 +63,13 @@ def ngff_document(transform, units=None) -> dict:
 
 
 _NUMBER_LIST = re.compile(r"\[\s+([-+0-9.eE]+(?:,\s+[-+0-9.eE]+)*)\s+\]")
+
+
+def _reversed_axes(n: int) -> np.ndarray:
+    """The homogeneous matrix taking (x, y[, z]) to (z, y, x) order (its own inverse)."""
+    out = np.eye(n + 1)
+    out[:n, :n] = np.eye(n)[::-1]
+    return out
 
 
 def ngff_text(transform, units=None) -> str:
@@ -106,8 +112,7 @@ def read_ngff_document(data, where: str) -> np.ndarray:
         forward_array = matrix  # reference → moving already
     else:
         forward_array = _invert(matrix, where)
-    flip = np.eye(ndim + 1)
-    flip[:ndim, :ndim] = np.eye(ndim)[::-1]
+    flip = _reversed_axes(ndim)
     return flip @ forward_array @ flip
 
 

@@ -92,6 +92,34 @@ def open_source(path, *, ndim=None, max_pixels=None):
     return FileImage(read_image(path, max_pixels=max_pixels), 2)
 
 
+def stated_geometry(source) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """``(spacing, origin)`` a source states, in array order: an OME-Zarr image's pixel
+    size (when calibrated) and origin, a TIFF volume's voxel size (files state no
+    origin); None where it states nothing."""
+    if isinstance(source, FileImage):
+        return (source.voxels.spacing if source.ndim == 3 else None), None
+    return (tuple(source.spacing) if source.calibrated else None), tuple(source.origin)
+
+
+def transform_geometry(geometry: Geometry, reference, moving) -> dict:
+    """``save_transform``'s geometry keywords from opened sources: for volumes the voxel
+    size ECC used (one for both), for images each store's own pixel size
+    (:func:`stated_geometry`); each source's origin; None where unknown or not one value
+    per space axis."""
+
+    def fits(values):
+        return tuple(values) if values is not None and len(values) == geometry.ndim else None
+
+    def spacing_of(source):
+        if geometry.ndim == 3 and fits(geometry.spacing):  # volumes: the one ECC used
+            return fits(geometry.spacing)
+        return fits(stated_geometry(source)[0]) or fits(geometry.spacing)
+
+    return {"reference_spacing": spacing_of(reference), "moving_spacing": spacing_of(moving),
+            "reference_origin": fits(stated_geometry(reference)[1]),
+            "moving_origin": fits(stated_geometry(moving)[1])}  # fmt: skip
+
+
 def sample_of(source) -> np.ndarray:
     """An array with a source's dtype and value range: a store's coarsest level."""
     if isinstance(source, FileImage):

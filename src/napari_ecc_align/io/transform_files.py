@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import Alignment, landmark_start, read_json, shape_field
+from ..engine import Alignment, landmark_start, read_json, read_text_file, shape_field
 from .elastix_transform import elastix_text, read_elastix_text
 from .fiji_transform import (
     bigwarp_text,
@@ -39,7 +39,7 @@ from .fiji_transform import (
     transformj_text,
 )
 from .images import atomic_output
-from .itk_transform import BINARY_SUFFIXES, itk_text, read_itk_file, read_text, write_itk_binary
+from .itk_transform import BINARY_SUFFIXES, itk_text, read_itk_file, write_itk_binary
 from .ngff_transform import STORE_FILE, is_ngff_document, ngff_text, read_ngff_document
 from .physical import ImageGeometry, physical_transform, voxel_transform
 
@@ -71,13 +71,20 @@ def transform_format(path, format=None) -> str:
     return _SUFFIXES[suffix]
 
 
+def is_ambiguous(path, named: str) -> bool:
+    """Whether ``path``'s name, which says ``named`` (:func:`transform_format`), leaves
+    the format open: a plain ``.json`` (ours or NGFF) or ``.txt`` (ITK, elastix or
+    TransformJ)."""
+    return named in ("json", "itk") and Path(path).suffix.lower() in (".json", ".txt")
+
+
 def _sniffed_format(path: Path, named: str) -> str:
     """The format of an existing file whose name alone is ambiguous (``.json``, ``.txt``)."""
-    if named not in ("json", "itk") or path.suffix.lower() not in (".json", ".txt"):
+    if not is_ambiguous(path, named):
         return named
     if named == "json":
         return "ngff" if is_ngff_document(read_json(path, "transform JSON")) else "json"
-    text = read_text(path, "a transform file")
+    text = read_text_file(path, "a transform file")
     if text.lstrip().startswith("#Insight Transform File"):
         return "itk"
     if "(Transform " in text or "(TransformParameters" in text:
@@ -100,24 +107,10 @@ def _geometries(ndim, alignment_spacing, reference_spacing=None, reference_origi
     return reference, ImageGeometry.of(ndim, moving_spacing, moving_origin, mov_direction, "moving")
 
 
-def transform_geometry(geometry, reference, moving) -> dict:
-    """``save_transform``'s geometry keywords from opened sources (see :mod:`.sources`):
-    for volumes the voxel size ECC used (one for both), for images each store's own pixel
-    size; each source's origin; None where unknown or not one value per space axis."""
-
-    def fits(values):
-        return tuple(values) if values is not None and len(values) == geometry.ndim else None
-
-    def spacing_of(source):
-        if geometry.ndim == 3 and fits(geometry.spacing):  # volumes: the one ECC used
-            return fits(geometry.spacing)
-        if getattr(source, "calibrated", False):  # an image store that states its pixel size
-            return fits(source.spacing)
-        return fits(geometry.spacing)
-
-    return {"reference_spacing": spacing_of(reference), "moving_spacing": spacing_of(moving),
-            "reference_origin": fits(getattr(reference, "origin", None)),
-            "moving_origin": fits(getattr(moving, "origin", None))}  # fmt: skip
+def _geometries_of(alignment: Alignment, geometry: dict):
+    """:func:`_geometries` of the images of ``alignment``, given :func:`save_transform`'s
+    geometry keywords."""
+    return _geometries(alignment.ndim, alignment.parameters.get("spacing"), **geometry)
 
 
 def file_format(path, format=None) -> str:
@@ -229,8 +222,7 @@ def _bigwarp_text(alignment: Alignment, geometry: dict) -> str:
     """The reference's corners and their images, in each image's physical coordinates;
     for a homography a 9×9 grid instead, which BigWarp's thin-plate spline follows within
     0.03 px for a 5 % perspective change across the image (0.08 px through 5×5)."""
-    reference, moving = _geometries(alignment.ndim, alignment.parameters.get("spacing"),
-                                    **geometry)  # fmt: skip
+    reference, moving = _geometries_of(alignment, geometry)
     sides = np.asarray(alignment.reference_shape, float)[::-1] - 1  # (x, y[, z])
     steps = 9 if alignment.motion == "homography" else 2
     axes = [np.linspace(0.0, side, steps) for side in sides]
@@ -245,7 +237,7 @@ def _bigwarp_text(alignment: Alignment, geometry: dict) -> str:
 def _transformj_text(alignment: Alignment, geometry: dict) -> str:
     if alignment.motion == "homography":
         raise ValueError("TransformJ applies affine maps only; save a homography as .json")
-    _, moving = _geometries(alignment.ndim, alignment.parameters.get("spacing"), **geometry)
+    _, moving = _geometries_of(alignment, geometry)
     forward = transformj_forward(alignment.matrix, alignment.moving_shape, moving.spacing)
     return transformj_text(forward)
 
@@ -257,8 +249,7 @@ def _physical(alignment: Alignment, geometry: dict, where="ITK and elastix trans
             f"{where} hold no projective (homography) transform; save it as .json (or as "
             "BigWarp landmarks), or estimate an affine motion"
         )
-    reference, moving = _geometries(alignment.ndim, alignment.parameters.get("spacing"),
-                                    **geometry)  # fmt: skip
+    reference, moving = _geometries_of(alignment, geometry)
     transform = physical_transform(alignment.matrix, reference, moving)
     middle = np.append((np.asarray(alignment.reference_shape, float)[::-1] - 1) / 2, 1.0)
     centre = (reference.to_physical() @ middle)[:-1]
@@ -334,7 +325,7 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
     if kind == "bigwarp":
         return _from_landmarks(path, geometry, shapes, motion or "affine")
     if kind == "transformj":
-        forward = read_transformj_text(read_text(path, "a TransformJ matrix file"), str(path))
+        forward = read_transformj_text(read_text_file(path, "a TransformJ matrix file"), str(path))
         ndim = len(reference_shape) if reference_shape is not None else 3
         shapes = _shapes(path, shapes, ndim, "a TransformJ matrix file")
         _, moving = _geometries(ndim, None, **geometry)
@@ -344,7 +335,7 @@ def load_transform(path, *, reference_spacing=None, reference_origin=None, movin
             raise ValueError(f"{path}: {exc}") from None
         return _file_alignment(matrix, None, shapes, path, kind, moving.spacing)
     if kind == "elastix":
-        text = read_text(path, "an elastix parameter file")
+        text = read_text_file(path, "an elastix parameter file")
         transform, _, grid = read_elastix_text(text, str(path))
         size, spacing, origin, file_direction = grid
         if reference_shape is None and size is not None:
@@ -404,7 +395,8 @@ def _file_alignment(matrix, fitted: str | None, shapes, path: Path, kind: str, s
 
 def _from_landmarks(path: Path, geometry: dict, shapes, motion: str) -> Alignment:
     """The ``motion`` fitted to a BigWarp landmarks file's active pairs."""
-    moving_points, fixed_points = read_bigwarp_text(read_text(path, "a BigWarp CSV"), str(path))
+    text = read_text_file(path, "a BigWarp CSV")
+    moving_points, fixed_points = read_bigwarp_text(text, str(path))
     ndim = moving_points.shape[1]
     shapes = _shapes(path, shapes, ndim, "a BigWarp landmarks file")
     reference, moving = _geometries(ndim, None, **geometry)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from qtpy.QtWidgets import QFileDialog
 
-from ...io.transform_files import transform_format
+from ...io.transform_files import is_ambiguous, transform_format
 
 # The formats offered, as file-dialog filters; the one chosen names the format.
 FILTERS = {
@@ -43,5 +41,4 @@ def chosen_format(path: str, filter_format: str | None) -> str | None:
         named = transform_format(path)
     except ValueError:
         return filter_format
-    ambiguous = Path(path).suffix.lower() in (".txt", ".json") and named in ("itk", "json")
-    return filter_format if ambiguous else named
+    return filter_format if is_ambiguous(path, named) else named
